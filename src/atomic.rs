@@ -1,0 +1,87 @@
+//! Output files that appear complete or not at all.
+//!
+//! Data goes to a hidden temporary file beside the target; `commit` syncs it
+//! and renames it into place. Dropping an uncommitted file removes it, so an
+//! interrupted or failed run leaves nothing that looks finished.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+pub struct AtomicFile {
+    target: PathBuf,
+    temp: tempfile::NamedTempFile,
+}
+
+impl AtomicFile {
+    pub fn create(target: &Path) -> Result<AtomicFile> {
+        let dir = match target.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let temp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".partial")
+            .tempfile_in(dir)
+            .map_err(|e| Error::io("create a temporary file in", dir, e))?;
+        // Temporary files are created 0600; finished output is ordinary.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = temp
+                .as_file()
+                .set_permissions(std::fs::Permissions::from_mode(0o644));
+        }
+        Ok(AtomicFile {
+            target: target.to_path_buf(),
+            temp,
+        })
+    }
+
+    pub fn file(&mut self) -> &mut File {
+        self.temp.as_file_mut()
+    }
+
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// Syncs the data and renames it over the target.
+    pub fn commit(mut self) -> Result<()> {
+        self.temp
+            .as_file_mut()
+            .sync_all()
+            .map_err(|e| Error::io("sync", &self.target, e))?;
+        let target = self.target;
+        self.temp
+            .persist(&target)
+            .map_err(|e| Error::io("rename into place", &target, e.error))?;
+        if let Some(dir) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
+            // Make the rename itself durable; not every filesystem allows it.
+            let _ = File::open(dir).and_then(|d| d.sync_all());
+        }
+        Ok(())
+    }
+
+    /// Writes `bytes` to `target` atomically.
+    pub fn write(target: &Path, bytes: &[u8]) -> Result<()> {
+        let mut f = AtomicFile::create(target)?;
+        f.write_all(bytes)
+            .map_err(|e| Error::io("write", target, e))?;
+        f.commit()
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.temp.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.temp.flush()
+    }
+}

@@ -1,0 +1,19 @@
+//! The bundle: one file, a seekable zstd stream of a tar that is an OCI image
+//! layout, led by a signed manifest. `docs/bundle-format.md` is the normative
+//! description; this module implements it.
+//!
+//! Writing goes through [`BundleWriter`], a [`crate::sink::Sink`]; reading
+//! through [`Bundle`], which must pass its signature check
+//! (`Bundle<Unverified>` → `Bundle<Verified>`) before its content can be
+//! exported or imported.
+
+pub mod format;
+mod frames;
+mod reader;
+pub mod sign;
+mod verify;
+mod writer;
+
+pub use reader::{Bundle, BundleFile, BundleSource, Member, MemberReader, Unverified, Verified};
+pub use verify::{verify, VerifyReport};
+pub use writer::{rfc3339, BundleWriter, Output, PackOptions};

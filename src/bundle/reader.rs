@@ -1,0 +1,453 @@
+//! Reads a bundle file at random through its seek table.
+//!
+//! Opening indexes every tar member by decompressing only the 512-byte header
+//! frames; member data is decompressed frame by frame on demand, so reading
+//! any blob costs that blob plus at most one frame. Every structural rule of
+//! the format spec is checked here, before any content is trusted: a member
+//! that breaks one is refused with its name and position.
+//!
+//! The seek table is not signed. It is used only to find frames; everything
+//! read through it is then checked (header checksums, frame sizes, zstd
+//! checksums, blob digests), so a forged table can only cause a refusal.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{self, Read};
+use std::marker::PhantomData;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::VerifyingKey;
+use zeekstd::SeekTable;
+
+use super::format::*;
+use super::sign::Envelope;
+use crate::digest::Digest;
+use crate::error::{into_io, Error, Result};
+use crate::image::Descriptor;
+use crate::reference::Reference;
+use crate::source::{Root, Source};
+
+#[derive(Clone, Copy, Debug)]
+struct Frame {
+    c_offset: u64,
+    c_size: u32,
+    d_size: u32,
+}
+
+/// One tar member, located by frame numbers.
+#[derive(Clone, Debug)]
+pub struct Member {
+    pub name: String,
+    pub size: u64,
+    /// Position in the archive, counting from 0.
+    pub position: usize,
+    first_frame: usize,
+    end_frame: usize,
+}
+
+pub struct BundleFile {
+    path: PathBuf,
+    file: File,
+    frames: Vec<Frame>,
+    members: Vec<Member>,
+}
+
+impl BundleFile {
+    pub fn open(path: &Path) -> Result<BundleFile> {
+        let bad = |p: String| Error::bad_bundle(path, p);
+        let mut file = File::open(path).map_err(|e| Error::io("open bundle", path, e))?;
+        let len = file.metadata().map_err(|e| Error::io("stat", path, e))?.len();
+        let table = SeekTable::from_seekable(&mut file).map_err(|e| {
+            bad(format!(
+                "no valid seek table at the end of the file ({e}): it is truncated, damaged, or not an airlock bundle"
+            ))
+        })?;
+        let table_len = table.clone().into_serializer().encoded_len() as u64;
+        if table.size_comp() + table_len != len {
+            return Err(bad(format!(
+                "the seek table accounts for {} bytes but the file has {len}: it is truncated or has data appended",
+                table.size_comp() + table_len
+            )));
+        }
+        let frames = (0..table.num_frames())
+            .map(|i| -> Result<Frame> {
+                let c_size = table.frame_size_comp(i).map_err(|e| bad(e.to_string()))?;
+                let d_size = table.frame_size_decomp(i).map_err(|e| bad(e.to_string()))?;
+                Ok(Frame {
+                    c_offset: table.frame_start_comp(i).map_err(|e| bad(e.to_string()))?,
+                    c_size: c_size as u32,
+                    d_size: d_size as u32,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut bundle = BundleFile {
+            path: path.to_path_buf(),
+            file,
+            frames,
+            members: Vec::new(),
+        };
+        bundle.members = bundle.index_members()?;
+        Ok(bundle)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+
+    pub fn member(&self, name: &str) -> Option<&Member> {
+        self.members.iter().find(|m| m.name == name)
+    }
+
+    /// Decompresses frame `i` into `out`, which ends up exactly the size the
+    /// seek table declares; a frame that would produce more is refused before
+    /// it can use more memory.
+    fn read_frame(&self, i: usize, dctx: &mut zstd::bulk::Decompressor<'_>, out: &mut Vec<u8>) -> Result<()> {
+        let f = self.frames[i];
+        let what = || match self.members.iter().find(|m| (m.first_frame - 1..m.end_frame).contains(&i)) {
+            Some(m) => format!("frame {i} (member {})", m.name),
+            None => format!("frame {i}"),
+        };
+        if f.d_size as usize > MAX_FRAME_DATA || f.c_size as usize > zstd::zstd_safe::compress_bound(MAX_FRAME_DATA) {
+            return Err(Error::bad_bundle(
+                &self.path,
+                format!("{} declares {} bytes, more than the format allows", what(), f.d_size),
+            ));
+        }
+        let mut compressed = vec![0u8; f.c_size as usize];
+        self.file
+            .read_exact_at(&mut compressed, f.c_offset)
+            .map_err(|e| Error::io("read", &self.path, e))?;
+        out.clear();
+        out.resize(f.d_size as usize, 0);
+        let n = dctx.decompress_to_buffer(&compressed, &mut out[..]).map_err(|e| {
+            Error::bad_bundle(&self.path, format!("{} is damaged: {e}", what()))
+        })?;
+        if n != f.d_size as usize {
+            return Err(Error::bad_bundle(
+                &self.path,
+                format!("{} holds {n} bytes, the seek table says {}", what(), f.d_size),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Walks the frames: header frame, data frames, next header… end frame.
+    fn index_members(&self) -> Result<Vec<Member>> {
+        let bad = |p: String| Error::bad_bundle(&self.path, p);
+        let mut dctx = decompressor()?;
+        let mut buf = Vec::new();
+        let mut members: Vec<Member> = Vec::new();
+        let mut names = HashSet::new();
+        let mut i = 0;
+        loop {
+            let Some(f) = self.frames.get(i) else {
+                return Err(bad(format!(
+                    "the archive stops after {} members without an end marker: it is truncated",
+                    members.len()
+                )));
+            };
+            let position = members.len();
+            if f.d_size as usize == END_FRAME {
+                self.read_frame(i, &mut dctx, &mut buf)?;
+                if buf.iter().any(|&b| b != 0) {
+                    return Err(bad(format!("frame {i} should end the archive but is not zero")));
+                }
+                if i + 1 != self.frames.len() {
+                    return Err(bad(format!("{} frames follow the end of the archive", self.frames.len() - i - 1)));
+                }
+                return Ok(members);
+            }
+            if f.d_size as usize != BLOCK {
+                return Err(bad(format!(
+                    "frame {i} should hold the tar header of member {position} but holds {} bytes (not written by airlock format v1, or damaged)",
+                    f.d_size
+                )));
+            }
+            self.read_frame(i, &mut dctx, &mut buf)?;
+            let (name, size) = parse_header(&buf).map_err(|p| bad(format!("member {position}: {p}")))?;
+            if !names.insert(name.clone()) {
+                return Err(bad(format!("member {name} appears twice")));
+            }
+            let first_frame = i + 1;
+            let mut covered = 0u64;
+            let mut j = first_frame;
+            while covered < padded(size) {
+                let Some(df) = self.frames.get(j) else {
+                    return Err(bad(format!("member {name} is cut short: the file is truncated")));
+                };
+                covered += df.d_size as u64;
+                j += 1;
+            }
+            if covered != padded(size) {
+                return Err(bad(format!(
+                    "member {name} declares {size} bytes but its frames hold {covered}: its size is wrong"
+                )));
+            }
+            members.push(Member {
+                name,
+                size,
+                position,
+                first_frame,
+                end_frame: j,
+            });
+            i = j;
+        }
+    }
+
+    /// Streams a member's data. Damage surfaces as a read error naming it.
+    pub fn open_member(&self, m: &Member) -> Result<MemberReader<'_>> {
+        Ok(MemberReader {
+            bundle: self,
+            member: m.clone(),
+            next_frame: m.first_frame,
+            buf: Vec::new(),
+            pos: 0,
+            remaining: m.size,
+            dctx: decompressor()?,
+        })
+    }
+
+    /// Reads a small member whole.
+    pub fn read_member(&self, m: &Member, limit: u64) -> Result<Vec<u8>> {
+        if m.size > limit {
+            return Err(Error::bad_bundle(
+                &self.path,
+                format!("member {} has {} bytes, more than the {limit} allowed", m.name, m.size),
+            ));
+        }
+        let mut out = Vec::with_capacity(m.size as usize);
+        self.open_member(m)?
+            .read_to_end(&mut out)
+            .map_err(|e| Error::io("read", &self.path, e))?;
+        Ok(out)
+    }
+}
+
+fn decompressor() -> Result<zstd::bulk::Decompressor<'static>> {
+    zstd::bulk::Decompressor::new().map_err(|e| Error::Usage(format!("cannot start zstd: {e}")))
+}
+
+/// Checks a ustar header as the spec requires and returns name and size.
+fn parse_header(block: &[u8]) -> std::result::Result<(String, u64), String> {
+    let mut h = tar::Header::new_old();
+    h.as_mut_bytes().copy_from_slice(block);
+    let stored = h.cksum().map_err(|_| "the header checksum field is not a number".to_string())?;
+    let computed: u32 = block
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| if (148..156).contains(&i) { b' ' as u32 } else { b as u32 })
+        .sum();
+    if stored != computed {
+        return Err("the tar header is damaged (checksum mismatch)".into());
+    }
+    if h.as_ustar().is_none() {
+        return Err("the tar header is not ustar".into());
+    }
+    let kind = h.entry_type();
+    if !matches!(kind, tar::EntryType::Regular) {
+        return Err(format!(
+            "it is a {kind:?} entry; bundles hold only regular files (links, devices and extensions are refused)"
+        ));
+    }
+    let name = String::from_utf8(h.path_bytes().to_vec()).map_err(|_| "its name is not UTF-8".to_string())?;
+    if name.starts_with('/') {
+        return Err(format!("{name}: absolute paths are refused"));
+    }
+    if name.split('/').any(|c| c == ".." || c == "." || c.is_empty()) {
+        return Err(format!("{name}: paths with '..', '.' or empty parts are refused"));
+    }
+    let size = h.size().map_err(|_| format!("{name}: the size field is not a number"))?;
+    Ok((name, size))
+}
+
+pub struct MemberReader<'a> {
+    bundle: &'a BundleFile,
+    member: Member,
+    next_frame: usize,
+    buf: Vec<u8>,
+    pos: usize,
+    remaining: u64,
+    dctx: zstd::bulk::Decompressor<'static>,
+}
+
+impl Read for MemberReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 || out.is_empty() {
+            return Ok(0);
+        }
+        if self.pos == self.buf.len() {
+            self.bundle
+                .read_frame(self.next_frame, &mut self.dctx, &mut self.buf)
+                .map_err(into_io)?;
+            self.next_frame += 1;
+            self.pos = 0;
+            if self.next_frame == self.member.end_frame {
+                let data = self.remaining as usize;
+                if self.buf[data.min(self.buf.len())..].iter().any(|&b| b != 0) {
+                    return Err(into_io(Error::bad_bundle(
+                        &self.bundle.path,
+                        format!("member {}: the padding after its data is not zero", self.member.name),
+                    )));
+                }
+            }
+        }
+        let n = out
+            .len()
+            .min(self.buf.len() - self.pos)
+            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        self.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
+/// Marks a bundle whose signature has not been checked.
+pub struct Unverified;
+/// Marks a bundle whose signature checked out, or whose user explicitly
+/// accepted it unsigned. Only these can be exported or imported.
+pub struct Verified;
+
+pub struct Bundle<S> {
+    file: BundleFile,
+    envelope: Envelope,
+    manifest: BundleManifest,
+    _state: PhantomData<S>,
+}
+
+impl Bundle<Unverified> {
+    /// Opens a bundle and reads its manifest. The format version is checked
+    /// before anything else in the manifest is interpreted.
+    pub fn open(path: &Path) -> Result<Bundle<Unverified>> {
+        let file = BundleFile::open(path)?;
+        let bad = |p: String| Error::bad_bundle(path, p);
+        let first = file
+            .members
+            .first()
+            .filter(|m| m.name == ENVELOPE_NAME)
+            .ok_or_else(|| bad(format!("the first member must be {ENVELOPE_NAME}")))?;
+        let raw = file.read_member(first, MAX_ENVELOPE)?;
+        let envelope: Envelope = serde_json::from_slice(&raw)
+            .map_err(|e| bad(format!("{ENVELOPE_NAME} is not a DSSE envelope: {e}")))?;
+        if envelope.payload_type != PAYLOAD_TYPE {
+            return Err(bad(format!(
+                "{ENVELOPE_NAME} carries {:?}, not an airlock bundle manifest",
+                envelope.payload_type
+            )));
+        }
+        let payload = envelope.payload_bytes().map_err(bad)?;
+        let manifest = parse_manifest(path, &payload)?;
+        Ok(Bundle {
+            file,
+            envelope,
+            manifest,
+            _state: PhantomData,
+        })
+    }
+
+    /// Checks the signature against a trusted public key.
+    pub fn check_signature(self, key: &VerifyingKey) -> Result<Bundle<Verified>> {
+        self.envelope.verify(key).map_err(|problem| Error::Signature {
+            path: self.file.path.clone(),
+            problem,
+        })?;
+        Ok(self.trusted())
+    }
+
+    /// Accepts the bundle without a signature check (`--allow-unsigned`).
+    pub fn without_signature_check(self) -> Bundle<Verified> {
+        self.trusted()
+    }
+
+    fn trusted(self) -> Bundle<Verified> {
+        Bundle {
+            file: self.file,
+            envelope: self.envelope,
+            manifest: self.manifest,
+            _state: PhantomData,
+        }
+    }
+}
+
+pub(crate) fn parse_manifest(path: &Path, payload: &[u8]) -> Result<BundleManifest> {
+    let bad = |p: String| Error::bad_bundle(path, p);
+    let value: serde_json::Value =
+        serde_json::from_slice(payload).map_err(|e| bad(format!("the bundle manifest is not JSON: {e}")))?;
+    let version = value
+        .get("formatVersion")
+        .and_then(|v| v.as_u64())
+        .ok_or_else(|| bad("the bundle manifest has no formatVersion".into()))?;
+    if version != FORMAT_VERSION {
+        return Err(Error::UnsupportedVersion {
+            path: path.to_path_buf(),
+            found: version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    serde_json::from_value(value).map_err(|e| bad(format!("the bundle manifest is malformed: {e}")))
+}
+
+impl<S> Bundle<S> {
+    pub fn manifest(&self) -> &BundleManifest {
+        &self.manifest
+    }
+
+    pub fn file(&self) -> &BundleFile {
+        &self.file
+    }
+
+    /// Key ids the envelope names; trustworthy only on a `Bundle<Verified>`.
+    pub fn signer_ids(&self) -> Vec<String> {
+        self.envelope.key_ids()
+    }
+
+    /// The bundle's images and blobs as a [`Source`], for `export` and
+    /// `verify`. Reading through it is unverified like any source; callers
+    /// verify as they read (the plan and copy code does).
+    pub fn source(&self) -> BundleSource<'_> {
+        BundleSource {
+            file: &self.file,
+            manifest: &self.manifest,
+            name: self.file.path.display().to_string(),
+        }
+    }
+}
+
+pub struct BundleSource<'a> {
+    file: &'a BundleFile,
+    manifest: &'a BundleManifest,
+    name: String,
+}
+
+impl Source for BundleSource<'_> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn roots(&self) -> Result<Vec<Root>> {
+        self.manifest
+            .images
+            .iter()
+            .map(|i| {
+                Ok(Root {
+                    name: i.name.as_deref().map(Reference::parse).transpose()?,
+                    descriptor: Descriptor::new(i.media_type.clone(), i.digest.clone(), i.size),
+                })
+            })
+            .collect()
+    }
+
+    fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send + '_>> {
+        let m = self.file.member(&digest.layout_path()).ok_or_else(|| Error::MissingBlob {
+            source_name: self.name.clone(),
+            digest: digest.clone(),
+            image: None,
+        })?;
+        Ok(Box::new(self.file.open_member(m)?))
+    }
+}

@@ -1,0 +1,201 @@
+//! ed25519 keys (PKCS#8 PEM, readable by `openssl pkey`) and the DSSE
+//! envelope that carries the signed bundle manifest.
+//!
+//! A key id is the lowercase hex SHA-256 of the public key's DER
+//! SubjectPublicKeyInfo, so `openssl pkey -pubin -outform DER | sha256sum`
+//! reproduces it.
+
+use std::path::Path;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePublicKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::error::{Error, Result, SigProblem};
+
+/// A DSSE envelope (<https://github.com/secure-systems-lab/dsse>).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Envelope {
+    #[serde(rename = "payloadType")]
+    pub payload_type: String,
+    pub payload: String,
+    pub signatures: Vec<EnvelopeSignature>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EnvelopeSignature {
+    #[serde(default)]
+    pub keyid: String,
+    pub sig: String,
+}
+
+/// DSSE's pre-authentication encoding: what is actually signed.
+fn pae(payload_type: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = format!("DSSEv1 {} {} {} ", payload_type.len(), payload_type, body.len()).into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+impl Envelope {
+    /// Wraps `payload`, signed when a key is given.
+    pub fn new(payload_type: &str, payload: &[u8], key: Option<&SigningKey>) -> Envelope {
+        let signatures = key
+            .map(|k| EnvelopeSignature {
+                keyid: key_id(&k.verifying_key()),
+                sig: B64.encode(k.sign(&pae(payload_type, payload)).to_bytes()),
+            })
+            .into_iter()
+            .collect();
+        Envelope {
+            payload_type: payload_type.to_string(),
+            payload: B64.encode(payload),
+            signatures,
+        }
+    }
+
+    pub fn payload_bytes(&self) -> std::result::Result<Vec<u8>, String> {
+        B64.decode(&self.payload)
+            .map_err(|e| format!("the envelope payload is not base64: {e}"))
+    }
+
+    /// Key ids the envelope claims to be signed by (unverified).
+    pub fn key_ids(&self) -> Vec<String> {
+        self.signatures.iter().map(|s| s.keyid.clone()).collect()
+    }
+
+    /// Accepts the envelope if any signature verifies under `key`.
+    pub fn verify(&self, key: &VerifyingKey) -> std::result::Result<(), SigProblem> {
+        if self.signatures.is_empty() {
+            return Err(SigProblem::Unsigned);
+        }
+        let body = self.payload_bytes().map_err(|_| SigProblem::Invalid {
+            key_id: key_id(key),
+        })?;
+        let message = pae(&self.payload_type, &body);
+        let ours = key_id(key);
+        let mut claimed_ours = false;
+        for s in &self.signatures {
+            claimed_ours |= s.keyid == ours;
+            let Ok(raw) = B64.decode(&s.sig) else { continue };
+            let Ok(sig) = Signature::from_slice(&raw) else { continue };
+            if key.verify_strict(&message, &sig).is_ok() {
+                return Ok(());
+            }
+        }
+        if claimed_ours {
+            Err(SigProblem::Invalid { key_id: ours })
+        } else {
+            Err(SigProblem::WrongKey {
+                signed_by: self.key_ids(),
+                expected: ours,
+            })
+        }
+    }
+}
+
+pub fn key_id(key: &VerifyingKey) -> String {
+    let der = key
+        .to_public_key_der()
+        .expect("an ed25519 public key always encodes");
+    hex::encode(Sha256::digest(der.as_bytes()))
+}
+
+/// A fresh key from the operating system's random source.
+pub fn generate() -> Result<SigningKey> {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| Error::Usage(format!("no random source available: {e}")))?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+/// PKCS#8 v1 (RFC 8410) PEM, the form `openssl genpkey` writes. The v2 form
+/// ed25519-dalek emits carries the public key too, and OpenSSL 3.0 refuses it.
+pub fn private_pem(key: &SigningKey) -> String {
+    const V1_PREFIX: [u8; 16] = [
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+    ];
+    let mut der = V1_PREFIX.to_vec();
+    der.extend_from_slice(&key.to_bytes());
+    format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", B64.encode(der))
+}
+
+pub fn public_pem(key: &VerifyingKey) -> String {
+    key.to_public_key_pem(Default::default())
+        .expect("an ed25519 public key always encodes")
+}
+
+fn read_pem(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io("read key", path, e))?;
+    String::from_utf8(bytes).map_err(|_| Error::Key {
+        path: path.to_path_buf(),
+        reason: "not a PEM text file".into(),
+    })
+}
+
+pub fn load_private(path: &Path) -> Result<SigningKey> {
+    SigningKey::from_pkcs8_pem(&read_pem(path)?).map_err(|e| Error::Key {
+        path: path.to_path_buf(),
+        reason: format!("not an ed25519 PKCS#8 private key ({e}); is this the public key?"),
+    })
+}
+
+pub fn load_public(path: &Path) -> Result<VerifyingKey> {
+    let pem = read_pem(path)?;
+    if let Ok(k) = VerifyingKey::from_public_key_pem(&pem) {
+        return Ok(k);
+    }
+    // A private key also names its public half; accept it for convenience.
+    SigningKey::from_pkcs8_pem(&pem)
+        .map(|k| k.verifying_key())
+        .map_err(|e| Error::Key {
+            path: path.to_path_buf(),
+            reason: format!("not an ed25519 public key in PEM ({e})"),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signs_and_verifies() {
+        let k = generate().unwrap();
+        let env = Envelope::new("t", b"hello", Some(&k));
+        assert!(env.verify(&k.verifying_key()).is_ok());
+    }
+
+    #[test]
+    fn detects_altered_payload_wrong_key_and_unsigned() {
+        let k = generate().unwrap();
+        let other = generate().unwrap();
+        let mut env = Envelope::new("t", b"hello", Some(&k));
+        assert!(matches!(
+            env.verify(&other.verifying_key()),
+            Err(SigProblem::WrongKey { .. })
+        ));
+        env.payload = B64.encode(b"jello");
+        assert!(matches!(env.verify(&k.verifying_key()), Err(SigProblem::Invalid { .. })));
+        let unsigned = Envelope::new("t", b"hello", None);
+        assert_eq!(unsigned.verify(&k.verifying_key()), Err(SigProblem::Unsigned));
+    }
+
+    #[test]
+    fn pae_matches_the_dsse_spec_example() {
+        // From the DSSE protocol document.
+        assert_eq!(
+            pae("http://example.com/HelloWorld", b"hello world"),
+            b"DSSEv1 29 http://example.com/HelloWorld 11 hello world".to_vec()
+        );
+    }
+
+    #[test]
+    fn pem_round_trip() {
+        let k = generate().unwrap();
+        let back = SigningKey::from_pkcs8_pem(&private_pem(&k)).unwrap();
+        assert_eq!(back.to_bytes(), k.to_bytes());
+        let pubk = VerifyingKey::from_public_key_pem(&public_pem(&k.verifying_key())).unwrap();
+        assert_eq!(key_id(&pubk), key_id(&k.verifying_key()));
+    }
+}

@@ -1,0 +1,182 @@
+//! Writes a bundle: the signed manifest first, then the OCI layout, each
+//! member cut into frames as `docs/bundle-format.md` specifies.
+
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::SigningKey;
+
+use super::format::*;
+use super::frames::FrameWriter;
+use super::sign::Envelope;
+use crate::atomic::AtomicFile;
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::plan::{Plan, PlannedBlob};
+use crate::sink::Sink;
+
+/// Where a finished bundle goes: a file renamed into place, or a stream.
+pub trait Output: Write + Send {
+    fn commit(self: Box<Self>) -> Result<()>;
+}
+
+impl Output for AtomicFile {
+    fn commit(self: Box<Self>) -> Result<()> {
+        AtomicFile::commit(*self)
+    }
+}
+
+pub struct PackOptions {
+    pub level: i32,
+    pub key: Option<SigningKey>,
+    /// Seconds since the epoch; also every member's mtime.
+    pub created: i64,
+}
+
+pub struct BundleWriter {
+    frames: FrameWriter<Box<dyn Output>>,
+    options: PackOptions,
+    /// For messages.
+    path: PathBuf,
+}
+
+impl BundleWriter {
+    /// A writer whose output appears at `path` only once it is complete.
+    pub fn to_file(path: &Path, options: PackOptions) -> Result<BundleWriter> {
+        let file = AtomicFile::create(path)?;
+        Ok(BundleWriter::new(Box::new(file), path, options))
+    }
+
+    pub fn new(out: Box<dyn Output>, name: &Path, options: PackOptions) -> BundleWriter {
+        BundleWriter {
+            frames: FrameWriter::new(out, options.level),
+            options,
+            path: name.to_path_buf(),
+        }
+    }
+
+    fn io(&self, e: io::Error) -> Error {
+        Error::io("write", &self.path, e)
+    }
+
+    fn header(&self, name: &str, size: u64) -> Vec<u8> {
+        let mut h = tar::Header::new_ustar();
+        h.set_path(name).expect("member names are short ASCII");
+        h.set_size(size);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(self.options.created.max(0) as u64);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        h.as_bytes().to_vec()
+    }
+
+    /// Writes one member: its header as a frame of its own, then its data in
+    /// frames of at most MAX_FRAME_DATA, the last one padded to a block.
+    /// Reads `data` to end-of-file, so a verifying reader gets to fail.
+    fn member(&mut self, name: &str, size: u64, data: &mut dyn Read) -> Result<()> {
+        let header = self.header(name, size);
+        self.frames.frame(header).map_err(|e| self.io(e))?;
+        let mut remaining = size;
+        loop {
+            let take = remaining.min(MAX_FRAME_DATA as u64) as usize;
+            let last = take as u64 == remaining;
+            let mut buf = Vec::with_capacity(if last { padded(take as u64) as usize } else { take });
+            buf.resize(take, 0);
+            data.read_exact(&mut buf)
+                .map_err(|e| Error::io("read data for", &self.path, e))?;
+            remaining -= take as u64;
+            if last {
+                let mut probe = [0u8; 1];
+                if data.read(&mut probe).map_err(|e| Error::io("read data for", &self.path, e))? != 0 {
+                    return Err(Error::SizeMismatch {
+                        what: name.to_string(),
+                        expected: size,
+                        actual: size + 1,
+                    });
+                }
+                buf.resize(padded(take as u64) as usize, 0);
+                if !buf.is_empty() {
+                    self.frames.frame(buf).map_err(|e| self.io(e))?;
+                }
+                return Ok(());
+            }
+            self.frames.frame(buf).map_err(|e| self.io(e))?;
+        }
+    }
+}
+
+/// The `index.json` of a bundle, naming each image (see the format spec).
+fn index_json(plan: &Plan) -> Vec<u8> {
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": crate::image::media::OCI_INDEX,
+        "manifests": crate::sink::index_entries(plan),
+    });
+    serde_json::to_vec_pretty(&index).expect("JSON values serialise")
+}
+
+pub fn rfc3339(secs: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("a UTC time formats")
+}
+
+impl Sink for BundleWriter {
+    fn begin(&mut self, plan: &Plan) -> Result<()> {
+        let index = index_json(plan);
+        let manifest = BundleManifest {
+            format_version: FORMAT_VERSION,
+            tool: format!("airlock {}", env!("CARGO_PKG_VERSION")),
+            created: rfc3339(self.options.created),
+            index: BlobRecord {
+                digest: Digest::of(&index),
+                size: index.len() as u64,
+                media_type: crate::image::media::OCI_INDEX.into(),
+            },
+            images: plan
+                .images
+                .iter()
+                .map(|i| ImageRecord {
+                    name: i.name.as_ref().map(|n| n.to_string()),
+                    source: i.source.clone(),
+                    media_type: i.descriptor.media_type.clone(),
+                    digest: i.descriptor.digest.clone(),
+                    size: i.descriptor.size,
+                    source_digest: i.source_digest.clone(),
+                })
+                .collect(),
+            blobs: plan
+                .blobs
+                .iter()
+                .map(|b| BlobRecord {
+                    digest: b.descriptor.digest.clone(),
+                    size: b.descriptor.size,
+                    media_type: b.descriptor.media_type.clone(),
+                })
+                .collect(),
+        };
+        let payload = serde_json::to_vec(&manifest).expect("JSON values serialise");
+        let envelope = Envelope::new(PAYLOAD_TYPE, &payload, self.options.key.as_ref());
+        let envelope = serde_json::to_vec(&envelope).expect("JSON values serialise");
+        self.member(ENVELOPE_NAME, envelope.len() as u64, &mut &envelope[..])?;
+        let layout = crate::sink::OCI_LAYOUT;
+        self.member(OCI_LAYOUT_NAME, layout.len() as u64, &mut &layout[..])?;
+        self.member(INDEX_NAME, index.len() as u64, &mut &index[..])?;
+        Ok(())
+    }
+
+    fn put_blob(&mut self, blob: &PlannedBlob, data: &mut dyn Read) -> Result<()> {
+        let d = &blob.descriptor;
+        self.member(&d.digest.layout_path(), d.size, data)
+    }
+
+    fn finish(mut self: Box<Self>, _plan: &Plan) -> Result<()> {
+        self.frames.frame(vec![0u8; END_FRAME]).map_err(|e| self.io(e))?;
+        let path = self.path.clone();
+        let out = self.frames.finish().map_err(|e| Error::io("write", &path, e))?;
+        out.commit()
+    }
+}

@@ -1,0 +1,258 @@
+//! Content digests (`sha256:<hex>`) and a reader that checks one as it streams.
+//!
+//! Only sha256 is accepted: it is what every registry and tool in the field
+//! writes, and accepting algorithms we cannot check would open a hole.
+
+use std::fmt;
+use std::io::{self, Read};
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest as _, Sha256};
+
+use crate::error::{into_io, Error};
+
+/// A validated `sha256:<64 lowercase hex>` digest.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest(String);
+
+impl Digest {
+    /// Digest of a byte slice.
+    pub fn of(bytes: &[u8]) -> Digest {
+        Digest::from_hasher(Sha256::new_with_prefix(bytes))
+    }
+
+    pub(crate) fn from_hasher(h: Sha256) -> Digest {
+        Digest(format!("sha256:{}", hex::encode(h.finalize())))
+    }
+
+    /// The 64 hex characters, as used in `blobs/sha256/<hex>`.
+    pub fn hex(&self) -> &str {
+        &self.0["sha256:".len()..]
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// A short form for messages: `sha256:0123456789ab`.
+    pub fn short(&self) -> &str {
+        &self.0[..("sha256:".len() + 12)]
+    }
+
+    /// The path of this blob inside an OCI image layout.
+    pub fn layout_path(&self) -> String {
+        format!("blobs/sha256/{}", self.hex())
+    }
+}
+
+impl FromStr for Digest {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (algo, hex) = s
+            .split_once(':')
+            .ok_or_else(|| format!("{s:?} is not a digest (expected sha256:<hex>)"))?;
+        if algo != "sha256" {
+            return Err(format!("digest algorithm {algo:?} is not supported (only sha256)"));
+        }
+        if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(format!("{s:?} is not a valid sha256 digest (64 lowercase hex characters)"));
+        }
+        Ok(Digest(s.to_string()))
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for Digest {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Digest {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl TryFrom<&oci_spec::image::Digest> for Digest {
+    type Error = String;
+    fn try_from(d: &oci_spec::image::Digest) -> Result<Self, String> {
+        d.to_string().parse()
+    }
+}
+
+/// Reads from `inner` and checks size and digest against what was declared.
+///
+/// The check happens in `read` itself: a read past the declared size fails at
+/// once, and the read that reaches end-of-file fails if the digest differs.
+/// A consumer that reads to EOF (as `io::copy` does) therefore never sees a
+/// successful end for bad content, so sinks can rename into place safely.
+pub struct VerifyingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    expected: Digest,
+    expected_size: u64,
+    seen: u64,
+    what: String,
+    done: bool,
+}
+
+impl<R: Read> VerifyingReader<R> {
+    pub fn new(inner: R, expected: Digest, expected_size: u64, what: impl Into<String>) -> Self {
+        VerifyingReader {
+            inner,
+            hasher: Sha256::new(),
+            expected,
+            expected_size,
+            seen: 0,
+            what: what.into(),
+            done: false,
+        }
+    }
+
+    fn check_end(&mut self) -> io::Result<()> {
+        if self.seen != self.expected_size {
+            return Err(into_io(Error::SizeMismatch {
+                what: self.what.clone(),
+                expected: self.expected_size,
+                actual: self.seen,
+            }));
+        }
+        let actual = Digest::from_hasher(std::mem::take(&mut self.hasher));
+        if actual != self.expected {
+            return Err(into_io(Error::DigestMismatch {
+                what: self.what.clone(),
+                expected: self.expected.clone(),
+                actual,
+            }));
+        }
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for VerifyingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.done {
+            return Ok(0);
+        }
+        // Never ask for more than one byte past the declared size: enough to
+        // detect a longer stream without buffering unbounded extra data.
+        let room = self.expected_size.saturating_sub(self.seen).saturating_add(1);
+        let want = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            self.check_end()?;
+            return Ok(0);
+        }
+        self.seen += n as u64;
+        if self.seen > self.expected_size {
+            return Err(into_io(Error::SizeMismatch {
+                what: self.what.clone(),
+                expected: self.expected_size,
+                actual: self.seen,
+            }));
+        }
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Checks bytes already in memory against a declared digest and size.
+pub fn verify_bytes(bytes: &[u8], expected: &Digest, size: u64, what: &str) -> crate::Result<()> {
+    if bytes.len() as u64 != size {
+        return Err(Error::SizeMismatch {
+            what: what.to_string(),
+            expected: size,
+            actual: bytes.len() as u64,
+        });
+    }
+    let actual = Digest::of(bytes);
+    if &actual != expected {
+        return Err(Error::DigestMismatch {
+            what: what.to_string(),
+            expected: expected.clone(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
+/// Hashes a whole stream, returning its digest and length.
+pub fn hash_reader(mut r: impl Read) -> io::Result<(Digest, u64)> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut n_total = 0u64;
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        n_total += n as u64;
+    }
+    Ok((Digest::from_hasher(h), n_total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EMPTY: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn parses_and_rejects() {
+        assert_eq!(Digest::of(b"").as_str(), EMPTY);
+        assert!(EMPTY.parse::<Digest>().is_ok());
+        assert!("sha512:abc".parse::<Digest>().is_err());
+        assert!("sha256:ABC".parse::<Digest>().is_err());
+        assert!(EMPTY.to_uppercase().parse::<Digest>().is_err());
+        assert!("e3b0c442".parse::<Digest>().is_err());
+    }
+
+    #[test]
+    fn verifying_reader_accepts_good_content() {
+        let data = b"hello world";
+        let mut r = VerifyingReader::new(&data[..], Digest::of(data), 11, "blob");
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        assert_eq!(out, data);
+    }
+
+    #[test]
+    fn verifying_reader_rejects_wrong_digest_at_eof() {
+        let mut r = VerifyingReader::new(&b"hello"[..], Digest::of(b"jello"), 5, "blob x");
+        let err = io::copy(&mut r, &mut io::sink()).unwrap_err();
+        let e = Error::io("read", "x", err);
+        assert!(matches!(e, Error::DigestMismatch { ref what, .. } if what == "blob x"), "{e}");
+    }
+
+    #[test]
+    fn verifying_reader_rejects_long_and_short_streams() {
+        let long = io::copy(
+            &mut VerifyingReader::new(&b"hello!"[..], Digest::of(b"hello"), 5, "b"),
+            &mut io::sink(),
+        )
+        .unwrap_err();
+        assert!(matches!(Error::io("r", "x", long), Error::SizeMismatch { actual: 6, .. }));
+        let short = io::copy(
+            &mut VerifyingReader::new(&b"hell"[..], Digest::of(b"hello"), 5, "b"),
+            &mut io::sink(),
+        )
+        .unwrap_err();
+        assert!(matches!(Error::io("r", "x", short), Error::SizeMismatch { actual: 4, .. }));
+    }
+}

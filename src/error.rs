@@ -1,0 +1,273 @@
+//! The library's one error type.
+//!
+//! Every variant names the thing it is about (image, blob, member, file) and
+//! [`Error::hint`] says what the user can do next. The CLI renders both; the
+//! library never prints.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::digest::Digest;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A filesystem operation failed on a named path.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error("invalid image reference {input:?}: {reason}")]
+    InvalidReference { input: String, reason: String },
+
+    #[error("invalid source {spec:?}: {reason}")]
+    InvalidSource { spec: String, reason: String },
+
+    #[error("{what}: content does not match its digest (expected {expected}, got {actual})")]
+    DigestMismatch {
+        what: String,
+        expected: Digest,
+        actual: Digest,
+    },
+
+    #[error("{what}: size is {actual} bytes, but {expected} were declared")]
+    SizeMismatch {
+        what: String,
+        expected: u64,
+        actual: u64,
+    },
+
+    #[error("{source_name}: blob {digest} is missing{}", for_image(image))]
+    MissingBlob {
+        source_name: String,
+        digest: Digest,
+        image: Option<String>,
+    },
+
+    #[error("{what}: invalid JSON: {reason}")]
+    BadJson { what: String, reason: String },
+
+    #[error("{what}: {reason}")]
+    Unsupported { what: String, reason: String },
+
+    #[error("{source_name}: no image matches {wanted:?}; it holds: {}", list(available))]
+    ImageNotFound {
+        source_name: String,
+        wanted: String,
+        available: Vec<String>,
+    },
+
+    #[error("{image}: no platform matches {}; it has: {}", list(wanted), list(available))]
+    NoMatchingPlatform {
+        image: String,
+        wanted: Vec<String>,
+        available: Vec<String>,
+    },
+
+    #[error("{}: not a valid archive: {reason}", path.display())]
+    BadArchive { path: PathBuf, reason: String },
+
+    /// The bundle is damaged, truncated or not a bundle at all.
+    #[error("bundle {}: {problem}", path.display())]
+    BadBundle { path: PathBuf, problem: String },
+
+    #[error("bundle {}: format version {found} is not supported (this airlock reads version {supported})", path.display())]
+    UnsupportedVersion {
+        path: PathBuf,
+        found: u64,
+        supported: u64,
+    },
+
+    #[error("bundle {}: {problem}", path.display())]
+    Signature { path: PathBuf, problem: SigProblem },
+
+    #[error("key {}: {reason}", path.display())]
+    Key { path: PathBuf, reason: String },
+
+    #[error("{0}")]
+    Usage(String),
+
+    /// Several independent failures, reported together at the end of a run.
+    #[error("{} problem(s):\n{}", .0.len(), numbered(.0))]
+    Many(Vec<Error>),
+}
+
+/// Why a bundle's signature was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SigProblem {
+    Unsigned,
+    WrongKey { signed_by: Vec<String>, expected: String },
+    Invalid { key_id: String },
+}
+
+impl fmt::Display for SigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SigProblem::Unsigned => write!(f, "the bundle is not signed"),
+            SigProblem::WrongKey {
+                signed_by,
+                expected,
+            } => write!(
+                f,
+                "signed by key {}, not by the trusted key {expected}",
+                list(signed_by)
+            ),
+            SigProblem::Invalid { key_id } => write!(
+                f,
+                "the signature by key {key_id} does not match the bundle manifest (the manifest was altered)"
+            ),
+        }
+    }
+}
+
+fn for_image(image: &Option<String>) -> String {
+    image
+        .as_ref()
+        .map(|i| format!(" (needed by {i})"))
+        .unwrap_or_default()
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "(nothing)".to_string()
+    } else {
+        items.join(", ")
+    }
+}
+
+fn numbered(errors: &[Error]) -> String {
+    errors
+        .iter()
+        .enumerate()
+        .map(|(i, e)| format!("  {}. {e}", i + 1))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl Error {
+    /// Wraps an I/O error with the operation and the path it concerns.
+    ///
+    /// An integrity failure raised inside a reader (see
+    /// [`crate::digest::VerifyingReader`]) travels through `io::Error`; it is
+    /// unwrapped here so the user sees the digest problem, not "I/O error".
+    pub fn io(op: &'static str, path: impl AsRef<Path>, source: io::Error) -> Error {
+        match unwrap_integrity(source) {
+            Ok(e) => e,
+            Err(source) => Error::Io {
+                op,
+                path: path.as_ref().to_path_buf(),
+                source,
+            },
+        }
+    }
+
+    pub fn bad_bundle(path: impl AsRef<Path>, problem: impl Into<String>) -> Error {
+        Error::BadBundle {
+            path: path.as_ref().to_path_buf(),
+            problem: problem.into(),
+        }
+    }
+
+    /// What the user can do next, when there is something useful to say.
+    pub fn hint(&self) -> Option<String> {
+        Some(match self {
+            Error::Io { source, path, .. } => match source.kind() {
+                io::ErrorKind::NotFound => format!("check that {} exists", path.display()),
+                io::ErrorKind::PermissionDenied => {
+                    format!("check the permissions of {}", path.display())
+                }
+                io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => format!(
+                    "the disk holding {} is full: free space or write the output elsewhere",
+                    path.display()
+                ),
+                _ => return None,
+            },
+            Error::InvalidReference { .. } => {
+                "references look like [REGISTRY[:PORT]/]REPOSITORY[:TAG][@sha256:HEX], in lower case".into()
+            }
+            Error::InvalidSource { .. } => {
+                "sources are oci:DIR[:REF], oci-archive:FILE[:REF] or docker-archive:FILE[:REF]".into()
+            }
+            Error::DigestMismatch { .. } | Error::SizeMismatch { .. } => {
+                "the content is corrupt or was altered; fetch or copy it again from a good copy".into()
+            }
+            Error::MissingBlob { .. } => {
+                "the source is incomplete; copy it again (skopeo copy --all) or pack from the registry".into()
+            }
+            Error::ImageNotFound { .. } => "name one of the images listed".into(),
+            Error::NoMatchingPlatform { .. } => {
+                "pass --platform with one of the platforms listed, or none to keep them all".into()
+            }
+            Error::BadBundle { .. } => {
+                "the bundle is damaged or incomplete; copy it again from the source media".into()
+            }
+            Error::UnsupportedVersion { .. } => {
+                "use the airlock release that wrote the bundle, or a newer one".into()
+            }
+            Error::Signature { problem, .. } => match problem {
+                SigProblem::Unsigned => {
+                    "pack with --key to sign, or pass --allow-unsigned to accept an unauthenticated bundle".into()
+                }
+                SigProblem::WrongKey { .. } => {
+                    "pass the public key that belongs to the signer with --pub".into()
+                }
+                SigProblem::Invalid { .. } => {
+                    "do not use this bundle; obtain it again from its producer".into()
+                }
+            },
+            Error::Key { .. } => {
+                "keys are PKCS#8 PEM ed25519 files, as written by `airlock keygen`".into()
+            }
+            _ => return None,
+        })
+    }
+
+    /// The errors inside, one level deep; `Many` is flattened.
+    pub fn flatten(self) -> Vec<Error> {
+        match self {
+            Error::Many(v) => v.into_iter().flat_map(Error::flatten).collect(),
+            e => vec![e],
+        }
+    }
+
+    /// Combine several errors; one stays itself.
+    pub fn many(mut errors: Vec<Error>) -> Result<()> {
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.pop().expect("one element")),
+            _ => Err(Error::Many(errors)),
+        }
+    }
+}
+
+/// A typed error smuggled through `io::Error` by a reader.
+#[derive(Debug)]
+pub(crate) struct Integrity(pub Box<Error>);
+
+impl fmt::Display for Integrity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Integrity {}
+
+pub(crate) fn into_io(e: Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, Integrity(Box::new(e)))
+}
+
+fn unwrap_integrity(e: io::Error) -> std::result::Result<Error, io::Error> {
+    if e.get_ref().is_some_and(|inner| inner.is::<Integrity>()) {
+        let inner = e.into_inner().expect("checked above");
+        let integrity = inner.downcast::<Integrity>().expect("checked above");
+        Ok(*integrity.0)
+    } else {
+        Err(e)
+    }
+}

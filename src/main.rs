@@ -1,0 +1,368 @@
+//! The `airlock` command line: flags, output, and the one place errors are
+//! rendered (message, then a hint on what to do next).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use airlock::atomic::AtomicFile;
+use airlock::bundle::{self, sign, Bundle, PackOptions, Unverified, Verified};
+use airlock::image::Platform;
+use airlock::ops::{self, ExportTarget};
+use airlock::progress::Progress;
+use airlock::{Error, Result};
+
+#[derive(Parser)]
+#[command(name = "airlock", version, about = "Carry container images across an air gap")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create an ed25519 signing key (NAME) and its public key (NAME.pub).
+    Keygen {
+        /// Path of the private key; the public key goes to NAME.pub.
+        #[arg(short = 'o', long = "output", value_name = "NAME")]
+        output: PathBuf,
+        /// Overwrite existing key files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Pack images into one signed bundle.
+    Pack {
+        /// oci:DIR[:REF], oci-archive:FILE[:REF] or docker-archive:FILE[:REF].
+        #[arg(value_name = "SOURCE")]
+        sources: Vec<String>,
+        /// Read more sources from a file, one per line (# comments allowed).
+        #[arg(short = 'f', long = "file", value_name = "LIST")]
+        list: Option<PathBuf>,
+        /// The bundle to write. It appears only once it is complete.
+        #[arg(short = 'o', long = "output", value_name = "BUNDLE")]
+        output: PathBuf,
+        /// Sign with this private key (from `airlock keygen`).
+        #[arg(long, value_name = "KEY")]
+        key: Option<PathBuf>,
+        #[command(flatten)]
+        platform: PlatformArgs,
+        /// Worker threads for hashing and compression [default: all cores].
+        #[arg(short = 'j', long, value_name = "N")]
+        jobs: Option<usize>,
+        /// zstd level, 1 (fastest) to 19.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+        level: i32,
+        #[command(flatten)]
+        output_args: OutputArgs,
+    },
+    /// Check a bundle's signature and every blob, offline.
+    Verify {
+        bundle: PathBuf,
+        #[command(flatten)]
+        trust: TrustArgs,
+        /// Worker threads for hashing [default: all cores].
+        #[arg(short = 'j', long, value_name = "N")]
+        jobs: Option<usize>,
+        #[command(flatten)]
+        output_args: OutputArgs,
+    },
+    /// Show what a bundle holds (does not check the signature).
+    Inspect {
+        bundle: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy images out of a bundle into an OCI layout or a docker-archive.
+    Export {
+        bundle: PathBuf,
+        /// oci:DIR or docker-archive:FILE.
+        #[arg(long, value_name = "TARGET")]
+        to: String,
+        /// Images to export, by name [default: all].
+        #[arg(value_name = "IMAGE")]
+        images: Vec<String>,
+        #[command(flatten)]
+        trust: TrustArgs,
+        #[command(flatten)]
+        platform: PlatformArgs,
+        #[command(flatten)]
+        output_args: OutputArgs,
+    },
+}
+
+#[derive(Args)]
+struct PlatformArgs {
+    /// Keep only os/arch[/variant]; repeat for several [default: all].
+    #[arg(long = "platform", value_name = "PLATFORM")]
+    platforms: Vec<String>,
+}
+
+impl PlatformArgs {
+    fn parse(&self) -> Result<Vec<Platform>> {
+        self.platforms.iter().map(|p| Platform::parse(p)).collect()
+    }
+}
+
+#[derive(Args)]
+struct TrustArgs {
+    /// The signer's public key.
+    #[arg(long = "pub", value_name = "KEY", required_unless_present = "allow_unsigned")]
+    public_key: Option<PathBuf>,
+    /// Accept the bundle without checking who signed it.
+    #[arg(long, conflicts_with = "public_key")]
+    allow_unsigned: bool,
+}
+
+#[derive(Args)]
+struct OutputArgs {
+    /// No progress output.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Print a JSON summary on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            render(&e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The one error renderer: each problem, then what to do about it.
+fn render(e: &Error) {
+    let mut err = std::io::stderr().lock();
+    match e {
+        Error::Many(list) => {
+            let _ = writeln!(err, "airlock: {} problems:", list.len());
+            for (i, item) in list.iter().enumerate() {
+                let _ = writeln!(err, "  {}. {item}", i + 1);
+                if let Some(h) = item.hint() {
+                    let _ = writeln!(err, "     hint: {h}");
+                }
+            }
+        }
+        e => {
+            let _ = writeln!(err, "airlock: error: {e}");
+            if let Some(h) = e.hint() {
+                let _ = writeln!(err, "  hint: {h}");
+            }
+        }
+    }
+}
+
+fn set_jobs(jobs: Option<usize>) -> Result<()> {
+    if let Some(n) = jobs {
+        if n == 0 {
+            return Err(Error::Usage("--jobs must be at least 1".into()));
+        }
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .map_err(|e| Error::Usage(format!("cannot start {n} worker threads: {e}")))?;
+    }
+    Ok(())
+}
+
+fn trusted(path: &Path, trust: &TrustArgs) -> Result<(Bundle<Verified>, Option<String>)> {
+    let bundle = Bundle::<Unverified>::open(path)?;
+    match &trust.public_key {
+        Some(key_path) => {
+            let key = sign::load_public(key_path)?;
+            Ok((bundle.check_signature(&key)?, Some(sign::key_id(&key))))
+        }
+        None => Ok((bundle.without_signature_check(), None)),
+    }
+}
+
+fn created_now() -> i64 {
+    // SOURCE_DATE_EPOCH makes bundles reproducible, as in reproducible builds.
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| time::OffsetDateTime::now_utc().unix_timestamp())
+}
+
+fn print_json(value: &impl serde::Serialize) {
+    println!("{}", serde_json::to_string_pretty(value).expect("reports serialise"));
+}
+
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Keygen { output, force } => {
+            let public = PathBuf::from(format!("{}.pub", output.display()));
+            for p in [&output, &public] {
+                if p.exists() && !force {
+                    return Err(Error::Usage(format!(
+                        "{} exists; pass --force to overwrite it",
+                        p.display()
+                    )));
+                }
+            }
+            let key = sign::generate()?;
+            let mut private = AtomicFile::create(&output)?;
+            {
+                use std::os::unix::fs::PermissionsExt;
+                private
+                    .file()
+                    .set_permissions(std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| Error::io("set permissions of", &output, e))?;
+            }
+            private
+                .write_all(sign::private_pem(&key).as_bytes())
+                .map_err(|e| Error::io("write", &output, e))?;
+            private.commit()?;
+            AtomicFile::write(&public, sign::public_pem(&key.verifying_key()).as_bytes())?;
+            println!("{}", sign::key_id(&key.verifying_key()));
+            eprintln!(
+                "wrote private key {} (keep it secret) and public key {}",
+                output.display(),
+                public.display()
+            );
+            Ok(())
+        }
+        Command::Pack {
+            mut sources,
+            list,
+            output,
+            key,
+            platform,
+            jobs,
+            level,
+            output_args,
+        } => {
+            set_jobs(jobs)?;
+            if let Some(list) = list {
+                sources.extend(ops::read_source_list(&list)?);
+            }
+            let key = key.as_deref().map(sign::load_private).transpose()?;
+            let key_id = key.as_ref().map(|k| sign::key_id(&k.verifying_key()));
+            let options = PackOptions {
+                level,
+                key,
+                created: created_now(),
+            };
+            let summary = ops::pack(&sources, &output, &platform.parse()?, options, output_args.quiet)?;
+            if output_args.json {
+                print_json(&summary);
+            } else if !output_args.quiet {
+                eprintln!(
+                    "packed {} image(s), {} blob(s), {} into {}{}",
+                    summary.images,
+                    summary.blobs,
+                    human(summary.bytes),
+                    output.display(),
+                    key_id.map(|k| format!(", signed by {k}")).unwrap_or_else(|| ", unsigned".into())
+                );
+            }
+            Ok(())
+        }
+        Command::Verify {
+            bundle: path,
+            trust,
+            jobs,
+            output_args,
+        } => {
+            set_jobs(jobs)?;
+            let (bundle, key_id) = trusted(&path, &trust)?;
+            let total = bundle.manifest().blobs.iter().map(|b| b.size).sum();
+            let progress = Progress::new(total, "verify", output_args.quiet || output_args.json);
+            let mut report = bundle::verify(&bundle, &progress)?;
+            progress.finish();
+            report.signed_by = key_id.clone();
+            if output_args.json {
+                print_json(&report);
+            } else if !output_args.quiet {
+                println!(
+                    "OK: {} image(s), {} blob(s), {} checked; {}",
+                    report.images,
+                    report.blobs,
+                    human(report.bytes),
+                    match key_id {
+                        Some(k) => format!("signed by {k}"),
+                        None => "signature NOT checked (--allow-unsigned)".into(),
+                    }
+                );
+            }
+            Ok(())
+        }
+        Command::Inspect { bundle, json } => {
+            let b = Bundle::<Unverified>::open(&bundle)?;
+            let report = ops::inspect(&b)?;
+            if json {
+                print_json(&report);
+                return Ok(());
+            }
+            println!("bundle:   {}", bundle.display());
+            println!("format:   v{} ({}), created {}", report.format_version, report.tool, report.created);
+            println!(
+                "signer:   {} (claimed; run `airlock verify --pub KEY` to check)",
+                if report.signed_by.is_empty() { "unsigned".to_string() } else { report.signed_by.join(", ") }
+            );
+            println!(
+                "content:  {} image(s), {} blob(s), {} stored, {} shared between images",
+                report.images.len(),
+                report.blobs,
+                human(report.total_bytes),
+                human(report.shared_bytes)
+            );
+            println!();
+            for i in &report.images {
+                println!("{}", i.name.as_deref().unwrap_or("(untagged)"));
+                println!("  digest:    {}", i.digest);
+                if let Some(s) = &i.source_digest {
+                    println!("  source:    {} (digest there {s})", i.source);
+                } else {
+                    println!("  source:    {}", i.source);
+                }
+                println!(
+                    "  platforms: {}",
+                    if i.platforms.is_empty() { "-".into() } else { i.platforms.join(", ") }
+                );
+                println!("  size:      {} ({} shared)", human(i.size), human(i.shared_bytes));
+            }
+            Ok(())
+        }
+        Command::Export {
+            bundle: path,
+            to,
+            images,
+            trust,
+            platform,
+            output_args,
+        } => {
+            let target = ExportTarget::parse(&to)?;
+            let (bundle, _) = trusted(&path, &trust)?;
+            let n = ops::export(&bundle, &target, &images, &platform.parse()?, output_args.quiet)?;
+            if output_args.json {
+                print_json(&serde_json::json!({"images": n, "to": to}));
+            } else if !output_args.quiet {
+                eprintln!("exported {n} image(s) to {to}");
+            }
+            Ok(())
+        }
+    }
+}

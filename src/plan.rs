@@ -1,0 +1,295 @@
+//! Walks the images of one or more sources into a [`Plan`]: the images to
+//! carry and every blob they need, each once, in push order.
+//!
+//! This is the one place that reads manifests, checks their digests, applies
+//! `--platform` and removes duplicates; sources and sinks stay simple. It
+//! reads only manifests and indexes here; configs and layers are streamed
+//! later, when a sink asks for them.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::Arc;
+
+use crate::digest::{Digest, VerifyingReader};
+use crate::error::{Error, Result};
+use crate::image::{Descriptor, Node, Parsed, Platform, MAX_MANIFEST_SIZE};
+use crate::reference::Reference;
+use crate::source::{Root, Source};
+
+/// Nesting deeper than index → index → manifest is refused; it also stops
+/// hostile documents from recursing without end.
+const MAX_DEPTH: usize = 4;
+
+const ATTESTATION_TYPE: &str = "vnd.docker.reference.type";
+const ATTESTATION_DIGEST: &str = "vnd.docker.reference.digest";
+
+#[derive(Clone, Debug)]
+pub struct PlannedImage {
+    pub name: Option<Reference>,
+    /// The source as the user wrote it.
+    pub source: String,
+    /// The root as it will be stored: the source's own, or a filtered one.
+    pub descriptor: Descriptor,
+    /// The source's root digest when `--platform` replaced it.
+    pub source_digest: Option<Digest>,
+}
+
+impl PlannedImage {
+    pub fn label(&self) -> String {
+        match &self.name {
+            Some(n) => n.to_string(),
+            None => format!("{}@{}", self.source, self.descriptor.digest.short()),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct PlannedBlob {
+    pub descriptor: Descriptor,
+    /// Index of the source that holds it.
+    pub origin: usize,
+    /// Bytes already read and verified (manifests, indexes), or made here.
+    pub inline: Option<Arc<[u8]>>,
+    /// The first image that needs it, for messages.
+    pub needed_by: String,
+}
+
+impl PlannedBlob {
+    pub fn label(&self) -> String {
+        format!("blob {} of {}", self.descriptor.digest, self.needed_by)
+    }
+}
+
+/// Every image and blob to carry. Blobs are in push order: each appears after
+/// every blob it refers to, so a registry accepts them in this order.
+#[derive(Default, Debug)]
+pub struct Plan {
+    pub images: Vec<PlannedImage>,
+    pub blobs: Vec<PlannedBlob>,
+    seen: HashMap<Digest, usize>,
+}
+
+impl Plan {
+    /// Adds every root `source` offers, filtered to `platforms` when not empty.
+    pub fn add_source(&mut self, origin: usize, source: &dyn Source, platforms: &[Platform]) -> Result<()> {
+        for root in source.roots()? {
+            self.add_root(origin, source, root, platforms)?;
+        }
+        Ok(())
+    }
+
+    pub fn total_bytes(&self) -> u64 {
+        self.blobs.iter().map(|b| b.descriptor.size).sum()
+    }
+
+    /// Adds one root of `source`, filtered to `platforms` when not empty.
+    pub fn add_root(&mut self, origin: usize, source: &dyn Source, root: Root, platforms: &[Platform]) -> Result<()> {
+        let label = match &root.name {
+            Some(n) => n.to_string(),
+            None => format!("{}@{}", source.name(), root.descriptor.digest.short()),
+        };
+        if let Some(name) = &root.name {
+            if let Some(other) = self.images.iter().find(|i| i.name.as_ref() == Some(name)) {
+                if other.descriptor.digest != root.descriptor.digest || other.source != source.name() {
+                    return Err(Error::Usage(format!(
+                        "image {name} is given twice, by {} and by {}; name each image once",
+                        other.source,
+                        source.name()
+                    )));
+                }
+                return Ok(());
+            }
+        }
+        let node = read_node(source, &root.descriptor, &label)?;
+        let source_digest = root.descriptor.digest.clone();
+        let node = match (&node.parsed, platforms.is_empty()) {
+            (Parsed::Index { manifests }, false) => {
+                match filter_index(&node, manifests, platforms, &label)? {
+                    Filtered::One(child) => read_node(source, &child, &label)?,
+                    Filtered::Many(index) => index,
+                }
+            }
+            _ => node,
+        };
+        let descriptor = Descriptor {
+            annotations: Default::default(),
+            platform: None,
+            ..node.descriptor.clone()
+        };
+        self.add_node(origin, source, node, &label, 0)?;
+        self.images.push(PlannedImage {
+            name: root.name,
+            source: source.name().to_string(),
+            source_digest: (descriptor.digest != source_digest).then_some(source_digest),
+            descriptor,
+        });
+        Ok(())
+    }
+
+    fn add_node(&mut self, origin: usize, source: &dyn Source, node: Node, label: &str, depth: usize) -> Result<()> {
+        if depth > MAX_DEPTH {
+            return Err(Error::Unsupported {
+                what: format!("{label}: manifest {}", node.descriptor.digest),
+                reason: format!("indexes nest more than {MAX_DEPTH} levels deep"),
+            });
+        }
+        if self.already_has(&node.descriptor, label)? {
+            return Ok(());
+        }
+        // An index's entries are manifests to read and walk; a manifest's
+        // are config and layers, streamed later.
+        let is_index = matches!(node.parsed, Parsed::Index { .. });
+        for child in node.children() {
+            if self.already_has(child, label)? {
+                continue;
+            }
+            if is_index {
+                let child_node = read_node(source, child, label)?;
+                self.add_node(origin, source, child_node, label, depth + 1)?;
+            } else {
+                self.push(child.clone(), origin, None, label);
+            }
+        }
+        let raw = node.raw.clone();
+        self.push(node.descriptor, origin, Some(raw), label);
+        Ok(())
+    }
+
+    /// True when the blob is planned already; a second descriptor for the same
+    /// digest with another size means one of them lies.
+    fn already_has(&self, d: &Descriptor, label: &str) -> Result<bool> {
+        match self.seen.get(&d.digest) {
+            Some(&i) if self.blobs[i].descriptor.size != d.size => Err(Error::SizeMismatch {
+                what: format!("{label}: blob {}", d.digest),
+                expected: self.blobs[i].descriptor.size,
+                actual: d.size,
+            }),
+            Some(_) => Ok(true),
+            None => Ok(false),
+        }
+    }
+
+    fn push(&mut self, descriptor: Descriptor, origin: usize, inline: Option<Arc<[u8]>>, label: &str) {
+        let descriptor = Descriptor {
+            platform: None,
+            annotations: Default::default(),
+            artifact_type: None,
+            ..descriptor
+        };
+        self.seen.insert(descriptor.digest.clone(), self.blobs.len());
+        self.blobs.push(PlannedBlob {
+            descriptor,
+            origin,
+            inline,
+            needed_by: label.to_string(),
+        });
+    }
+}
+
+/// Reads a manifest or index, bounded in size, and checks its digest.
+pub fn read_node(source: &dyn Source, d: &Descriptor, label: &str) -> Result<Node> {
+    let what = format!("{label}: manifest {}", d.digest);
+    if d.size > MAX_MANIFEST_SIZE {
+        return Err(Error::Unsupported {
+            what,
+            reason: format!(
+                "declared size {} is larger than the {MAX_MANIFEST_SIZE} bytes allowed for a manifest",
+                d.size
+            ),
+        });
+    }
+    let reader = source.open_blob(&d.digest).map_err(|e| match e {
+        Error::MissingBlob {
+            source_name,
+            digest,
+            image: None,
+        } => Error::MissingBlob {
+            source_name,
+            digest,
+            image: Some(label.to_string()),
+        },
+        e => e,
+    })?;
+    let mut raw = Vec::with_capacity(d.size as usize);
+    VerifyingReader::new(reader, d.digest.clone(), d.size, what.clone())
+        .read_to_end(&mut raw)
+        .map_err(|e| Error::io("read", source.name(), e))?;
+    Node::parse(d.clone(), raw.into(), &what)
+}
+
+enum Filtered {
+    One(Descriptor),
+    Many(Node),
+}
+
+/// Keeps the index entries whose platform one of `platforms` selects, plus
+/// buildx attestation manifests that point at a kept entry.
+///
+/// One kept image manifest replaces the index (its digest, and any signature
+/// made over it, survive). Several make a new index holding the original
+/// entries verbatim; the new index has a new digest, recorded beside the
+/// source digest in the bundle manifest.
+fn filter_index(node: &Node, manifests: &[Descriptor], platforms: &[Platform], label: &str) -> Result<Filtered> {
+    let is_attestation = |d: &Descriptor| d.annotations.contains_key(ATTESTATION_TYPE);
+    let keep: Vec<bool> = manifests
+        .iter()
+        .map(|d| {
+            !is_attestation(d)
+                && d.platform
+                    .as_ref()
+                    .is_some_and(|p| platforms.iter().any(|w| w.selects(p)))
+        })
+        .collect();
+    let kept_images: Vec<&Descriptor> = manifests
+        .iter()
+        .zip(&keep)
+        .filter(|(_, k)| **k)
+        .map(|(d, _)| d)
+        .collect();
+    if kept_images.is_empty() {
+        let mut available: Vec<String> = manifests
+            .iter()
+            .filter(|d| !is_attestation(d))
+            .filter_map(|d| d.platform.as_ref().map(|p| p.to_string()))
+            .collect();
+        available.dedup();
+        return Err(Error::NoMatchingPlatform {
+            image: label.to_string(),
+            wanted: platforms.iter().map(|p| p.to_string()).collect(),
+            available,
+        });
+    }
+    if kept_images.len() == 1 {
+        return Ok(Filtered::One(kept_images[0].clone()));
+    }
+    let kept_digests: Vec<String> = kept_images.iter().map(|d| d.digest.to_string()).collect();
+    let mut doc: serde_json::Value = serde_json::from_slice(&node.raw).map_err(|e| Error::BadJson {
+        what: label.to_string(),
+        reason: e.to_string(),
+    })?;
+    let entries = doc
+        .get("manifests")
+        .and_then(|m| m.as_array())
+        .cloned()
+        .unwrap_or_default();
+    let filtered: Vec<serde_json::Value> = entries
+        .into_iter()
+        .zip(manifests)
+        .zip(&keep)
+        .filter(|((_, d), k)| {
+            **k || (is_attestation(d)
+                && d.annotations
+                    .get(ATTESTATION_DIGEST)
+                    .is_some_and(|t| kept_digests.contains(t)))
+        })
+        .map(|((v, _), _)| v)
+        .collect();
+    doc["manifests"] = serde_json::Value::Array(filtered);
+    let raw: Arc<[u8]> = serde_json::to_vec(&doc).expect("JSON values serialise").into();
+    let descriptor = Descriptor::new(
+        node.descriptor.media_type.clone(),
+        Digest::of(&raw),
+        raw.len() as u64,
+    );
+    Ok(Filtered::Many(Node::parse(descriptor, raw, label)?))
+}

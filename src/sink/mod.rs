@@ -1,0 +1,53 @@
+//! The write side: every format airlock writes implements [`Sink`], and
+//! [`copy`] is the one data path: source, then verify, then sink.
+
+mod docker_archive;
+mod oci_dir;
+
+use std::io::Read;
+
+pub use docker_archive::DockerArchiveSink;
+pub(crate) use oci_dir::{index_entries, OCI_LAYOUT};
+pub use oci_dir::OciDirSink;
+
+use crate::digest::VerifyingReader;
+use crate::error::Result;
+use crate::plan::{Plan, PlannedBlob};
+use crate::progress::Progress;
+use crate::source::Source;
+
+pub trait Sink {
+    /// Called once before any blob, with everything that will follow.
+    fn begin(&mut self, _plan: &Plan) -> Result<()> {
+        Ok(())
+    }
+
+    /// Receives each blob once, in plan order (children before parents).
+    /// `data` yields exactly the declared bytes, and its final read fails if
+    /// they do not match the digest: a sink must read to end-of-file before
+    /// it makes the blob visible.
+    fn put_blob(&mut self, blob: &PlannedBlob, data: &mut dyn Read) -> Result<()>;
+
+    /// Called once after every blob; names the images and seals the output.
+    fn finish(self: Box<Self>, plan: &Plan) -> Result<()>;
+}
+
+/// Streams every blob of `plan` from its source through a digest check into
+/// `sink`. Nothing unverified reaches a sink's finished output.
+pub fn copy(plan: &Plan, sources: &[Box<dyn Source + '_>], mut sink: Box<dyn Sink>, progress: &Progress) -> Result<()> {
+    sink.begin(plan)?;
+    for blob in &plan.blobs {
+        let raw: Box<dyn Read + Send> = match &blob.inline {
+            Some(bytes) => Box::new(std::io::Cursor::new(bytes.clone())),
+            None => sources[blob.origin].open_blob(&blob.descriptor.digest)?,
+        };
+        let mut verified = VerifyingReader::new(
+            progress.wrap(raw),
+            blob.descriptor.digest.clone(),
+            blob.descriptor.size,
+            blob.label(),
+        );
+        sink.put_blob(blob, &mut verified)?;
+    }
+    sink.finish(plan)
+}
