@@ -53,10 +53,14 @@ impl FromStr for Digest {
             .split_once(':')
             .ok_or_else(|| format!("{s:?} is not a digest (expected sha256:<hex>)"))?;
         if algo != "sha256" {
-            return Err(format!("digest algorithm {algo:?} is not supported (only sha256)"));
+            return Err(format!(
+                "digest algorithm {algo:?} is not supported (only sha256)"
+            ));
         }
         if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            return Err(format!("{s:?} is not a valid sha256 digest (64 lowercase hex characters)"));
+            return Err(format!(
+                "{s:?} is not a valid sha256 digest (64 lowercase hex characters)"
+            ));
         }
         Ok(Digest(s.to_string()))
     }
@@ -151,7 +155,10 @@ impl<R: Read> Read for VerifyingReader<R> {
         }
         // Never ask for more than one byte past the declared size: enough to
         // detect a longer stream without buffering unbounded extra data.
-        let room = self.expected_size.saturating_sub(self.seen).saturating_add(1);
+        let room = self
+            .expected_size
+            .saturating_sub(self.seen)
+            .saturating_add(1);
         let want = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
         let n = self.inner.read(&mut buf[..want])?;
         if n == 0 {
@@ -237,7 +244,10 @@ mod tests {
         let mut r = VerifyingReader::new(&b"hello"[..], Digest::of(b"jello"), 5, "blob x");
         let err = io::copy(&mut r, &mut io::sink()).unwrap_err();
         let e = Error::io("read", "x", err);
-        assert!(matches!(e, Error::DigestMismatch { ref what, .. } if what == "blob x"), "{e}");
+        assert!(
+            matches!(e, Error::DigestMismatch { ref what, .. } if what == "blob x"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -247,12 +257,18 @@ mod tests {
             &mut io::sink(),
         )
         .unwrap_err();
-        assert!(matches!(Error::io("r", "x", long), Error::SizeMismatch { actual: 6, .. }));
+        assert!(matches!(
+            Error::io("r", "x", long),
+            Error::SizeMismatch { actual: 6, .. }
+        ));
         let short = io::copy(
             &mut VerifyingReader::new(&b"hell"[..], Digest::of(b"hello"), 5, "b"),
             &mut io::sink(),
         )
         .unwrap_err();
-        assert!(matches!(Error::io("r", "x", short), Error::SizeMismatch { actual: 4, .. }));
+        assert!(matches!(
+            Error::io("r", "x", short),
+            Error::SizeMismatch { actual: 4, .. }
+        ));
     }
 }

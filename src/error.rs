@@ -56,14 +56,21 @@ pub enum Error {
     #[error("{what}: {reason}")]
     Unsupported { what: String, reason: String },
 
-    #[error("{source_name}: no image matches {wanted:?}; it holds: {}", list(available))]
+    #[error(
+        "{source_name}: no image matches {wanted:?}; it holds: {}",
+        list(available)
+    )]
     ImageNotFound {
         source_name: String,
         wanted: String,
         available: Vec<String>,
     },
 
-    #[error("{image}: no platform matches {}; it has: {}", list(wanted), list(available))]
+    #[error(
+        "{image}: no platform matches {}; it has: {}",
+        list(wanted),
+        list(available)
+    )]
     NoMatchingPlatform {
         image: String,
         wanted: Vec<String>,
@@ -102,8 +109,13 @@ pub enum Error {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SigProblem {
     Unsigned,
-    WrongKey { signed_by: Vec<String>, expected: String },
-    Invalid { key_id: String },
+    WrongKey {
+        signed_by: Vec<String>,
+        expected: String,
+    },
+    Invalid {
+        key_id: String,
+    },
 }
 
 impl fmt::Display for SigProblem {

@@ -102,7 +102,11 @@ pub struct Platform {
 impl Platform {
     pub fn parse(s: &str) -> Result<Platform> {
         let parts: Vec<&str> = s.split('/').collect();
-        let bad = || Error::Usage(format!("platform {s:?} is not os/arch[/variant], e.g. linux/amd64 or linux/arm64/v8"));
+        let bad = || {
+            Error::Usage(format!(
+                "platform {s:?} is not os/arch[/variant], e.g. linux/amd64 or linux/arm64/v8"
+            ))
+        };
         if !(2..=3).contains(&parts.len()) || parts.iter().any(|p| p.is_empty()) {
             return Err(bad());
         }
@@ -206,7 +210,10 @@ pub fn parse_manifest(media_type: &str, raw: &[u8], what: &str) -> Result<Parsed
     };
     let probe: serde_json::Value = serde_json::from_slice(raw).map_err(|e| bad(e.to_string()))?;
     let schema = probe.get("schemaVersion").and_then(|v| v.as_u64());
-    let inner_type = probe.get("mediaType").and_then(|v| v.as_str()).unwrap_or("");
+    let inner_type = probe
+        .get("mediaType")
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
     if schema == Some(1)
         || [media_type, inner_type]
             .iter()
@@ -303,7 +310,10 @@ mod tests {
         );
         match parse_manifest("", raw.as_bytes(), "i").unwrap() {
             Parsed::Index { manifests } => {
-                assert_eq!(manifests[0].platform.as_ref().unwrap().to_string(), "linux/arm/v7")
+                assert_eq!(
+                    manifests[0].platform.as_ref().unwrap().to_string(),
+                    "linux/arm/v7"
+                )
             }
             other => panic!("{other:?}"),
         }

@@ -15,7 +15,11 @@ use airlock::progress::Progress;
 use airlock::{Error, Result};
 
 #[derive(Parser)]
-#[command(name = "airlock", version, about = "Carry container images across an air gap")]
+#[command(
+    name = "airlock",
+    version,
+    about = "Carry container images across an air gap"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -109,7 +113,11 @@ impl PlatformArgs {
 #[derive(Args)]
 struct TrustArgs {
     /// The signer's public key.
-    #[arg(long = "pub", value_name = "KEY", required_unless_present = "allow_unsigned")]
+    #[arg(
+        long = "pub",
+        value_name = "KEY",
+        required_unless_present = "allow_unsigned"
+    )]
     public_key: Option<PathBuf>,
     /// Accept the bundle without checking who signed it.
     #[arg(long, conflicts_with = "public_key")]
@@ -192,7 +200,10 @@ fn created_now() -> i64 {
 }
 
 fn print_json(value: &impl serde::Serialize) {
-    println!("{}", serde_json::to_string_pretty(value).expect("reports serialise"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("reports serialise")
+    );
 }
 
 fn human(bytes: u64) -> String {
@@ -265,7 +276,13 @@ fn run(command: Command) -> Result<()> {
                 key,
                 created: created_now(),
             };
-            let summary = ops::pack(&sources, &output, &platform.parse()?, options, output_args.quiet)?;
+            let summary = ops::pack(
+                &sources,
+                &output,
+                &platform.parse()?,
+                options,
+                output_args.quiet,
+            )?;
             if output_args.json {
                 print_json(&summary);
             } else if !output_args.quiet {
@@ -275,7 +292,9 @@ fn run(command: Command) -> Result<()> {
                     summary.blobs,
                     human(summary.bytes),
                     output.display(),
-                    key_id.map(|k| format!(", signed by {k}")).unwrap_or_else(|| ", unsigned".into())
+                    key_id
+                        .map(|k| format!(", signed by {k}"))
+                        .unwrap_or_else(|| ", unsigned".into())
                 );
             }
             Ok(())
@@ -317,10 +336,17 @@ fn run(command: Command) -> Result<()> {
                 return Ok(());
             }
             println!("bundle:   {}", bundle.display());
-            println!("format:   v{} ({}), created {}", report.format_version, report.tool, report.created);
+            println!(
+                "format:   v{} ({}), created {}",
+                report.format_version, report.tool, report.created
+            );
             println!(
                 "signer:   {} (claimed; run `airlock verify --pub KEY` to check)",
-                if report.signed_by.is_empty() { "unsigned".to_string() } else { report.signed_by.join(", ") }
+                if report.signed_by.is_empty() {
+                    "unsigned".to_string()
+                } else {
+                    report.signed_by.join(", ")
+                }
             );
             println!(
                 "content:  {} image(s), {} blob(s), {} stored, {} shared between images",
@@ -340,9 +366,17 @@ fn run(command: Command) -> Result<()> {
                 }
                 println!(
                     "  platforms: {}",
-                    if i.platforms.is_empty() { "-".into() } else { i.platforms.join(", ") }
+                    if i.platforms.is_empty() {
+                        "-".into()
+                    } else {
+                        i.platforms.join(", ")
+                    }
                 );
-                println!("  size:      {} ({} shared)", human(i.size), human(i.shared_bytes));
+                println!(
+                    "  size:      {} ({} shared)",
+                    human(i.size),
+                    human(i.shared_bytes)
+                );
             }
             Ok(())
         }
@@ -356,7 +390,13 @@ fn run(command: Command) -> Result<()> {
         } => {
             let target = ExportTarget::parse(&to)?;
             let (bundle, _) = trusted(&path, &trust)?;
-            let n = ops::export(&bundle, &target, &images, &platform.parse()?, output_args.quiet)?;
+            let n = ops::export(
+                &bundle,
+                &target,
+                &images,
+                &platform.parse()?,
+                output_args.quiet,
+            )?;
             if output_args.json {
                 print_json(&serde_json::json!({"images": n, "to": to}));
             } else if !output_args.quiet {

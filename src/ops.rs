@@ -99,7 +99,9 @@ impl ExportTarget {
             )));
         };
         match &target {
-            ExportTarget::OciDir(p) | ExportTarget::DockerArchive(p) if p.as_os_str().is_empty() => {
+            ExportTarget::OciDir(p) | ExportTarget::DockerArchive(p)
+                if p.as_os_str().is_empty() =>
+            {
                 Err(Error::Usage(format!("export target {s:?} has no path")))
             }
             _ => Ok(target),
@@ -129,7 +131,9 @@ pub fn export(
     }
     let sink: Box<dyn Sink> = match target {
         ExportTarget::OciDir(dir) => Box::new(OciDirSink::new(dir)?),
-        ExportTarget::DockerArchive(file) => Box::new(DockerArchiveSink::new(file, created_secs(bundle)?)?),
+        ExportTarget::DockerArchive(file) => {
+            Box::new(DockerArchiveSink::new(file, created_secs(bundle)?)?)
+        }
     };
     let progress = Progress::new(plan.total_bytes(), "export", quiet);
     let sources: Vec<Box<dyn Source + '_>> = vec![Box::new(source)];
@@ -142,7 +146,12 @@ fn created_secs<S>(bundle: &Bundle<S>) -> Result<u64> {
     let created = &bundle.manifest().created;
     time::OffsetDateTime::parse(created, &time::format_description::well_known::Rfc3339)
         .map(|t| t.unix_timestamp().max(0) as u64)
-        .map_err(|e| Error::bad_bundle(bundle.file().path(), format!("created time {created:?}: {e}")))
+        .map_err(|e| {
+            Error::bad_bundle(
+                bundle.file().path(),
+                format!("created time {created:?}: {e}"),
+            )
+        })
 }
 
 fn select_roots(source: &dyn Source, wanted: &[String]) -> Result<Vec<Root>> {
@@ -153,12 +162,19 @@ fn select_roots(source: &dyn Source, wanted: &[String]) -> Result<Vec<Root>> {
     let mut chosen = Vec::new();
     for w in wanted {
         let r = Reference::parse(w)?;
-        let hits: Vec<Root> = roots.iter().filter(|root| root.name.as_ref() == Some(&r)).cloned().collect();
+        let hits: Vec<Root> = roots
+            .iter()
+            .filter(|root| root.name.as_ref() == Some(&r))
+            .cloned()
+            .collect();
         if hits.is_empty() {
             return Err(Error::ImageNotFound {
                 source_name: source.name().to_string(),
                 wanted: w.clone(),
-                available: roots.iter().filter_map(|r| r.name.as_ref().map(|n| n.to_string())).collect(),
+                available: roots
+                    .iter()
+                    .filter_map(|r| r.name.as_ref().map(|n| n.to_string()))
+                    .collect(),
             });
         }
         chosen.extend(hits);
@@ -203,11 +219,18 @@ pub fn inspect(bundle: &Bundle<Unverified>) -> Result<Inspection> {
     let source = bundle.source();
     let mut per_image: Vec<(ImageInfo, Vec<(Digest, u64)>)> = Vec::new();
     for (root, record) in source.roots()?.into_iter().zip(&m.images) {
-        let label = record.name.clone().unwrap_or_else(|| record.digest.to_string());
+        let label = record
+            .name
+            .clone()
+            .unwrap_or_else(|| record.digest.to_string());
         let mut plan = Plan::default();
         plan.add_root(0, &source, root.clone(), &[])?;
         let platforms = platforms_of(&source, &root, &label)?;
-        let blobs: Vec<(Digest, u64)> = plan.blobs.iter().map(|b| (b.descriptor.digest.clone(), b.descriptor.size)).collect();
+        let blobs: Vec<(Digest, u64)> = plan
+            .blobs
+            .iter()
+            .map(|b| (b.descriptor.digest.clone(), b.descriptor.size))
+            .collect();
         per_image.push((
             ImageInfo {
                 name: record.name.clone(),
@@ -237,7 +260,11 @@ pub fn inspect(bundle: &Bundle<Unverified>) -> Result<Inspection> {
     let images = per_image
         .into_iter()
         .map(|(mut info, blobs)| {
-            info.shared_bytes = blobs.iter().filter(|(d, _)| shared.contains(d)).map(|b| b.1).sum();
+            info.shared_bytes = blobs
+                .iter()
+                .filter(|(d, _)| shared.contains(d))
+                .map(|b| b.1)
+                .sum();
             info
         })
         .collect();
@@ -249,7 +276,12 @@ pub fn inspect(bundle: &Bundle<Unverified>) -> Result<Inspection> {
         images,
         blobs: m.blobs.len(),
         total_bytes: m.blobs.iter().map(|b| b.size).sum(),
-        shared_bytes: m.blobs.iter().filter(|b| shared.contains(&b.digest)).map(|b| b.size).sum(),
+        shared_bytes: m
+            .blobs
+            .iter()
+            .filter(|b| shared.contains(&b.digest))
+            .map(|b| b.size)
+            .sum(),
     })
 }
 
@@ -267,11 +299,17 @@ fn platforms_of(source: &dyn Source, root: &Root, label: &str) -> Result<Vec<Str
             let mut raw = Vec::new();
             let r = source.open_blob(&config.digest)?;
             std::io::Read::read_to_end(
-                &mut VerifyingReader::new(r, config.digest.clone(), config.size, format!("{label}: config")),
+                &mut VerifyingReader::new(
+                    r,
+                    config.digest.clone(),
+                    config.size,
+                    format!("{label}: config"),
+                ),
                 &mut raw,
             )
             .map_err(|e| Error::io("read", source.name(), e))?;
-            let is_image = config.media_type == media::OCI_CONFIG || config.media_type.contains("container.image");
+            let is_image = config.media_type == media::OCI_CONFIG
+                || config.media_type.contains("container.image");
             platform_of_config(&raw)
                 .filter(|_| is_image)
                 .map(|p| vec![p.to_string()])

@@ -71,7 +71,12 @@ pub struct Plan {
 
 impl Plan {
     /// Adds every root `source` offers, filtered to `platforms` when not empty.
-    pub fn add_source(&mut self, origin: usize, source: &dyn Source, platforms: &[Platform]) -> Result<()> {
+    pub fn add_source(
+        &mut self,
+        origin: usize,
+        source: &dyn Source,
+        platforms: &[Platform],
+    ) -> Result<()> {
         for root in source.roots()? {
             self.add_root(origin, source, root, platforms)?;
         }
@@ -83,14 +88,22 @@ impl Plan {
     }
 
     /// Adds one root of `source`, filtered to `platforms` when not empty.
-    pub fn add_root(&mut self, origin: usize, source: &dyn Source, root: Root, platforms: &[Platform]) -> Result<()> {
+    pub fn add_root(
+        &mut self,
+        origin: usize,
+        source: &dyn Source,
+        root: Root,
+        platforms: &[Platform],
+    ) -> Result<()> {
         let label = match &root.name {
             Some(n) => n.to_string(),
             None => format!("{}@{}", source.name(), root.descriptor.digest.short()),
         };
         if let Some(name) = &root.name {
             if let Some(other) = self.images.iter().find(|i| i.name.as_ref() == Some(name)) {
-                if other.descriptor.digest != root.descriptor.digest || other.source != source.name() {
+                if other.descriptor.digest != root.descriptor.digest
+                    || other.source != source.name()
+                {
                     return Err(Error::Usage(format!(
                         "image {name} is given twice, by {} and by {}; name each image once",
                         other.source,
@@ -106,7 +119,7 @@ impl Plan {
             (Parsed::Index { manifests }, false) => {
                 match filter_index(&node, manifests, platforms, &label)? {
                     Filtered::One(child) => read_node(source, &child, &label)?,
-                    Filtered::Many(index) => index,
+                    Filtered::Many(index) => *index,
                 }
             }
             _ => node,
@@ -126,7 +139,14 @@ impl Plan {
         Ok(())
     }
 
-    fn add_node(&mut self, origin: usize, source: &dyn Source, node: Node, label: &str, depth: usize) -> Result<()> {
+    fn add_node(
+        &mut self,
+        origin: usize,
+        source: &dyn Source,
+        node: Node,
+        label: &str,
+        depth: usize,
+    ) -> Result<()> {
         if depth > MAX_DEPTH {
             return Err(Error::Unsupported {
                 what: format!("{label}: manifest {}", node.descriptor.digest),
@@ -169,14 +189,21 @@ impl Plan {
         }
     }
 
-    fn push(&mut self, descriptor: Descriptor, origin: usize, inline: Option<Arc<[u8]>>, label: &str) {
+    fn push(
+        &mut self,
+        descriptor: Descriptor,
+        origin: usize,
+        inline: Option<Arc<[u8]>>,
+        label: &str,
+    ) {
         let descriptor = Descriptor {
             platform: None,
             annotations: Default::default(),
             artifact_type: None,
             ..descriptor
         };
-        self.seen.insert(descriptor.digest.clone(), self.blobs.len());
+        self.seen
+            .insert(descriptor.digest.clone(), self.blobs.len());
         self.blobs.push(PlannedBlob {
             descriptor,
             origin,
@@ -219,7 +246,7 @@ pub fn read_node(source: &dyn Source, d: &Descriptor, label: &str) -> Result<Nod
 
 enum Filtered {
     One(Descriptor),
-    Many(Node),
+    Many(Box<Node>),
 }
 
 /// Keeps the index entries whose platform one of `platforms` selects, plus
@@ -229,7 +256,12 @@ enum Filtered {
 /// made over it, survive). Several make a new index holding the original
 /// entries verbatim; the new index has a new digest, recorded beside the
 /// source digest in the bundle manifest.
-fn filter_index(node: &Node, manifests: &[Descriptor], platforms: &[Platform], label: &str) -> Result<Filtered> {
+fn filter_index(
+    node: &Node,
+    manifests: &[Descriptor],
+    platforms: &[Platform],
+    label: &str,
+) -> Result<Filtered> {
     let is_attestation = |d: &Descriptor| d.annotations.contains_key(ATTESTATION_TYPE);
     let keep: Vec<bool> = manifests
         .iter()
@@ -262,11 +294,20 @@ fn filter_index(node: &Node, manifests: &[Descriptor], platforms: &[Platform], l
     if kept_images.len() == 1 {
         return Ok(Filtered::One(kept_images[0].clone()));
     }
+    if keep
+        .iter()
+        .zip(manifests)
+        .all(|(k, d)| *k || is_attestation(d))
+    {
+        // Nothing filtered out: the source's own index, digest intact.
+        return Ok(Filtered::Many(Box::new(node.clone())));
+    }
     let kept_digests: Vec<String> = kept_images.iter().map(|d| d.digest.to_string()).collect();
-    let mut doc: serde_json::Value = serde_json::from_slice(&node.raw).map_err(|e| Error::BadJson {
-        what: label.to_string(),
-        reason: e.to_string(),
-    })?;
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&node.raw).map_err(|e| Error::BadJson {
+            what: label.to_string(),
+            reason: e.to_string(),
+        })?;
     let entries = doc
         .get("manifests")
         .and_then(|m| m.as_array())
@@ -285,11 +326,13 @@ fn filter_index(node: &Node, manifests: &[Descriptor], platforms: &[Platform], l
         .map(|((v, _), _)| v)
         .collect();
     doc["manifests"] = serde_json::Value::Array(filtered);
-    let raw: Arc<[u8]> = serde_json::to_vec(&doc).expect("JSON values serialise").into();
+    let raw: Arc<[u8]> = serde_json::to_vec(&doc)
+        .expect("JSON values serialise")
+        .into();
     let descriptor = Descriptor::new(
         node.descriptor.media_type.clone(),
         Digest::of(&raw),
         raw.len() as u64,
     );
-    Ok(Filtered::Many(Node::parse(descriptor, raw, label)?))
+    Ok(Filtered::Many(Box::new(Node::parse(descriptor, raw, label)?)))
 }

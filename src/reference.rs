@@ -108,7 +108,9 @@ fn validate_registry(host: &str) -> Result<(), String> {
     };
     if let Some(p) = port {
         if p.parse::<u16>().is_err() {
-            return Err(format!("registry port {p:?} is not a number from 0 to 65535"));
+            return Err(format!(
+                "registry port {p:?} is not a number from 0 to 65535"
+            ));
         }
     }
     let ipv6 = h.starts_with('[') && h.ends_with(']');
@@ -232,8 +234,14 @@ mod tests {
             norm(&format!("host:5000/a/b:tag@{D}")),
             format!("host:5000/a/b:tag@{D}")
         );
-        assert_eq!(norm(&format!("nginx@{D}")), format!("docker.io/library/nginx@{D}"));
-        assert_eq!(norm("a__b/c-d--e.f_g:T_1.x-y"), "docker.io/a__b/c-d--e.f_g:T_1.x-y");
+        assert_eq!(
+            norm(&format!("nginx@{D}")),
+            format!("docker.io/library/nginx@{D}")
+        );
+        assert_eq!(
+            norm("a__b/c-d--e.f_g:T_1.x-y"),
+            "docker.io/a__b/c-d--e.f_g:T_1.x-y"
+        );
     }
 
     #[test]
@@ -264,7 +272,10 @@ mod tests {
         ] {
             let e = Reference::parse(bad);
             assert!(e.is_err(), "{bad:?} was accepted as {:?}", e.unwrap());
-            assert!(e.unwrap_err().to_string().contains("invalid image reference"));
+            assert!(e
+                .unwrap_err()
+                .to_string()
+                .contains("invalid image reference"));
         }
         let long_tag = format!("a:{}", "t".repeat(129));
         assert!(Reference::parse(&long_tag).is_err());

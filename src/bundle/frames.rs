@@ -80,7 +80,10 @@ impl<W: Write> FrameWriter<W> {
     }
 
     fn receive_one(&mut self) -> io::Result<()> {
-        let (seq, r) = self.rx.recv().map_err(|_| io::Error::other("compression worker vanished"))?;
+        let (seq, r) = self
+            .rx
+            .recv()
+            .map_err(|_| io::Error::other("compression worker vanished"))?;
         self.pending.insert(seq, r);
         self.write_ready()
     }

@@ -57,7 +57,10 @@ impl BundleFile {
     pub fn open(path: &Path) -> Result<BundleFile> {
         let bad = |p: String| Error::bad_bundle(path, p);
         let mut file = File::open(path).map_err(|e| Error::io("open bundle", path, e))?;
-        let len = file.metadata().map_err(|e| Error::io("stat", path, e))?.len();
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io("stat", path, e))?
+            .len();
         let table = SeekTable::from_seekable(&mut file).map_err(|e| {
             bad(format!(
                 "no valid seek table at the end of the file ({e}): it is truncated, damaged, or not an airlock bundle"
@@ -81,6 +84,17 @@ impl BundleFile {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        let max_c = zstd::zstd_safe::compress_bound(MAX_FRAME_DATA) as u32;
+        if let Some((i, f)) = frames
+            .iter()
+            .enumerate()
+            .find(|(_, f)| f.d_size as usize > MAX_FRAME_DATA || f.c_size > max_c)
+        {
+            return Err(bad(format!(
+                "the seek table gives frame {i} {} bytes ({} compressed), more than the format allows",
+                f.d_size, f.c_size
+            )));
+        }
         let mut bundle = BundleFile {
             path: path.to_path_buf(),
             file,
@@ -106,31 +120,38 @@ impl BundleFile {
     /// Decompresses frame `i` into `out`, which ends up exactly the size the
     /// seek table declares; a frame that would produce more is refused before
     /// it can use more memory.
-    fn read_frame(&self, i: usize, dctx: &mut zstd::bulk::Decompressor<'_>, out: &mut Vec<u8>) -> Result<()> {
+    fn read_frame(
+        &self,
+        i: usize,
+        dctx: &mut zstd::bulk::Decompressor<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
         let f = self.frames[i];
-        let what = || match self.members.iter().find(|m| (m.first_frame - 1..m.end_frame).contains(&i)) {
+        let what = || match self
+            .members
+            .iter()
+            .find(|m| (m.first_frame - 1..m.end_frame).contains(&i))
+        {
             Some(m) => format!("frame {i} (member {})", m.name),
             None => format!("frame {i}"),
         };
-        if f.d_size as usize > MAX_FRAME_DATA || f.c_size as usize > zstd::zstd_safe::compress_bound(MAX_FRAME_DATA) {
-            return Err(Error::bad_bundle(
-                &self.path,
-                format!("{} declares {} bytes, more than the format allows", what(), f.d_size),
-            ));
-        }
         let mut compressed = vec![0u8; f.c_size as usize];
         self.file
             .read_exact_at(&mut compressed, f.c_offset)
             .map_err(|e| Error::io("read", &self.path, e))?;
         out.clear();
         out.resize(f.d_size as usize, 0);
-        let n = dctx.decompress_to_buffer(&compressed, &mut out[..]).map_err(|e| {
-            Error::bad_bundle(&self.path, format!("{} is damaged: {e}", what()))
-        })?;
+        let n = dctx
+            .decompress_to_buffer(&compressed, &mut out[..])
+            .map_err(|e| Error::bad_bundle(&self.path, format!("{} is damaged: {e}", what())))?;
         if n != f.d_size as usize {
             return Err(Error::bad_bundle(
                 &self.path,
-                format!("{} holds {n} bytes, the seek table says {}", what(), f.d_size),
+                format!(
+                    "{} holds {n} bytes, the seek table says {}",
+                    what(),
+                    f.d_size
+                ),
             ));
         }
         Ok(())
@@ -155,10 +176,15 @@ impl BundleFile {
             if f.d_size as usize == END_FRAME {
                 self.read_frame(i, &mut dctx, &mut buf)?;
                 if buf.iter().any(|&b| b != 0) {
-                    return Err(bad(format!("frame {i} should end the archive but is not zero")));
+                    return Err(bad(format!(
+                        "frame {i} should end the archive but is not zero"
+                    )));
                 }
                 if i + 1 != self.frames.len() {
-                    return Err(bad(format!("{} frames follow the end of the archive", self.frames.len() - i - 1)));
+                    return Err(bad(format!(
+                        "{} frames follow the end of the archive",
+                        self.frames.len() - i - 1
+                    )));
                 }
                 return Ok(members);
             }
@@ -168,8 +194,18 @@ impl BundleFile {
                     f.d_size
                 )));
             }
-            self.read_frame(i, &mut dctx, &mut buf)?;
-            let (name, size) = parse_header(&buf).map_err(|p| bad(format!("member {position}: {p}")))?;
+            let after = members
+                .last()
+                .map_or("the start".to_string(), |m| m.name.clone());
+            self.read_frame(i, &mut dctx, &mut buf)
+                .map_err(|e| match e {
+                    Error::BadBundle { problem, .. } => bad(format!(
+                        "the tar header of member {position} (after {after}): {problem}"
+                    )),
+                    e => e,
+                })?;
+            let (name, size) =
+                parse_header(&buf).map_err(|p| bad(format!("member {position}: {p}")))?;
             if !names.insert(name.clone()) {
                 return Err(bad(format!("member {name} appears twice")));
             }
@@ -178,7 +214,9 @@ impl BundleFile {
             let mut j = first_frame;
             while covered < padded(size) {
                 let Some(df) = self.frames.get(j) else {
-                    return Err(bad(format!("member {name} is cut short: the file is truncated")));
+                    return Err(bad(format!(
+                        "member {name} is cut short: the file is truncated"
+                    )));
                 };
                 covered += df.d_size as u64;
                 j += 1;
@@ -217,7 +255,10 @@ impl BundleFile {
         if m.size > limit {
             return Err(Error::bad_bundle(
                 &self.path,
-                format!("member {} has {} bytes, more than the {limit} allowed", m.name, m.size),
+                format!(
+                    "member {} has {} bytes, more than the {limit} allowed",
+                    m.name, m.size
+                ),
             ));
         }
         let mut out = Vec::with_capacity(m.size as usize);
@@ -236,11 +277,19 @@ fn decompressor() -> Result<zstd::bulk::Decompressor<'static>> {
 fn parse_header(block: &[u8]) -> std::result::Result<(String, u64), String> {
     let mut h = tar::Header::new_old();
     h.as_mut_bytes().copy_from_slice(block);
-    let stored = h.cksum().map_err(|_| "the header checksum field is not a number".to_string())?;
+    let stored = h
+        .cksum()
+        .map_err(|_| "the header checksum field is not a number".to_string())?;
     let computed: u32 = block
         .iter()
         .enumerate()
-        .map(|(i, &b)| if (148..156).contains(&i) { b' ' as u32 } else { b as u32 })
+        .map(|(i, &b)| {
+            if (148..156).contains(&i) {
+                b' ' as u32
+            } else {
+                b as u32
+            }
+        })
         .sum();
     if stored != computed {
         return Err("the tar header is damaged (checksum mismatch)".into());
@@ -254,14 +303,22 @@ fn parse_header(block: &[u8]) -> std::result::Result<(String, u64), String> {
             "it is a {kind:?} entry; bundles hold only regular files (links, devices and extensions are refused)"
         ));
     }
-    let name = String::from_utf8(h.path_bytes().to_vec()).map_err(|_| "its name is not UTF-8".to_string())?;
+    let name = String::from_utf8(h.path_bytes().to_vec())
+        .map_err(|_| "its name is not UTF-8".to_string())?;
     if name.starts_with('/') {
         return Err(format!("{name}: absolute paths are refused"));
     }
-    if name.split('/').any(|c| c == ".." || c == "." || c.is_empty()) {
-        return Err(format!("{name}: paths with '..', '.' or empty parts are refused"));
+    if name
+        .split('/')
+        .any(|c| c == ".." || c == "." || c.is_empty())
+    {
+        return Err(format!(
+            "{name}: paths with '..', '.' or empty parts are refused"
+        ));
     }
-    let size = h.size().map_err(|_| format!("{name}: the size field is not a number"))?;
+    let size = h
+        .size()
+        .map_err(|_| format!("{name}: the size field is not a number"))?;
     Ok((name, size))
 }
 
@@ -291,7 +348,10 @@ impl Read for MemberReader<'_> {
                 if self.buf[data.min(self.buf.len())..].iter().any(|&b| b != 0) {
                     return Err(into_io(Error::bad_bundle(
                         &self.bundle.path,
-                        format!("member {}: the padding after its data is not zero", self.member.name),
+                        format!(
+                            "member {}: the padding after its data is not zero",
+                            self.member.name
+                        ),
                     )));
                 }
             }
@@ -352,10 +412,12 @@ impl Bundle<Unverified> {
 
     /// Checks the signature against a trusted public key.
     pub fn check_signature(self, key: &VerifyingKey) -> Result<Bundle<Verified>> {
-        self.envelope.verify(key).map_err(|problem| Error::Signature {
-            path: self.file.path.clone(),
-            problem,
-        })?;
+        self.envelope
+            .verify(key)
+            .map_err(|problem| Error::Signature {
+                path: self.file.path.clone(),
+                problem,
+            })?;
         Ok(self.trusted())
     }
 
@@ -376,8 +438,8 @@ impl Bundle<Unverified> {
 
 pub(crate) fn parse_manifest(path: &Path, payload: &[u8]) -> Result<BundleManifest> {
     let bad = |p: String| Error::bad_bundle(path, p);
-    let value: serde_json::Value =
-        serde_json::from_slice(payload).map_err(|e| bad(format!("the bundle manifest is not JSON: {e}")))?;
+    let value: serde_json::Value = serde_json::from_slice(payload)
+        .map_err(|e| bad(format!("the bundle manifest is not JSON: {e}")))?;
     let version = value
         .get("formatVersion")
         .and_then(|v| v.as_u64())
@@ -443,11 +505,14 @@ impl Source for BundleSource<'_> {
     }
 
     fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send + '_>> {
-        let m = self.file.member(&digest.layout_path()).ok_or_else(|| Error::MissingBlob {
-            source_name: self.name.clone(),
-            digest: digest.clone(),
-            image: None,
-        })?;
+        let m = self
+            .file
+            .member(&digest.layout_path())
+            .ok_or_else(|| Error::MissingBlob {
+                source_name: self.name.clone(),
+                digest: digest.clone(),
+                image: None,
+            })?;
         Ok(Box::new(self.file.open_member(m)?))
     }
 }

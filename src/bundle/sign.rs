@@ -34,7 +34,13 @@ pub struct EnvelopeSignature {
 
 /// DSSE's pre-authentication encoding: what is actually signed.
 fn pae(payload_type: &str, body: &[u8]) -> Vec<u8> {
-    let mut out = format!("DSSEv1 {} {} {} ", payload_type.len(), payload_type, body.len()).into_bytes();
+    let mut out = format!(
+        "DSSEv1 {} {} {} ",
+        payload_type.len(),
+        payload_type,
+        body.len()
+    )
+    .into_bytes();
     out.extend_from_slice(body);
     out
 }
@@ -79,8 +85,12 @@ impl Envelope {
         let mut claimed_ours = false;
         for s in &self.signatures {
             claimed_ours |= s.keyid == ours;
-            let Ok(raw) = B64.decode(&s.sig) else { continue };
-            let Ok(sig) = Signature::from_slice(&raw) else { continue };
+            let Ok(raw) = B64.decode(&s.sig) else {
+                continue;
+            };
+            let Ok(sig) = Signature::from_slice(&raw) else {
+                continue;
+            };
             if key.verify_strict(&message, &sig).is_ok() {
                 return Ok(());
             }
@@ -106,7 +116,8 @@ pub fn key_id(key: &VerifyingKey) -> String {
 /// A fresh key from the operating system's random source.
 pub fn generate() -> Result<SigningKey> {
     let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).map_err(|e| Error::Usage(format!("no random source available: {e}")))?;
+    getrandom::fill(&mut seed)
+        .map_err(|e| Error::Usage(format!("no random source available: {e}")))?;
     Ok(SigningKey::from_bytes(&seed))
 }
 
@@ -114,11 +125,15 @@ pub fn generate() -> Result<SigningKey> {
 /// ed25519-dalek emits carries the public key too, and OpenSSL 3.0 refuses it.
 pub fn private_pem(key: &SigningKey) -> String {
     const V1_PREFIX: [u8; 16] = [
-        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
     ];
     let mut der = V1_PREFIX.to_vec();
     der.extend_from_slice(&key.to_bytes());
-    format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", B64.encode(der))
+    format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        B64.encode(der)
+    )
 }
 
 pub fn public_pem(key: &VerifyingKey) -> String {
@@ -176,9 +191,15 @@ mod tests {
             Err(SigProblem::WrongKey { .. })
         ));
         env.payload = B64.encode(b"jello");
-        assert!(matches!(env.verify(&k.verifying_key()), Err(SigProblem::Invalid { .. })));
+        assert!(matches!(
+            env.verify(&k.verifying_key()),
+            Err(SigProblem::Invalid { .. })
+        ));
         let unsigned = Envelope::new("t", b"hello", None);
-        assert_eq!(unsigned.verify(&k.verifying_key()), Err(SigProblem::Unsigned));
+        assert_eq!(
+            unsigned.verify(&k.verifying_key()),
+            Err(SigProblem::Unsigned)
+        );
     }
 
     #[test]

@@ -35,16 +35,29 @@ pub fn verify(bundle: &Bundle<Verified>, progress: &Progress) -> Result<VerifyRe
     // 1. The members are exactly the ones the signed manifest names, in order.
     let mut expected: Vec<(String, u64)> = vec![
         (ENVELOPE_NAME.to_string(), file.members()[0].size),
-        (OCI_LAYOUT_NAME.to_string(), crate::sink::OCI_LAYOUT.len() as u64),
+        (
+            OCI_LAYOUT_NAME.to_string(),
+            crate::sink::OCI_LAYOUT.len() as u64,
+        ),
         (INDEX_NAME.to_string(), manifest.index.size),
     ];
-    expected.extend(manifest.blobs.iter().map(|b| (b.digest.layout_path(), b.size)));
+    expected.extend(
+        manifest
+            .blobs
+            .iter()
+            .map(|b| (b.digest.layout_path(), b.size)),
+    );
     for (i, (name, size)) in expected.iter().enumerate() {
         let Some(m) = file.members().get(i) else {
-            return Err(bad(format!("member {i} should be {name}, but the archive has only {i} members")));
+            return Err(bad(format!(
+                "member {i} should be {name}, but the archive has only {i} members"
+            )));
         };
         if &m.name != name {
-            return Err(bad(format!("member {i} is {}, but the signed manifest expects {name} there", m.name)));
+            return Err(bad(format!(
+                "member {i} is {}, but the signed manifest expects {name} there",
+                m.name
+            )));
         }
         if m.size != *size {
             return Err(bad(format!(
@@ -54,7 +67,10 @@ pub fn verify(bundle: &Bundle<Verified>, progress: &Progress) -> Result<VerifyRe
         }
     }
     if let Some(extra) = file.members().get(expected.len()) {
-        return Err(bad(format!("member {} is not in the signed manifest", extra.name)));
+        return Err(bad(format!(
+            "member {} is not in the signed manifest",
+            extra.name
+        )));
     }
     let mut seen = BTreeSet::new();
     if let Some(dup) = manifest.blobs.iter().find(|b| !seen.insert(&b.digest)) {
@@ -64,10 +80,17 @@ pub fn verify(bundle: &Bundle<Verified>, progress: &Progress) -> Result<VerifyRe
     // 2. oci-layout and index.json.
     let layout = file.read_member(&file.members()[1], 4096)?;
     if layout != crate::sink::OCI_LAYOUT {
-        return Err(bad("member oci-layout does not hold the expected layout version".into()));
+        return Err(bad(
+            "member oci-layout does not hold the expected layout version".into(),
+        ));
     }
     let index = file.read_member(&file.members()[2], manifest.index.size)?;
-    crate::digest::verify_bytes(&index, &manifest.index.digest, manifest.index.size, "member index.json")?;
+    crate::digest::verify_bytes(
+        &index,
+        &manifest.index.digest,
+        manifest.index.size,
+        "member index.json",
+    )?;
     check_index(&index, manifest).map_err(|p| bad(format!("index.json: {p}")))?;
 
     // 3. Which blobs each image needs, reading (and checking) its manifests.
@@ -75,17 +98,30 @@ pub fn verify(bundle: &Bundle<Verified>, progress: &Progress) -> Result<VerifyRe
     let mut users: HashMap<Digest, Vec<String>> = HashMap::new();
     let mut problems = Vec::new();
     for root in source.roots()? {
-        let label = root.name.as_ref().map(|n| n.to_string()).unwrap_or_else(|| root.descriptor.digest.to_string());
+        let label = root
+            .name
+            .as_ref()
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| root.descriptor.digest.to_string());
         let mut plan = Plan::default();
         if let Err(e) = plan.add_root(0, &source, root, &[]) {
             problems.push(e);
             continue;
         }
         for b in &plan.blobs {
-            users.entry(b.descriptor.digest.clone()).or_default().push(label.clone());
-            let listed = manifest.blobs.iter().find(|r| r.digest == b.descriptor.digest);
+            users
+                .entry(b.descriptor.digest.clone())
+                .or_default()
+                .push(label.clone());
+            let listed = manifest
+                .blobs
+                .iter()
+                .find(|r| r.digest == b.descriptor.digest);
             match listed {
-                None => problems.push(bad(format!("{label} needs blob {}, which the bundle does not hold", b.descriptor.digest))),
+                None => problems.push(bad(format!(
+                    "{label} needs blob {}, which the bundle does not hold",
+                    b.descriptor.digest
+                ))),
                 Some(r) if r.size != b.descriptor.size => problems.push(bad(format!(
                     "{label} declares blob {} as {} bytes, the bundle manifest as {}",
                     r.digest, b.descriptor.size, r.size
@@ -96,7 +132,10 @@ pub fn verify(bundle: &Bundle<Verified>, progress: &Progress) -> Result<VerifyRe
     }
     for b in &manifest.blobs {
         if !users.contains_key(&b.digest) {
-            problems.push(bad(format!("blob {} is in the bundle but no image uses it", b.digest)));
+            problems.push(bad(format!(
+                "blob {} is in the bundle but no image uses it",
+                b.digest
+            )));
         }
     }
 
@@ -162,20 +201,48 @@ fn check_index(raw: &[u8], manifest: &BundleManifest) -> std::result::Result<(),
     let got: BTreeSet<(String, Digest, u64, Option<String>)> = index
         .manifests
         .into_iter()
-        .map(|e| (e.media_type, e.digest, e.size, e.annotations.get(ANNOTATION_REF_NAME).cloned()))
+        .map(|e| {
+            (
+                e.media_type,
+                e.digest,
+                e.size,
+                e.annotations.get(ANNOTATION_REF_NAME).cloned(),
+            )
+        })
         .collect();
     let want: BTreeSet<(String, Digest, u64, Option<String>)> = manifest
         .images
         .iter()
-        .map(|i| (i.media_type.clone(), i.digest.clone(), i.size, i.name.clone()))
+        .map(|i| {
+            (
+                i.media_type.clone(),
+                i.digest.clone(),
+                i.size,
+                i.name.clone(),
+            )
+        })
         .collect();
     if got != want {
-        let missing: Vec<String> = want.difference(&got).map(|w| format!("{} {}", w.3.as_deref().unwrap_or("-"), w.1)).collect();
-        let extra: Vec<String> = got.difference(&want).map(|w| format!("{} {}", w.3.as_deref().unwrap_or("-"), w.1)).collect();
+        let missing: Vec<String> = want
+            .difference(&got)
+            .map(|w| format!("{} {}", w.3.as_deref().unwrap_or("-"), w.1))
+            .collect();
+        let extra: Vec<String> = got
+            .difference(&want)
+            .map(|w| format!("{} {}", w.3.as_deref().unwrap_or("-"), w.1))
+            .collect();
         return Err(format!(
             "does not match the signed image list (missing: {}; unexpected: {})",
-            if missing.is_empty() { "none".into() } else { missing.join(", ") },
-            if extra.is_empty() { "none".into() } else { extra.join(", ") }
+            if missing.is_empty() {
+                "none".into()
+            } else {
+                missing.join(", ")
+            },
+            if extra.is_empty() {
+                "none".into()
+            } else {
+                extra.join(", ")
+            }
         ));
     }
     Ok(())

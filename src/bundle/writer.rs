@@ -82,14 +82,22 @@ impl BundleWriter {
         loop {
             let take = remaining.min(MAX_FRAME_DATA as u64) as usize;
             let last = take as u64 == remaining;
-            let mut buf = Vec::with_capacity(if last { padded(take as u64) as usize } else { take });
+            let mut buf = Vec::with_capacity(if last {
+                padded(take as u64) as usize
+            } else {
+                take
+            });
             buf.resize(take, 0);
             data.read_exact(&mut buf)
                 .map_err(|e| Error::io("read data for", &self.path, e))?;
             remaining -= take as u64;
             if last {
                 let mut probe = [0u8; 1];
-                if data.read(&mut probe).map_err(|e| Error::io("read data for", &self.path, e))? != 0 {
+                if data
+                    .read(&mut probe)
+                    .map_err(|e| Error::io("read data for", &self.path, e))?
+                    != 0
+                {
                     return Err(Error::SizeMismatch {
                         what: name.to_string(),
                         expected: size,
@@ -174,9 +182,14 @@ impl Sink for BundleWriter {
     }
 
     fn finish(mut self: Box<Self>, _plan: &Plan) -> Result<()> {
-        self.frames.frame(vec![0u8; END_FRAME]).map_err(|e| self.io(e))?;
+        self.frames
+            .frame(vec![0u8; END_FRAME])
+            .map_err(|e| self.io(e))?;
         let path = self.path.clone();
-        let out = self.frames.finish().map_err(|e| Error::io("write", &path, e))?;
+        let out = self
+            .frames
+            .finish()
+            .map_err(|e| Error::io("write", &path, e))?;
         out.commit()
     }
 }

@@ -70,7 +70,11 @@ impl Sink for DockerArchiveSink {
     }
 
     fn put_blob(&mut self, blob: &PlannedBlob, data: &mut dyn Read) -> Result<()> {
-        self.append(&blob.descriptor.digest.layout_path(), blob.descriptor.size, data)
+        self.append(
+            &blob.descriptor.digest.layout_path(),
+            blob.descriptor.size,
+            data,
+        )
     }
 
     fn finish(mut self: Box<Self>, plan: &Plan) -> Result<()> {
@@ -101,7 +105,11 @@ impl Sink for DockerArchiveSink {
         let index_json = serde_json::to_vec(&index).expect("JSON values serialise");
         self.append("oci-layout", OCI_LAYOUT.len() as u64, &mut &OCI_LAYOUT[..])?;
         self.append("index.json", index_json.len() as u64, &mut &index_json[..])?;
-        self.append("manifest.json", manifest_json.len() as u64, &mut &manifest_json[..])?;
+        self.append(
+            "manifest.json",
+            manifest_json.len() as u64,
+            &mut &manifest_json[..],
+        )?;
         let target = self.tar.get_ref().target().to_path_buf();
         let file = self
             .tar

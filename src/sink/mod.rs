@@ -7,8 +7,8 @@ mod oci_dir;
 use std::io::Read;
 
 pub use docker_archive::DockerArchiveSink;
-pub(crate) use oci_dir::{index_entries, OCI_LAYOUT};
 pub use oci_dir::OciDirSink;
+pub(crate) use oci_dir::{index_entries, OCI_LAYOUT};
 
 use crate::digest::VerifyingReader;
 use crate::error::Result;
@@ -34,7 +34,12 @@ pub trait Sink {
 
 /// Streams every blob of `plan` from its source through a digest check into
 /// `sink`. Nothing unverified reaches a sink's finished output.
-pub fn copy(plan: &Plan, sources: &[Box<dyn Source + '_>], mut sink: Box<dyn Sink>, progress: &Progress) -> Result<()> {
+pub fn copy(
+    plan: &Plan,
+    sources: &[Box<dyn Source + '_>],
+    mut sink: Box<dyn Sink>,
+    progress: &Progress,
+) -> Result<()> {
     sink.begin(plan)?;
     for blob in &plan.blobs {
         let raw: Box<dyn Read + Send> = match &blob.inline {

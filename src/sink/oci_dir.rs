@@ -36,7 +36,8 @@ pub(crate) fn index_entries(plan: &Plan) -> Vec<serde_json::Value> {
     let mut out: Vec<serde_json::Value> = Vec::new();
     for image in &plan.images {
         let d = &image.descriptor;
-        let mut entry = serde_json::json!({"mediaType": d.media_type, "digest": d.digest, "size": d.size});
+        let mut entry =
+            serde_json::json!({"mediaType": d.media_type, "digest": d.digest, "size": d.size});
         match &image.name {
             Some(name) => {
                 entry["annotations"] = serde_json::json!({
@@ -72,10 +73,12 @@ impl Sink for OciDirSink {
     fn finish(self: Box<Self>, plan: &Plan) -> Result<()> {
         let index_path = self.dir.join("index.json");
         let mut index = match std::fs::read(&index_path) {
-            Ok(bytes) => serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| Error::BadJson {
-                what: index_path.display().to_string(),
-                reason: e.to_string(),
-            })?,
+            Ok(bytes) => {
+                serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| Error::BadJson {
+                    what: index_path.display().to_string(),
+                    reason: e.to_string(),
+                })?
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 serde_json::json!({"schemaVersion": 2, "mediaType": crate::image::media::OCI_INDEX, "manifests": []})
             }
@@ -91,7 +94,9 @@ impl Sink for OciDirSink {
             .cloned()
             .unwrap_or_default()
             .into_iter()
-            .filter(|old| ref_of(old).is_none_or(|r| !new.iter().any(|n| ref_of(n) == Some(r.clone()))))
+            .filter(|old| {
+                ref_of(old).is_none_or(|r| !new.iter().any(|n| ref_of(n) == Some(r.clone())))
+            })
             .filter(|old| !new.contains(old))
             .collect();
         manifests.extend(new);

@@ -103,7 +103,8 @@ impl DockerArchive {
             .fs
             .read_small(&entry.config, MAX_CONFIG)?
             .ok_or_else(|| self.missing(&entry.config))?;
-        let config_desc = Descriptor::new(media::OCI_CONFIG, Digest::of(&config), config.len() as u64);
+        let config_desc =
+            Descriptor::new(media::OCI_CONFIG, Digest::of(&config), config.len() as u64);
         let layers: Vec<Descriptor> = entry
             .layers
             .par_iter()
@@ -170,11 +171,18 @@ fn select_legacy(source: &str, all: Vec<Root>, wanted: &str) -> Result<Vec<Root>
         let n: usize = n.parse().map_err(|_| not_found())?;
         let mut unique: Vec<Root> = Vec::new();
         for r in all {
-            if !unique.iter().any(|u| u.descriptor.digest == r.descriptor.digest) {
+            if !unique
+                .iter()
+                .any(|u| u.descriptor.digest == r.descriptor.digest)
+            {
                 unique.push(r);
             }
         }
-        return unique.into_iter().nth(n).map(|r| vec![r]).ok_or_else(not_found);
+        return unique
+            .into_iter()
+            .nth(n)
+            .map(|r| vec![r])
+            .ok_or_else(not_found);
     }
     let wanted_ref = Reference::parse(wanted)?;
     let chosen: Vec<Root> = all

@@ -84,10 +84,7 @@ impl Fs for DirFs {
         let full = self.root.join(rel);
         match File::open(&full) {
             Ok(f) => {
-                let size = f
-                    .metadata()
-                    .map_err(|e| Error::io("stat", &full, e))?
-                    .len();
+                let size = f.metadata().map_err(|e| Error::io("stat", &full, e))?.len();
                 Ok(Some((Box::new(f), size)))
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -155,7 +152,8 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 fn decompress_to_temp(path: &Path, mut r: impl Read) -> Result<File> {
-    let mut tmp = tempfile::tempfile().map_err(|e| Error::io("create temporary file for", path, e))?;
+    let mut tmp =
+        tempfile::tempfile().map_err(|e| Error::io("create temporary file for", path, e))?;
     io::copy(&mut r, &mut tmp).map_err(|e| Error::BadArchive {
         path: path.to_path_buf(),
         reason: format!("cannot decompress: {e}"),
@@ -174,7 +172,10 @@ fn index_tar(path: &Path, file: &File) -> Result<HashMap<String, Member>> {
         path: path.to_path_buf(),
         reason,
     };
-    let file_len = file.metadata().map_err(|e| Error::io("stat", path, e))?.len();
+    let file_len = file
+        .metadata()
+        .map_err(|e| Error::io("stat", path, e))?
+        .len();
     let mut archive = tar::Archive::new(PositionalReader::new(Arc::new(
         file.try_clone().map_err(|e| Error::io("open", path, e))?,
     )));
@@ -202,7 +203,10 @@ fn index_tar(path: &Path, file: &File) -> Result<HashMap<String, Member>> {
                     "member {name} claims {size} bytes but the archive ends first (truncated?)"
                 )));
             }
-            if members.insert(name.clone(), Member { offset, size }).is_some() {
+            if members
+                .insert(name.clone(), Member { offset, size })
+                .is_some()
+            {
                 return Err(bad(format!("member {name} appears twice")));
             }
         } else if kind.is_symlink() || kind.is_hard_link() {

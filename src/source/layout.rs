@@ -23,10 +23,12 @@ impl<F: Fs> Layout<F> {
     /// names (all when `None`). `stem` names images that carry only a tag.
     pub fn open(name: &str, fs: F, reference: Option<String>, stem: String) -> Result<Layout<F>> {
         let layout_file = fs.location().join("oci-layout");
-        let marker = fs.read_small("oci-layout", 4096)?.ok_or_else(|| Error::BadArchive {
-            path: fs.location().to_path_buf(),
-            reason: "no oci-layout file: this is not an OCI image layout".into(),
-        })?;
+        let marker = fs
+            .read_small("oci-layout", 4096)?
+            .ok_or_else(|| Error::BadArchive {
+                path: fs.location().to_path_buf(),
+                reason: "no oci-layout file: this is not an OCI image layout".into(),
+            })?;
         let version = serde_json::from_slice::<serde_json::Value>(&marker)
             .ok()
             .and_then(|v| v.get("imageLayoutVersion")?.as_str().map(String::from));
@@ -43,8 +45,11 @@ impl<F: Fs> Layout<F> {
                 path: fs.location().to_path_buf(),
                 reason: "no index.json: this is not an OCI image layout".into(),
             })?;
-        let Parsed::Index { manifests } =
-            parse_manifest(crate::image::media::OCI_INDEX, &index, &index_path.display().to_string())?
+        let Parsed::Index { manifests } = parse_manifest(
+            crate::image::media::OCI_INDEX,
+            &index,
+            &index_path.display().to_string(),
+        )?
         else {
             unreachable!("parsed as an index")
         };
@@ -73,7 +78,11 @@ impl<F: Fs> Layout<F> {
 fn select(source: &str, all: Vec<Root>, wanted: &str) -> Result<Vec<Root>> {
     let wanted_ref = Reference::parse(wanted).ok();
     let matches = |r: &Root| {
-        r.descriptor.annotations.get(ANNOTATION_REF_NAME).map(String::as_str) == Some(wanted)
+        r.descriptor
+            .annotations
+            .get(ANNOTATION_REF_NAME)
+            .map(String::as_str)
+            == Some(wanted)
             || (wanted_ref.is_some() && r.name == wanted_ref)
     };
     let available: Vec<String> = all.iter().map(describe_root).collect();

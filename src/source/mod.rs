@@ -87,7 +87,14 @@ impl SourceSpec {
         } else if let Some(rest) = spec.strip_prefix("docker://") {
             Ok(SourceSpec::Registry(rest.to_string()))
         } else if let Some((transport, _)) = spec.split_once(':').filter(|(t, _)| {
-            ["dir", "docker-daemon", "containers-storage", "ostree", "sif"].contains(t)
+            [
+                "dir",
+                "docker-daemon",
+                "containers-storage",
+                "ostree",
+                "sif",
+            ]
+            .contains(t)
         }) {
             Err(bad(&format!("the {transport}: transport is not supported")))
         } else {

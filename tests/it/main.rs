@@ -1,0 +1,10 @@
+//! Integration tests: one binary, one module per topic (see STYLE.md).
+//! They run the real `airlock` binary against images built by umoci and
+//! skopeo, and check results with skopeo, zstd, tar and openssl.
+
+mod bundles;
+mod export;
+mod keys;
+mod pack;
+mod sources;
+mod util;
