@@ -4,7 +4,7 @@
 //! writes, and accepting algorithms we cannot check would open a hole.
 
 use std::fmt;
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -104,9 +104,15 @@ impl TryFrom<&oci_spec::image::Digest> for Digest {
 /// once, and the read that reaches end-of-file fails if the digest differs.
 /// A consumer that reads to EOF (as `io::copy` does) therefore never sees a
 /// successful end for bad content, so sinks can rename into place safely.
+///
+/// With [`VerifyingReader::hash_in_background`], large blobs are hashed on a
+/// helper thread so hashing overlaps with what the consumer does with the
+/// bytes (compressing, writing); the result is still awaited before the final
+/// read returns. Callers that already run many readers in parallel should
+/// not use it.
 pub struct VerifyingReader<R> {
     inner: R,
-    hasher: Sha256,
+    hasher: Hasher,
     expected: Digest,
     expected_size: u64,
     seen: u64,
@@ -114,17 +120,79 @@ pub struct VerifyingReader<R> {
     done: bool,
 }
 
+/// Blobs at least this large are hashed on a helper thread.
+const BACKGROUND_HASH_MIN: u64 = 8 * 1024 * 1024;
+
+enum Hasher {
+    Inline(Sha256),
+    Background {
+        chunks: std::sync::mpsc::SyncSender<Vec<u8>>,
+        worker: std::thread::JoinHandle<Sha256>,
+    },
+    Finished,
+}
+
+impl Hasher {
+    fn background() -> Hasher {
+        // A few chunks in the queue keep the thread busy without letting
+        // memory grow with the blob.
+        let (chunks, queue) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+        let worker = std::thread::spawn(move || {
+            let mut h = Sha256::new();
+            for chunk in queue {
+                h.update(&chunk);
+            }
+            h
+        });
+        Hasher::Background { chunks, worker }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Hasher::Inline(h) => h.update(bytes),
+            Hasher::Background { chunks, .. } => {
+                // The worker only stops when this side drops the sender.
+                let _ = chunks.send(bytes.to_vec());
+            }
+            Hasher::Finished => {}
+        }
+    }
+
+    fn finish(&mut self) -> io::Result<Digest> {
+        match std::mem::replace(self, Hasher::Finished) {
+            Hasher::Inline(h) => Ok(Digest::from_hasher(h)),
+            Hasher::Background { chunks, worker } => {
+                drop(chunks);
+                let h = worker
+                    .join()
+                    .map_err(|_| io::Error::other("the hashing thread failed"))?;
+                Ok(Digest::from_hasher(h))
+            }
+            Hasher::Finished => Err(io::Error::other("digest already taken")),
+        }
+    }
+}
+
 impl<R: Read> VerifyingReader<R> {
     pub fn new(inner: R, expected: Digest, expected_size: u64, what: impl Into<String>) -> Self {
         VerifyingReader {
             inner,
-            hasher: Sha256::new(),
+            hasher: Hasher::Inline(Sha256::new()),
             expected,
             expected_size,
             seen: 0,
             what: what.into(),
             done: false,
         }
+    }
+
+    /// Hashes on a helper thread when the blob is large enough to gain.
+    /// Call before the first read.
+    pub fn hash_in_background(mut self) -> Self {
+        if self.expected_size >= BACKGROUND_HASH_MIN && self.seen == 0 {
+            self.hasher = Hasher::background();
+        }
+        self
     }
 
     fn check_end(&mut self) -> io::Result<()> {
@@ -135,7 +203,7 @@ impl<R: Read> VerifyingReader<R> {
                 actual: self.seen,
             }));
         }
-        let actual = Digest::from_hasher(std::mem::take(&mut self.hasher));
+        let actual = self.hasher.finish()?;
         if actual != self.expected {
             return Err(into_io(Error::DigestMismatch {
                 what: self.what.clone(),
@@ -175,6 +243,39 @@ impl<R: Read> Read for VerifyingReader<R> {
         }
         self.hasher.update(&buf[..n]);
         Ok(n)
+    }
+}
+
+/// Lets a consumer hash straight out of the inner reader's buffer, with no
+/// copy: bytes are hashed as they are consumed, and the `fill_buf` that meets
+/// end-of-file fails if size or digest differ.
+impl<R: BufRead> BufRead for VerifyingReader<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if self.done {
+            return Ok(&[]);
+        }
+        let available = self.inner.fill_buf()?.len() as u64;
+        if available == 0 {
+            self.check_end()?;
+            return Ok(&[]);
+        }
+        if self.seen + available > self.expected_size {
+            return Err(into_io(Error::SizeMismatch {
+                what: self.what.clone(),
+                expected: self.expected_size,
+                actual: self.seen + available,
+            }));
+        }
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, n: usize) {
+        if let Ok(buf) = self.inner.fill_buf() {
+            let n = n.min(buf.len());
+            self.hasher.update(&buf[..n]);
+            self.seen += n as u64;
+            self.inner.consume(n);
+        }
     }
 }
 
@@ -248,6 +349,44 @@ mod tests {
             matches!(e, Error::DigestMismatch { ref what, .. } if what == "blob x"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn buffered_verification_hashes_what_it_consumes() {
+        let data = b"hello buffered world";
+        let mut ok = VerifyingReader::new(&data[..], Digest::of(data), data.len() as u64, "b");
+        loop {
+            let n = ok.fill_buf().unwrap().len();
+            if n == 0 {
+                break;
+            }
+            ok.consume(n.min(5));
+        }
+        let mut bad = VerifyingReader::new(&data[..], Digest::of(b"other"), data.len() as u64, "b");
+        let n = bad.fill_buf().unwrap().len();
+        bad.consume(n);
+        assert!(matches!(
+            Error::io("r", "x", bad.fill_buf().unwrap_err()),
+            Error::DigestMismatch { .. }
+        ));
+        let mut long = VerifyingReader::new(&data[..], Digest::of(data), 3, "b");
+        assert!(long.fill_buf().is_err());
+    }
+
+    #[test]
+    fn background_hashing_checks_large_blobs_too() {
+        let big: Vec<u8> = (0..BACKGROUND_HASH_MIN as usize + 12345)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let mut ok = VerifyingReader::new(&big[..], Digest::of(&big), big.len() as u64, "big")
+            .hash_in_background();
+        io::copy(&mut ok, &mut io::sink()).unwrap();
+        let mut bad = big.clone();
+        bad[1] ^= 1;
+        let mut r = VerifyingReader::new(&bad[..], Digest::of(&big), big.len() as u64, "big")
+            .hash_in_background();
+        let e = Error::io("r", "x", io::copy(&mut r, &mut io::sink()).unwrap_err());
+        assert!(matches!(e, Error::DigestMismatch { .. }), "{e}");
     }
 
     #[test]

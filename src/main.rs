@@ -266,6 +266,12 @@ fn run(command: Command) -> Result<()> {
             output_args,
         } => {
             set_jobs(jobs)?;
+            if output == Path::new("-") && output_args.json {
+                return Err(Error::Usage(
+                    "--json prints to standard output, which -o - already uses for the bundle"
+                        .into(),
+                ));
+            }
             if let Some(list) = list {
                 sources.extend(ops::read_source_list(&list)?);
             }

@@ -334,5 +334,7 @@ fn filter_index(
         Digest::of(&raw),
         raw.len() as u64,
     );
-    Ok(Filtered::Many(Box::new(Node::parse(descriptor, raw, label)?)))
+    Ok(Filtered::Many(Box::new(Node::parse(
+        descriptor, raw, label,
+    )?)))
 }

@@ -1,29 +1,32 @@
 //! Compresses a sequence of frames on rayon and writes them in order,
 //! followed by the zstd seekable-format seek table.
 //!
-//! Each frame is an independent zstd frame with its content size and a
-//! checksum. At most a fixed number of frames are in flight, so memory stays
-//! bounded (about `2 × in_flight × MAX_FRAME_DATA`) whatever the input size.
+//! Three kinds of work overlap: the caller fills frames, rayon compresses
+//! them, and one writer thread puts them in order and writes them. Writing is
+//! off the caller's thread because copying into the page cache costs about as
+//! much as compressing already-compressed layers. At most a fixed number of
+//! frames are in flight, so memory stays bounded (about
+//! `2 × in_flight × MAX_FRAME_DATA`) whatever the input size.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::sync::mpsc;
+use std::thread::JoinHandle;
 
 use zeekstd::SeekTable;
 
 type Compressed = io::Result<(Vec<u8>, u32)>;
 
-pub struct FrameWriter<W: Write> {
-    out: W,
+pub struct FrameWriter<W: Write + Send + 'static> {
     level: i32,
-    table: SeekTable,
     submitted: u64,
-    written: u64,
+    outstanding: u64,
     in_flight: u64,
-    pending: BTreeMap<u64, Compressed>,
-    tx: mpsc::Sender<(u64, Compressed)>,
-    rx: mpsc::Receiver<(u64, Compressed)>,
+    to_writer: Option<mpsc::Sender<(u64, Compressed)>>,
+    /// One message per frame written: a credit to submit another.
+    written: mpsc::Receiver<()>,
+    writer: Option<JoinHandle<io::Result<W>>>,
 }
 
 thread_local! {
@@ -43,71 +46,105 @@ fn compress(data: &[u8], level: i32) -> io::Result<Vec<u8>> {
     })
 }
 
-impl<W: Write> FrameWriter<W> {
+/// Writes frames in sequence order as they arrive, then the seek table.
+fn write_in_order(
+    out: &mut impl Write,
+    frames: mpsc::Receiver<(u64, Compressed)>,
+    credits: mpsc::Sender<()>,
+) -> io::Result<()> {
+    let mut table = SeekTable::new();
+    let mut pending: BTreeMap<u64, Compressed> = BTreeMap::new();
+    let mut next = 0u64;
+    for (seq, frame) in frames {
+        pending.insert(seq, frame);
+        while let Some(frame) = pending.remove(&next) {
+            let (compressed, d_size) = frame?;
+            out.write_all(&compressed)?;
+            table
+                .log_frame(compressed.len() as u32, d_size)
+                .map_err(|e| io::Error::other(format!("seek table: {e}")))?;
+            next += 1;
+            let _ = credits.send(());
+        }
+    }
+    if !pending.is_empty() {
+        return Err(io::Error::other("a compressed frame went missing"));
+    }
+    io::copy(&mut table.into_serializer(), out)?;
+    out.flush()
+}
+
+impl<W: Write + Send + 'static> FrameWriter<W> {
     pub fn new(out: W, level: i32) -> FrameWriter<W> {
-        let (tx, rx) = mpsc::channel();
+        let (to_writer, frames) = mpsc::channel();
+        let (credits, written) = mpsc::channel();
+        let writer = std::thread::Builder::new()
+            .name("airlock-writer".into())
+            .spawn(move || {
+                let mut out = out;
+                write_in_order(&mut out, frames, credits)?;
+                Ok(out)
+            })
+            .expect("spawn writer thread");
         FrameWriter {
-            out,
             level,
-            table: SeekTable::new(),
             submitted: 0,
-            written: 0,
+            outstanding: 0,
             in_flight: 2 * rayon::current_num_threads() as u64 + 2,
-            pending: BTreeMap::new(),
-            tx,
-            rx,
+            to_writer: Some(to_writer),
+            written,
+            writer: Some(writer),
         }
     }
 
     /// Queues one frame of decompressed data.
     pub fn frame(&mut self, data: Vec<u8>) -> io::Result<()> {
-        while self.submitted - self.written >= self.in_flight {
-            self.receive_one()?;
+        while self.outstanding >= self.in_flight {
+            if self.written.recv().is_err() {
+                // The writer stopped early: its error says why.
+                return Err(self.writer_error());
+            }
+            self.outstanding -= 1;
         }
         let seq = self.submitted;
         self.submitted += 1;
-        let tx = self.tx.clone();
+        self.outstanding += 1;
+        let tx = self.to_writer.clone().expect("open until finish");
         let level = self.level;
         rayon::spawn(move || {
             let result = compress(&data, level).map(|c| (c, data.len() as u32));
-            // The receiver only goes away when the writer was dropped on error.
+            // The receiver is gone only if the writer already failed.
             let _ = tx.send((seq, result));
         });
-        while let Ok((seq, r)) = self.rx.try_recv() {
-            self.pending.insert(seq, r);
-        }
-        self.write_ready()
-    }
-
-    fn receive_one(&mut self) -> io::Result<()> {
-        let (seq, r) = self
-            .rx
-            .recv()
-            .map_err(|_| io::Error::other("compression worker vanished"))?;
-        self.pending.insert(seq, r);
-        self.write_ready()
-    }
-
-    fn write_ready(&mut self) -> io::Result<()> {
-        while let Some(r) = self.pending.remove(&self.written) {
-            let (compressed, d_size) = r?;
-            self.out.write_all(&compressed)?;
-            self.table
-                .log_frame(compressed.len() as u32, d_size)
-                .map_err(|e| io::Error::other(format!("seek table: {e}")))?;
-            self.written += 1;
-        }
         Ok(())
     }
 
-    /// Writes the remaining frames and the seek table; returns the output.
-    pub fn finish(mut self) -> io::Result<W> {
-        while self.written < self.submitted {
-            self.receive_one()?;
+    fn writer_error(&mut self) -> io::Error {
+        self.to_writer = None;
+        match self.writer.take().map(|h| h.join()) {
+            Some(Ok(Err(e))) => e,
+            _ => io::Error::other("the writer thread stopped"),
         }
-        let mut serializer = self.table.into_serializer();
-        io::copy(&mut serializer, &mut self.out)?;
-        self.out.flush()?;
-        Ok(self.out)
+    }
+
+    /// Waits for every frame, writes the seek table and returns the output.
+    pub fn finish(mut self) -> io::Result<W> {
+        self.to_writer = None;
+        match self.writer.take().expect("joined once").join() {
+            Ok(r) => r,
+            Err(_) => Err(io::Error::other("the writer thread panicked")),
+        }
+    }
+}
+
+/// On an error path the writer thread still owns the output; join it so the
+/// output is dropped (an unfinished bundle's temporary file removed) before
+/// the error reaches the user and the process exits.
+impl<W: Write + Send + 'static> Drop for FrameWriter<W> {
+    fn drop(&mut self) {
+        self.to_writer = None;
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
     }
 }

@@ -12,9 +12,8 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 use std::marker::PhantomData;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::VerifyingKey;
@@ -48,7 +47,10 @@ pub struct Member {
 
 pub struct BundleFile {
     path: PathBuf,
-    file: File,
+    /// The whole file, mapped: frames decompress straight from the page
+    /// cache without a copy. Like any mmap reader, this assumes nobody
+    /// truncates the file while airlock reads it.
+    map: memmap2::Mmap,
     frames: Vec<Frame>,
     members: Vec<Member>,
 }
@@ -95,9 +97,12 @@ impl BundleFile {
                 f.d_size, f.c_size
             )));
         }
+        // SAFETY: the map is read-only and private to this process; see the
+        // field's note on concurrent truncation.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io("map", path, e))?;
         let mut bundle = BundleFile {
             path: path.to_path_buf(),
-            file,
+            map,
             frames,
             members: Vec::new(),
         };
@@ -120,12 +125,7 @@ impl BundleFile {
     /// Decompresses frame `i` into `out`, which ends up exactly the size the
     /// seek table declares; a frame that would produce more is refused before
     /// it can use more memory.
-    fn read_frame(
-        &self,
-        i: usize,
-        dctx: &mut zstd::bulk::Decompressor<'_>,
-        out: &mut Vec<u8>,
-    ) -> Result<()> {
+    fn read_frame(&self, i: usize, dctx: &mut Dctx, out: &mut Vec<u8>) -> Result<()> {
         let f = self.frames[i];
         let what = || match self
             .members
@@ -135,14 +135,12 @@ impl BundleFile {
             Some(m) => format!("frame {i} (member {})", m.name),
             None => format!("frame {i}"),
         };
-        let mut compressed = vec![0u8; f.c_size as usize];
-        self.file
-            .read_exact_at(&mut compressed, f.c_offset)
-            .map_err(|e| Error::io("read", &self.path, e))?;
-        out.clear();
+        let start = f.c_offset as usize;
+        let compressed = &self.map[start..start + f.c_size as usize];
         out.resize(f.d_size as usize, 0);
         let n = dctx
-            .decompress_to_buffer(&compressed, &mut out[..])
+            .zstd
+            .decompress_to_buffer(compressed, &mut out[..])
             .map_err(|e| Error::bad_bundle(&self.path, format!("{} is damaged: {e}", what())))?;
         if n != f.d_size as usize {
             return Err(Error::bad_bundle(
@@ -269,8 +267,16 @@ impl BundleFile {
     }
 }
 
-fn decompressor() -> Result<zstd::bulk::Decompressor<'static>> {
-    zstd::bulk::Decompressor::new().map_err(|e| Error::Usage(format!("cannot start zstd: {e}")))
+/// A zstd decompression context, reused across frames.
+struct Dctx {
+    zstd: zstd::bulk::Decompressor<'static>,
+}
+
+fn decompressor() -> Result<Dctx> {
+    Ok(Dctx {
+        zstd: zstd::bulk::Decompressor::new()
+            .map_err(|e| Error::Usage(format!("cannot start zstd: {e}")))?,
+    })
 }
 
 /// Checks a ustar header as the spec requires and returns name and size.
@@ -329,40 +335,55 @@ pub struct MemberReader<'a> {
     buf: Vec<u8>,
     pos: usize,
     remaining: u64,
-    dctx: zstd::bulk::Decompressor<'static>,
+    dctx: Dctx,
+}
+
+impl MemberReader<'_> {
+    /// Makes sure the frame buffer holds unread data, unless the member ended.
+    fn refill(&mut self) -> Result<()> {
+        if self.remaining == 0 || self.pos < self.buf.len() {
+            return Ok(());
+        }
+        self.bundle
+            .read_frame(self.next_frame, &mut self.dctx, &mut self.buf)?;
+        self.next_frame += 1;
+        self.pos = 0;
+        if self.next_frame == self.member.end_frame {
+            let data = self.remaining as usize;
+            if self.buf[data.min(self.buf.len())..].iter().any(|&b| b != 0) {
+                return Err(Error::bad_bundle(
+                    &self.bundle.path,
+                    format!(
+                        "member {}: the padding after its data is not zero",
+                        self.member.name
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl BufRead for MemberReader<'_> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.refill().map_err(into_io)?;
+        let n =
+            (self.buf.len() - self.pos).min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        Ok(&self.buf[self.pos..self.pos + n])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos += n;
+        self.remaining -= n as u64;
+    }
 }
 
 impl Read for MemberReader<'_> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if self.remaining == 0 || out.is_empty() {
-            return Ok(0);
-        }
-        if self.pos == self.buf.len() {
-            self.bundle
-                .read_frame(self.next_frame, &mut self.dctx, &mut self.buf)
-                .map_err(into_io)?;
-            self.next_frame += 1;
-            self.pos = 0;
-            if self.next_frame == self.member.end_frame {
-                let data = self.remaining as usize;
-                if self.buf[data.min(self.buf.len())..].iter().any(|&b| b != 0) {
-                    return Err(into_io(Error::bad_bundle(
-                        &self.bundle.path,
-                        format!(
-                            "member {}: the padding after its data is not zero",
-                            self.member.name
-                        ),
-                    )));
-                }
-            }
-        }
-        let n = out
-            .len()
-            .min(self.buf.len() - self.pos)
-            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
-        self.remaining -= n as u64;
+        let available = self.fill_buf()?;
+        let n = available.len().min(out.len());
+        out[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
         Ok(n)
     }
 }

@@ -26,6 +26,16 @@ impl Output for AtomicFile {
     }
 }
 
+/// Standard output, for `pack -o -` on one-way links. A failed pack leaves
+/// a stream without its end marker and seek table, which readers refuse.
+impl Output for io::Stdout {
+    fn commit(self: Box<Self>) -> Result<()> {
+        self.lock()
+            .flush()
+            .map_err(|e| Error::io("write", "standard output", e))
+    }
+}
+
 pub struct PackOptions {
     pub level: i32,
     pub key: Option<SigningKey>,
@@ -41,8 +51,16 @@ pub struct BundleWriter {
 }
 
 impl BundleWriter {
-    /// A writer whose output appears at `path` only once it is complete.
+    /// A writer whose output appears at `path` only once it is complete;
+    /// `-` writes to standard output.
     pub fn to_file(path: &Path, options: PackOptions) -> Result<BundleWriter> {
+        if path == Path::new("-") {
+            return Ok(BundleWriter::new(
+                Box::new(io::stdout()),
+                Path::new("standard output"),
+                options,
+            ));
+        }
         let file = AtomicFile::create(path)?;
         Ok(BundleWriter::new(Box::new(file), path, options))
     }

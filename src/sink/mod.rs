@@ -51,7 +51,8 @@ pub fn copy(
             blob.descriptor.digest.clone(),
             blob.descriptor.size,
             blob.label(),
-        );
+        )
+        .hash_in_background();
         sink.put_blob(blob, &mut verified)?;
     }
     sink.finish(plan)

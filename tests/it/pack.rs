@@ -341,3 +341,71 @@ fn the_bundle_is_a_valid_zstd_seekable_file() {
     );
     run("zstd", &["-t", bundle.to_str().unwrap()], t.path()).ok();
 }
+
+#[test]
+fn packs_to_standard_output_with_the_same_bytes_as_a_file() {
+    let t = scratch();
+    let src = format!("oci:{}:multi", layout().display());
+    airlock(&["pack", "-q", &src, "-o", "file.airlock"], t.path()).ok();
+    let streamed = airlock(&["pack", "-q", &src, "-o", "-"], t.path()).ok();
+    assert_eq!(
+        streamed.out.stdout,
+        std::fs::read(t.path().join("file.airlock")).unwrap()
+    );
+    let err = airlock(&["pack", &src, "-o", "-", "--json"], t.path()).fails();
+    assert!(err.contains("--json"), "{err}");
+}
+
+#[test]
+fn a_pack_killed_midway_leaves_nothing_that_looks_complete() {
+    let t = scratch();
+    let lay = t.path().join("lay");
+    copy_dir(&layout(), &lay);
+    // Replace app-1's layer by a FIFO nobody writes: pack blocks reading it,
+    // with its temporary output open, and is killed there.
+    let raw = skopeo(
+        &["inspect", "--raw", &format!("oci:{}:app-1", lay.display())],
+        t.path(),
+    )
+    .ok()
+    .out
+    .stdout;
+    let m: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    let layer_digest = m["layers"].as_array().unwrap().last().unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let layer = lay
+        .join("blobs/sha256")
+        .join(layer_digest.trim_start_matches("sha256:"));
+    std::fs::remove_file(&layer).unwrap();
+    run("mkfifo", &[layer.to_str().unwrap()], t.path()).ok();
+    let out = t.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["pack", "-q", &format!("oci:{}:app-1", lay.display()), "-o"])
+        .arg(out.join("b.airlock"))
+        .spawn()
+        .unwrap();
+    // Wait until the temporary file exists, then kill -9.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while entries(&out).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pack never started writing"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let left = entries(&out);
+    assert!(
+        !out.join("b.airlock").exists(),
+        "a killed pack left {left:?}"
+    );
+    assert!(
+        left.iter()
+            .all(|n| n.starts_with('.') && n.ends_with(".partial")),
+        "{left:?}"
+    );
+}
