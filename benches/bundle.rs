@@ -40,7 +40,8 @@ fn layout(dir: &Path) -> u64 {
         }
         layers.push(blob(dir, &data));
     }
-    let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
     let mut config_desc = blob(dir, config);
     config_desc["mediaType"] = "application/vnd.oci.image.config.v1+json".into();
     let manifest = serde_json::to_vec(&serde_json::json!({
@@ -51,8 +52,11 @@ fn layout(dir: &Path) -> u64 {
     let mut m = blob(dir, &manifest);
     m["mediaType"] = "application/vnd.oci.image.manifest.v1+json".into();
     m["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": "bench"});
-    std::fs::write(dir.join("index.json"), serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "manifests": [m]})).unwrap())
-        .unwrap();
+    std::fs::write(
+        dir.join("index.json"),
+        serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "manifests": [m]})).unwrap(),
+    )
+    .unwrap();
     (4 * 16 * MIB) as u64
 }
 
@@ -63,7 +67,11 @@ fn benches(c: &mut Criterion) {
     let out = tmp.path().join("b.airlock");
     let spec = format!("oci:{}", src.display());
     let pack = |out: &Path| {
-        let options = PackOptions { level: 3, key: None, created: 0 };
+        let options = PackOptions {
+            level: 3,
+            key: None,
+            created: 0,
+        };
         airlock::ops::pack(std::slice::from_ref(&spec), out, &[], options, true).unwrap();
     };
     let mut g = c.benchmark_group("bundle");

@@ -43,6 +43,10 @@ pub mod media {
 /// huge "manifest".
 pub const MAX_MANIFEST_SIZE: u64 = 4 * 1024 * 1024;
 
+/// Image configs read whole (to name platforms, or from a docker save tar)
+/// may be this large; long build histories make them bigger than manifests.
+pub const MAX_CONFIG_SIZE: u64 = 16 * 1024 * 1024;
+
 /// The fields of an OCI descriptor that airlock uses.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -295,7 +295,7 @@ fn platforms_of(source: &dyn Source, root: &Root, label: &str) -> Result<Vec<Str
             .filter(|d| !d.annotations.contains_key("vnd.docker.reference.type"))
             .filter_map(|d| d.platform.as_ref().map(|p| p.to_string()))
             .collect(),
-        Parsed::Manifest { config, .. } if config.size <= crate::image::MAX_MANIFEST_SIZE * 4 => {
+        Parsed::Manifest { config, .. } if config.size <= crate::image::MAX_CONFIG_SIZE => {
             let mut raw = Vec::new();
             let r = source.open_blob(&config.digest)?;
             std::io::Read::read_to_end(

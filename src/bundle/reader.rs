@@ -58,16 +58,25 @@ pub struct BundleFile {
 impl BundleFile {
     pub fn open(path: &Path) -> Result<BundleFile> {
         let bad = |p: String| Error::bad_bundle(path, p);
-        let mut file = File::open(path).map_err(|e| Error::io("open bundle", path, e))?;
+        let file = File::open(path).map_err(|e| Error::io("open bundle", path, e))?;
         let len = file
             .metadata()
             .map_err(|e| Error::io("stat", path, e))?
             .len();
-        let table = SeekTable::from_seekable(&mut file).map_err(|e| {
+        let no_table = |why: &str| {
             bad(format!(
-                "no valid seek table at the end of the file ({e}): it is truncated, damaged, or not an airlock bundle"
+                "no valid seek table at the end of the file ({why}): it is truncated, damaged, or not an airlock bundle"
             ))
-        })?;
+        };
+        if len < SEEK_TABLE_MIN {
+            return Err(no_table("the file is too short"));
+        }
+        // SAFETY: the map is read-only and private to this process; see the
+        // field's note on concurrent truncation.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io("map", path, e))?;
+        check_seek_table_footer(&map).map_err(|why| no_table(&why))?;
+        let table = SeekTable::from_seekable(&mut zeekstd::BytesWrapper::new(&map))
+            .map_err(|e| no_table(&e.to_string()))?;
         let table_len = table.clone().into_serializer().encoded_len() as u64;
         if table.size_comp() + table_len != len {
             return Err(bad(format!(
@@ -97,9 +106,6 @@ impl BundleFile {
                 f.d_size, f.c_size
             )));
         }
-        // SAFETY: the map is read-only and private to this process; see the
-        // field's note on concurrent truncation.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io("map", path, e))?;
         let mut bundle = BundleFile {
             path: path.to_path_buf(),
             map,
@@ -270,6 +276,34 @@ impl BundleFile {
 /// A zstd decompression context, reused across frames.
 struct Dctx {
     zstd: zstd::bulk::Decompressor<'static>,
+}
+
+/// Skippable frame header (8) plus seek table footer (9), with no entries.
+const SEEK_TABLE_MIN: u64 = 17;
+
+/// Checks the seek table's footer against the file before any parser trusts
+/// its frame count: zeekstd allocates room for `number_of_frames` entries up
+/// front, so a forged count could demand gigabytes.
+fn check_seek_table_footer(file: &[u8]) -> std::result::Result<(), String> {
+    let le32 = |at: usize| u32::from_le_bytes(file[at..at + 4].try_into().expect("4 bytes"));
+    let len = file.len();
+    if le32(len - 4) != zeekstd::SEEKABLE_MAGIC_NUMBER {
+        return Err("the seekable-format magic number is missing".into());
+    }
+    let frames = le32(len - 9) as u64;
+    let descriptor = file[len - 5];
+    let entry = if descriptor & 0x80 != 0 { 12 } else { 8 };
+    let table = SEEK_TABLE_MIN + frames * entry;
+    if table > len as u64 {
+        return Err(format!(
+            "it claims {frames} frames, more than the file can hold"
+        ));
+    }
+    let start = len - table as usize;
+    if le32(start) != 0x184D_2A5E || le32(start + 4) as u64 != table - 8 {
+        return Err("the skippable frame holding it does not match its length".into());
+    }
+    Ok(())
 }
 
 fn decompressor() -> Result<Dctx> {

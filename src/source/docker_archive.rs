@@ -24,7 +24,6 @@ use crate::image::{media, Descriptor};
 use crate::reference::Reference;
 use crate::source::Fs;
 
-const MAX_CONFIG: u64 = 16 * 1024 * 1024;
 const MAX_MANIFEST_JSON: u64 = 16 * 1024 * 1024;
 
 #[derive(Deserialize)]
@@ -101,7 +100,7 @@ impl DockerArchive {
     fn synthesise(&mut self, entry: &LegacyEntry) -> Result<Descriptor> {
         let config = self
             .fs
-            .read_small(&entry.config, MAX_CONFIG)?
+            .read_small(&entry.config, crate::image::MAX_CONFIG_SIZE)?
             .ok_or_else(|| self.missing(&entry.config))?;
         let config_desc =
             Descriptor::new(media::OCI_CONFIG, Digest::of(&config), config.len() as u64);

@@ -302,16 +302,7 @@ fn a_flipped_byte_anywhere_fails_verification_and_names_where() {
         let mut bytes = full.clone();
         bytes[pos] ^= 1 << rng.random_range(0..8);
         std::fs::write(&p, &bytes).unwrap();
-        let err = airlock(
-            &[
-                "verify",
-                p.to_str().unwrap(),
-                "--pub",
-                public.to_str().unwrap(),
-            ],
-            t.path(),
-        )
-        .fails();
+        let err = verify_signed(&p, &public).fails();
         assert!(
             err.contains("member")
                 || err.contains("frame")
@@ -368,16 +359,7 @@ fn a_swapped_blob_is_named_with_the_images_that_use_it() {
         .map(|name| file(name, &std::fs::read(x.join(name)).unwrap()))
         .collect();
     let p = crafted(t.path(), "swapped.airlock", members);
-    let err = airlock(
-        &[
-            "verify",
-            p.to_str().unwrap(),
-            "--pub",
-            public.to_str().unwrap(),
-        ],
-        t.path(),
-    )
-    .fails();
+    let err = verify_signed(&p, &public).fails();
     let name = layer.file_name().unwrap().to_str().unwrap();
     assert!(err.contains(name), "{err}");
     assert!(err.contains("does not match its digest"), "{err}");
@@ -385,4 +367,33 @@ fn a_swapped_blob_is_named_with_the_images_that_use_it() {
         err.contains("localhost/lay:app-1"),
         "names the image: {err}"
     );
+}
+
+#[test]
+fn a_forged_frame_count_is_refused_without_allocating_for_it() {
+    // Found by the bundle_file fuzzer: the footer claimed 2^27 frames and the
+    // seek-table parser reserved 2 GiB for them.
+    let t = scratch();
+    let mut bytes = vec![0u8; 64];
+    bytes.extend_from_slice(&0x0800_0000u32.to_le_bytes());
+    bytes.push(0);
+    bytes.extend_from_slice(&zeekstd::SEEKABLE_MAGIC_NUMBER.to_le_bytes());
+    let p = t.path().join("forged.airlock");
+    std::fs::write(&p, bytes).unwrap();
+    let run = run(
+        "/usr/bin/time",
+        &[
+            "-f",
+            "%M",
+            env!("CARGO_BIN_EXE_airlock"),
+            "verify",
+            "--allow-unsigned",
+            p.to_str().unwrap(),
+        ],
+        t.path(),
+    );
+    let err = run.stderr();
+    assert!(err.contains("more than the file can hold"), "{err}");
+    let peak_kib: u64 = err.lines().last().unwrap().trim().parse().unwrap();
+    assert!(peak_kib < 64 * 1024, "peak RSS {peak_kib} KiB");
 }

@@ -7,19 +7,7 @@ fn exports_an_oci_layout_that_skopeo_reads_with_equal_digests() {
     let t = scratch();
     let (bundle, public) = packed(t.path(), &[&format!("oci:{}", layout().display())]);
     let out = t.path().join("out");
-    airlock(
-        &[
-            "export",
-            "-q",
-            bundle.to_str().unwrap(),
-            "--pub",
-            public.to_str().unwrap(),
-            "--to",
-            &format!("oci:{}", out.display()),
-        ],
-        t.path(),
-    )
-    .ok();
+    export(&bundle, &public, &format!("oci:{}", out.display()), &[]).ok();
     for tag in ["app-1", "app-2", "arm-1", "multi"] {
         let ours = skopeo_digest(
             &format!("oci:{}:localhost/layout:{tag}", out.display()),
@@ -40,18 +28,11 @@ fn exports_an_oci_layout_that_skopeo_reads_with_equal_digests() {
     .ok();
 
     // Exporting again into the same layout replaces entries, not duplicates them.
-    airlock(
-        &[
-            "export",
-            "-q",
-            bundle.to_str().unwrap(),
-            "--pub",
-            public.to_str().unwrap(),
-            "--to",
-            &format!("oci:{}", out.display()),
-            "localhost/layout:app-1",
-        ],
-        t.path(),
+    export(
+        &bundle,
+        &public,
+        &format!("oci:{}", out.display()),
+        &["localhost/layout:app-1"],
     )
     .ok();
     let index: serde_json::Value =
@@ -82,19 +63,11 @@ fn exports_a_docker_archive_that_skopeo_loads() {
     let t = scratch();
     let (bundle, public) = packed(t.path(), &[&format!("oci:{}", layout().display())]);
     let tar = t.path().join("images.tar");
-    airlock(
-        &[
-            "export",
-            "-q",
-            bundle.to_str().unwrap(),
-            "--pub",
-            public.to_str().unwrap(),
-            "--to",
-            &format!("docker-archive:{}", tar.display()),
-            "localhost/layout:multi",
-            "localhost/layout:app-2",
-        ],
-        t.path(),
+    export(
+        &bundle,
+        &public,
+        &format!("docker-archive:{}", tar.display()),
+        &["localhost/layout:multi", "localhost/layout:app-2"],
     )
     .ok();
     // The multi-platform image became its host-platform (amd64) image: the
@@ -145,20 +118,11 @@ fn exports_a_docker_archive_that_skopeo_loads() {
 
     // An explicit platform picks that one; several do not fit a docker-archive.
     let arm = t.path().join("arm.tar");
-    airlock(
-        &[
-            "export",
-            "-q",
-            bundle.to_str().unwrap(),
-            "--pub",
-            public.to_str().unwrap(),
-            "--to",
-            &format!("docker-archive:{}", arm.display()),
-            "--platform",
-            "linux/arm64",
-            "localhost/layout:multi",
-        ],
-        t.path(),
+    export(
+        &bundle,
+        &public,
+        &format!("docker-archive:{}", arm.display()),
+        &["--platform", "linux/arm64", "localhost/layout:multi"],
     )
     .ok();
     assert_eq!(

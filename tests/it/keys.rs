@@ -71,16 +71,7 @@ fn verify_refuses_wrong_keys_and_unsigned_bundles() {
     let t = scratch();
     let (bundle, _) = packed(t.path(), &[&format!("oci:{}:app-1", layout().display())]);
     let (_, other) = keys(t.path(), "other");
-    let err = airlock(
-        &[
-            "verify",
-            bundle.to_str().unwrap(),
-            "--pub",
-            other.to_str().unwrap(),
-        ],
-        t.path(),
-    )
-    .fails();
+    let err = verify_signed(&bundle, &other).fails();
     assert!(err.contains("not by the trusted key"), "{err}");
     assert!(err.contains("hint:"), "{err}");
 
@@ -96,16 +87,7 @@ fn verify_refuses_wrong_keys_and_unsigned_bundles() {
         t.path(),
     )
     .ok();
-    let err = airlock(
-        &[
-            "verify",
-            unsigned.to_str().unwrap(),
-            "--pub",
-            other.to_str().unwrap(),
-        ],
-        t.path(),
-    )
-    .fails();
+    let err = verify_signed(&unsigned, &other).fails();
     assert!(err.contains("not signed"), "{err}");
     let ok = airlock(
         &["verify", unsigned.to_str().unwrap(), "--allow-unsigned"],

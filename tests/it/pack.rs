@@ -47,16 +47,7 @@ fn packs_every_source_format_and_skopeo_reads_the_result() {
     let docker_archive = format!("docker-archive:{}", fx.join("app2.docker.tar.gz").display());
     let (bundle, public) = packed(t.path(), &[&whole_layout, &oci_archive, &docker_archive]);
 
-    airlock(
-        &[
-            "verify",
-            bundle.to_str().unwrap(),
-            "--pub",
-            public.to_str().unwrap(),
-        ],
-        t.path(),
-    )
-    .ok();
+    verify_signed(&bundle, &public).ok();
     let report = inspect_json(&bundle);
     assert_eq!(report["formatVersion"], 1);
     assert_eq!(report["images"].as_array().unwrap().len(), 7);

@@ -172,3 +172,32 @@ pub fn entries(dir: &Path) -> Vec<String> {
     v.sort();
     v
 }
+
+/// `airlock verify BUNDLE --pub PUBLIC`.
+pub fn verify_signed(bundle: &Path, public: &Path) -> Run {
+    let dir = bundle.parent().unwrap();
+    airlock(
+        &[
+            "verify",
+            bundle.to_str().unwrap(),
+            "--pub",
+            public.to_str().unwrap(),
+        ],
+        dir,
+    )
+}
+
+/// `airlock export -q BUNDLE --pub PUBLIC --to TARGET EXTRA…`.
+pub fn export(bundle: &Path, public: &Path, target: &str, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "export",
+        "-q",
+        bundle.to_str().unwrap(),
+        "--pub",
+        public.to_str().unwrap(),
+        "--to",
+        target,
+    ];
+    args.extend_from_slice(extra);
+    airlock(&args, bundle.parent().unwrap())
+}
