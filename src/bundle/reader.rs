@@ -148,6 +148,18 @@ impl BundleFile {
             .zstd
             .decompress_to_buffer(compressed, &mut out[..])
             .map_err(|e| Error::bad_bundle(&self.path, format!("{} is damaged: {e}", what())))?;
+        // Done with these pages: drop them from our resident set so memory
+        // stays bounded by frames in flight, not by the bundle's size. The
+        // map is read-only and file-backed, so a later touch of the same
+        // pages (a neighbouring frame) simply reloads identical bytes.
+        // SAFETY: see above; no data can be lost from a read-only map.
+        let _ = unsafe {
+            self.map.unchecked_advise_range(
+                memmap2::UncheckedAdvice::DontNeed,
+                start,
+                f.c_size as usize,
+            )
+        };
         if n != f.d_size as usize {
             return Err(Error::bad_bundle(
                 &self.path,

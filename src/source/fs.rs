@@ -191,10 +191,14 @@ fn index_tar(path: &Path, file: &File) -> Result<HashMap<String, Member>> {
             .map_err(|e| bad(format!("bad member name: {e}")))?
             .to_string_lossy()
             .to_string();
+        let kind = entry.header().entry_type();
+        if !(kind.is_file() || kind.is_symlink() || kind.is_hard_link()) {
+            // Directories (`./` among them) and other entries hold no blobs.
+            continue;
+        }
         let Some(name) = normalize(&raw_name) else {
             return Err(bad(format!("member {raw_name:?} has an unsafe path")));
         };
-        let kind = entry.header().entry_type();
         if kind.is_file() {
             let offset = entry.raw_file_position();
             let size = entry.size();
@@ -209,7 +213,7 @@ fn index_tar(path: &Path, file: &File) -> Result<HashMap<String, Member>> {
             {
                 return Err(bad(format!("member {name} appears twice")));
             }
-        } else if kind.is_symlink() || kind.is_hard_link() {
+        } else {
             let target = entry
                 .link_name()
                 .ok()

@@ -367,6 +367,14 @@ fn a_swapped_blob_is_named_with_the_images_that_use_it() {
         err.contains("localhost/lay:app-1"),
         "names the image: {err}"
     );
+
+    // Exporting it fails on that blob, and the layout is never named: no
+    // index.json appears, and the bad blob is not in place.
+    let out = t.path().join("out");
+    let err = export(&p, &public, &format!("oci:{}", out.display()), &[]).fails();
+    assert!(err.contains(name), "{err}");
+    assert!(!out.join("index.json").exists());
+    assert!(!out.join("blobs/sha256").join(name).exists());
 }
 
 #[test]

@@ -265,3 +265,53 @@ fn docker_archive_selects_by_tag_and_by_position() {
     };
     assert_eq!(digest(&a), digest(&b));
 }
+
+#[test]
+fn docker_archive_in_the_engine_25_layout_is_read_as_oci() {
+    // Engine 25+ `docker save` writes an OCI layout whose index names the
+    // image in io.containerd.image.name, plus the legacy manifest.json.
+    let t = scratch();
+    let root = t.path().join("save");
+    skopeo(
+        &[
+            "copy",
+            &format!("oci:{}:app-1", layout().display()),
+            &format!("oci:{}:x", root.display()),
+        ],
+        t.path(),
+    )
+    .ok();
+    let index_path = root.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    index["manifests"][0]["annotations"] = serde_json::json!({
+        "io.containerd.image.name": "docker.io/library/app:1",
+        "org.opencontainers.image.ref.name": "1",
+    });
+    std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+    std::fs::write(
+        root.join("manifest.json"),
+        r#"[{"Config":"x","RepoTags":["app:1"],"Layers":[]}]"#,
+    )
+    .unwrap();
+    run("tar", &["-cf", "save.tar", "-C", "save", "."], t.path()).ok();
+
+    airlock(
+        &[
+            "pack",
+            "-q",
+            "docker-archive:save.tar:app:1",
+            "-o",
+            "s.airlock",
+        ],
+        t.path(),
+    )
+    .ok();
+    let report = airlock(&["inspect", "--json", "s.airlock"], t.path()).ok();
+    let v: serde_json::Value = serde_json::from_str(&report.stdout()).unwrap();
+    assert_eq!(v["images"][0]["name"], "docker.io/library/app:1");
+    assert_eq!(
+        v["images"][0]["digest"],
+        skopeo_digest(&format!("oci:{}:app-1", layout().display()), t.path())
+    );
+}
