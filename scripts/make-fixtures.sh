@@ -8,6 +8,7 @@
 # OUT/layout        OCI layout: base, app-1, app-2 (share base's layer),
 #                   arm-1 (linux/arm64), multi (index: app-1 amd64, arm-1
 #                   arm64, app-2 labelled ppc64le)
+# OUT/large         OCI layout: large (one 6 MiB incompressible layer)
 # OUT/app1.oci.tar  oci-archive of app-1
 # OUT/app2.docker.tar(.gz)  docker save-style archive of app-2, legacy form
 # OUT/big           (with --big) OCI layout: big-1..big-4 sharing one large base
@@ -72,6 +73,14 @@ index["manifests"].append({"mediaType": multi["mediaType"], "digest": "sha256:" 
     "size": len(raw), "annotations": {"org.opencontainers.image.ref.name": "multi"}})
 json.dump(index, open(index_path, "w"))
 PY
+
+# A layout with one 6 MiB incompressible layer, for resume tests.
+rm -rf "$out/large"
+umoci init --layout "$out/large"
+umoci new --image "$out/large:empty"
+derive "$out/large" empty large 'random_bytes large 6291456 > blob'
+umoci config --image "$out/large:large" --os linux --architecture amd64
+umoci rm --image "$out/large:empty"
 
 rm -f "$out"/app1.oci.tar "$out"/app2.docker.tar "$out"/app2.docker.tar.gz
 skopeo copy -q "oci:$L:app-1" "oci-archive:$out/app1.oci.tar:app-1"

@@ -100,6 +100,10 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
+    /// A registry refused or failed a request.
+    #[error("{0}")]
+    Registry(Box<crate::registry::RegistryError>),
+
     /// Several independent failures, reported together at the end of a run.
     #[error("{} problem(s):\n{}", .0.len(), numbered(.0))]
     Many(Vec<Error>),
@@ -233,6 +237,7 @@ impl Error {
                     "do not use this bundle; obtain it again from its producer".into()
                 }
             },
+            Error::Registry(e) => e.hint(),
             Error::Key { .. } => {
                 "keys are PKCS#8 PEM ed25519 files, as written by `airlock keygen`".into()
             }

@@ -19,6 +19,7 @@
 
 pub mod atomic;
 pub mod bundle;
+pub mod cache;
 pub mod digest;
 pub mod error;
 pub mod image;
@@ -26,6 +27,7 @@ pub mod ops;
 pub mod plan;
 pub mod progress;
 pub mod reference;
+pub mod registry;
 pub mod sink;
 pub mod source;
 

@@ -12,6 +12,7 @@ use airlock::bundle::{self, sign, Bundle, PackOptions, Unverified, Verified};
 use airlock::image::Platform;
 use airlock::ops::{self, ExportTarget};
 use airlock::progress::Progress;
+use airlock::registry::RegistryOptions;
 use airlock::{Error, Result};
 
 #[derive(Parser)]
@@ -25,6 +26,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per run; the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Create an ed25519 signing key (NAME) and its public key (NAME.pub).
@@ -52,7 +55,23 @@ enum Command {
         key: Option<PathBuf>,
         #[command(flatten)]
         platform: PlatformArgs,
-        /// Worker threads for hashing and compression [default: all cores].
+        /// Every tag of this repository (REGISTRY/REPO); repeatable.
+        #[arg(long = "all-tags", value_name = "REPO")]
+        all_tags: Vec<String>,
+        /// Every repository and tag of this registry (a whole-registry
+        /// backup); repeatable.
+        #[arg(long = "catalog", value_name = "REGISTRY")]
+        catalogs: Vec<String>,
+        /// Leave signatures, SBOMs and attestations behind.
+        #[arg(long)]
+        no_referrers: bool,
+        /// Cache of downloaded blobs [default: $XDG_CACHE_HOME/airlock].
+        #[arg(long, value_name = "DIR")]
+        cache: Option<PathBuf>,
+        #[command(flatten)]
+        registry: RegistryArgs,
+        /// Parallel downloads, and threads for hashing and compression
+        /// [default: 8 downloads, all cores].
         #[arg(short = 'j', long, value_name = "N")]
         jobs: Option<usize>,
         /// zstd level, 1 (fastest) to 19.
@@ -107,6 +126,58 @@ struct PlatformArgs {
 impl PlatformArgs {
     fn parse(&self) -> Result<Vec<Platform>> {
         self.platforms.iter().map(|p| Platform::parse(p)).collect()
+    }
+}
+
+/// How to reach registries. Host lists take `host` or `host:port`.
+#[derive(Args)]
+struct RegistryArgs {
+    /// Log in as this user (with --password-stdin); otherwise docker's
+    /// config.json and credential helpers are used.
+    #[arg(long, value_name = "USER", requires = "password_stdin")]
+    username: Option<String>,
+    /// Read the password (or token) from standard input.
+    #[arg(long, requires = "username")]
+    password_stdin: bool,
+    /// Trust this CA certificate (PEM) for every registry, beside the
+    /// system's and certs.d's; repeatable.
+    #[arg(long = "ca-cert", value_name = "FILE")]
+    ca_certs: Vec<PathBuf>,
+    /// Look for HOST:PORT/ca.crt and client.cert/client.key here instead of
+    /// /etc/docker/certs.d and /etc/containers/certs.d; repeatable.
+    #[arg(long = "certs-dir", value_name = "DIR")]
+    certs_dirs: Vec<PathBuf>,
+    /// Do not verify TLS certificates of these hosts; repeatable.
+    #[arg(long = "insecure", value_name = "HOST")]
+    insecure: Vec<String>,
+    /// Speak plain HTTP to these hosts; repeatable.
+    #[arg(long = "plain-http", value_name = "HOST")]
+    plain_http: Vec<String>,
+    /// Attempts per request on connection errors, 429 and 5xx.
+    #[arg(long, default_value_t = 6, value_name = "N")]
+    retries: u32,
+}
+
+impl RegistryArgs {
+    fn options(self, jobs: Option<usize>) -> Result<RegistryOptions> {
+        let mut opts = RegistryOptions::default();
+        if self.password_stdin {
+            let mut password = String::new();
+            std::io::stdin()
+                .read_line(&mut password)
+                .map_err(|e| Error::io("read password from", "standard input", e))?;
+            opts.password = Some(password.trim_end_matches(['\n', '\r']).to_string());
+            opts.username = self.username;
+        }
+        opts.ca_certs = self.ca_certs;
+        if !self.certs_dirs.is_empty() {
+            opts.certs_dirs = self.certs_dirs;
+        }
+        opts.insecure = self.insecure;
+        opts.plain_http = self.plain_http;
+        opts.attempts = self.retries.max(1);
+        opts.jobs = jobs.unwrap_or(8);
+        Ok(opts)
     }
 }
 
@@ -261,6 +332,11 @@ fn run(command: Command) -> Result<()> {
             output,
             key,
             platform,
+            all_tags,
+            catalogs,
+            no_referrers,
+            cache,
+            registry,
             jobs,
             level,
             output_args,
@@ -282,13 +358,18 @@ fn run(command: Command) -> Result<()> {
                 key,
                 created: created_now(),
             };
-            let summary = ops::pack(
-                &sources,
-                &output,
-                &platform.parse()?,
+            let summary = ops::pack(ops::PackRequest {
+                sources,
+                all_tags,
+                catalogs,
+                output: output.clone(),
+                platforms: platform.parse()?,
                 options,
-                output_args.quiet,
-            )?;
+                registry: registry.options(jobs)?,
+                cache,
+                referrers: !no_referrers,
+                quiet: output_args.quiet,
+            })?;
             if output_args.json {
                 print_json(&summary);
             } else if !output_args.quiet {

@@ -7,65 +7,184 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::bundle::{Bundle, BundleWriter, PackOptions, Unverified, Verified};
+use crate::cache::BlobCache;
 use crate::digest::{Digest, VerifyingReader};
 use crate::error::{Error, Result};
 use crate::image::{media, platform_of_config, Parsed, Platform};
 use crate::plan::{read_node, Plan};
 use crate::progress::Progress;
 use crate::reference::Reference;
+use crate::registry::{Registries, RegistryOptions};
 use crate::sink::{copy, DockerArchiveSink, OciDirSink, Sink};
-use crate::source::{self, Root, Source};
+use crate::source::{RegistryContext, RegistrySource, Root, Source, SourceSpec};
+use std::sync::Arc;
 
 #[derive(Debug, Serialize)]
 pub struct PackSummary {
     pub images: usize,
     pub blobs: usize,
     pub bytes: u64,
+    /// Bytes downloaded from registries by this run (the rest came from the cache).
+    pub downloaded: u64,
     pub output: PathBuf,
 }
 
-/// Reads every source, checks every manifest, then writes the bundle.
+/// Everything `pack` needs to know.
+pub struct PackRequest {
+    /// Source arguments: transports, or bare references for registries.
+    pub sources: Vec<String>,
+    /// `REGISTRY/REPO`: every tag of these repositories.
+    pub all_tags: Vec<String>,
+    /// `REGISTRY`: every repository and tag it lists.
+    pub catalogs: Vec<String>,
+    pub output: PathBuf,
+    pub platforms: Vec<Platform>,
+    pub options: PackOptions,
+    pub registry: RegistryOptions,
+    /// Blob cache for registry sources [default: the XDG cache dir].
+    pub cache: Option<PathBuf>,
+    /// Bring signatures, SBOMs and attestations along.
+    pub referrers: bool,
+    pub quiet: bool,
+}
+
+/// Reads every source, checks every manifest, downloads what registries
+/// hold, then writes the bundle.
 ///
-/// All sources are opened and walked before anything is written; problems
-/// with any of them are reported together and no bundle is created.
-pub fn pack(
-    specs: &[String],
-    output: &Path,
-    platforms: &[Platform],
-    options: PackOptions,
-    quiet: bool,
-) -> Result<PackSummary> {
-    if specs.is_empty() {
+/// All sources are opened and walked, and all downloads attempted, before
+/// anything is written; problems with any of them are reported together and
+/// no bundle is created.
+pub fn pack(req: PackRequest) -> Result<PackSummary> {
+    if req.sources.is_empty() && req.all_tags.is_empty() && req.catalogs.is_empty() {
         return Err(Error::Usage("name at least one source to pack".into()));
     }
+    let specs: Vec<(String, SourceSpec)> = req
+        .sources
+        .iter()
+        .map(|s| Ok((s.clone(), SourceSpec::parse(s)?)))
+        .collect::<Result<_>>()?;
+    let needs_registry = !req.all_tags.is_empty()
+        || !req.catalogs.is_empty()
+        || specs.iter().any(|(_, s)| s.is_registry());
+    let registry = if needs_registry {
+        let dir = req.cache.clone().unwrap_or_else(BlobCache::default_dir);
+        Some(RegistryContext {
+            registries: Arc::new(Registries::new(req.registry.clone())),
+            cache: Arc::new(BlobCache::open(&dir)?),
+            referrers: req.referrers,
+        })
+    } else {
+        None
+    };
+
     let mut sources: Vec<Box<dyn Source>> = Vec::new();
-    let mut plan = Plan::default();
     let mut problems = Vec::new();
-    for spec in specs {
-        match source::open(spec) {
-            Ok(s) => {
-                if let Err(e) = plan.add_source(sources.len(), s.as_ref(), platforms) {
-                    problems.push(e);
-                }
-                sources.push(s);
-            }
+    for (text, spec) in &specs {
+        match spec.open(text, registry.as_ref()) {
+            Ok(s) => sources.push(s),
             Err(e) => problems.push(e),
+        }
+    }
+    if let Some(ctx) = &registry {
+        let mut repos: Vec<Reference> = Vec::new();
+        for r in &req.all_tags {
+            match Reference::parse(r) {
+                Ok(r) => repos.push(r),
+                Err(e) => problems.push(e),
+            }
+        }
+        for registry_host in &req.catalogs {
+            match RegistrySource::catalog(registry_host, ctx) {
+                Ok(list) => {
+                    for repo in list {
+                        match Reference::parse(&format!("{registry_host}/{repo}")) {
+                            Ok(r) => repos.push(r),
+                            Err(e) => problems.push(e),
+                        }
+                    }
+                }
+                Err(e) => problems.push(e),
+            }
+        }
+        for repo in repos {
+            let name = format!("docker://{}", repo.name());
+            match RegistrySource::all_tags(&name, &repo, ctx) {
+                Ok(s) => sources.push(Box::new(s)),
+                Err(e) => problems.push(e),
+            }
+        }
+    }
+    let mut plan = Plan::default();
+    for (i, s) in sources.iter().enumerate() {
+        if let Err(e) = plan.add_source(i, s.as_ref(), &req.platforms) {
+            problems.push(e);
         }
     }
     Error::many(problems)?;
     if plan.images.is_empty() {
         return Err(Error::Usage("the sources hold no images".into()));
     }
-    let progress = Progress::new(plan.total_bytes(), "pack", quiet);
-    let writer = BundleWriter::to_file(output, options)?;
+
+    let to_fetch: u64 = plan
+        .blobs
+        .iter()
+        .filter(|b| b.inline.is_none())
+        .map(|b| b.descriptor.size)
+        .sum();
+    let downloaded = if registry.is_some() {
+        let progress = Progress::new(to_fetch, "pull", req.quiet);
+        let downloaded = prefetch(&plan, &sources, req.registry.jobs, &progress)?;
+        progress.finish();
+        downloaded
+    } else {
+        0
+    };
+
+    let progress = Progress::new(plan.total_bytes(), "pack", req.quiet);
+    let writer = BundleWriter::to_file(&req.output, req.options)?;
     copy(&plan, &sources, Box::new(writer), &progress)?;
     progress.finish();
     Ok(PackSummary {
         images: plan.images.len(),
         blobs: plan.blobs.len(),
         bytes: plan.total_bytes(),
-        output: output.to_path_buf(),
+        downloaded,
+        output: req.output.clone(),
     })
+}
+
+/// Fetches every blob that a source must download, on `jobs` network
+/// threads, largest first. Failures do not stop the others; all are
+/// reported at the end.
+fn prefetch(
+    plan: &Plan,
+    sources: &[Box<dyn Source>],
+    jobs: usize,
+    progress: &Progress,
+) -> Result<u64> {
+    let mut queue: Vec<&crate::plan::PlannedBlob> =
+        plan.blobs.iter().filter(|b| b.inline.is_none()).collect();
+    queue.sort_by_key(|b| std::cmp::Reverse(b.descriptor.size));
+    let queue = std::sync::Mutex::new(queue.into_iter());
+    let problems = std::sync::Mutex::new(Vec::new());
+    let downloaded = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1) {
+            scope.spawn(|| loop {
+                let Some(blob) = queue.lock().expect("not poisoned").next() else {
+                    break;
+                };
+                match sources[blob.origin].prefetch(&blob.descriptor, progress) {
+                    Ok(n) => {
+                        downloaded.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Err(e) => problems.lock().expect("not poisoned").push(e),
+                }
+            });
+        }
+    });
+    Error::many(problems.into_inner().expect("not poisoned"))?;
+    Ok(downloaded.into_inner())
 }
 
 /// Reads a `-f LIST` file: one source per line, `#` comments and blank
@@ -211,6 +330,12 @@ pub struct ImageInfo {
     pub source: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source_digest: Option<Digest>,
+    /// Signatures, SBOMs and attestations that refer to this image: by
+    /// `subject`, or by a cosign or referrers-fallback tag naming its digest.
+    pub referrers: Vec<String>,
+    /// For a referrer: the image it refers to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Digest>,
 }
 
 /// Describes a bundle from its manifest and its manifests' contents.
@@ -241,6 +366,8 @@ pub fn inspect(bundle: &Bundle<Unverified>) -> Result<Inspection> {
                 shared_bytes: 0,
                 source: record.source.clone(),
                 source_digest: record.source_digest.clone(),
+                referrers: Vec::new(),
+                subject: record.subject.clone(),
             },
             blobs,
         ));
@@ -257,7 +384,7 @@ pub fn inspect(bundle: &Bundle<Unverified>) -> Result<Inspection> {
         .filter(|(_, users)| users.len() > 1)
         .map(|(d, _)| (*d).clone())
         .collect();
-    let images = per_image
+    let mut images: Vec<ImageInfo> = per_image
         .into_iter()
         .map(|(mut info, blobs)| {
             info.shared_bytes = blobs
@@ -268,6 +395,31 @@ pub fn inspect(bundle: &Bundle<Unverified>) -> Result<Inspection> {
             info
         })
         .collect();
+    let labels: Vec<(String, Option<Digest>, Option<String>)> = images
+        .iter()
+        .map(|i| {
+            let label = i.name.clone().unwrap_or_else(|| i.digest.to_string());
+            let tag = i
+                .name
+                .as_deref()
+                .and_then(|n| Reference::parse(n).ok())
+                .and_then(|r| r.tag);
+            (label, i.subject.clone(), tag)
+        })
+        .collect();
+    for image in &mut images {
+        let prefix = format!("sha256-{}", image.digest.hex());
+        image.referrers = labels
+            .iter()
+            .filter(|(_, subject, tag)| {
+                subject.as_ref() == Some(&image.digest)
+                    || tag.as_deref().is_some_and(|t| {
+                        t == prefix || t.strip_prefix(&prefix).is_some_and(|s| s.starts_with('.'))
+                    })
+            })
+            .map(|(label, _, _)| label.clone())
+            .collect();
+    }
     Ok(Inspection {
         format_version: m.format_version,
         tool: m.tool.clone(),
@@ -297,7 +449,7 @@ fn platforms_of(source: &dyn Source, root: &Root, label: &str) -> Result<Vec<Str
             .collect(),
         Parsed::Manifest { config, .. } if config.size <= crate::image::MAX_CONFIG_SIZE => {
             let mut raw = Vec::new();
-            let r = source.open_blob(&config.digest)?;
+            let r = source.open_blob(&config)?;
             std::io::Read::read_to_end(
                 &mut VerifyingReader::new(
                     r,

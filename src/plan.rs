@@ -32,6 +32,8 @@ pub struct PlannedImage {
     pub descriptor: Descriptor,
     /// The source's root digest when `--platform` replaced it.
     pub source_digest: Option<Digest>,
+    /// For a referrer: the manifest it refers to.
+    pub subject: Option<Digest>,
 }
 
 impl PlannedImage {
@@ -113,6 +115,15 @@ impl Plan {
                 return Ok(());
             }
         }
+        if root.name.is_none()
+            && self
+                .images
+                .iter()
+                .any(|i| i.name.is_none() && i.descriptor.digest == root.descriptor.digest)
+        {
+            // The same unnamed image (a referrer found twice) is carried once.
+            return Ok(());
+        }
         let node = read_node(source, &root.descriptor, &label)?;
         let source_digest = root.descriptor.digest.clone();
         let node = match (&node.parsed, platforms.is_empty()) {
@@ -134,6 +145,7 @@ impl Plan {
             name: root.name,
             source: source.name().to_string(),
             source_digest: (descriptor.digest != source_digest).then_some(source_digest),
+            subject: root.subject,
             descriptor,
         });
         Ok(())
@@ -225,7 +237,7 @@ pub fn read_node(source: &dyn Source, d: &Descriptor, label: &str) -> Result<Nod
             ),
         });
     }
-    let reader = source.open_blob(&d.digest).map_err(|e| match e {
+    let reader = source.open_blob(d).map_err(|e| match e {
         Error::MissingBlob {
             source_name,
             digest,

@@ -58,6 +58,9 @@ pub struct ImageRecord {
     /// The source's own digest, when `--platform` made a new index.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_digest: Option<Digest>,
+    /// For a referrer (signature, SBOM, attestation): the manifest it refers to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Digest>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

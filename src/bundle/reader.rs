@@ -21,7 +21,6 @@ use zeekstd::SeekTable;
 
 use super::format::*;
 use super::sign::Envelope;
-use crate::digest::Digest;
 use crate::error::{into_io, Error, Result};
 use crate::image::Descriptor;
 use crate::reference::Reference;
@@ -566,12 +565,14 @@ impl Source for BundleSource<'_> {
                 Ok(Root {
                     name: i.name.as_deref().map(Reference::parse).transpose()?,
                     descriptor: Descriptor::new(i.media_type.clone(), i.digest.clone(), i.size),
+                    subject: i.subject.clone(),
                 })
             })
             .collect()
     }
 
-    fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send + '_>> {
+    fn open_blob(&self, blob: &Descriptor) -> Result<Box<dyn Read + Send + '_>> {
+        let digest = &blob.digest;
         let m = self
             .file
             .member(&digest.layout_path())

@@ -172,6 +172,7 @@ impl Sink for BundleWriter {
                     digest: i.descriptor.digest.clone(),
                     size: i.descriptor.size,
                     source_digest: i.source_digest.clone(),
+                    subject: i.subject.clone(),
                 })
                 .collect(),
             blobs: plan

@@ -44,7 +44,7 @@ pub fn copy(
     for blob in &plan.blobs {
         let raw: Box<dyn Read + Send> = match &blob.inline {
             Some(bytes) => Box::new(std::io::Cursor::new(bytes.clone())),
-            None => sources[blob.origin].open_blob(&blob.descriptor.digest)?,
+            None => sources[blob.origin].open_blob(&blob.descriptor)?,
         };
         let mut verified = VerifyingReader::new(
             progress.wrap(raw),

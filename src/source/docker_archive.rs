@@ -80,12 +80,14 @@ impl DockerArchive {
                 all.push(Root {
                     name: None,
                     descriptor: descriptor.clone(),
+                    subject: None,
                 });
             }
             for tag in tags {
                 all.push(Root {
                     name: Some(Reference::parse(&tag)?),
                     descriptor: descriptor.clone(),
+                    subject: None,
                 });
             }
         }
@@ -203,7 +205,8 @@ impl Source for DockerArchive {
         Ok(self.roots.clone())
     }
 
-    fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send + '_>> {
+    fn open_blob(&self, blob: &Descriptor) -> Result<Box<dyn Read + Send + '_>> {
+        let digest = &blob.digest;
         let missing = || Error::MissingBlob {
             source_name: self.name.clone(),
             digest: digest.clone(),

@@ -4,9 +4,8 @@
 use std::io::Read;
 
 use super::{name_from_annotations, Fs, Root, Source, ANNOTATION_REF_NAME};
-use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::image::{parse_manifest, Parsed};
+use crate::image::{parse_manifest, Descriptor, Parsed};
 use crate::reference::Reference;
 
 /// index.json may list many images; this bounds what we buffer for it.
@@ -58,6 +57,7 @@ impl<F: Fs> Layout<F> {
             .map(|d| Root {
                 name: name_from_annotations(&d, &stem),
                 descriptor: d,
+                subject: None,
             })
             .collect();
         let roots = match &reference {
@@ -114,7 +114,8 @@ impl<F: Fs> Source for Layout<F> {
         Ok(self.roots.clone())
     }
 
-    fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send + '_>> {
+    fn open_blob(&self, blob: &Descriptor) -> Result<Box<dyn Read + Send + '_>> {
+        let digest = &blob.digest;
         match self.fs.open(&digest.layout_path())? {
             Some((r, _)) => Ok(r),
             None => Err(Error::MissingBlob {

@@ -7,6 +7,7 @@
 mod docker_archive;
 mod fs;
 mod layout;
+mod registry;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -14,10 +15,11 @@ use std::path::PathBuf;
 pub(crate) use docker_archive::DockerArchive;
 pub(crate) use fs::{DirFs, Fs, TarFs};
 pub(crate) use layout::Layout;
+pub use registry::{is_referrer_tag, RegistryContext, RegistrySource};
 
-use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::image::Descriptor;
+use crate::progress::Progress;
 use crate::reference::Reference;
 
 /// One image a source offers: its root manifest or index, and its name.
@@ -25,6 +27,9 @@ use crate::reference::Reference;
 pub struct Root {
     pub name: Option<Reference>,
     pub descriptor: Descriptor,
+    /// For a referrer (a signature, SBOM or attestation found through the
+    /// referrers API): the manifest it refers to.
+    pub subject: Option<crate::digest::Digest>,
 }
 
 pub trait Source: Send + Sync {
@@ -36,7 +41,14 @@ pub trait Source: Send + Sync {
 
     /// Opens a blob. The bytes are unverified: callers check them against
     /// the descriptor (see [`crate::digest::VerifyingReader`]).
-    fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send + '_>>;
+    fn open_blob(&self, blob: &Descriptor) -> Result<Box<dyn Read + Send + '_>>;
+
+    /// Makes a blob available locally before it is read (a registry source
+    /// downloads it into its cache) and returns the bytes transferred.
+    /// Called from a pool of network threads; local sources have nothing to do.
+    fn prefetch(&self, _blob: &Descriptor, _progress: &Progress) -> Result<u64> {
+        Ok(0)
+    }
 }
 
 /// A parsed `TRANSPORT:LOCATION[:REF]` source argument.
@@ -103,7 +115,7 @@ impl SourceSpec {
         }
     }
 
-    pub fn open(&self, spec: &str) -> Result<Box<dyn Source>> {
+    pub fn open(&self, spec: &str, registry: Option<&RegistryContext>) -> Result<Box<dyn Source>> {
         Ok(match self {
             SourceSpec::OciDir { path, reference } => Box::new(Layout::open(
                 spec,
@@ -121,19 +133,18 @@ impl SourceSpec {
                 DockerArchive::open(spec, path, reference.clone())?
             }
             SourceSpec::Registry(r) => {
-                Reference::parse(r)?;
-                return Err(Error::Unsupported {
-                    what: spec.to_string(),
-                    reason: "pulling from registries is not available in this build yet; copy the image to an OCI layout first (skopeo copy docker://… oci:DIR:TAG)".into(),
-                });
+                let reference = Reference::parse(r)?;
+                let ctx = registry.expect("callers pass a registry context for registry sources");
+                Box::new(RegistrySource::image(spec, &reference, ctx)?)
             }
         })
     }
 }
 
-/// Opens a source from its command-line spelling.
-pub fn open(spec: &str) -> Result<Box<dyn Source>> {
-    SourceSpec::parse(spec)?.open(spec)
+impl SourceSpec {
+    pub fn is_registry(&self) -> bool {
+        matches!(self, SourceSpec::Registry(_))
+    }
 }
 
 /// The file or directory name without extensions, for naming untagged images.

@@ -4,7 +4,9 @@
 
 mod bundles;
 mod export;
+mod harness;
 mod keys;
 mod pack;
+mod pull;
 mod sources;
 mod util;

@@ -1,0 +1,243 @@
+//! A local content-addressed cache of downloaded blobs, so a re-run of an
+//! interrupted pack fetches only what is missing.
+//!
+//! ```text
+//! CACHE/blobs/sha256/<hex>     complete; its digest was checked
+//! CACHE/partial/sha256/<hex>   a download in progress: a prefix of the blob
+//! ```
+//!
+//! A download appends to its partial file and continues after a cut or a
+//! kill with an HTTP Range request from the partial file's length. Only a
+//! complete file whose digest matches is renamed into `blobs/`, and entries
+//! there are checked again before use: a corrupt entry is deleted and
+//! fetched again. Two airlock processes must not share a cache at once.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+
+use crate::digest::{hash_reader, Digest};
+use crate::error::{Error, Result};
+
+pub struct BlobCache {
+    root: PathBuf,
+}
+
+/// What a downloader returns: the body, and whether it starts at the
+/// requested offset (a server may ignore Range and send everything).
+pub struct Download {
+    pub body: Box<dyn Read + Send>,
+    pub from_offset: bool,
+}
+
+impl BlobCache {
+    pub fn open(root: &Path) -> Result<BlobCache> {
+        for sub in ["blobs/sha256", "partial/sha256"] {
+            let d = root.join(sub);
+            std::fs::create_dir_all(&d).map_err(|e| Error::io("create cache directory", &d, e))?;
+        }
+        Ok(BlobCache {
+            root: root.to_path_buf(),
+        })
+    }
+
+    /// `$XDG_CACHE_HOME/airlock`, else `~/.cache/airlock`.
+    pub fn default_dir() -> PathBuf {
+        dirs::cache_dir()
+            .unwrap_or_else(std::env::temp_dir)
+            .join("airlock")
+    }
+
+    pub fn path(&self, d: &Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(d.hex())
+    }
+
+    fn partial(&self, d: &Digest) -> PathBuf {
+        self.root.join("partial/sha256").join(d.hex())
+    }
+
+    /// True if a good copy is cached. A copy of the wrong size or digest is
+    /// removed, so the caller fetches it again.
+    pub fn has(&self, d: &Digest, size: u64) -> Result<bool> {
+        let path = self.path(d);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(Error::io("open", &path, e)),
+        };
+        let (actual, len) = hash_reader(file).map_err(|e| Error::io("read", &path, e))?;
+        if &actual == d && len == size {
+            return Ok(true);
+        }
+        std::fs::remove_file(&path)
+            .map_err(|e| Error::io("remove corrupt cache entry", &path, e))?;
+        Ok(false)
+    }
+
+    /// Opens a cached blob (unverified; callers verify as they read).
+    pub fn open_blob(&self, d: &Digest) -> Result<Option<File>> {
+        match File::open(self.path(d)) {
+            Ok(f) => Ok(Some(f)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("open", self.path(d), e)),
+        }
+    }
+
+    /// Downloads a blob into the cache, continuing a partial download.
+    ///
+    /// `download(offset)` starts a request for the bytes from `offset`. A
+    /// body that breaks off is continued from where it stopped, up to
+    /// `attempts` times in a row without progress. `on_bytes` reports
+    /// progress. Returns the bytes transferred by this call.
+    pub fn fetch(
+        &self,
+        d: &Digest,
+        size: u64,
+        what: &str,
+        attempts: u32,
+        mut download: impl FnMut(u64) -> Result<Download>,
+        on_bytes: &dyn Fn(u64),
+    ) -> Result<u64> {
+        let partial = self.partial(d);
+        let (mut hasher, mut offset) = resume_state(&partial, size)?;
+        on_bytes(offset);
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&partial)
+            .map_err(|e| Error::io("open", &partial, e))?;
+        let mut transferred = 0u64;
+        let mut stalls = 0;
+        while offset < size {
+            let got = download(offset)?;
+            if !got.from_offset && offset > 0 {
+                // The server ignored Range: start over.
+                file.set_len(0)
+                    .map_err(|e| Error::io("truncate", &partial, e))?;
+                hasher = Sha256::new();
+                offset = 0;
+            }
+            let before = offset;
+            let result = append(
+                got.body,
+                &mut file,
+                &mut hasher,
+                &mut offset,
+                size,
+                on_bytes,
+            );
+            transferred += offset - before;
+            match result {
+                Ok(()) if offset == size => break,
+                Ok(()) | Err(_) if offset > before => stalls = 0,
+                _ => stalls += 1,
+            }
+            if offset > size {
+                break;
+            }
+            if stalls >= attempts {
+                return Err(match result {
+                    Err(e) => Error::io("download", what, e),
+                    Ok(()) => Error::SizeMismatch {
+                        what: what.to_string(),
+                        expected: size,
+                        actual: offset,
+                    },
+                });
+            }
+        }
+        file.sync_all()
+            .map_err(|e| Error::io("sync", &partial, e))?;
+        drop(file);
+        let actual = Digest::from_hasher(hasher);
+        if offset != size || &actual != d {
+            let _ = std::fs::remove_file(&partial);
+            return Err(if offset != size {
+                Error::SizeMismatch {
+                    what: what.to_string(),
+                    expected: size,
+                    actual: offset,
+                }
+            } else {
+                Error::DigestMismatch {
+                    what: what.to_string(),
+                    expected: d.clone(),
+                    actual,
+                }
+            });
+        }
+        let done = self.path(d);
+        std::fs::rename(&partial, &done).map_err(|e| Error::io("move into cache", &done, e))?;
+        Ok(transferred)
+    }
+}
+
+/// Hashes what a previous run left in the partial file.
+fn resume_state(partial: &Path, size: u64) -> Result<(Sha256, u64)> {
+    let mut hasher = Sha256::new();
+    let file = match File::open(partial) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((hasher, 0)),
+        Err(e) => return Err(Error::io("open", partial, e)),
+    };
+    let len = file
+        .metadata()
+        .map_err(|e| Error::io("stat", partial, e))?
+        .len();
+    if len > size {
+        std::fs::remove_file(partial).map_err(|e| Error::io("remove", partial, e))?;
+        return Ok((hasher, 0));
+    }
+    let mut r = io::BufReader::with_capacity(1 << 20, file);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n_total = 0;
+    loop {
+        let n = r
+            .read(&mut buf)
+            .map_err(|e| Error::io("read", partial, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        n_total += n as u64;
+    }
+    Ok((hasher, n_total))
+}
+
+/// Appends a body to the partial file, hashing what is written. On error
+/// the bytes received so far are written and counted, so the next request
+/// continues exactly after them.
+fn append(
+    mut body: Box<dyn Read + Send>,
+    file: &mut File,
+    hasher: &mut Sha256,
+    offset: &mut u64,
+    size: u64,
+    on_bytes: &dyn Fn(u64),
+) -> io::Result<()> {
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    let mut buf = vec![0u8; 256 * 1024];
+    let result = loop {
+        let room = (size - *offset).saturating_add(1).min(buf.len() as u64) as usize;
+        match body.read(&mut buf[..room]) {
+            Ok(0) => break Ok(()),
+            Ok(n) => {
+                if let Err(e) = out.write_all(&buf[..n]) {
+                    break Err(e);
+                }
+                hasher.update(&buf[..n]);
+                *offset += n as u64;
+                on_bytes(n as u64);
+                if *offset > size {
+                    break Ok(());
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => break Err(e),
+        }
+    };
+    out.flush()?;
+    result
+}

@@ -1,0 +1,21 @@
+//! A blocking client for the OCI distribution API, shared by `pack` (pull)
+//! and `import` (push).
+//!
+//! - [`Client`] talks to one registry: TLS and plain-HTTP settings, retries
+//!   with backoff, and authentication (Basic, Bearer tokens cached per scope
+//!   and renewed when they expire, docker `config.json` and its helpers).
+//! - [`options::RegistryOptions`] holds what the user said on the command
+//!   line; [`Registries`] hands out one client per registry host.
+//!
+//! It does not know about bundles or plans; sources and sinks use it.
+//! Protocol notes: `../shared/PROTOCOL-NOTES.md`.
+
+mod auth;
+mod client;
+mod errors;
+pub mod options;
+mod tls;
+
+pub use client::{Client, Registries, MANIFEST_ACCEPT};
+pub use errors::RegistryError;
+pub use options::RegistryOptions;

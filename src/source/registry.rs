@@ -1,0 +1,376 @@
+//! A repository in a registry (`docker://REF`, or a bare reference) as a
+//! [`Source`].
+//!
+//! Manifests are fetched when the roots are resolved and kept in memory
+//! (they are small); blobs go through the [`BlobCache`] during `prefetch`,
+//! on a pool of network threads, and are then read from disk. Referrers
+//! travel with their images unless turned off: cosign's
+//! `sha256-<hex>.sig`/`.att`/`.sbom` tags, the OCI referrers API, and the
+//! `sha256-<hex>` tag that stands in for that API on registries without it.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+
+use ureq::http::Method;
+
+use super::{Root, Source};
+use crate::cache::{BlobCache, Download};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::image::{media, parse_manifest, Descriptor, Parsed, MAX_MANIFEST_SIZE};
+use crate::progress::Progress;
+use crate::reference::Reference;
+use crate::registry::{Client, Registries, RegistryError, MANIFEST_ACCEPT};
+
+/// cosign's tag suffixes for signatures, attestations and SBOMs.
+const COSIGN_SUFFIXES: [&str; 3] = [".sig", ".att", ".sbom"];
+
+pub struct RegistrySource {
+    name: String,
+    client: Arc<Client>,
+    repository: String,
+    scope: String,
+    roots: Vec<Root>,
+    cache: Arc<BlobCache>,
+    manifests: Mutex<HashMap<Digest, Arc<[u8]>>>,
+}
+
+/// Shared by every registry source of one command.
+#[derive(Clone)]
+pub struct RegistryContext {
+    pub registries: Arc<Registries>,
+    pub cache: Arc<BlobCache>,
+    pub referrers: bool,
+}
+
+impl From<RegistryError> for Error {
+    fn from(e: RegistryError) -> Error {
+        Error::Registry(Box::new(e))
+    }
+}
+
+/// Tags that exist only to carry referrers; they travel with their subjects.
+pub fn is_referrer_tag(tag: &str) -> bool {
+    let base = COSIGN_SUFFIXES
+        .iter()
+        .find_map(|s| tag.strip_suffix(s))
+        .unwrap_or(tag);
+    base.strip_prefix("sha256-")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+impl RegistrySource {
+    fn new(name: &str, reference: &Reference, ctx: &RegistryContext) -> Result<RegistrySource> {
+        Ok(RegistrySource {
+            name: name.to_string(),
+            client: ctx.registries.client(&reference.registry)?,
+            repository: reference.repository.clone(),
+            scope: format!("repository:{}:pull", reference.repository),
+            roots: Vec::new(),
+            cache: ctx.cache.clone(),
+            manifests: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// One image by tag or digest.
+    pub fn image(
+        name: &str,
+        reference: &Reference,
+        ctx: &RegistryContext,
+    ) -> Result<RegistrySource> {
+        let mut s = RegistrySource::new(name, reference, ctx)?;
+        let target = match (&reference.digest, &reference.tag) {
+            (Some(d), _) => d.to_string(),
+            (None, Some(t)) => t.clone(),
+            (None, None) => "latest".into(),
+        };
+        let descriptor =
+            s.fetch_manifest(&target, reference.digest.as_ref(), &reference.to_string())?;
+        s.roots.push(Root {
+            name: Some(reference.clone()),
+            descriptor,
+            subject: None,
+        });
+        if ctx.referrers {
+            s.add_referrers()?;
+        }
+        Ok(s)
+    }
+
+    /// Every tag of a repository (referrer tags travel with their subjects).
+    pub fn all_tags(name: &str, repo: &Reference, ctx: &RegistryContext) -> Result<RegistrySource> {
+        let mut s = RegistrySource::new(name, repo, ctx)?;
+        let tags =
+            s.client
+                .paginate(&format!("/v2/{}/tags/list", s.repository), &s.scope, "tags")?;
+        for tag in tags.into_iter().filter(|t| !is_referrer_tag(t)) {
+            let reference = Reference {
+                tag: Some(tag.clone()),
+                digest: None,
+                ..repo.clone()
+            };
+            let descriptor = s.fetch_manifest(&tag, None, &reference.to_string())?;
+            s.roots.push(Root {
+                name: Some(reference),
+                descriptor,
+                subject: None,
+            });
+        }
+        if ctx.referrers {
+            s.add_referrers()?;
+        }
+        Ok(s)
+    }
+
+    /// The repositories of a registry's catalog, for whole-registry backups.
+    pub fn catalog(registry: &str, ctx: &RegistryContext) -> Result<Vec<String>> {
+        let client = ctx.registries.client(registry)?;
+        Ok(client.paginate("/v2/_catalog?n=1000", "registry:catalog:*", "repositories")?)
+    }
+
+    /// GETs a manifest, checks its digest, keeps its bytes, and describes it.
+    fn fetch_manifest(
+        &self,
+        target: &str,
+        expected: Option<&Digest>,
+        label: &str,
+    ) -> Result<Descriptor> {
+        let path = format!("/v2/{}/manifests/{target}", self.repository);
+        let mut resp = self
+            .client
+            .success(
+                Method::GET,
+                &path,
+                &self.scope,
+                &[("Accept", MANIFEST_ACCEPT)],
+            )
+            .map_err(Error::from)?;
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or(v).trim().to_string())
+            .unwrap_or_default();
+        let raw = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_MANIFEST_SIZE)
+            .read_to_vec()
+            .map_err(|e| {
+                Error::from(RegistryError::transport(
+                    format!("GET {}", self.client.url(&path)),
+                    &e,
+                ))
+            })?;
+        let digest = Digest::of(&raw);
+        if let Some(want) = expected {
+            if &digest != want {
+                return Err(Error::DigestMismatch {
+                    what: format!("{label}: manifest from {}", self.client.registry()),
+                    expected: want.clone(),
+                    actual: digest,
+                });
+            }
+        }
+        // The document's own mediaType wins over a generic Content-Type.
+        let inner = serde_json::from_slice::<serde_json::Value>(&raw)
+            .ok()
+            .and_then(|v| v.get("mediaType")?.as_str().map(String::from));
+        let media_type = match inner {
+            Some(t) => t,
+            None if media::is_index(&content_type) || media::is_manifest(&content_type) => {
+                content_type
+            }
+            None => match parse_manifest(&content_type, &raw, label)? {
+                Parsed::Index { .. } => media::OCI_INDEX.to_string(),
+                Parsed::Manifest { .. } => media::OCI_MANIFEST.to_string(),
+            },
+        };
+        // Refuses schema 1 and garbage here, with the image's name.
+        parse_manifest(&media_type, &raw, label)?;
+        let descriptor = Descriptor::new(media_type, digest.clone(), raw.len() as u64);
+        self.manifests
+            .lock()
+            .expect("not poisoned")
+            .insert(digest, raw.into());
+        Ok(descriptor)
+    }
+
+    /// Finds the referrers of every root and adds them as roots.
+    fn add_referrers(&mut self) -> Result<()> {
+        let subjects: Vec<(Digest, Reference)> = self
+            .roots
+            .iter()
+            .filter_map(|r| Some((r.descriptor.digest.clone(), r.name.clone()?)))
+            .collect();
+        for (digest, name) in subjects {
+            let fallback_tag = format!("sha256-{}", digest.hex());
+            // cosign's own tags, and the referrers fallback tag: ordinary
+            // tagged images, pushed back under the same tags on import.
+            for tag in COSIGN_SUFFIXES
+                .iter()
+                .map(|s| format!("{fallback_tag}{s}"))
+                .chain(std::iter::once(fallback_tag.clone()))
+            {
+                if let Some(descriptor) = self.optional_manifest(&tag, &name)? {
+                    let tagged = Reference {
+                        tag: Some(tag),
+                        digest: None,
+                        ..name.clone()
+                    };
+                    self.roots.push(Root {
+                        name: Some(tagged),
+                        descriptor,
+                        subject: None,
+                    });
+                }
+            }
+            // The OCI referrers API, where the registry has one.
+            let path = format!("/v2/{}/referrers/{digest}", self.repository);
+            let mut resp = self.client.send(
+                Method::GET,
+                &path,
+                &self.scope,
+                &[("Accept", media::OCI_INDEX)],
+            )?;
+            if resp.status().as_u16() != 200 {
+                continue;
+            }
+            let raw = resp
+                .body_mut()
+                .with_config()
+                .limit(MAX_MANIFEST_SIZE)
+                .read_to_vec()
+                .map_err(|e| {
+                    Error::from(RegistryError::transport(
+                        format!("GET {}", self.client.url(&path)),
+                        &e,
+                    ))
+                })?;
+            let Ok(Parsed::Index { manifests }) =
+                parse_manifest(media::OCI_INDEX, &raw, "referrers")
+            else {
+                continue;
+            };
+            for referrer in manifests {
+                if self
+                    .roots
+                    .iter()
+                    .any(|r| r.descriptor.digest == referrer.digest)
+                {
+                    continue;
+                }
+                let descriptor = self.fetch_manifest(
+                    referrer.digest.as_str(),
+                    Some(&referrer.digest),
+                    &format!("referrer of {name}"),
+                )?;
+                self.roots.push(Root {
+                    name: None,
+                    descriptor,
+                    subject: Some(digest.clone()),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// A manifest by tag, or `None` if the registry says it is not there.
+    fn optional_manifest(&self, tag: &str, of: &Reference) -> Result<Option<Descriptor>> {
+        match self.fetch_manifest(tag, None, &format!("{tag} (referrers of {of})")) {
+            Ok(d) => Ok(Some(d)),
+            Err(Error::Registry(e)) if e.status_code() == Some(404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Source for RegistrySource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn roots(&self) -> Result<Vec<Root>> {
+        Ok(self.roots.clone())
+    }
+
+    fn open_blob(&self, blob: &Descriptor) -> Result<Box<dyn Read + Send + '_>> {
+        if let Some(raw) = self
+            .manifests
+            .lock()
+            .expect("not poisoned")
+            .get(&blob.digest)
+        {
+            return Ok(Box::new(std::io::Cursor::new(raw.clone())));
+        }
+        if media::is_index(&blob.media_type) || media::is_manifest(&blob.media_type) {
+            // A child of an index: fetched by digest, checked, then served.
+            self.fetch_manifest(blob.digest.as_str(), Some(&blob.digest), &self.name)?;
+            let raw = self.manifests.lock().expect("not poisoned")[&blob.digest].clone();
+            return Ok(Box::new(std::io::Cursor::new(raw)));
+        }
+        if let Some(f) = self.cache.open_blob(&blob.digest)? {
+            return Ok(Box::new(f));
+        }
+        self.prefetch(blob, &Progress::hidden())?;
+        match self.cache.open_blob(&blob.digest)? {
+            Some(f) => Ok(Box::new(f)),
+            None => Err(Error::MissingBlob {
+                source_name: self.name.clone(),
+                digest: blob.digest.clone(),
+                image: None,
+            }),
+        }
+    }
+
+    fn prefetch(&self, blob: &Descriptor, progress: &Progress) -> Result<u64> {
+        if media::is_index(&blob.media_type) || media::is_manifest(&blob.media_type) {
+            return Ok(0);
+        }
+        if self.cache.has(&blob.digest, blob.size)? {
+            progress.inc(blob.size);
+            return Ok(0);
+        }
+        let path = format!("/v2/{}/blobs/{}", self.repository, blob.digest);
+        let what = format!("{} blob {}", self.name, blob.digest);
+        let client = &self.client;
+        let scope = &self.scope;
+        self.cache.fetch(
+            &blob.digest,
+            blob.size,
+            &what,
+            3,
+            |offset| {
+                let range = format!("bytes={offset}-");
+                let headers: Vec<(&str, &str)> = if offset > 0 {
+                    vec![("Range", range.as_str())]
+                } else {
+                    vec![]
+                };
+                let resp = client.success(Method::GET, &path, scope, &headers)?;
+                let from_offset = offset == 0 || resp.status().as_u16() == 206;
+                Ok(Download {
+                    body: Box::new(resp.into_body().into_reader()),
+                    from_offset,
+                })
+            },
+            &|n| progress.inc(n),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_referrer_tags() {
+        let hex = "a".repeat(64);
+        assert!(is_referrer_tag(&format!("sha256-{hex}")));
+        assert!(is_referrer_tag(&format!("sha256-{hex}.sig")));
+        assert!(is_referrer_tag(&format!("sha256-{hex}.sbom")));
+        assert!(!is_referrer_tag("sha256-abc.sig"));
+        assert!(!is_referrer_tag("v1.2"));
+    }
+}

@@ -1,0 +1,452 @@
+//! Real parts for registry tests: CNCF distribution (Debian's
+//! `docker-registry`) started on 127.0.0.1 with the TLS and auth a test
+//! needs, a token endpoint for the Bearer flow, and a TCP proxy that cuts
+//! or slows connections. Everything stops when dropped.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+
+use crate::util::*;
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn sh(cmd: &str, cwd: &Path) {
+    run("sh", &["-c", cmd], cwd).ok();
+}
+
+/// A CA and a server certificate for 127.0.0.1, made with openssl.
+pub struct Certs {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Certs {
+    pub fn make(dir: &Path) -> Certs {
+        std::fs::create_dir_all(dir).unwrap();
+        sh(
+            "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=airlock-test-ca -keyout ca.key -out ca.crt 2>/dev/null \
+             && openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 -keyout server.key -out server.csr 2>/dev/null \
+             && printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\nbasicConstraints=CA:FALSE\\n' > ext.cnf \
+             && openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile ext.cnf -out server.crt 2>/dev/null",
+            dir,
+        );
+        Certs {
+            ca: dir.join("ca.crt"),
+            cert: dir.join("server.crt"),
+            key: dir.join("server.key"),
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Config<'a> {
+    pub tls: Option<&'a Certs>,
+    /// htpasswd Basic auth with this user and password.
+    pub basic: Option<(&'a str, &'a str)>,
+    pub token: Option<&'a TokenServer>,
+    /// Keeps upload sessions valid across restarts.
+    pub secret: bool,
+}
+
+pub struct Registry {
+    pub port: u16,
+    pub host: String,
+    dir: tempfile::TempDir,
+    child: Child,
+    tls: bool,
+    creds: Option<String>,
+}
+
+impl Registry {
+    pub fn start(cfg: Config) -> Registry {
+        let dir = scratch();
+        let port = free_port();
+        let mut yml = format!(
+            "version: 0.1\nlog: {{level: info, accesslog: {{disabled: false}}}}\nstorage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        if cfg.secret {
+            yml.push_str("  secret: airlock-test-secret\n");
+        }
+        if let Some(c) = cfg.tls {
+            yml.push_str(&format!(
+                "  tls: {{certificate: {}, key: {}}}\n",
+                c.cert.display(),
+                c.key.display()
+            ));
+        }
+        if let Some((user, pass)) = cfg.basic {
+            let out = run("htpasswd", &["-Bbn", user, pass], dir.path()).ok();
+            std::fs::write(dir.path().join("htpasswd"), out.out.stdout).unwrap();
+            yml.push_str(&format!(
+                "auth: {{htpasswd: {{realm: airlock-test, path: {}}}}}\n",
+                dir.path().join("htpasswd").display()
+            ));
+        }
+        if let Some(t) = cfg.token {
+            yml.push_str(&format!(
+                "auth: {{token: {{realm: 'http://127.0.0.1:{}/token', service: {SERVICE}, issuer: {ISSUER}, rootcertbundle: {}}}}}\n",
+                t.port,
+                t.cert.display()
+            ));
+        }
+        let config = dir.path().join("config.yml");
+        std::fs::write(&config, yml).unwrap();
+        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start docker-registry (see scripts/setup.sh)");
+        wait_for_port(port);
+        Registry {
+            port,
+            host: format!("127.0.0.1:{port}"),
+            dir,
+            child,
+            tls: cfg.tls.is_some(),
+            creds: cfg
+                .basic
+                .map(|(u, p)| format!("{u}:{p}"))
+                .or(cfg.token.map(|t| format!("{}:{}", t.user, t.password))),
+        }
+    }
+
+    /// `skopeo copy --all SRC docker://HOST/DEST`, with this registry's
+    /// TLS and credentials.
+    pub fn push(&self, src: &str, dest: &str) {
+        let target = format!("docker://{}/{dest}", self.host);
+        let mut args = vec![
+            "copy",
+            "-q",
+            "--all",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+        ];
+        if let Some(c) = &self.creds {
+            args.push("--dest-creds");
+            args.push(c);
+        }
+        args.push(src);
+        args.push(&target);
+        skopeo(&args, self.dir.path()).ok();
+    }
+
+    /// The flags airlock needs to reach this registry without extra trust.
+    pub fn plain_flags(&self) -> Vec<String> {
+        if self.tls {
+            vec![]
+        } else {
+            vec!["--plain-http".into(), self.host.clone()]
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub const SERVICE: &str = "airlock-test";
+pub const ISSUER: &str = "airlock-test-issuer";
+
+/// A token endpoint for the Bearer flow: checks Basic credentials and hands
+/// out ES256 JWTs (signed by openssl) that CNCF distribution accepts.
+pub struct TokenServer {
+    pub port: u16,
+    pub cert: PathBuf,
+    pub user: String,
+    pub password: String,
+    /// Tokens issued so far.
+    pub issued: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    _dir: tempfile::TempDir,
+}
+
+impl TokenServer {
+    /// `lifetime` is the token's `expires_in` and its JWT expiry.
+    pub fn start(user: &str, password: &str, lifetime: u64) -> TokenServer {
+        let dir = scratch();
+        sh(
+            "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=token-signer -keyout signer.key -out signer.crt 2>/dev/null \
+             && openssl x509 -in signer.crt -outform DER -out signer.der",
+            dir.path(),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let issued = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (i, s, d) = (issued.clone(), stop.clone(), dir.path().to_path_buf());
+        let expected = format!("Basic {}", STANDARD.encode(format!("{user}:{password}")));
+        std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let Ok((conn, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                conn.set_nonblocking(false).unwrap();
+                let _ = serve_token(conn, &d, &expected, lifetime, &i);
+            }
+        });
+        TokenServer {
+            port,
+            cert: dir.path().join("signer.crt"),
+            user: user.into(),
+            password: password.into(),
+            issued,
+            stop,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn serve_token(
+    conn: TcpStream,
+    dir: &Path,
+    expected_auth: &str,
+    lifetime: u64,
+    issued: &AtomicUsize,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    let mut auth = None;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        if line.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            if k.eq_ignore_ascii_case("authorization") {
+                auth = Some(v.trim().to_string());
+            }
+        }
+    }
+    let mut conn = conn;
+    if auth.as_deref() != Some(expected_auth) {
+        let body = r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#;
+        write!(
+            conn,
+            "HTTP/1.1 401 Unauthorized\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )?;
+        return Ok(());
+    }
+    // Grant what was asked: every scope= parameter.
+    let target = request_line.split_whitespace().nth(1).unwrap_or("");
+    let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let mut access = Vec::new();
+    for pair in query.split('&') {
+        if let Some(scope) = pair.strip_prefix("scope=") {
+            let scope = percent_decode(scope);
+            let parts: Vec<&str> = scope.splitn(3, ':').collect();
+            if parts.len() == 3 {
+                access.push(serde_json::json!({"type": parts[0], "name": parts[1], "actions": parts[2].split(',').collect::<Vec<_>>()}));
+            }
+        }
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let n = issued.fetch_add(1, Ordering::SeqCst);
+    let header = serde_json::json!({"typ": "JWT", "alg": "ES256", "x5c": [STANDARD.encode(std::fs::read(dir.join("signer.der"))?)]});
+    let claims = serde_json::json!({
+        "iss": ISSUER, "sub": "tester", "aud": SERVICE, "exp": now + lifetime, "nbf": now - 10,
+        "iat": now, "jti": format!("token-{n}"), "access": access,
+    });
+    let signing_input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let input_file = dir.join(format!("input-{n}"));
+    std::fs::write(&input_file, &signing_input)?;
+    let der = Command::new("openssl")
+        .args(["dgst", "-sha256", "-sign"])
+        .arg(dir.join("signer.key"))
+        .arg(&input_file)
+        .output()?
+        .stdout;
+    let jwt = format!(
+        "{signing_input}.{}",
+        URL_SAFE_NO_PAD.encode(der_to_raw(&der))
+    );
+    let body = serde_json::json!({"token": jwt, "expires_in": lifetime}).to_string();
+    write!(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())?;
+    Ok(())
+}
+
+/// An ECDSA signature from DER (`SEQUENCE { r, s }`) to JWT's raw r‖s.
+fn der_to_raw(der: &[u8]) -> Vec<u8> {
+    let mut i = 2; // SEQUENCE tag and length (short form for P-256)
+    let mut out = Vec::new();
+    for _ in 0..2 {
+        assert_eq!(der[i], 0x02, "INTEGER expected");
+        let len = der[i + 1] as usize;
+        let int = &der[i + 2..i + 2 + len];
+        let int = &int[int.len().saturating_sub(32)..];
+        out.extend(std::iter::repeat_n(0u8, 32 - int.len()));
+        out.extend_from_slice(int);
+        i += 2 + len;
+    }
+    out
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap_or(b'?'));
+            i += 3;
+        } else {
+            out.push(if b[i] == b'+' { b' ' } else { b[i] });
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A TCP proxy in front of a registry. The first `cuts` connections are cut
+/// after `cut_after` bytes flowed back to the client; `throttle` slows every
+/// response; `fail_all` refuses every connection (a registry that is down).
+pub struct FaultProxy {
+    pub port: u16,
+    /// Bytes sent from the registry to the client, all connections.
+    pub bytes_down: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+#[derive(Clone, Default)]
+pub struct Faults {
+    pub cut_after: u64,
+    pub cuts: usize,
+    /// Delay per 16 KiB chunk sent back.
+    pub throttle: Option<Duration>,
+    pub fail_all: bool,
+}
+
+impl FaultProxy {
+    pub fn start(upstream: u16, faults: Faults) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let bytes_down = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let cuts_left = Arc::new(AtomicUsize::new(faults.cuts));
+        let (b, s) = (bytes_down.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let Ok((client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                if faults.fail_all {
+                    drop(client);
+                    continue;
+                }
+                client.set_nonblocking(false).unwrap();
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let cut = cuts_left
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
+                let limit = if cut { faults.cut_after } else { u64::MAX };
+                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut &c2, &mut &s2);
+                    let _ = s2.shutdown(std::net::Shutdown::Write);
+                });
+                let (b, throttle) = (b.clone(), faults.throttle);
+                std::thread::spawn(move || pump(server, client, limit, throttle, &b));
+            }
+        });
+        FaultProxy {
+            port,
+            bytes_down,
+            stop,
+        }
+    }
+}
+
+fn pump(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    limit: u64,
+    throttle: Option<Duration>,
+    counter: &AtomicU64,
+) {
+    let mut sent = 0u64;
+    let mut buf = [0u8; 16 * 1024];
+        while let Ok(n) = from.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        let n = n.min((limit - sent) as usize);
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+        sent += n as u64;
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+        if sent >= limit {
+            break;
+        }
+        if let Some(t) = throttle {
+            std::thread::sleep(t);
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Both);
+    let _ = from.shutdown(std::net::Shutdown::Both);
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
