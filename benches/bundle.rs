@@ -72,7 +72,19 @@ fn benches(c: &mut Criterion) {
             key: None,
             created: 0,
         };
-        airlock::ops::pack(std::slice::from_ref(&spec), out, &[], options, true).unwrap();
+        airlock::ops::pack(airlock::ops::PackRequest {
+            sources: vec![spec.clone()],
+            all_tags: vec![],
+            catalogs: vec![],
+            output: out.to_path_buf(),
+            platforms: vec![],
+            options,
+            registry: Default::default(),
+            cache: None,
+            referrers: true,
+            quiet: true,
+        })
+        .unwrap();
     };
     let mut g = c.benchmark_group("bundle");
     g.sample_size(10);

@@ -424,7 +424,7 @@ fn pump(
 ) {
     let mut sent = 0u64;
     let mut buf = [0u8; 16 * 1024];
-        while let Ok(n) = from.read(&mut buf) {
+    while let Ok(n) = from.read(&mut buf) {
         if n == 0 {
             break;
         }
