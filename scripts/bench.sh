@@ -24,7 +24,7 @@ if [ ! -f "$work/fixtures/big/index.json" ]; then
 fi
 big=$work/fixtures/big
 bytes=$(du -sb "$big/blobs" | cut -f1)
-echo "data: $(numfmt --to=iec "$bytes") in $(ls "$big/blobs/sha256" | wc -l) blobs, 4 images sharing a base; $(nproc) cores"
+echo "data: $(numfmt --to=iec "$bytes") in $(ls "$big/blobs/sha256" | wc -l) blobs, 6 images sharing a base; $(nproc) cores"
 cat "$big"/blobs/sha256/* >/dev/null # warm the page cache for every contender
 
 tags=$(python3 -c 'import json,sys; print(" ".join(m["annotations"]["org.opencontainers.image.ref.name"] for m in json.load(open(sys.argv[1]))["manifests"]))' "$big/index.json")

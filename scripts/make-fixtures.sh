@@ -11,7 +11,7 @@
 # OUT/large         OCI layout: large (one 6 MiB incompressible layer)
 # OUT/app1.oci.tar  oci-archive of app-1
 # OUT/app2.docker.tar(.gz)  docker save-style archive of app-2, legacy form
-# OUT/big           (with --big) OCI layout: big-1..big-4 sharing one large base
+# OUT/big           (with --big) OCI layout: big-1..big-6 sharing one large base
 set -euo pipefail
 
 out=${1:?usage: make-fixtures.sh OUT [--big MB]}
@@ -93,11 +93,11 @@ if [ "$big_mb" -gt 0 ]; then
   umoci init --layout "$B"
   umoci new --image "$B:empty"
   base_mb=$((big_mb / 2))
-  per_mb=$(( (big_mb - base_mb) / 4 ))
+    per_mb=$(( (big_mb - base_mb) / 6 ))
   # Half the data is incompressible (like real gzip layers), half is text.
   derive "$B" empty base "mkdir -p data && random_bytes base $((base_mb * 1024 * 1024 / 2)) > data/random && text_bytes $((base_mb * 1024 * 1024 / 2)) > data/text"
   umoci config --image "$B:base" --os linux --architecture amd64
-  for n in 1 2 3 4; do
+    for n in 1 2 3 4 5 6; do
     derive "$B" base "big-$n" "random_bytes big$n $((per_mb * 1024 * 1024)) > data/own"
   done
   umoci rm --image "$B:empty"

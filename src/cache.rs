@@ -12,9 +12,11 @@
 //! there are checked again before use: a corrupt entry is deleted and
 //! fetched again. Two airlock processes must not share a cache at once.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex};
 
 use sha2::{Digest as _, Sha256};
 
@@ -23,6 +25,16 @@ use crate::error::{Error, Result};
 
 pub struct BlobCache {
     root: PathBuf,
+    /// Downloads claimed by a thread of this process, so that a reader
+    /// waits for a blob the pool is fetching instead of fetching it twice.
+    inflight: Mutex<HashMap<Digest, Slot>>,
+    changed: Condvar,
+}
+
+enum Slot {
+    Busy,
+    Done,
+    Failed,
 }
 
 /// What a downloader returns: the body, and whether it starts at the
@@ -40,6 +52,8 @@ impl BlobCache {
         }
         Ok(BlobCache {
             root: root.to_path_buf(),
+            inflight: Mutex::new(HashMap::new()),
+            changed: Condvar::new(),
         })
     }
 
@@ -85,13 +99,67 @@ impl BlobCache {
         }
     }
 
+    /// Makes sure a good copy of the blob is cached: reuses one (checking
+    /// it), waits for another thread that is fetching it, or fetches it.
+    /// Returns the bytes this call transferred.
+    pub fn ensure(
+        &self,
+        d: &Digest,
+        size: u64,
+        what: &str,
+        attempts: u32,
+        download: impl FnMut(u64) -> Result<Download>,
+        on_bytes: &dyn Fn(u64),
+    ) -> Result<u64> {
+        {
+            let mut slots = self.inflight.lock().expect("not poisoned");
+            loop {
+                match slots.get(d) {
+                    Some(Slot::Busy) => slots = self.changed.wait(slots).expect("not poisoned"),
+                    Some(Slot::Done) => return Ok(0),
+                    Some(Slot::Failed) => {
+                        return Err(Error::Unsupported {
+                            what: what.to_string(),
+                            reason: "its download failed (see the error about it)".into(),
+                        })
+                    }
+                    None => {
+                        slots.insert(d.clone(), Slot::Busy);
+                        break;
+                    }
+                }
+            }
+        }
+        let result = match self.has(d, size) {
+            Ok(true) => {
+                on_bytes(size);
+                Ok(0)
+            }
+            Ok(false) => self.fetch(d, size, what, attempts, download, on_bytes),
+            Err(e) => Err(e),
+        };
+        let slot = if result.is_ok() {
+            Slot::Done
+        } else {
+            Slot::Failed
+        };
+        self.inflight
+            .lock()
+            .expect("not poisoned")
+            .insert(d.clone(), slot);
+        self.changed.notify_all();
+        result
+    }
+
     /// Downloads a blob into the cache, continuing a partial download.
+    /// Callers go through [`BlobCache::ensure`], which keeps two threads from
+    /// fetching the same blob.
     ///
     /// `download(offset)` starts a request for the bytes from `offset`. A
     /// body that breaks off is continued from where it stopped, up to
     /// `attempts` times in a row without progress. `on_bytes` reports
     /// progress. Returns the bytes transferred by this call.
-    pub fn fetch(
+    fn fetch(
         &self,
         d: &Digest,
         size: u64,
@@ -148,8 +216,8 @@ impl BlobCache {
                 });
             }
         }
-        file.sync_all()
-            .map_err(|e| Error::io("sync", &partial, e))?;
+        // No fsync: an entry is checked against its digest before every use,
+        // so a torn write after a crash costs a download, not correctness.
         drop(file);
         let actual = Digest::from_hasher(hasher);
         if offset != size || &actual != d {

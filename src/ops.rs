@@ -17,6 +17,7 @@ use crate::reference::Reference;
 use crate::registry::{Registries, RegistryOptions};
 use crate::sink::{copy, DockerArchiveSink, OciDirSink, Sink};
 use crate::source::{RegistryContext, RegistrySource, Root, Source, SourceSpec};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 #[derive(Debug, Serialize)]
@@ -131,19 +132,36 @@ pub fn pack(req: PackRequest) -> Result<PackSummary> {
         .filter(|b| b.inline.is_none())
         .map(|b| b.descriptor.size)
         .sum();
-    let downloaded = if registry.is_some() {
-        let progress = Progress::new(to_fetch, "pull", req.quiet);
-        let downloaded = prefetch(&plan, &sources, req.registry.jobs, &progress)?;
-        progress.finish();
-        downloaded
-    } else {
-        0
+    let pull = match registry {
+        Some(_) => Progress::new(to_fetch, "pull", req.quiet),
+        None => Progress::hidden(),
     };
-
-    let progress = Progress::new(plan.total_bytes(), "pack", req.quiet);
+    let progress = pull.sibling(plan.total_bytes(), "pack", req.quiet);
     let writer = BundleWriter::to_file(&req.output, req.options)?;
-    copy(&plan, &sources, Box::new(writer), &progress)?;
+    // Downloads run on their own pool while the bundle is written: the
+    // pool fetches in plan order, and the writer waits only for the blob it
+    // needs next.
+    let stop = AtomicBool::new(false);
+    let (written, downloads) = std::thread::scope(|scope| {
+        let pool = registry
+            .as_ref()
+            .map(|_| scope.spawn(|| prefetch(&plan, &sources, req.registry.jobs, &pull, &stop)));
+        let written = copy(&plan, &sources, Box::new(writer), &progress);
+        if written.is_err() {
+            stop.store(true, Ordering::Relaxed);
+        }
+        let downloads = pool.map(|p| p.join().expect("the download pool does not panic"));
+        (written, downloads)
+    });
+    pull.finish();
     progress.finish();
+    let downloaded = match (written, downloads) {
+        (Ok(()), None) => 0,
+        (Ok(()), Some(Ok(n))) => n,
+        // A failed download is the cause; the writer only saw its echo.
+        (_, Some(Err(e))) => return Err(e),
+        (Err(e), _) => return Err(e),
+    };
     Ok(PackSummary {
         images: plan.images.len(),
         blobs: plan.blobs.len(),
@@ -154,29 +172,31 @@ pub fn pack(req: PackRequest) -> Result<PackSummary> {
 }
 
 /// Fetches every blob that a source must download, on `jobs` network
-/// threads, largest first. Failures do not stop the others; all are
-/// reported at the end.
+/// threads, in plan order (the order the bundle is written in). Failures do
+/// not stop the others; all are reported at the end. `stop` ends the work
+/// early when the bundle cannot be written anyway.
 fn prefetch(
     plan: &Plan,
     sources: &[Box<dyn Source>],
     jobs: usize,
     progress: &Progress,
+    stop: &AtomicBool,
 ) -> Result<u64> {
-    let mut queue: Vec<&crate::plan::PlannedBlob> =
-        plan.blobs.iter().filter(|b| b.inline.is_none()).collect();
-    queue.sort_by_key(|b| std::cmp::Reverse(b.descriptor.size));
-    let queue = std::sync::Mutex::new(queue.into_iter());
+    let queue = std::sync::Mutex::new(plan.blobs.iter().filter(|b| b.inline.is_none()));
     let problems = std::sync::Mutex::new(Vec::new());
-    let downloaded = std::sync::atomic::AtomicU64::new(0);
+    let downloaded = AtomicU64::new(0);
     std::thread::scope(|scope| {
         for _ in 0..jobs.max(1) {
             scope.spawn(|| loop {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
                 let Some(blob) = queue.lock().expect("not poisoned").next() else {
                     break;
                 };
                 match sources[blob.origin].prefetch(&blob.descriptor, progress) {
                     Ok(n) => {
-                        downloaded.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                        downloaded.fetch_add(n, Ordering::Relaxed);
                     }
                     Err(e) => problems.lock().expect("not poisoned").push(e),
                 }

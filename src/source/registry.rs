@@ -310,9 +310,7 @@ impl Source for RegistrySource {
             let raw = self.manifests.lock().expect("not poisoned")[&blob.digest].clone();
             return Ok(Box::new(std::io::Cursor::new(raw)));
         }
-        if let Some(f) = self.cache.open_blob(&blob.digest)? {
-            return Ok(Box::new(f));
-        }
+        // Waits if the download pool is fetching it; fetches it otherwise.
         self.prefetch(blob, &Progress::hidden())?;
         match self.cache.open_blob(&blob.digest)? {
             Some(f) => Ok(Box::new(f)),
@@ -328,35 +326,35 @@ impl Source for RegistrySource {
         if media::is_index(&blob.media_type) || media::is_manifest(&blob.media_type) {
             return Ok(0);
         }
-        if self.cache.has(&blob.digest, blob.size)? {
-            progress.inc(blob.size);
-            return Ok(0);
-        }
+
         let path = format!("/v2/{}/blobs/{}", self.repository, blob.digest);
         let what = format!("{} blob {}", self.name, blob.digest);
+        let bar = progress.child(blob.size, &blob.digest.short()["sha256:".len()..]);
         let client = &self.client;
         let scope = &self.scope;
-        self.cache.fetch(
-            &blob.digest,
-            blob.size,
-            &what,
-            3,
-            |offset| {
-                let range = format!("bytes={offset}-");
-                let headers: Vec<(&str, &str)> = if offset > 0 {
-                    vec![("Range", range.as_str())]
-                } else {
-                    vec![]
-                };
-                let resp = client.success(Method::GET, &path, scope, &headers)?;
-                let from_offset = offset == 0 || resp.status().as_u16() == 206;
-                Ok(Download {
-                    body: Box::new(resp.into_body().into_reader()),
-                    from_offset,
-                })
-            },
-            &|n| progress.inc(n),
-        )
+        self.cache
+            .ensure(
+                &blob.digest,
+                blob.size,
+                &what,
+                3,
+                |offset| {
+                    let range = format!("bytes={offset}-");
+                    let headers: Vec<(&str, &str)> = if offset > 0 {
+                        vec![("Range", range.as_str())]
+                    } else {
+                        vec![]
+                    };
+                    let resp = client.success(Method::GET, &path, scope, &headers)?;
+                    let from_offset = offset == 0 || resp.status().as_u16() == 206;
+                    Ok(Download {
+                        body: Box::new(resp.into_body().into_reader()),
+                        from_offset,
+                    })
+                },
+                &|n| bar.inc(n),
+            )
+            .inspect(|_| bar.finish())
     }
 }
 
