@@ -2,9 +2,9 @@
 # airlock's main job, end to end, on sample images:
 #   connected side: pack an OCI layout, an oci-archive and a docker save tar
 #                   into one signed bundle;
-#   isolated side:  verify it offline, inspect it, export it, and load the
-#                   images into a throwaway local registry (CNCF distribution).
-# Until `airlock import` lands, skopeo pushes the exported layout.
+#   isolated side:  verify it offline, inspect it, export it, and import the
+#                   images into a throwaway local registry (CNCF distribution),
+#                   then check them there with skopeo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -60,10 +60,12 @@ for _ in range(100):
 else:
     sys.exit("the registry did not start")
 PY
+"$A" import "$work/images.airlock" --pub "$work/site-key.pub" --to "127.0.0.1:$port/mirror" \
+  --plain-http "127.0.0.1:$port" --state "$work/state"
+step "check with skopeo: every image, with the digest it has in the bundle"
 names=$(python3 -c 'import json,sys; print(" ".join(m["annotations"]["org.opencontainers.image.ref.name"] for m in json.load(open(sys.argv[1]))["manifests"]))' "$work/export/index.json")
 for name in $names; do
-  target="127.0.0.1:$port/${name#*/}"
-  skopeo copy -q --all --preserve-digests --dest-tls-verify=false "oci:$work/export:$name" "docker://$target"
+  target="127.0.0.1:$port/mirror/${name#*/}"
   pushed=$(skopeo inspect --raw --tls-verify=false "docker://$target" | sha256sum | cut -d' ' -f1)
   bundled=$(skopeo inspect --raw "oci:$work/export:$name" | sha256sum | cut -d' ' -f1)
   [ "$pushed" = "$bundled" ] || { echo "digest changed for $name" >&2; exit 1; }

@@ -23,6 +23,8 @@ pub mod cache;
 pub mod digest;
 pub mod error;
 pub mod image;
+pub mod import;
+pub mod journal;
 pub mod ops;
 pub mod plan;
 pub mod progress;

@@ -91,6 +91,42 @@ enum Command {
         #[command(flatten)]
         output_args: OutputArgs,
     },
+    /// Verify a bundle, then push its images into a registry; a re-run
+    /// continues where the last one stopped.
+    Import {
+        bundle: PathBuf,
+        /// REGISTRY[/PREFIX]: where the images go.
+        #[arg(long, value_name = "TARGET")]
+        to: String,
+        #[command(flatten)]
+        trust: TrustArgs,
+        /// Rewrite repositories: SRC (a repository or path prefix, with or
+        /// without its registry) becomes DST; first match wins; repeatable.
+        #[arg(long = "map", value_name = "SRC=DST")]
+        maps: Vec<String>,
+        /// Keep the source registry's host as the first path component
+        /// (`--to reg/mirror` puts docker.io/library/nginx at
+        /// reg/mirror/docker.io/library/nginx) [default: dropped].
+        #[arg(long)]
+        keep_registry: bool,
+        /// Show where each image would go, how much would be sent, and what
+        /// the registry has already; push nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Journal directory [default: $XDG_STATE_HOME/airlock].
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
+        /// Blobs larger than this go up in chunks of this size (e.g. 8M).
+        #[arg(long, default_value = "8M", value_name = "SIZE", value_parser = parse_size)]
+        chunk_size: u64,
+        #[command(flatten)]
+        registry: RegistryArgs,
+        /// Parallel uploads [default: 8].
+        #[arg(short = 'j', long, value_name = "N")]
+        jobs: Option<usize>,
+        #[command(flatten)]
+        output_args: OutputArgs,
+    },
     /// Show what a bundle holds (does not check the signature).
     Inspect {
         bundle: PathBuf,
@@ -236,6 +272,26 @@ fn render(e: &Error) {
             }
         }
     }
+}
+
+/// `8M`, `4.7G`, `512K`, `100` (bytes); binary units.
+fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim().trim_end_matches(['B', 'b']).trim_end_matches('i');
+    let (num, mult) = match t.chars().last() {
+        Some('K' | 'k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('M' | 'm') => (&t[..t.len() - 1], 1 << 20),
+        Some('G' | 'g') => (&t[..t.len() - 1], 1 << 30),
+        Some('T' | 't') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size like 8M or 4.7G"))?;
+    if v <= 0.0 {
+        return Err(format!("{s:?} must be more than zero"));
+    }
+    Ok((v * mult as f64) as u64)
 }
 
 fn set_jobs(jobs: Option<usize>) -> Result<()> {
@@ -414,6 +470,76 @@ fn run(command: Command) -> Result<()> {
                 );
             }
             Ok(())
+        }
+        Command::Import {
+            bundle: path,
+            to,
+            trust,
+            maps,
+            keep_registry,
+            dry_run,
+            state,
+            chunk_size,
+            registry,
+            jobs,
+            output_args,
+        } => {
+            let maps = maps
+                .iter()
+                .map(|m| {
+                    m.split_once('=')
+                        .map(|(a, b)| (a.trim().to_string(), b.trim().to_string()))
+                        .filter(|(a, b)| !a.is_empty() && !b.is_empty())
+                        .ok_or_else(|| Error::Usage(format!("--map {m:?} is not SRC=DST")))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let (bundle, _) = trusted(&path, &trust)?;
+            let report = airlock::import::import(
+                &bundle,
+                airlock::import::ImportRequest {
+                    target: to,
+                    maps,
+                    keep_registry,
+                    dry_run,
+                    state,
+                    chunk_size,
+                    registry: registry.options(jobs)?,
+                    quiet: output_args.quiet || output_args.json,
+                },
+            )?;
+            if output_args.json {
+                print_json(&report);
+            } else if !output_args.quiet {
+                for i in &report.images {
+                    let why = i
+                        .error
+                        .as_deref()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default();
+                    println!("{:10} {} -> {}{why}", i.status, i.source, i.target);
+                }
+                println!(
+                    "{}: {} blob(s) {}, {} mounted, {} already there; {} of {} {}",
+                    if report.dry_run { "dry run" } else { "import" },
+                    report.blobs.pushed,
+                    if report.dry_run { "to push" } else { "pushed" },
+                    report.blobs.mounted,
+                    report.blobs.existed,
+                    human(report.bytes_pushed),
+                    human(report.bytes_total),
+                    if report.dry_run {
+                        "would be sent"
+                    } else {
+                        "sent"
+                    },
+                );
+            }
+            match report.failed() {
+                0 => Ok(()),
+                n => Err(Error::Usage(format!(
+                    "{n} image(s) failed (listed above); run the same command again to retry them"
+                ))),
+            }
         }
         Command::Inspect { bundle, json } => {
             let b = Bundle::<Unverified>::open(&bundle)?;

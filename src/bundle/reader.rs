@@ -21,6 +21,7 @@ use zeekstd::SeekTable;
 
 use super::format::*;
 use super::sign::Envelope;
+use crate::digest::Digest;
 use crate::error::{into_io, Error, Result};
 use crate::image::Descriptor;
 use crate::reference::Reference;
@@ -443,6 +444,8 @@ pub struct Bundle<S> {
     file: BundleFile,
     envelope: Envelope,
     manifest: BundleManifest,
+    /// Digest of the signed manifest bytes: names this bundle.
+    id: Digest,
     _state: PhantomData<S>,
 }
 
@@ -472,6 +475,7 @@ impl Bundle<Unverified> {
             file,
             envelope,
             manifest,
+            id: Digest::of(&payload),
             _state: PhantomData,
         })
     }
@@ -497,6 +501,7 @@ impl Bundle<Unverified> {
             file: self.file,
             envelope: self.envelope,
             manifest: self.manifest,
+            id: self.id,
             _state: PhantomData,
         }
     }
@@ -523,6 +528,12 @@ pub(crate) fn parse_manifest(path: &Path, payload: &[u8]) -> Result<BundleManife
 impl<S> Bundle<S> {
     pub fn manifest(&self) -> &BundleManifest {
         &self.manifest
+    }
+
+    /// The digest of the signed bundle manifest: two bundles with the same
+    /// id hold the same images and blobs.
+    pub fn id(&self) -> &Digest {
+        &self.id
     }
 
     pub fn file(&self) -> &BundleFile {

@@ -119,6 +119,45 @@ impl Client {
         scope: &str,
         headers: &[(&str, &str)],
     ) -> std::result::Result<Response<Body>, RegistryError> {
+        self.send_body(method, path, scope, headers, None)
+    }
+
+    /// [`Client::send`] with a request body, resent as a whole on retry
+    /// (so bodies are bounded: one upload chunk at most).
+    pub fn send_body(
+        &self,
+        method: Method,
+        path: &str,
+        scope: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> std::result::Result<Response<Body>, RegistryError> {
+        self.request(method, path, scope, headers, body, self.attempts)
+    }
+
+    /// Sends a body once: connection errors and 5xx are not retried (a 401
+    /// still leads to authentication and one more try, as the body was
+    /// refused before it was read).
+    pub fn send_body_once(
+        &self,
+        method: Method,
+        path: &str,
+        scope: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::result::Result<Response<Body>, RegistryError> {
+        self.request(method, path, scope, headers, Some(body), 1)
+    }
+
+    fn request(
+        &self,
+        method: Method,
+        path: &str,
+        scope: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+        attempts: u32,
+    ) -> std::result::Result<Response<Body>, RegistryError> {
         let url = self.url(path);
         let what = format!("{method} {}", redact(&url));
         let mut refreshed_auth = false;
@@ -135,14 +174,16 @@ impl Client {
             if let Some(a) = &auth {
                 req = req.header("Authorization", a);
             }
-            let req = req
-                .body(())
-                .map_err(|e| RegistryError::status(format!("{what} ({e})"), 0, b""))?;
-            let outcome = self.agent.run(req);
+            let bad_request =
+                |e: ureq::http::Error| RegistryError::status(format!("{what} ({e})"), 0, b"");
+            let outcome = match body {
+                None => self.agent.run(req.body(()).map_err(bad_request)?),
+                Some(bytes) => self.agent.run(req.body(bytes).map_err(bad_request)?),
+            };
             let temporary_wait = match outcome {
                 Err(e) => {
                     let err = RegistryError::transport(what.clone(), &e);
-                    if !err.is_temporary() || attempt >= self.attempts {
+                    if !err.is_temporary() || attempt >= attempts {
                         return Err(err);
                     }
                     None
@@ -168,7 +209,7 @@ impl Client {
                 Ok(resp) => {
                     let s = resp.status().as_u16();
                     let retryable = s == 429 || s == 408 || (500..600).contains(&s);
-                    if !retryable || attempt >= self.attempts {
+                    if !retryable || attempt >= attempts {
                         return Ok(resp);
                     }
                     resp.headers()

@@ -14,6 +14,7 @@ mod auth;
 mod client;
 mod errors;
 pub mod options;
+pub mod push;
 mod tls;
 
 pub use client::{Client, Registries, MANIFEST_ACCEPT};

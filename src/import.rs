@@ -1,0 +1,645 @@
+//! `airlock import`: a verified bundle into a registry, resuming where a
+//! previous run stopped.
+//!
+//! The whole bundle is verified before anything is pushed; a damaged bundle
+//! pushes nothing. Then, in the order registries require: blobs (in
+//! parallel; each skipped if the registry has it, mounted if another of its
+//! repositories has it, else uploaded), image manifests, indexes, tags.
+//! Small blobs go up in one PUT after their digest checked out; large ones
+//! in PATCH chunks, and the session is committed only once the whole blob's
+//! digest checked out. A [`Journal`] records each confirmed step.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+use crate::bundle::{verify, Bundle, Verified};
+use crate::digest::{Digest, VerifyingReader};
+use crate::error::{Error, Result};
+use crate::image::{media, Descriptor};
+use crate::journal::Journal;
+use crate::plan::Plan;
+use crate::progress::Progress;
+use crate::reference::Reference;
+use crate::registry::push::Mount;
+use crate::registry::{Client, Registries, RegistryOptions};
+use crate::source::{Root, Source};
+
+pub struct ImportRequest {
+    /// `REGISTRY[/PREFIX]`.
+    pub target: String,
+    /// `SRC=DST` repository rewrites, first match wins.
+    pub maps: Vec<(String, String)>,
+    /// Keep the source registry's host as the first path component.
+    pub keep_registry: bool,
+    pub dry_run: bool,
+    /// Journal directory [default: the XDG state dir].
+    pub state: Option<PathBuf>,
+    /// Blobs larger than this go up in chunks of this size.
+    pub chunk_size: u64,
+    pub registry: RegistryOptions,
+    pub quiet: bool,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct BlobCounts {
+    pub pushed: usize,
+    pub mounted: usize,
+    pub existed: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ImageOutcome {
+    pub source: String,
+    pub target: String,
+    pub digest: Digest,
+    /// `pushed`, `failed`, or with `--dry-run` `would push`.
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ImportReport {
+    pub target: String,
+    pub dry_run: bool,
+    pub images: Vec<ImageOutcome>,
+    pub blobs: BlobCounts,
+    /// Bytes this run sent (for --dry-run: the bytes it would send).
+    pub bytes_pushed: u64,
+    /// Bytes of every blob in the bundle.
+    pub bytes_total: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal: Option<PathBuf>,
+}
+
+impl ImportReport {
+    pub fn failed(&self) -> usize {
+        self.images.iter().filter(|i| i.status == "failed").count()
+    }
+}
+
+/// Splits `REGISTRY[/PREFIX]`.
+fn parse_target(target: &str) -> Result<(String, String)> {
+    let (host, prefix) = target.split_once('/').unwrap_or((target, ""));
+    let prefix = prefix.trim_matches('/').to_string();
+    Reference::parse(&format!(
+        "{host}/{}",
+        if prefix.is_empty() { "x" } else { &prefix }
+    ))
+    .map_err(|_| {
+        Error::Usage(format!(
+            "--to {target:?} is not REGISTRY[/PREFIX] (e.g. registry.local:5000/mirror)"
+        ))
+    })?;
+    Ok((host.to_string(), prefix))
+}
+
+/// Where an image's repository goes: rewritten by the first `--map` whose
+/// source is the name or a path prefix of it, with the registry host kept
+/// only if asked, under the target's prefix.
+pub fn map_repository(
+    name: &Reference,
+    prefix: &str,
+    maps: &[(String, String)],
+    keep_registry: bool,
+) -> String {
+    let full = name.name();
+    let mapped = maps.iter().find_map(|(src, dst)| {
+        [full.as_str(), name.repository.as_str()]
+            .iter()
+            .find_map(|candidate| {
+                let rest = candidate.strip_prefix(src.as_str())?;
+                (rest.is_empty() || rest.starts_with('/'))
+                    .then(|| format!("{}{rest}", dst.trim_end_matches('/')))
+            })
+    });
+    let path = mapped.unwrap_or_else(|| {
+        if keep_registry {
+            format!("{}/{}", name.registry.replace(':', "-"), name.repository)
+        } else {
+            name.repository.clone()
+        }
+    });
+    if prefix.is_empty() {
+        path
+    } else {
+        format!("{prefix}/{path}")
+    }
+}
+
+/// One image to push: its root, where it goes, and what it needs.
+struct Job {
+    label: String,
+    root: Root,
+    repo: String,
+    tag: Option<String>,
+    /// Every blob the image needs, in push order.
+    blobs: Vec<Descriptor>,
+    /// Raw bytes of its manifests and indexes.
+    raw: HashMap<Digest, std::sync::Arc<[u8]>>,
+}
+
+fn is_manifest(d: &Descriptor) -> bool {
+    media::is_manifest(&d.media_type) || media::is_index(&d.media_type)
+}
+
+pub fn import(bundle: &Bundle<Verified>, req: ImportRequest) -> Result<ImportReport> {
+    let (host, prefix) = parse_target(&req.target)?;
+    // Nothing goes up from a damaged bundle.
+    verify(bundle, &Progress::hidden())?;
+    let source = bundle.source();
+    let roots = source.roots()?;
+
+    // Where each image goes, and what it needs.
+    let by_digest: HashMap<Digest, Reference> = roots
+        .iter()
+        .filter_map(|r| Some((r.descriptor.digest.clone(), r.name.clone()?)))
+        .collect();
+    let mut jobs = Vec::new();
+    for root in roots {
+        let (repo, tag, label) = match (&root.name, &root.subject) {
+            (Some(n), _) => (
+                map_repository(n, &prefix, &req.maps, req.keep_registry),
+                n.tag.clone(),
+                n.to_string(),
+            ),
+            (None, Some(s)) => match by_digest.get(s) {
+                Some(n) => (
+                    map_repository(n, &prefix, &req.maps, req.keep_registry),
+                    None,
+                    format!("referrer {} of {n}", root.descriptor.digest.short()),
+                ),
+                None => (
+                    untagged_repo(&prefix),
+                    None,
+                    root.descriptor.digest.to_string(),
+                ),
+            },
+            (None, None) => (
+                untagged_repo(&prefix),
+                None,
+                root.descriptor.digest.to_string(),
+            ),
+        };
+        Reference::parse(&format!("{host}/{repo}")).map_err(|e| {
+            Error::Usage(format!(
+                "{label} would go to {host}/{repo}, which is not a valid name: {e}"
+            ))
+        })?;
+        let mut plan = Plan::default();
+        plan.add_root(0, &source, root.clone(), &[])?;
+        jobs.push(Job {
+            label,
+            root,
+            repo,
+            tag,
+            blobs: plan.blobs.iter().map(|b| b.descriptor.clone()).collect(),
+            raw: plan
+                .blobs
+                .iter()
+                .filter_map(|b| Some((b.descriptor.digest.clone(), b.inline.clone()?)))
+                .collect(),
+        });
+    }
+
+    let registries = Registries::new(req.registry.clone());
+    let client = registries.client(&host)?;
+    let journal = if req.dry_run {
+        Journal::none()
+    } else {
+        let dir = req.state.clone().unwrap_or_else(Journal::default_dir);
+        Journal::open(&dir, bundle.id(), &req.target)?
+    };
+    let bytes_total = bundle.manifest().blobs.iter().map(|b| b.size).sum();
+
+    // Phase 1: every (blob, repository) pair, grouped by blob so that the
+    // first repository uploads and the others mount.
+    let mut pairs: BTreeMap<Digest, (Descriptor, BTreeSet<String>)> = BTreeMap::new();
+    for job in &jobs {
+        for b in job.blobs.iter().filter(|b| !is_manifest(b)) {
+            pairs
+                .entry(b.digest.clone())
+                .or_insert_with(|| (b.clone(), BTreeSet::new()))
+                .1
+                .insert(job.repo.clone());
+        }
+    }
+    let mut order: Vec<(Descriptor, BTreeSet<String>)> = pairs.into_values().collect();
+    order.sort_by_key(|(d, _)| std::cmp::Reverse(d.size));
+    let progress = Progress::new(
+        order.iter().map(|(d, _)| d.size).sum(),
+        "push",
+        req.quiet || req.dry_run,
+    );
+    let counts = Mutex::new(BlobCounts::default());
+    let pushed_bytes = AtomicU64::new(0);
+    let failed_blobs: Mutex<HashMap<Digest, String>> = Mutex::new(HashMap::new());
+    let queue = Mutex::new(order.iter());
+
+    std::thread::scope(|scope| {
+        for _ in 0..req.registry.jobs.max(1) {
+            scope.spawn(|| {
+                let mut buf = Vec::new();
+                loop {
+                    let Some((blob, repos)) = queue.lock().expect("not poisoned").next() else {
+                        break;
+                    };
+                    let ctx = Push {
+                        client: &client,
+                        source: &source,
+                        journal: &journal,
+                        chunk: req.chunk_size.max(1),
+                        progress: &progress,
+                        dry_run: req.dry_run,
+                    };
+                    match ctx.blob_everywhere(blob, repos, &mut buf) {
+                        Ok((c, bytes)) => {
+                            let mut t = counts.lock().expect("not poisoned");
+                            t.pushed += c.pushed;
+                            t.mounted += c.mounted;
+                            t.existed += c.existed;
+                            pushed_bytes.fetch_add(bytes, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            failed_blobs
+                                .lock()
+                                .expect("not poisoned")
+                                .insert(blob.digest.clone(), e.to_string());
+                        }
+                    }
+                }
+            });
+        }
+    });
+    progress.finish();
+    let failed_blobs = failed_blobs.into_inner().expect("not poisoned");
+
+    // Phases 2–4: manifests, then indexes (children first, as planned),
+    // then tags; an image whose blobs failed is skipped, with the reason.
+    let mut outcomes = Vec::new();
+    let mut pushed_manifests: BTreeSet<(String, Digest)> = BTreeSet::new();
+    let fallback_tags: BTreeSet<(String, String)> = jobs
+        .iter()
+        .filter_map(|j| Some((j.repo.clone(), j.tag.clone()?)))
+        .collect();
+    for job in &jobs {
+        let target = match &job.tag {
+            Some(t) => format!("{host}/{}:{t}", job.repo),
+            None => format!("{host}/{}@{}", job.repo, job.root.descriptor.digest),
+        };
+        let blob_error = job
+            .blobs
+            .iter()
+            .find_map(|b| failed_blobs.get(&b.digest).map(|e| (b, e)));
+        let result = match blob_error {
+            Some((b, e)) => Err(Error::Usage(format!(
+                "blob {} was not pushed: {e}",
+                b.digest
+            ))),
+            None if req.dry_run => Ok(()),
+            None => push_image(
+                &client,
+                &journal,
+                job,
+                &mut pushed_manifests,
+                &fallback_tags,
+            ),
+        };
+        outcomes.push(ImageOutcome {
+            source: job.label.clone(),
+            target,
+            digest: job.root.descriptor.digest.clone(),
+            status: match (&result, req.dry_run) {
+                (Err(_), _) => "failed".into(),
+                (Ok(()), true) => "would push".into(),
+                (Ok(()), false) => "pushed".into(),
+            },
+            error: result.err().map(|e| e.to_string()),
+        });
+    }
+    Ok(ImportReport {
+        target: req.target.clone(),
+        dry_run: req.dry_run,
+        images: outcomes,
+        blobs: counts.into_inner().expect("not poisoned"),
+        bytes_pushed: pushed_bytes.into_inner(),
+        bytes_total,
+        journal: journal.path().map(PathBuf::from),
+    })
+}
+
+fn untagged_repo(prefix: &str) -> String {
+    if prefix.is_empty() {
+        "untagged".into()
+    } else {
+        format!("{prefix}/untagged")
+    }
+}
+
+/// Pushes an image's manifests and indexes by digest, then its tag, and
+/// keeps the referrers fallback tag of its subject up to date.
+fn push_image(
+    client: &Client,
+    journal: &Journal,
+    job: &Job,
+    done: &mut BTreeSet<(String, Digest)>,
+    fallback_tags: &BTreeSet<(String, String)>,
+) -> Result<()> {
+    for d in job.blobs.iter().filter(|b| is_manifest(b)) {
+        if !done.insert((job.repo.clone(), d.digest.clone())) {
+            continue;
+        }
+        let key = format!("{}@{}", job.repo, d.digest);
+        if journal.has_manifest(&key, &d.digest)
+            && client.manifest_is(&job.repo, d.digest.as_str(), &d.digest)?
+        {
+            continue;
+        }
+        client.put_manifest(
+            &job.repo,
+            d.digest.as_str(),
+            &d.media_type,
+            &job.raw[&d.digest],
+        )?;
+        journal.manifest_done(&key, &d.digest)?;
+    }
+    if let Some(tag) = &job.tag {
+        let key = format!("{}:{tag}", job.repo);
+        let d = &job.root.descriptor;
+        if !(journal.has_manifest(&key, &d.digest)
+            && client.manifest_is(&job.repo, tag, &d.digest)?)
+        {
+            client.put_manifest(&job.repo, tag, &d.media_type, &job.raw[&d.digest])?;
+            journal.manifest_done(&key, &d.digest)?;
+        }
+    }
+    if let Some(subject) = &job.root.subject {
+        let tag = format!("sha256-{}", subject.hex());
+        // A fallback index carried in the bundle is pushed as it is.
+        if !fallback_tags.contains(&(job.repo.clone(), tag.clone()))
+            && !client.has_referrers_api(&job.repo, subject)?
+        {
+            add_to_fallback_index(client, &job.repo, &tag, job)?;
+        }
+    }
+    Ok(())
+}
+
+/// Appends a referrer to its subject's `sha256-<hex>` index (read, add,
+/// write back), as clients of registries without the referrers API do.
+fn add_to_fallback_index(client: &Client, repo: &str, tag: &str, job: &Job) -> Result<()> {
+    let mut index = match client.get_manifest(repo, tag)? {
+        Some(raw) => {
+            serde_json::from_slice::<serde_json::Value>(&raw).map_err(|e| Error::BadJson {
+                what: format!("{repo}:{tag}"),
+                reason: e.to_string(),
+            })?
+        }
+        None => {
+            serde_json::json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": []})
+        }
+    };
+    let d = &job.root.descriptor;
+    let manifests = index["manifests"]
+        .as_array_mut()
+        .ok_or_else(|| Error::BadJson {
+            what: format!("{repo}:{tag}"),
+            reason: "no manifests array".into(),
+        })?;
+    if manifests.iter().any(|m| m["digest"] == d.digest.as_str()) {
+        return Ok(());
+    }
+    let doc: serde_json::Value = serde_json::from_slice(&job.raw[&d.digest]).unwrap_or_default();
+    let mut entry =
+        serde_json::json!({"mediaType": d.media_type, "digest": d.digest, "size": d.size});
+    let artifact_type = doc
+        .get("artifactType")
+        .or_else(|| doc.pointer("/config/mediaType"))
+        .cloned();
+    if let Some(a) = artifact_type {
+        entry["artifactType"] = a;
+    }
+    if let Some(a) = doc.get("annotations") {
+        entry["annotations"] = a.clone();
+    }
+    manifests.push(entry);
+    let raw = serde_json::to_vec(&index).expect("JSON values serialise");
+    client.put_manifest(repo, tag, media::OCI_INDEX, &raw)?;
+    Ok(())
+}
+
+/// What one worker needs to push a blob.
+struct Push<'a> {
+    client: &'a Client,
+    source: &'a dyn Source,
+    journal: &'a Journal,
+    chunk: u64,
+    progress: &'a Progress,
+    dry_run: bool,
+}
+
+impl Push<'_> {
+    /// Makes the blob present in every repository that needs it: the first
+    /// gets it by upload (unless it has it), the others by mount.
+    fn blob_everywhere(
+        &self,
+        blob: &Descriptor,
+        repos: &BTreeSet<String>,
+        buf: &mut Vec<u8>,
+    ) -> Result<(BlobCounts, u64)> {
+        let mut counts = BlobCounts::default();
+        let mut bytes = 0;
+        let mut holder: Option<&str> = None;
+        for repo in repos {
+            if self.journal.has_blob(repo, &blob.digest)
+                || self.client.blob_exists(repo, &blob.digest)?
+            {
+                if !self.dry_run {
+                    self.journal.blob_done(repo, &blob.digest)?;
+                }
+                counts.existed += 1;
+                holder.get_or_insert(repo);
+                continue;
+            }
+            if self.dry_run {
+                counts.pushed += 1;
+                bytes += blob.size;
+                continue;
+            }
+            let mut opened = None;
+            if let Some(from) = holder {
+                match self.client.mount(repo, &blob.digest, from)? {
+                    Mount::Mounted => {
+                        self.journal.blob_done(repo, &blob.digest)?;
+                        counts.mounted += 1;
+                        continue;
+                    }
+                    // No mount: upload in the session the registry opened.
+                    Mount::Session(location) => opened = Some(location),
+                }
+            }
+            bytes += self.upload(repo, blob, buf, opened)?;
+            self.journal.blob_done(repo, &blob.digest)?;
+            counts.pushed += 1;
+            holder.get_or_insert(repo);
+        }
+        self.progress.inc(blob.size);
+        Ok((counts, bytes))
+    }
+
+    /// Uploads a blob, continuing a session the journal knows of when the
+    /// registry still has it. A failed data request restarts the blob in a
+    /// new session (a broken PATCH spoils its session on distribution 2.8).
+    fn upload(
+        &self,
+        repo: &str,
+        blob: &Descriptor,
+        buf: &mut Vec<u8>,
+        mut opened: Option<String>,
+    ) -> Result<u64> {
+        const ATTEMPTS: u32 = 4;
+        let mut last = None;
+        for _ in 0..ATTEMPTS {
+            match self.try_upload(repo, blob, buf, opened.take()) {
+                Ok(n) => return Ok(n),
+                Err(Error::Registry(e))
+                    if e.is_temporary()
+                        || e.has_code("BLOB_UPLOAD_INVALID")
+                        || e.has_code("BLOB_UPLOAD_UNKNOWN") =>
+                {
+                    self.journal.forget_upload(repo, &blob.digest)?;
+                    last = Some(Error::Registry(e));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.expect("at least one attempt"))
+    }
+
+    fn try_upload(
+        &self,
+        repo: &str,
+        blob: &Descriptor,
+        buf: &mut Vec<u8>,
+        opened: Option<String>,
+    ) -> Result<u64> {
+        let d = &blob.digest;
+        let resumed = match self.journal.upload(repo, d) {
+            Some(u) => self
+                .client
+                .upload_offset(repo, &u.location)?
+                .filter(|&o| o <= blob.size)
+                .map(|o| (u.location, o)),
+            None => None,
+        };
+        let (mut session, mut offset) = match (resumed, opened) {
+            (Some(s), _) => s,
+            (None, Some(location)) => (location, 0),
+            (None, None) => (self.client.start_upload(repo)?, 0),
+        };
+        let label = format!("blob {d} for {repo}");
+        let mut reader = VerifyingReader::new(
+            self.source.open_blob(blob)?,
+            d.clone(),
+            blob.size,
+            label.clone(),
+        );
+        // Bytes the registry already holds are read (and hashed) locally only.
+        std::io::copy(&mut (&mut reader).take(offset), &mut std::io::sink())
+            .map_err(|e| Error::io("read", &label, e))?;
+        let start = offset;
+        loop {
+            let remaining = blob.size - offset;
+            let take = remaining.min(self.chunk) as usize;
+            buf.resize(take, 0);
+            reader
+                .read_exact(buf)
+                .map_err(|e| Error::io("read", &label, e))?;
+            if take as u64 == remaining {
+                // The final read checks the digest before the session is
+                // committed: an unverified blob is never completed.
+                let mut probe = [0u8; 1];
+                reader
+                    .read(&mut probe)
+                    .map_err(|e| Error::io("read", &label, e))?;
+                self.client.finish_upload(repo, &session, d, buf)?;
+                return Ok(blob.size - start);
+            }
+            let (next, end) = self.client.patch(repo, &session, offset, buf)?;
+            if end != offset + take as u64 {
+                return Err(Error::Usage(format!(
+                    "{label}: the registry holds {end} bytes after a chunk ending at {}",
+                    offset + take as u64
+                )));
+            }
+            session = next;
+            offset = end;
+            self.journal.upload_progress(repo, d, &session, offset)?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(s: &str) -> Reference {
+        Reference::parse(s).unwrap()
+    }
+
+    #[test]
+    fn maps_repositories() {
+        let none: Vec<(String, String)> = vec![];
+        assert_eq!(
+            map_repository(&r("nginx:1"), "", &none, false),
+            "library/nginx"
+        );
+        assert_eq!(
+            map_repository(&r("nginx:1"), "mirror", &none, false),
+            "mirror/library/nginx"
+        );
+        assert_eq!(
+            map_repository(&r("quay.io/a/b:1"), "m", &none, true),
+            "m/quay.io/a/b"
+        );
+        assert_eq!(
+            map_repository(&r("localhost:5000/a:1"), "", &none, true),
+            "localhost-5000/a"
+        );
+        let maps = vec![
+            ("docker.io/library".to_string(), "hub".to_string()),
+            ("team".to_string(), "apps/team".to_string()),
+        ];
+        assert_eq!(
+            map_repository(&r("nginx:1"), "m", &maps, false),
+            "m/hub/nginx"
+        );
+        assert_eq!(
+            map_repository(&r("reg.io/team/x:1"), "", &maps, false),
+            "apps/team/x"
+        );
+        // Only whole path components match.
+        assert_eq!(
+            map_repository(&r("reg.io/teamwork/x:1"), "", &maps, false),
+            "teamwork/x"
+        );
+    }
+
+    #[test]
+    fn parses_targets() {
+        assert_eq!(
+            parse_target("reg:5000/mirror/").unwrap(),
+            ("reg:5000".into(), "mirror".into())
+        );
+        assert_eq!(
+            parse_target("reg.local").unwrap(),
+            ("reg.local".into(), "".into())
+        );
+        assert!(parse_target("reg/UPPER").is_err());
+    }
+}
