@@ -507,10 +507,11 @@ impl Push<'_> {
         for _ in 0..ATTEMPTS {
             match self.try_upload(repo, blob, buf, opened.take()) {
                 Ok(n) => return Ok(n),
+                // The next attempt asks the registry whether the session
+                // survived (it continues from there) or not (it starts over).
+                Err(Error::Registry(e)) if e.is_temporary() => last = Some(Error::Registry(e)),
                 Err(Error::Registry(e))
-                    if e.is_temporary()
-                        || e.has_code("BLOB_UPLOAD_INVALID")
-                        || e.has_code("BLOB_UPLOAD_UNKNOWN") =>
+                    if e.has_code("BLOB_UPLOAD_INVALID") || e.has_code("BLOB_UPLOAD_UNKNOWN") =>
                 {
                     self.journal.forget_upload(repo, &blob.digest)?;
                     last = Some(Error::Registry(e));

@@ -170,6 +170,24 @@ impl Registry {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
 
+    /// Stops and starts the registry on the same port and storage (and
+    /// `http.secret`, if it had one).
+    pub fn restart(&mut self) {
+        self.stop();
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.path().join("registry.log"))
+            .unwrap();
+        self.child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(self.dir.path().join("config.yml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        wait_for_port(self.port);
+    }
+
     pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -359,6 +377,8 @@ pub struct FaultProxy {
     pub port: u16,
     /// Bytes sent from the registry to the client, all connections.
     pub bytes_down: Arc<AtomicU64>,
+    /// Bytes sent from the client to the registry, all connections.
+    pub bytes_up: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 }
 
@@ -366,6 +386,12 @@ pub struct FaultProxy {
 pub struct Faults {
     pub cut_after: u64,
     pub cuts: usize,
+    /// Like `cut_after`, but counting what the client sends (uploads).
+    pub cut_up_after: u64,
+    pub cuts_up: usize,
+    /// Drop the connection carrying the Nth PATCH request (1-based) before
+    /// any of it reaches the registry, which so keeps its upload session.
+    pub drop_patch: usize,
     /// Delay per 16 KiB chunk sent back.
     pub throttle: Option<Duration>,
     pub fail_all: bool,
@@ -377,9 +403,12 @@ impl FaultProxy {
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let bytes_down = Arc::new(AtomicU64::new(0));
+        let bytes_up = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let cuts_left = Arc::new(AtomicUsize::new(faults.cuts));
-        let (b, s) = (bytes_down.clone(), stop.clone());
+        let cuts_up_left = Arc::new(AtomicUsize::new(faults.cuts_up));
+        let (b, up, s) = (bytes_down.clone(), bytes_up.clone(), stop.clone());
+        let patches = Arc::new(AtomicUsize::new(0));
         std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
                 let Ok((client, _)) = listener.accept() else {
@@ -398,10 +427,23 @@ impl FaultProxy {
                     .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                     .is_ok();
                 let limit = if cut { faults.cut_after } else { u64::MAX };
-                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let cut_up = cuts_up_left
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
+                let up_limit = if cut_up {
+                    faults.cut_up_after
+                } else {
+                    u64::MAX
+                };
+                let (c2, s2, up) = (
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    up.clone(),
+                );
+                let (patches, drop_patch) = (patches.clone(), faults.drop_patch);
                 std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut &c2, &mut &s2);
-                    let _ = s2.shutdown(std::net::Shutdown::Write);
+                    let watch = (drop_patch > 0).then_some((&*patches, drop_patch));
+                    pump_watching(c2, s2, up_limit, &up, watch)
                 });
                 let (b, throttle) = (b.clone(), faults.throttle);
                 std::thread::spawn(move || pump(server, client, limit, throttle, &b));
@@ -410,9 +452,43 @@ impl FaultProxy {
         FaultProxy {
             port,
             bytes_down,
+            bytes_up,
             stop,
         }
     }
+}
+
+/// Client-to-registry direction: counts, cuts, and drops a chosen PATCH.
+fn pump_watching(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    limit: u64,
+    counter: &AtomicU64,
+    watch: Option<(&AtomicUsize, usize)>,
+) {
+    let mut sent = 0u64;
+    let mut buf = [0u8; 16 * 1024];
+    while let Ok(n) = from.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        if let Some((seen, nth)) = watch {
+            if buf[..n].starts_with(b"PATCH ") && seen.fetch_add(1, Ordering::SeqCst) + 1 == nth {
+                break;
+            }
+        }
+        let n = n.min((limit - sent) as usize);
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+        sent += n as u64;
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+        if sent >= limit {
+            break;
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Both);
+    let _ = from.shutdown(std::net::Shutdown::Both);
 }
 
 fn pump(

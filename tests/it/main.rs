@@ -5,6 +5,7 @@
 mod bundles;
 mod export;
 mod harness;
+mod import;
 mod keys;
 mod pack;
 mod pull;

@@ -1,0 +1,546 @@
+//! `import` into real registries: results read back with skopeo, trust and
+//! tampering, mapping and dry runs, cut connections, registry restarts, and
+//! kill -9 at random points.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+
+use crate::harness::*;
+use crate::util::*;
+
+fn registry_digest(reg: &Registry, image: &str, extra: &[&str]) -> String {
+    let mut args = vec!["inspect", "--raw"];
+    args.extend_from_slice(extra);
+    let target = format!("docker://{}/{image}", reg.host);
+    args.push(&target);
+    format!(
+        "sha256:{}",
+        sha256_hex(&skopeo(&args, Path::new("/")).ok().out.stdout)
+    )
+}
+
+fn inspect_images(bundle: &Path) -> Vec<serde_json::Value> {
+    let r = airlock(
+        &["inspect", "--json", bundle.to_str().unwrap()],
+        bundle.parent().unwrap(),
+    )
+    .ok();
+    let v: serde_json::Value = serde_json::from_str(&r.stdout()).unwrap();
+    v["images"].as_array().unwrap().clone()
+}
+
+/// `airlock import BUNDLE --pub PUB --to TARGET --state DIR/state --json ARGS…`.
+fn import(dir: &Path, bundle: &Path, public: &Path, target: &str, args: &[&str]) -> Run {
+    import_with_state(dir, &dir.join("state"), bundle, public, target, args)
+}
+
+fn import_with_state(
+    dir: &Path,
+    state: &Path,
+    bundle: &Path,
+    public: &Path,
+    target: &str,
+    args: &[&str],
+) -> Run {
+    let mut all = vec![
+        "import",
+        bundle.to_str().unwrap(),
+        "--pub",
+        public.to_str().unwrap(),
+        "--to",
+        target,
+        "--state",
+        state.to_str().unwrap(),
+        "--json",
+    ];
+    all.extend_from_slice(args);
+    airlock(&all, dir)
+}
+
+fn report(run: Run) -> serde_json::Value {
+    serde_json::from_str(&run.ok().stdout()).unwrap()
+}
+
+/// A signed bundle of the whole fixture layout plus the docker archive.
+fn fixture_bundle(dir: &Path) -> (PathBuf, PathBuf) {
+    packed(
+        dir,
+        &[
+            &format!("oci:{}", layout().display()),
+            &format!(
+                "docker-archive:{}",
+                fixtures().join("app2.docker.tar").display()
+            ),
+        ],
+    )
+}
+
+#[test]
+fn imports_every_image_with_its_digest_and_a_rerun_sends_nothing() {
+    let reg = Registry::start(Config::default());
+    let t = scratch();
+    let (bundle, public) = fixture_bundle(t.path());
+    let h = reg.host.as_str();
+    let r = report(import(
+        t.path(),
+        &bundle,
+        &public,
+        &format!("{h}/mirror"),
+        &["--plain-http", h],
+    ));
+    assert_eq!(r["images"].as_array().unwrap().len(), 6);
+    assert!(
+        r["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["status"] == "pushed"),
+        "{r:#}"
+    );
+    // Shared layers went up once and were mounted into the other repository.
+    assert!(r["blobs"]["mounted"].as_u64().unwrap() >= 1, "{r:#}");
+    for image in inspect_images(&bundle) {
+        let name = image["name"].as_str().unwrap();
+        let repo_tag = name.split_once('/').unwrap().1;
+        let got = registry_digest(&reg, &format!("mirror/{repo_tag}"), &["--tls-verify=false"]);
+        assert_eq!(got, image["digest"].as_str().unwrap(), "{name}");
+    }
+    // The multi-platform index arrived whole: skopeo copies every platform.
+    skopeo(
+        &[
+            "copy",
+            "--all",
+            "--src-tls-verify=false",
+            &format!("docker://{h}/mirror/layout:multi"),
+            &format!("oci:{}:m", t.path().join("back").display()),
+        ],
+        t.path(),
+    )
+    .ok();
+    let again = report(import(
+        t.path(),
+        &bundle,
+        &public,
+        &format!("{h}/mirror"),
+        &["--plain-http", h],
+    ));
+    assert_eq!(again["bytes_pushed"], 0, "{again:#}");
+}
+
+#[test]
+fn refuses_untrusted_or_tampered_bundles_before_pushing_anything() {
+    let reg = Registry::start(Config::default());
+    let t = scratch();
+    let (bundle, public) = fixture_bundle(t.path());
+    let h = reg.host.as_str();
+    let target = format!("{h}/x");
+    let (_, other) = keys(t.path(), "other");
+    let err = import(t.path(), &bundle, &other, &target, &["--plain-http", h]).fails();
+    assert!(err.contains("not by the trusted key"), "{err}");
+
+    // A flipped byte inside a layer's frame.
+    let mut bytes = std::fs::read(&bundle).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x10;
+    let bad = t.path().join("bad.airlock");
+    std::fs::write(&bad, bytes).unwrap();
+    let err = import(t.path(), &bad, &public, &target, &["--plain-http", h]).fails();
+    assert!(err.contains("damaged") || err.contains("digest"), "{err}");
+
+    // Nothing reached the registry.
+    let catalog = run("sh", &["-c", &format!("python3 -c \"import urllib.request;print(urllib.request.urlopen('http://{h}/v2/_catalog').read().decode())\"")], t.path()).ok();
+    assert!(
+        catalog.stdout().contains(r#""repositories":[]"#),
+        "{}",
+        catalog.stdout()
+    );
+}
+
+#[test]
+fn dry_run_shows_the_mapping_and_pushes_nothing() {
+    let reg = Registry::start(Config::default());
+    let t = scratch();
+    let (bundle, public) = fixture_bundle(t.path());
+    let h = reg.host.as_str();
+    let r = report(import(
+        t.path(),
+        &bundle,
+        &public,
+        &format!("{h}/mirror"),
+        &[
+            "--plain-http",
+            h,
+            "--dry-run",
+            "--map",
+            "example.com/team=teams/a",
+            "--keep-registry",
+        ],
+    ));
+    let targets: Vec<&str> = r["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["target"].as_str().unwrap())
+        .collect();
+    assert!(
+        targets.contains(&format!("{h}/mirror/teams/a/app2:2").as_str()),
+        "{targets:?}"
+    );
+    assert!(
+        targets.contains(&format!("{h}/mirror/localhost/layout:multi").as_str()),
+        "{targets:?}"
+    );
+    assert!(r["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|i| i["status"] == "would push"));
+    assert!(r["bytes_pushed"].as_u64().unwrap() > 0);
+    let code = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{h}/mirror/teams/a/app2:2"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!code.status.success(), "a dry run pushed something");
+}
+
+#[test]
+fn imports_over_tls_with_htpasswd() {
+    let t = scratch();
+    let certs = Certs::make(&t.path().join("pki"));
+    let reg = Registry::start(Config {
+        tls: Some(&certs),
+        basic: Some(("bob", "pw-for-bob")),
+        ..Default::default()
+    });
+    let (bundle, public) = packed(t.path(), &[&format!("oci:{}:multi", layout().display())]);
+    let h = reg.host.as_str();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args([
+            "import",
+            "-q",
+            bundle.to_str().unwrap(),
+            "--pub",
+            public.to_str().unwrap(),
+            "--to",
+            h,
+        ])
+        .args([
+            "--ca-cert",
+            certs.ca.to_str().unwrap(),
+            "--username",
+            "bob",
+            "--password-stdin",
+            "--state",
+        ])
+        .arg(t.path().join("state"))
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"pw-for-bob\n")
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // skopeo's --cert-dir takes any *.key for a client key: give it the CA alone.
+    let ca_only = t.path().join("ca-only");
+    std::fs::create_dir_all(&ca_only).unwrap();
+    std::fs::copy(&certs.ca, ca_only.join("ca.crt")).unwrap();
+    let got = registry_digest(
+        &reg,
+        "layout:multi",
+        &[
+            "--cert-dir",
+            ca_only.to_str().unwrap(),
+            "--creds",
+            "bob:pw-for-bob",
+        ],
+    );
+    assert_eq!(
+        got,
+        skopeo_digest(&format!("oci:{}:multi", layout().display()), t.path())
+    );
+}
+
+#[test]
+fn continues_after_cut_uploads_and_registry_restarts() {
+    let t = scratch();
+    let (bundle, public) = packed(
+        t.path(),
+        &[&format!("oci:{}:large", fixtures().join("large").display())],
+    );
+    let mut reg = Registry::start(Config {
+        secret: true,
+        ..Default::default()
+    });
+    // Cut the first three client connections 300 KiB into what they send:
+    // mid-PATCH with 256 KiB chunks.
+    let proxy = FaultProxy::start(
+        reg.port,
+        Faults {
+            cut_up_after: 300 * 1024,
+            cuts_up: 3,
+            ..Default::default()
+        },
+    );
+    let p = format!("127.0.0.1:{}", proxy.port);
+    let r = report(import(
+        t.path(),
+        &bundle,
+        &public,
+        &p,
+        &["--plain-http", &p, "--chunk-size", "256K", "-j", "1"],
+    ));
+    assert_eq!(r["images"][0]["status"], "pushed", "{r:#}");
+    let want = skopeo_digest(
+        &format!("oci:{}:large", fixtures().join("large").display()),
+        t.path(),
+    );
+    assert_eq!(
+        registry_digest(&reg, "large:large", &["--tls-verify=false"]),
+        want
+    );
+
+    // Restart the registry in the middle of an import, with and without
+    // http.secret (which upload sessions need to survive a restart).
+    for secret in [true, false] {
+        reg.stop();
+        let mut fresh = Registry::start(Config {
+            secret,
+            ..Default::default()
+        });
+        let slow = FaultProxy::start(
+            fresh.port,
+            Faults {
+                throttle: Some(Duration::from_millis(3)),
+                ..Default::default()
+            },
+        );
+        let s = format!("127.0.0.1:{}", slow.port);
+        let state = t.path().join(format!("state-{secret}"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .args([
+                "import",
+                "-q",
+                bundle.to_str().unwrap(),
+                "--pub",
+                public.to_str().unwrap(),
+                "--to",
+                &s,
+                "--plain-http",
+                &s,
+            ])
+            .args([
+                "--chunk-size",
+                "256K",
+                "-j",
+                "1",
+                "--retries",
+                "2",
+                "--state",
+            ])
+            .arg(&state)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(700));
+        fresh.restart();
+        let _ = child.wait();
+        // Whatever the first run managed, a re-run completes the import.
+        let r = report(import_with_state(
+            t.path(),
+            &state,
+            &bundle,
+            &public,
+            &s,
+            &["--plain-http", &s, "--chunk-size", "256K"],
+        ));
+        assert_eq!(r["images"][0]["status"], "pushed", "secret={secret}: {r:#}");
+        assert_eq!(
+            registry_digest(&fresh, "large:large", &["--tls-verify=false"]),
+            want,
+            "secret={secret}"
+        );
+        reg = fresh;
+    }
+}
+
+#[test]
+fn kill_nine_at_random_moments_and_the_result_is_always_complete() {
+    let t = scratch();
+    let (bundle, public) = packed(
+        t.path(),
+        &[
+            &format!("oci:{}:large", fixtures().join("large").display()),
+            &format!("oci:{}:multi", layout().display()),
+        ],
+    );
+    let total: u64 = inspect_images(&bundle)
+        .iter()
+        .map(|i| i["size"].as_u64().unwrap())
+        .sum();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    for round in 0..2 {
+        let reg = Registry::start(Config {
+            secret: true,
+            ..Default::default()
+        });
+        let proxy = FaultProxy::start(
+            reg.port,
+            Faults {
+                throttle: Some(Duration::from_millis(2)),
+                ..Default::default()
+            },
+        );
+        let p = format!("127.0.0.1:{}", proxy.port);
+        let state = t.path().join(format!("kill-state-{round}"));
+        let chunk: u64 = 256 * 1024;
+        let mut kills = 0u64;
+        let started = Instant::now();
+        loop {
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "never finished"
+            );
+            let mut child = Command::new(env!("CARGO_BIN_EXE_airlock"))
+                .args([
+                    "import",
+                    "-q",
+                    bundle.to_str().unwrap(),
+                    "--pub",
+                    public.to_str().unwrap(),
+                    "--to",
+                    &p,
+                    "--plain-http",
+                    &p,
+                ])
+                .args(["--chunk-size", "256K", "-j", "2", "--state"])
+                .arg(&state)
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            let delay = Duration::from_millis(rng.random_range(80..600));
+            let deadline = Instant::now() + delay;
+            let mut finished = None;
+            while Instant::now() < deadline {
+                if let Some(status) = child.try_wait().unwrap() {
+                    finished = Some(status);
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            match finished {
+                Some(status) => {
+                    assert!(status.success(), "an import run failed on its own");
+                    break;
+                }
+                None => {
+                    child.kill().unwrap();
+                    child.wait().unwrap();
+                    kills += 1;
+                }
+            }
+        }
+        for image in inspect_images(&bundle) {
+            let name = image["name"].as_str().unwrap();
+            let repo_tag = name.split_once('/').unwrap().1;
+            assert_eq!(
+                registry_digest(&reg, repo_tag, &["--tls-verify=false"]),
+                image["digest"].as_str().unwrap(),
+                "round {round}"
+            );
+        }
+        skopeo(
+            &[
+                "copy",
+                "--all",
+                "--src-tls-verify=false",
+                &format!("docker://{p}/layout:multi"),
+                &format!("oci:{}:m", t.path().join(format!("b{round}")).display()),
+            ],
+            t.path(),
+        )
+        .ok();
+        // Completed blobs are never sent again. A kill during a PATCH spoils
+        // that upload session on distribution 2.8 (it keeps the partial
+        // bytes), so each kill may cost the blobs in flight (two workers),
+        // never more.
+        let sent = proxy.bytes_up.load(Ordering::SeqCst);
+        let largest = std::fs::read_dir(fixtures().join("large/blobs/sha256"))
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .max()
+            .unwrap();
+        assert!(
+            sent <= total + kills * 2 * largest + 256 * 1024,
+            "round {round}: {sent} bytes sent for {total} bytes of images after {kills} kills"
+        );
+        eprintln!("round {round}: {kills} kills, {sent} bytes sent for {total} (chunk {chunk})");
+    }
+}
+
+#[test]
+fn an_upload_whose_session_survived_continues_from_its_last_chunk() {
+    // The proxy drops the connection carrying the 5th PATCH before the
+    // registry sees a byte of it, so the session stays valid: the import
+    // must continue from the 4th chunk, re-sending at most that one chunk.
+    let reg = Registry::start(Config::default());
+    let t = scratch();
+    let (bundle, public) = packed(
+        t.path(),
+        &[&format!("oci:{}:large", fixtures().join("large").display())],
+    );
+    let layer = std::fs::read_dir(fixtures().join("large/blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .max()
+        .unwrap();
+    let proxy = FaultProxy::start(
+        reg.port,
+        Faults {
+            drop_patch: 5,
+            ..Default::default()
+        },
+    );
+    let p = format!("127.0.0.1:{}", proxy.port);
+    let chunk = 256 * 1024;
+    let r = report(import(
+        t.path(),
+        &bundle,
+        &public,
+        &p,
+        &["--plain-http", &p, "--chunk-size", "256K", "-j", "1"],
+    ));
+    assert_eq!(r["images"][0]["status"], "pushed", "{r:#}");
+    let sent = proxy.bytes_up.load(Ordering::SeqCst);
+    assert!(
+        sent < layer + chunk + 64 * 1024,
+        "{sent} bytes sent for a {layer}-byte layer: the upload restarted"
+    );
+    let want = skopeo_digest(
+        &format!("oci:{}:large", fixtures().join("large").display()),
+        t.path(),
+    );
+    assert_eq!(
+        registry_digest(&reg, "large:large", &["--tls-verify=false"]),
+        want
+    );
+}
