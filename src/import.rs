@@ -153,59 +153,8 @@ pub fn import(bundle: &Bundle<Verified>, req: ImportRequest) -> Result<ImportRep
     // Nothing goes up from a damaged bundle.
     verify(bundle, &Progress::hidden())?;
     let source = bundle.source();
-    let roots = source.roots()?;
 
-    // Where each image goes, and what it needs.
-    let by_digest: HashMap<Digest, Reference> = roots
-        .iter()
-        .filter_map(|r| Some((r.descriptor.digest.clone(), r.name.clone()?)))
-        .collect();
-    let mut jobs = Vec::new();
-    for root in roots {
-        let (repo, tag, label) = match (&root.name, &root.subject) {
-            (Some(n), _) => (
-                map_repository(n, &prefix, &req.maps, req.keep_registry),
-                n.tag.clone(),
-                n.to_string(),
-            ),
-            (None, Some(s)) => match by_digest.get(s) {
-                Some(n) => (
-                    map_repository(n, &prefix, &req.maps, req.keep_registry),
-                    None,
-                    format!("referrer {} of {n}", root.descriptor.digest.short()),
-                ),
-                None => (
-                    untagged_repo(&prefix),
-                    None,
-                    root.descriptor.digest.to_string(),
-                ),
-            },
-            (None, None) => (
-                untagged_repo(&prefix),
-                None,
-                root.descriptor.digest.to_string(),
-            ),
-        };
-        Reference::parse(&format!("{host}/{repo}")).map_err(|e| {
-            Error::Usage(format!(
-                "{label} would go to {host}/{repo}, which is not a valid name: {e}"
-            ))
-        })?;
-        let mut plan = Plan::default();
-        plan.add_root(0, &source, root.clone(), &[])?;
-        jobs.push(Job {
-            label,
-            root,
-            repo,
-            tag,
-            blobs: plan.blobs.iter().map(|b| b.descriptor.clone()).collect(),
-            raw: plan
-                .blobs
-                .iter()
-                .filter_map(|b| Some((b.descriptor.digest.clone(), b.inline.clone()?)))
-                .collect(),
-        });
-    }
+    let jobs = plan_jobs(&source, &host, &prefix, &req)?;
 
     let registries = Registries::new(req.registry.clone());
     let client = registries.client(&host)?;
@@ -251,7 +200,7 @@ pub fn import(bundle: &Bundle<Verified>, req: ImportRequest) -> Result<ImportRep
                     };
                     let ctx = Push {
                         client: &client,
-                        source: &source,
+                        source: Some(&source),
                         journal: &journal,
                         chunk: req.chunk_size.max(1),
                         progress: &progress,
@@ -279,15 +228,100 @@ pub fn import(bundle: &Bundle<Verified>, req: ImportRequest) -> Result<ImportRep
     progress.finish();
     let failed_blobs = failed_blobs.into_inner().expect("not poisoned");
 
-    // Phases 2–4: manifests, then indexes (children first, as planned),
-    // then tags; an image whose blobs failed is skipped, with the reason.
+    let outcomes = finish_images(&client, &journal, &jobs, &failed_blobs, req.dry_run, &host);
+    Ok(ImportReport {
+        target: req.target.clone(),
+        dry_run: req.dry_run,
+        images: outcomes,
+        blobs: counts.into_inner().expect("not poisoned"),
+        bytes_pushed: pushed_bytes.into_inner(),
+        bytes_total,
+        journal: journal.path().map(PathBuf::from),
+    })
+}
+
+/// Where each image goes, and every blob it needs (its manifests read from
+/// `source`, which checks them).
+fn plan_jobs(
+    source: &dyn Source,
+    host: &str,
+    prefix: &str,
+    req: &ImportRequest,
+) -> Result<Vec<Job>> {
+    let roots = source.roots()?;
+    // Where each image goes, and what it needs.
+    let by_digest: HashMap<Digest, Reference> = roots
+        .iter()
+        .filter_map(|r| Some((r.descriptor.digest.clone(), r.name.clone()?)))
+        .collect();
+    let mut jobs = Vec::new();
+    for root in roots {
+        let (repo, tag, label) = match (&root.name, &root.subject) {
+            (Some(n), _) => (
+                map_repository(n, prefix, &req.maps, req.keep_registry),
+                n.tag.clone(),
+                n.to_string(),
+            ),
+            (None, Some(s)) => match by_digest.get(s) {
+                Some(n) => (
+                    map_repository(n, prefix, &req.maps, req.keep_registry),
+                    None,
+                    format!("referrer {} of {n}", root.descriptor.digest.short()),
+                ),
+                None => (
+                    untagged_repo(prefix),
+                    None,
+                    root.descriptor.digest.to_string(),
+                ),
+            },
+            (None, None) => (
+                untagged_repo(prefix),
+                None,
+                root.descriptor.digest.to_string(),
+            ),
+        };
+        Reference::parse(&format!("{host}/{repo}")).map_err(|e| {
+            Error::Usage(format!(
+                "{label} would go to {host}/{repo}, which is not a valid name: {e}"
+            ))
+        })?;
+        let mut plan = Plan::default();
+        plan.add_root(0, source, root.clone(), &[])?;
+        jobs.push(Job {
+            label,
+            root,
+            repo,
+            tag,
+            blobs: plan.blobs.iter().map(|b| b.descriptor.clone()).collect(),
+            raw: plan
+                .blobs
+                .iter()
+                .filter_map(|b| Some((b.descriptor.digest.clone(), b.inline.clone()?)))
+                .collect(),
+        });
+    }
+
+    Ok(jobs)
+}
+
+/// Phases 2–4 for every image: manifests, then indexes (children first, as
+/// planned), then tags. An image whose blobs failed is skipped, with the
+/// reason; the others go on.
+fn finish_images(
+    client: &Client,
+    journal: &Journal,
+    jobs: &[Job],
+    failed_blobs: &HashMap<Digest, String>,
+    dry_run: bool,
+    host: &str,
+) -> Vec<ImageOutcome> {
     let mut outcomes = Vec::new();
     let mut pushed_manifests: BTreeSet<(String, Digest)> = BTreeSet::new();
     let fallback_tags: BTreeSet<(String, String)> = jobs
         .iter()
         .filter_map(|j| Some((j.repo.clone(), j.tag.clone()?)))
         .collect();
-    for job in &jobs {
+    for job in jobs {
         let target = match &job.tag {
             Some(t) => format!("{host}/{}:{t}", job.repo),
             None => format!("{host}/{}@{}", job.repo, job.root.descriptor.digest),
@@ -301,20 +335,14 @@ pub fn import(bundle: &Bundle<Verified>, req: ImportRequest) -> Result<ImportRep
                 "blob {} was not pushed: {e}",
                 b.digest
             ))),
-            None if req.dry_run => Ok(()),
-            None => push_image(
-                &client,
-                &journal,
-                job,
-                &mut pushed_manifests,
-                &fallback_tags,
-            ),
+            None if dry_run => Ok(()),
+            None => push_image(client, journal, job, &mut pushed_manifests, &fallback_tags),
         };
         outcomes.push(ImageOutcome {
             source: job.label.clone(),
             target,
             digest: job.root.descriptor.digest.clone(),
-            status: match (&result, req.dry_run) {
+            status: match (&result, dry_run) {
                 (Err(_), _) => "failed".into(),
                 (Ok(()), true) => "would push".into(),
                 (Ok(()), false) => "pushed".into(),
@@ -322,15 +350,7 @@ pub fn import(bundle: &Bundle<Verified>, req: ImportRequest) -> Result<ImportRep
             error: result.err().map(|e| e.to_string()),
         });
     }
-    Ok(ImportReport {
-        target: req.target.clone(),
-        dry_run: req.dry_run,
-        images: outcomes,
-        blobs: counts.into_inner().expect("not poisoned"),
-        bytes_pushed: pushed_bytes.into_inner(),
-        bytes_total,
-        journal: journal.path().map(PathBuf::from),
-    })
+    outcomes
 }
 
 fn untagged_repo(prefix: &str) -> String {
@@ -436,7 +456,8 @@ fn add_to_fallback_index(client: &Client, repo: &str, tag: &str, job: &Job) -> R
 /// What one worker needs to push a blob.
 struct Push<'a> {
     client: &'a Client,
-    source: &'a dyn Source,
+    /// Where blobs are read from; `None` when they arrive on a stream.
+    source: Option<&'a dyn Source>,
     journal: &'a Journal,
     chunk: u64,
     progress: &'a Progress,
@@ -538,21 +559,39 @@ impl Push<'_> {
                 .map(|o| (u.location, o)),
             None => None,
         };
-        let (mut session, mut offset) = match (resumed, opened) {
+        let (session, offset) = match (resumed, opened) {
             (Some(s), _) => s,
             (None, Some(location)) => (location, 0),
             (None, None) => (self.client.start_upload(repo)?, 0),
         };
         let label = format!("blob {d} for {repo}");
-        let mut reader = VerifyingReader::new(
-            self.source.open_blob(blob)?,
-            d.clone(),
-            blob.size,
-            label.clone(),
-        );
+        let source = self
+            .source
+            .expect("file imports read blobs from the bundle");
+        let mut reader =
+            VerifyingReader::new(source.open_blob(blob)?, d.clone(), blob.size, label.clone());
+        self.send(repo, blob, &mut reader, buf, session, offset, &label)
+    }
+
+    /// Sends a blob from `reader` (which verifies it and is at offset 0)
+    /// into `session`, which already holds `offset` bytes: those are read
+    /// and hashed locally only. The session is committed only after the
+    /// final read checked the digest.
+    #[allow(clippy::too_many_arguments)]
+    fn send(
+        &self,
+        repo: &str,
+        blob: &Descriptor,
+        reader: &mut dyn Read,
+        buf: &mut Vec<u8>,
+        mut session: String,
+        mut offset: u64,
+        label: &str,
+    ) -> Result<u64> {
+        let d = &blob.digest;
         // Bytes the registry already holds are read (and hashed) locally only.
-        std::io::copy(&mut (&mut reader).take(offset), &mut std::io::sink())
-            .map_err(|e| Error::io("read", &label, e))?;
+        std::io::copy(&mut reader.take(offset), &mut std::io::sink())
+            .map_err(|e| Error::io("read", label, e))?;
         let start = offset;
         loop {
             let remaining = blob.size - offset;
@@ -643,4 +682,306 @@ mod tests {
         );
         assert!(parse_target("reg/UPPER").is_err());
     }
+}
+
+/// Manifests that arrived on a stream, as a [`Source`] for planning.
+struct Received {
+    roots: Vec<Root>,
+    manifests: HashMap<Digest, std::sync::Arc<[u8]>>,
+}
+
+impl Source for Received {
+    fn name(&self) -> &str {
+        "standard input"
+    }
+
+    fn roots(&self) -> Result<Vec<Root>> {
+        Ok(self.roots.clone())
+    }
+
+    fn open_blob(&self, blob: &Descriptor) -> Result<Box<dyn Read + Send + '_>> {
+        match self.manifests.get(&blob.digest) {
+            Some(raw) => Ok(Box::new(std::io::Cursor::new(raw.clone()))),
+            None => Err(Error::MissingBlob {
+                source_name: "standard input".into(),
+                digest: blob.digest.clone(),
+                image: None,
+            }),
+        }
+    }
+}
+
+/// `airlock import -`: a bundle read once, in order, from a stream (a data
+/// diode, a pipe from `pack -o -`).
+///
+/// The signed manifest comes first and is checked before anything is
+/// pushed; every member after it must be the one the manifest names, with
+/// its size and digest. Blobs go up as they arrive into the first image's
+/// repository (the stream does not say which image a layer belongs to until
+/// its manifest arrives, later) and are mounted into the other repositories
+/// at the end. A blob whose digest fails is never committed, and images
+/// that need it are not pushed.
+pub fn import_stream(
+    input: impl Read,
+    key: Option<&ed25519_dalek::VerifyingKey>,
+    req: ImportRequest,
+) -> Result<ImportReport> {
+    use crate::bundle::format::*;
+    let (host, prefix) = parse_target(&req.target)?;
+    let stdin = std::path::Path::new("standard input");
+    let bad = |p: String| Error::bad_bundle(stdin, p);
+    let decoder = zstd::stream::read::Decoder::new(input)
+        .map_err(|e| bad(format!("not a zstd stream: {e}")))?;
+    let mut archive = tar::Archive::new(decoder);
+    let mut entries = archive.entries().map_err(|e| bad(e.to_string()))?;
+    let mut position = 0usize;
+    let mut next_member = |name: &str, size: Option<u64>| -> Result<tar::Entry<'_, _>> {
+        let entry = entries
+            .next()
+            .ok_or_else(|| {
+                bad(format!(
+                    "the stream ends before member {position} ({name}): it is truncated"
+                ))
+            })?
+            .map_err(|e| bad(format!("member {position}: {e}")))?;
+        let got = entry
+            .path()
+            .map(|p| p.to_string_lossy().to_string())
+            .unwrap_or_default();
+        if !entry.header().entry_type().is_file() || got != name {
+            return Err(bad(format!(
+                "member {position} is {got:?}, but {name} belongs there"
+            )));
+        }
+        if let Some(s) = size.filter(|s| *s != entry.size()) {
+            return Err(bad(format!(
+                "member {name} has {} bytes, but the signed manifest says {s}",
+                entry.size()
+            )));
+        }
+        position += 1;
+        Ok(entry)
+    };
+
+    // The signed manifest, checked before anything else is used.
+    let mut raw = Vec::new();
+    next_member(ENVELOPE_NAME, None)?
+        .take(MAX_ENVELOPE + 1)
+        .read_to_end(&mut raw)
+        .map_err(|e| bad(e.to_string()))?;
+    let envelope: crate::bundle::sign::Envelope = serde_json::from_slice(&raw)
+        .map_err(|e| bad(format!("{ENVELOPE_NAME} is not a DSSE envelope: {e}")))?;
+    if envelope.payload_type != PAYLOAD_TYPE {
+        return Err(bad(format!(
+            "{ENVELOPE_NAME} does not carry an airlock bundle manifest"
+        )));
+    }
+    if let Some(k) = key {
+        envelope.verify(k).map_err(|problem| Error::Signature {
+            path: stdin.to_path_buf(),
+            problem,
+        })?;
+    }
+    let payload = envelope.payload_bytes().map_err(bad)?;
+    let manifest = crate::bundle::parse_manifest(stdin, &payload)?;
+
+    let mut layout = Vec::new();
+    next_member(OCI_LAYOUT_NAME, Some(crate::sink::OCI_LAYOUT.len() as u64))?
+        .read_to_end(&mut layout)
+        .map_err(|e| bad(e.to_string()))?;
+    if layout != crate::sink::OCI_LAYOUT {
+        return Err(bad(
+            "member oci-layout does not hold the expected layout version".into(),
+        ));
+    }
+    let mut index = Vec::new();
+    let entry = next_member(INDEX_NAME, Some(manifest.index.size))?;
+    VerifyingReader::new(
+        entry,
+        manifest.index.digest.clone(),
+        manifest.index.size,
+        "member index.json",
+    )
+    .read_to_end(&mut index)
+    .map_err(|e| Error::io("read", stdin, e))?;
+
+    let registries = Registries::new(req.registry.clone());
+    let client = registries.client(&host)?;
+    let journal = if req.dry_run {
+        Journal::none()
+    } else {
+        let id = Digest::of(&payload);
+        Journal::open(
+            &req.state.clone().unwrap_or_else(Journal::default_dir),
+            &id,
+            &req.target,
+        )?
+    };
+    let roots: Vec<Root> = manifest
+        .images
+        .iter()
+        .map(|i| {
+            Ok(Root {
+                name: i.name.as_deref().map(Reference::parse).transpose()?,
+                descriptor: Descriptor::new(i.media_type.clone(), i.digest.clone(), i.size),
+                subject: i.subject.clone(),
+            })
+        })
+        .collect::<Result<_>>()?;
+    let staging = roots
+        .iter()
+        .find_map(|r| r.name.as_ref())
+        .map(|n| map_repository(n, &prefix, &req.maps, req.keep_registry))
+        .unwrap_or_else(|| untagged_repo(&prefix));
+
+    let progress = Progress::new(
+        manifest.blobs.iter().map(|b| b.size).sum(),
+        "import",
+        req.quiet || req.dry_run,
+    );
+    let push = Push {
+        client: &client,
+        source: None,
+        journal: &journal,
+        chunk: req.chunk_size.max(1),
+        progress: &progress,
+        dry_run: req.dry_run,
+    };
+    let mut counts = BlobCounts::default();
+    let mut pushed_bytes = 0u64;
+    let mut failed_blobs: HashMap<Digest, String> = HashMap::new();
+    let mut manifests: HashMap<Digest, std::sync::Arc<[u8]>> = HashMap::new();
+    let mut buf = Vec::new();
+    for record in &manifest.blobs {
+        let name = record.digest.layout_path();
+        let entry = next_member(&name, Some(record.size))?;
+        let label = format!("member {name}");
+        let mut reader =
+            VerifyingReader::new(entry, record.digest.clone(), record.size, label.clone());
+        let desc = Descriptor::new(
+            record.media_type.clone(),
+            record.digest.clone(),
+            record.size,
+        );
+        if is_manifest(&desc) {
+            let mut raw = Vec::new();
+            reader
+                .read_to_end(&mut raw)
+                .map_err(|e| Error::io("read", stdin, e))?;
+            manifests.insert(record.digest.clone(), raw.into());
+            progress.inc(record.size);
+            continue;
+        }
+        let present = journal.has_blob(&staging, &record.digest)
+            || client.blob_exists(&staging, &record.digest)?;
+        if present || req.dry_run {
+            // Read through anyway: every byte of the stream is verified.
+            std::io::copy(&mut reader, &mut std::io::sink())
+                .map_err(|e| Error::io("read", stdin, e))?;
+            if present {
+                counts.existed += 1;
+                if !req.dry_run {
+                    journal.blob_done(&staging, &record.digest)?;
+                }
+            } else {
+                counts.pushed += 1;
+                pushed_bytes += record.size;
+            }
+            continue;
+        }
+        let resumed = match journal.upload(&staging, &record.digest) {
+            Some(u) => client
+                .upload_offset(&staging, &u.location)?
+                .filter(|&o| o <= record.size)
+                .map(|o| (u.location, o)),
+            None => None,
+        };
+        let (session, offset) = match resumed {
+            Some(s) => s,
+            None => (client.start_upload(&staging)?, 0),
+        };
+        match push.send(
+            &staging,
+            &desc,
+            &mut reader,
+            &mut buf,
+            session,
+            offset,
+            &label,
+        ) {
+            Ok(n) => {
+                journal.blob_done(&staging, &record.digest)?;
+                counts.pushed += 1;
+                pushed_bytes += n;
+            }
+            // A damaged blob ends the stream's trust: stop here.
+            Err(
+                e @ (Error::DigestMismatch { .. }
+                | Error::SizeMismatch { .. }
+                | Error::BadBundle { .. }),
+            ) => return Err(e),
+            Err(e) => {
+                // The registry failed; read the rest of this member (and so
+                // verify it) and go on with the stream.
+                std::io::copy(&mut reader, &mut std::io::sink())
+                    .map_err(|e| Error::io("read", stdin, e))?;
+                failed_blobs.insert(record.digest.clone(), e.to_string());
+            }
+        }
+        progress.inc(record.size);
+    }
+    if let Some(extra) = entries.next() {
+        let name = extra
+            .ok()
+            .and_then(|e| e.path().ok().map(|p| p.to_string_lossy().to_string()))
+            .unwrap_or_default();
+        return Err(bad(format!(
+            "member {name:?} follows the last blob the signed manifest names"
+        )));
+    }
+    progress.finish();
+    drop(entries);
+
+    let received = Received { roots, manifests };
+    let jobs = plan_jobs(&received, &host, &prefix, &req)?;
+    // Blobs went to the staging repository; mount them where images need them.
+    for job in &jobs {
+        for b in job.blobs.iter().filter(|b| !is_manifest(b)) {
+            if job.repo == staging || failed_blobs.contains_key(&b.digest) || req.dry_run {
+                continue;
+            }
+            if journal.has_blob(&job.repo, &b.digest) {
+                continue;
+            }
+            let result = match client.blob_exists(&job.repo, &b.digest) {
+                Ok(true) => Ok(()),
+                _ => match client.mount(&job.repo, &b.digest, &staging) {
+                    Ok(Mount::Mounted) => {
+                        counts.mounted += 1;
+                        Ok(())
+                    }
+                    Ok(Mount::Session(_)) => {
+                        Err(format!("the registry would not mount it from {staging}"))
+                    }
+                    Err(e) => Err(e.to_string()),
+                },
+            };
+            match result {
+                Ok(()) => journal.blob_done(&job.repo, &b.digest)?,
+                Err(e) => {
+                    failed_blobs.insert(b.digest.clone(), e);
+                }
+            }
+        }
+    }
+    let outcomes = finish_images(&client, &journal, &jobs, &failed_blobs, req.dry_run, &host);
+    Ok(ImportReport {
+        target: req.target.clone(),
+        dry_run: req.dry_run,
+        images: outcomes,
+        blobs: counts,
+        bytes_pushed: pushed_bytes,
+        bytes_total: manifest.blobs.iter().map(|b| b.size).sum(),
+        journal: journal.path().map(PathBuf::from),
+    })
 }

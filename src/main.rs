@@ -493,20 +493,32 @@ fn run(command: Command) -> Result<()> {
                         .ok_or_else(|| Error::Usage(format!("--map {m:?} is not SRC=DST")))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let (bundle, _) = trusted(&path, &trust)?;
-            let report = airlock::import::import(
-                &bundle,
-                airlock::import::ImportRequest {
-                    target: to,
-                    maps,
-                    keep_registry,
-                    dry_run,
-                    state,
-                    chunk_size,
-                    registry: registry.options(jobs)?,
-                    quiet: output_args.quiet || output_args.json,
-                },
-            )?;
+            let request = airlock::import::ImportRequest {
+                target: to,
+                maps,
+                keep_registry,
+                dry_run,
+                state,
+                chunk_size,
+                registry: registry.options(jobs)?,
+                quiet: output_args.quiet || output_args.json,
+            };
+            let report = if path == Path::new("-") {
+                if request.registry.password.is_some() {
+                    return Err(Error::Usage(
+                        "--password-stdin cannot be used with `import -`: standard input carries the bundle; use docker's config.json".into(),
+                    ));
+                }
+                let key = trust
+                    .public_key
+                    .as_deref()
+                    .map(sign::load_public)
+                    .transpose()?;
+                airlock::import::import_stream(std::io::stdin().lock(), key.as_ref(), request)?
+            } else {
+                let (bundle, _) = trusted(&path, &trust)?;
+                airlock::import::import(&bundle, request)?
+            };
             if output_args.json {
                 print_json(&report);
             } else if !output_args.quiet {

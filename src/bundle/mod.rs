@@ -14,6 +14,7 @@ pub mod sign;
 mod verify;
 mod writer;
 
+pub(crate) use reader::parse_manifest;
 pub use reader::{Bundle, BundleFile, BundleSource, Member, MemberReader, Unverified, Verified};
 pub use verify::{verify, VerifyReport};
 pub use writer::{rfc3339, BundleWriter, Output, PackOptions};

@@ -544,3 +544,104 @@ fn an_upload_whose_session_survived_continues_from_its_last_chunk() {
         want
     );
 }
+
+fn catalog(h: &str) -> String {
+    run("python3", &["-c", &format!("import urllib.request;print(urllib.request.urlopen('http://{h}/v2/_catalog').read().decode())")], Path::new("/"))
+        .ok()
+        .stdout()
+}
+
+#[test]
+fn pack_to_stdout_piped_into_import_from_stdin() {
+    let reg = Registry::start(Config::default());
+    let t = scratch();
+    let (key, public) = keys(t.path(), "k");
+    let h = reg.host.as_str();
+    let bin = env!("CARGO_BIN_EXE_airlock");
+    let sources = format!(
+        "oci:{} docker-archive:{}",
+        layout().display(),
+        fixtures().join("app2.docker.tar").display()
+    );
+    let pipeline = format!(
+        "{bin} pack -q -o - --key {} {sources} | {bin} import - --json --pub {} --to {h}/via-pipe --plain-http {h} --state {}",
+        key.display(),
+        public.display(),
+        t.path().join("state").display()
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&run("sh", &["-c", &pipeline], t.path()).ok().stdout()).unwrap();
+    assert!(
+        r["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["status"] == "pushed"),
+        "{r:#}"
+    );
+    // Blobs went up once, into the first image's repository, and were
+    // mounted into the other one.
+    assert!(r["blobs"]["mounted"].as_u64().unwrap() >= 1, "{r:#}");
+    for (image, tag) in [
+        ("via-pipe/layout:multi", "multi"),
+        ("via-pipe/layout:app-1", "app-1"),
+    ] {
+        assert_eq!(
+            registry_digest(&reg, image, &["--tls-verify=false"]),
+            skopeo_digest(&format!("oci:{}:{tag}", layout().display()), t.path())
+        );
+    }
+    skopeo(
+        &[
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{h}/via-pipe/team/app2:2"),
+            &format!("oci:{}:x", t.path().join("o").display()),
+        ],
+        t.path(),
+    )
+    .ok();
+}
+
+#[test]
+fn a_bad_stream_is_refused_and_its_images_never_appear() {
+    let reg = Registry::start(Config::default());
+    let t = scratch();
+    let (bundle, public) = packed(t.path(), &[&format!("oci:{}:app-2", layout().display())]);
+    let h = reg.host.as_str();
+    let bin = env!("CARGO_BIN_EXE_airlock");
+    let import_from = |file: &Path, key: &Path| {
+        let cmd = format!(
+            "{bin} import - --pub {} --to {h}/s --plain-http {h} --state {} < {}",
+            key.display(),
+            t.path().join("state").display(),
+            file.display()
+        );
+        run("sh", &["-c", &cmd], t.path())
+    };
+    // The wrong key: refused before anything is pushed.
+    let (_, other) = keys(t.path(), "other");
+    let err = import_from(&bundle, &other).fails();
+    assert!(err.contains("not by the trusted key"), "{err}");
+    assert!(catalog(h).contains(r#""repositories":[]"#));
+    // A damaged layer: that blob is never committed and the image is not pushed.
+    let mut bytes = std::fs::read(&bundle).unwrap();
+    let at = bytes.len() * 2 / 3;
+    bytes[at] ^= 0x01;
+    let bad = t.path().join("bad.airlock");
+    std::fs::write(&bad, bytes).unwrap();
+    let err = import_from(&bad, &public).fails();
+    assert!(
+        err.contains("member") || err.contains("digest") || err.contains("zstd"),
+        "{err}"
+    );
+    let code = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{h}/s/layout:app-2"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!code.status.success(), "the damaged image was pushed");
+}
