@@ -599,14 +599,14 @@ impl Push<'_> {
             buf.resize(take, 0);
             reader
                 .read_exact(buf)
-                .map_err(|e| Error::io("read", &label, e))?;
+                .map_err(|e| Error::io("read", label, e))?;
             if take as u64 == remaining {
                 // The final read checks the digest before the session is
                 // committed: an unverified blob is never completed.
                 let mut probe = [0u8; 1];
                 reader
                     .read(&mut probe)
-                    .map_err(|e| Error::io("read", &label, e))?;
+                    .map_err(|e| Error::io("read", label, e))?;
                 self.client.finish_upload(repo, &session, d, buf)?;
                 return Ok(blob.size - start);
             }
@@ -621,66 +621,6 @@ impl Push<'_> {
             offset = end;
             self.journal.upload_progress(repo, d, &session, offset)?;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn r(s: &str) -> Reference {
-        Reference::parse(s).unwrap()
-    }
-
-    #[test]
-    fn maps_repositories() {
-        let none: Vec<(String, String)> = vec![];
-        assert_eq!(
-            map_repository(&r("nginx:1"), "", &none, false),
-            "library/nginx"
-        );
-        assert_eq!(
-            map_repository(&r("nginx:1"), "mirror", &none, false),
-            "mirror/library/nginx"
-        );
-        assert_eq!(
-            map_repository(&r("quay.io/a/b:1"), "m", &none, true),
-            "m/quay.io/a/b"
-        );
-        assert_eq!(
-            map_repository(&r("localhost:5000/a:1"), "", &none, true),
-            "localhost-5000/a"
-        );
-        let maps = vec![
-            ("docker.io/library".to_string(), "hub".to_string()),
-            ("team".to_string(), "apps/team".to_string()),
-        ];
-        assert_eq!(
-            map_repository(&r("nginx:1"), "m", &maps, false),
-            "m/hub/nginx"
-        );
-        assert_eq!(
-            map_repository(&r("reg.io/team/x:1"), "", &maps, false),
-            "apps/team/x"
-        );
-        // Only whole path components match.
-        assert_eq!(
-            map_repository(&r("reg.io/teamwork/x:1"), "", &maps, false),
-            "teamwork/x"
-        );
-    }
-
-    #[test]
-    fn parses_targets() {
-        assert_eq!(
-            parse_target("reg:5000/mirror/").unwrap(),
-            ("reg:5000".into(), "mirror".into())
-        );
-        assert_eq!(
-            parse_target("reg.local").unwrap(),
-            ("reg.local".into(), "".into())
-        );
-        assert!(parse_target("reg/UPPER").is_err());
     }
 }
 
@@ -940,7 +880,6 @@ pub fn import_stream(
         )));
     }
     progress.finish();
-    drop(entries);
 
     let received = Received { roots, manifests };
     let jobs = plan_jobs(&received, &host, &prefix, &req)?;
@@ -984,4 +923,64 @@ pub fn import_stream(
         bytes_total: manifest.blobs.iter().map(|b| b.size).sum(),
         journal: journal.path().map(PathBuf::from),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(s: &str) -> Reference {
+        Reference::parse(s).unwrap()
+    }
+
+    #[test]
+    fn maps_repositories() {
+        let none: Vec<(String, String)> = vec![];
+        assert_eq!(
+            map_repository(&r("nginx:1"), "", &none, false),
+            "library/nginx"
+        );
+        assert_eq!(
+            map_repository(&r("nginx:1"), "mirror", &none, false),
+            "mirror/library/nginx"
+        );
+        assert_eq!(
+            map_repository(&r("quay.io/a/b:1"), "m", &none, true),
+            "m/quay.io/a/b"
+        );
+        assert_eq!(
+            map_repository(&r("localhost:5000/a:1"), "", &none, true),
+            "localhost-5000/a"
+        );
+        let maps = vec![
+            ("docker.io/library".to_string(), "hub".to_string()),
+            ("team".to_string(), "apps/team".to_string()),
+        ];
+        assert_eq!(
+            map_repository(&r("nginx:1"), "m", &maps, false),
+            "m/hub/nginx"
+        );
+        assert_eq!(
+            map_repository(&r("reg.io/team/x:1"), "", &maps, false),
+            "apps/team/x"
+        );
+        // Only whole path components match.
+        assert_eq!(
+            map_repository(&r("reg.io/teamwork/x:1"), "", &maps, false),
+            "teamwork/x"
+        );
+    }
+
+    #[test]
+    fn parses_targets() {
+        assert_eq!(
+            parse_target("reg:5000/mirror/").unwrap(),
+            ("reg:5000".into(), "mirror".into())
+        );
+        assert_eq!(
+            parse_target("reg.local").unwrap(),
+            ("reg.local".into(), "".into())
+        );
+        assert!(parse_target("reg/UPPER").is_err());
+    }
 }
