@@ -594,15 +594,15 @@ impl Push<'_> {
             .map_err(|e| Error::io("read", label, e))?;
         let start = offset;
         loop {
+            // The last piece stays in memory so the digest is checked before
+            // the session is committed: an unverified blob is never completed.
+            let tail = self.chunk.min(FINAL_PIECE);
             let remaining = blob.size - offset;
-            let take = remaining.min(self.chunk) as usize;
-            buf.resize(take, 0);
-            reader
-                .read_exact(buf)
-                .map_err(|e| Error::io("read", label, e))?;
-            if take as u64 == remaining {
-                // The final read checks the digest before the session is
-                // committed: an unverified blob is never completed.
+            if remaining <= tail {
+                buf.resize(remaining as usize, 0);
+                reader
+                    .read_exact(buf)
+                    .map_err(|e| Error::io("read", label, e))?;
                 let mut probe = [0u8; 1];
                 reader
                     .read(&mut probe)
@@ -610,11 +610,16 @@ impl Push<'_> {
                 self.client.finish_upload(repo, &session, d, buf)?;
                 return Ok(blob.size - start);
             }
-            let (next, end) = self.client.patch(repo, &session, offset, buf)?;
-            if end != offset + take as u64 {
+            // Earlier chunks stream straight from the bundle.
+            let take = self.chunk.min(remaining - tail);
+            let mut piece = (&mut *reader).take(take);
+            let (next, end) = self
+                .client
+                .patch(repo, &session, offset, &mut piece, take)?;
+            if end != offset + take {
                 return Err(Error::Usage(format!(
                     "{label}: the registry holds {end} bytes after a chunk ending at {}",
-                    offset + take as u64
+                    offset + take
                 )));
             }
             session = next;
@@ -623,6 +628,10 @@ impl Push<'_> {
         }
     }
 }
+
+/// The last bytes of a blob (and a whole blob up to this size) are held in
+/// memory and sent with the final PUT, after the digest checked out.
+const FINAL_PIECE: u64 = 8 * 1024 * 1024;
 
 /// Manifests that arrived on a stream, as a [`Source`] for planning.
 struct Received {

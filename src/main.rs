@@ -100,6 +100,9 @@ enum Command {
         to: String,
         #[command(flatten)]
         trust: TrustArgs,
+        /// Put every repository under this path (added to any path in --to).
+        #[arg(long, value_name = "PATH")]
+        prefix: Option<String>,
         /// Rewrite repositories: SRC (a repository or path prefix, with or
         /// without its registry) becomes DST; first match wins; repeatable.
         #[arg(long = "map", value_name = "SRC=DST")]
@@ -116,12 +119,14 @@ enum Command {
         /// Journal directory [default: $XDG_STATE_HOME/airlock].
         #[arg(long, value_name = "DIR")]
         state: Option<PathBuf>,
-        /// Blobs larger than this go up in chunks of this size (e.g. 8M).
-        #[arg(long, default_value = "8M", value_name = "SIZE", value_parser = parse_size)]
+        /// Blobs larger than 8M (or than this, if smaller) go up in PATCH
+        /// chunks of this size, streamed from the bundle (e.g. 32M).
+        #[arg(long, default_value = "32M", value_name = "SIZE", value_parser = parse_size)]
         chunk_size: u64,
         #[command(flatten)]
         registry: RegistryArgs,
-        /// Parallel uploads [default: 8].
+        /// Parallel uploads [default: 4; registries, not networks, are
+        /// usually the bottleneck].
         #[arg(short = 'j', long, value_name = "N")]
         jobs: Option<usize>,
         #[command(flatten)]
@@ -475,6 +480,7 @@ fn run(command: Command) -> Result<()> {
             bundle: path,
             to,
             trust,
+            prefix,
             maps,
             keep_registry,
             dry_run,
@@ -493,14 +499,18 @@ fn run(command: Command) -> Result<()> {
                         .ok_or_else(|| Error::Usage(format!("--map {m:?} is not SRC=DST")))
                 })
                 .collect::<Result<Vec<_>>>()?;
+            let target = match prefix {
+                Some(p) => format!("{}/{}", to.trim_end_matches('/'), p.trim_matches('/')),
+                None => to,
+            };
             let request = airlock::import::ImportRequest {
-                target: to,
+                target,
                 maps,
                 keep_registry,
                 dry_run,
                 state,
                 chunk_size,
-                registry: registry.options(jobs)?,
+                registry: registry.options(Some(jobs.unwrap_or(4)))?,
                 quiet: output_args.quiet || output_args.json,
             };
             let report = if path == Path::new("-") {

@@ -149,6 +149,40 @@ impl Client {
         self.request(method, path, scope, headers, Some(body), 1)
     }
 
+    /// Sends `len` bytes read from `body` once, with the current
+    /// authorization and no retry of any kind: a stream cannot be resent.
+    /// Memory stays at a small buffer whatever `len` is.
+    pub fn send_stream_once(
+        &self,
+        method: Method,
+        path: &str,
+        scope: &str,
+        headers: &[(&str, &str)],
+        body: &mut dyn std::io::Read,
+        len: u64,
+    ) -> std::result::Result<Response<Body>, RegistryError> {
+        let url = self.url(path);
+        let what = format!("{method} {}", redact(&url));
+        let auth = self.authorization(scope, &what)?;
+        let length = len.to_string();
+        let mut req = ureq::http::Request::builder()
+            .method(method)
+            .uri(&url)
+            .header("Content-Length", &length);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(a) = &auth {
+            req = req.header("Authorization", a);
+        }
+        let req = req
+            .body(ureq::SendBody::from_reader(body))
+            .map_err(|e| RegistryError::status(format!("{what} ({e})"), 0, b""))?;
+        self.agent
+            .run(req)
+            .map_err(|e| RegistryError::transport(what, &e))
+    }
+
     fn request(
         &self,
         method: Method,

@@ -114,10 +114,19 @@ impl Client {
 
     /// Sends one chunk at `offset`; returns the new Location and the offset
     /// the registry now holds.
-    pub fn patch(&self, repo: &str, session: &str, offset: u64, chunk: &[u8]) -> R<(String, u64)> {
-        let range = format!("{offset}-{}", offset + chunk.len() as u64 - 1);
+    /// Streams the next `len` bytes of `chunk` at `offset`; returns the new
+    /// Location and the offset the registry now holds.
+    pub fn patch(
+        &self,
+        repo: &str,
+        session: &str,
+        offset: u64,
+        chunk: &mut dyn std::io::Read,
+        len: u64,
+    ) -> R<(String, u64)> {
+        let range = format!("{offset}-{}", offset + len - 1);
         let what = format!("PATCH {}", redact(session));
-        let resp = self.send_body_once(
+        let resp = self.send_stream_once(
             Method::PATCH,
             session,
             &push_scope(repo),
@@ -126,12 +135,13 @@ impl Client {
                 ("Content-Range", &range),
             ],
             chunk,
+            len,
         )?;
         if resp.status().as_u16() != 202 {
             return Err(error_from(what, resp));
         }
         let next = location(self, &what, &resp)?;
-        let end = range_end(&resp).unwrap_or(offset + chunk.len() as u64);
+        let end = range_end(&resp).unwrap_or(offset + len);
         Ok((next, end))
     }
 

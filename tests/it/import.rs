@@ -319,6 +319,38 @@ fn continues_after_cut_uploads_and_registry_restarts() {
         want
     );
 
+    // Small blobs go up in one PUT each: cut the first connections 40 KiB in.
+    std::fs::create_dir_all(t.path().join("small")).unwrap();
+    let (small, small_pub) = fixture_bundle(&t.path().join("small"));
+    let cutter = FaultProxy::start(
+        reg.port,
+        Faults {
+            cut_up_after: 40 * 1024,
+            cuts_up: 4,
+            ..Default::default()
+        },
+    );
+    let c = format!("127.0.0.1:{}", cutter.port);
+    let r = report(import(
+        t.path(),
+        &small,
+        &small_pub,
+        &format!("{c}/small"),
+        &["--plain-http", &c],
+    ));
+    assert!(
+        r["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["status"] == "pushed"),
+        "{r:#}"
+    );
+    assert_eq!(
+        registry_digest(&reg, "small/layout:multi", &["--tls-verify=false"]),
+        skopeo_digest(&format!("oci:{}:multi", layout().display()), t.path())
+    );
+
     // Restart the registry in the middle of an import, with and without
     // http.secret (which upload sessions need to survive a restart).
     for secret in [true, false] {
@@ -437,7 +469,12 @@ fn kill_nine_at_random_moments_and_the_result_is_always_complete() {
                 .stderr(std::process::Stdio::null())
                 .spawn()
                 .unwrap();
-            let delay = Duration::from_millis(rng.random_range(80..600));
+            // Ten kills at random moments, then a run left to finish.
+            let delay = if kills < 10 {
+                Duration::from_millis(rng.random_range(80..600))
+            } else {
+                Duration::from_secs(90)
+            };
             let deadline = Instant::now() + delay;
             let mut finished = None;
             while Instant::now() < deadline {

@@ -741,3 +741,99 @@ fn a_killed_pack_resumes_fetching_only_what_is_missing() {
     assert_eq!(summary["downloaded"].as_u64().unwrap(), layer_size);
     airlock(&["verify", "--allow-unsigned", "out.airlock"], t.path()).ok();
 }
+
+#[test]
+fn referrers_arrive_in_the_target_registry_under_their_tags() {
+    let src = Registry::start(Config::default());
+    push_fixtures(&src);
+    let h = src.host.as_str();
+    let subject = digest_in_registry(&src, "demo/app:1");
+    let hex = subject.trim_start_matches("sha256:");
+    let empty = put_blob(h, "demo/app", b"{}");
+    let payload = br#"{"critical":{"type":"cosign container image signature"}}"#;
+    let layer = put_blob(h, "demo/app", payload);
+    let sig = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2},
+        "layers": [{"mediaType": "application/vnd.dev.cosign.simplesigning.v1+json", "digest": layer, "size": payload.len()}],
+    }))
+    .unwrap();
+    let sig_tag = format!("sha256-{hex}.sig");
+    put_manifest(
+        h,
+        "demo/app",
+        &sig_tag,
+        "application/vnd.oci.image.manifest.v1+json",
+        &sig,
+    );
+
+    let t = scratch();
+    let (key, public) = keys(t.path(), "k");
+    airlock(
+        &[
+            "pack",
+            "-q",
+            "--cache",
+            "c",
+            "--key",
+            key.to_str().unwrap(),
+            "--plain-http",
+            h,
+            "-o",
+            "r.airlock",
+            &format!("{h}/demo/app:1"),
+        ],
+        t.path(),
+    )
+    .ok();
+    let dst = Registry::start(Config::default());
+    let d = dst.host.as_str();
+    airlock(
+        &[
+            "import",
+            "-q",
+            "r.airlock",
+            "--pub",
+            public.to_str().unwrap(),
+            "--to",
+            d,
+            "--prefix",
+            "mirror",
+            "--plain-http",
+            d,
+            "--state",
+            "s",
+        ],
+        t.path(),
+    )
+    .ok();
+    // cosign finds the signature by its tag next to the image, byte for byte.
+    let got = skopeo(
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{d}/mirror/demo/app:{sig_tag}"),
+        ],
+        t.path(),
+    )
+    .ok()
+    .out
+    .stdout;
+    assert_eq!(got, sig);
+    assert_eq!(
+        skopeo_digest_insecure(&format!("docker://{d}/mirror/demo/app:1")),
+        subject
+    );
+}
+
+fn skopeo_digest_insecure(image: &str) -> String {
+    let raw = skopeo(
+        &["inspect", "--raw", "--tls-verify=false", image],
+        Path::new("/"),
+    )
+    .ok()
+    .out
+    .stdout;
+    format!("sha256:{}", sha256_hex(&raw))
+}
