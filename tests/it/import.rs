@@ -682,3 +682,152 @@ fn a_bad_stream_is_refused_and_its_images_never_appear() {
         .unwrap();
     assert!(!code.status.success(), "the damaged image was pushed");
 }
+
+/// A source that adds one referrer (found "through the referrers API") to
+/// another source's images; registries here have no such API, so bundles
+/// carrying one are built through the library.
+struct WithReferrer {
+    inner: Box<dyn airlock::source::Source>,
+    referrer: airlock::source::Root,
+}
+
+impl airlock::source::Source for WithReferrer {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn roots(&self) -> airlock::Result<Vec<airlock::source::Root>> {
+        let mut r = self.inner.roots()?;
+        r.push(self.referrer.clone());
+        Ok(r)
+    }
+    fn open_blob(
+        &self,
+        blob: &airlock::image::Descriptor,
+    ) -> airlock::Result<Box<dyn std::io::Read + Send + '_>> {
+        self.inner.open_blob(blob)
+    }
+}
+
+#[test]
+fn referrers_without_a_tag_update_the_fallback_index_of_their_subject() {
+    use airlock::digest::Digest;
+    let t = scratch();
+    let lay = t.path().join("lay");
+    copy_dir(&layout(), &lay);
+    let write = |bytes: &[u8]| {
+        let d = Digest::of(bytes);
+        std::fs::write(lay.join(d.layout_path()), bytes).unwrap();
+        d
+    };
+    let subject_raw = skopeo(
+        &["inspect", "--raw", &format!("oci:{}:app-1", lay.display())],
+        t.path(),
+    )
+    .ok()
+    .out
+    .stdout;
+    let subject = Digest::of(&subject_raw);
+    let empty = write(b"{}");
+    let sbom = br#"{"spdxVersion":"SPDX-2.3","name":"app-1"}"#;
+    let sbom_blob = write(sbom);
+    let artifact = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/spdx+json",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2},
+        "layers": [{"mediaType": "application/spdx+json", "digest": sbom_blob, "size": sbom.len()}],
+        "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": subject, "size": subject_raw.len()},
+    }))
+    .unwrap();
+    let artifact_digest = write(&artifact);
+    let spec = format!("oci:{}:app-1", lay.display());
+    let source = WithReferrer {
+        inner: airlock::source::SourceSpec::parse(&spec)
+            .unwrap()
+            .open(&spec, None)
+            .unwrap(),
+        referrer: airlock::source::Root {
+            name: None,
+            descriptor: airlock::image::Descriptor::new(
+                "application/vnd.oci.image.manifest.v1+json",
+                artifact_digest.clone(),
+                artifact.len() as u64,
+            ),
+            subject: Some(subject.clone()),
+        },
+    };
+    let mut plan = airlock::plan::Plan::default();
+    plan.add_source(0, &source, &[]).unwrap();
+    let bundle = t.path().join("ref.airlock");
+    let writer = airlock::bundle::BundleWriter::to_file(
+        &bundle,
+        airlock::bundle::PackOptions {
+            level: 3,
+            key: None,
+            created: 0,
+        },
+    )
+    .unwrap();
+    let sources: Vec<Box<dyn airlock::source::Source>> = vec![Box::new(source)];
+    airlock::sink::copy(
+        &plan,
+        &sources,
+        Box::new(writer),
+        &airlock::progress::Progress::hidden(),
+    )
+    .unwrap();
+    let images = inspect_images(&bundle);
+    let main = images
+        .iter()
+        .find(|i| i["name"] == "localhost/lay:app-1")
+        .unwrap();
+    assert_eq!(
+        main["referrers"],
+        serde_json::json!([artifact_digest.to_string()])
+    );
+
+    let reg = Registry::start(Config::default());
+    let h = reg.host.as_str();
+    airlock(
+        &[
+            "import",
+            "-q",
+            bundle.to_str().unwrap(),
+            "--allow-unsigned",
+            "--to",
+            h,
+            "--plain-http",
+            h,
+            "--state",
+            "s",
+        ],
+        t.path(),
+    )
+    .ok();
+    // The subject's fallback tag now lists the SBOM, as OCI clients expect.
+    let index = skopeo(
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{h}/lay:sha256-{}", subject.hex()),
+        ],
+        t.path(),
+    )
+    .ok();
+    let v: serde_json::Value = serde_json::from_str(&index.stdout()).unwrap();
+    assert_eq!(v["manifests"][0]["digest"], artifact_digest.to_string());
+    assert_eq!(v["manifests"][0]["artifactType"], "application/spdx+json");
+    let got = skopeo(
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{h}/lay@{artifact_digest}"),
+        ],
+        t.path(),
+    )
+    .ok()
+    .out
+    .stdout;
+    assert_eq!(got, artifact);
+}
