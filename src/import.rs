@@ -769,13 +769,7 @@ pub fn import_stream(
     let roots: Vec<Root> = manifest
         .images
         .iter()
-        .map(|i| {
-            Ok(Root {
-                name: i.name.as_deref().map(Reference::parse).transpose()?,
-                descriptor: Descriptor::new(i.media_type.clone(), i.digest.clone(), i.size),
-                subject: i.subject.clone(),
-            })
-        })
+        .map(crate::bundle::root_of)
         .collect::<Result<_>>()?;
     let staging = roots
         .iter()

@@ -14,7 +14,7 @@ pub mod sign;
 mod verify;
 mod writer;
 
-pub(crate) use reader::parse_manifest;
+pub(crate) use reader::{parse_manifest, root_of};
 pub use reader::{Bundle, BundleFile, BundleSource, Member, MemberReader, Unverified, Verified};
 pub use verify::{verify, VerifyReport};
 pub use writer::{rfc3339, BundleWriter, Output, PackOptions};

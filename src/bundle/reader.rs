@@ -507,6 +507,19 @@ impl Bundle<Unverified> {
     }
 }
 
+/// The image a bundle manifest record names, as a source root.
+pub(crate) fn root_of(record: &ImageRecord) -> Result<Root> {
+    Ok(Root {
+        name: record.name.as_deref().map(Reference::parse).transpose()?,
+        descriptor: Descriptor::new(
+            record.media_type.clone(),
+            record.digest.clone(),
+            record.size,
+        ),
+        subject: record.subject.clone(),
+    })
+}
+
 pub(crate) fn parse_manifest(path: &Path, payload: &[u8]) -> Result<BundleManifest> {
     let bad = |p: String| Error::bad_bundle(path, p);
     let value: serde_json::Value = serde_json::from_slice(payload)
@@ -569,17 +582,7 @@ impl Source for BundleSource<'_> {
     }
 
     fn roots(&self) -> Result<Vec<Root>> {
-        self.manifest
-            .images
-            .iter()
-            .map(|i| {
-                Ok(Root {
-                    name: i.name.as_deref().map(Reference::parse).transpose()?,
-                    descriptor: Descriptor::new(i.media_type.clone(), i.digest.clone(), i.size),
-                    subject: i.subject.clone(),
-                })
-            })
-            .collect()
+        self.manifest.images.iter().map(root_of).collect()
     }
 
     fn open_blob(&self, blob: &Descriptor) -> Result<Box<dyn Read + Send + '_>> {

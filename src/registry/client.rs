@@ -447,6 +447,19 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
+/// Reads a response body of at most `limit` bytes.
+pub fn read_limited(
+    resp: &mut Response<Body>,
+    limit: u64,
+    what: &str,
+) -> std::result::Result<Vec<u8>, RegistryError> {
+    resp.body_mut()
+        .with_config()
+        .limit(limit)
+        .read_to_vec()
+        .map_err(|e| RegistryError::transport(what.to_string(), &e))
+}
+
 /// Reads the error body (bounded) into a typed error.
 pub fn error_from(what: String, mut resp: Response<Body>) -> RegistryError {
     let status = resp.status().as_u16();

@@ -17,6 +17,6 @@ pub mod options;
 pub mod push;
 mod tls;
 
-pub use client::{Client, Registries, MANIFEST_ACCEPT};
+pub use client::{read_limited, Client, Registries, MANIFEST_ACCEPT};
 pub use errors::RegistryError;
 pub use options::RegistryOptions;

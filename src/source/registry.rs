@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::image::{media, parse_manifest, Descriptor, Parsed, MAX_MANIFEST_SIZE};
 use crate::progress::Progress;
 use crate::reference::Reference;
-use crate::registry::{Client, Registries, RegistryError, MANIFEST_ACCEPT};
+use crate::registry::{read_limited, Client, Registries, RegistryError, MANIFEST_ACCEPT};
 
 /// cosign's tag suffixes for signatures, attestations and SBOMs.
 const COSIGN_SUFFIXES: [&str; 3] = [".sig", ".att", ".sbom"];
@@ -152,17 +152,11 @@ impl RegistrySource {
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(';').next().unwrap_or(v).trim().to_string())
             .unwrap_or_default();
-        let raw = resp
-            .body_mut()
-            .with_config()
-            .limit(MAX_MANIFEST_SIZE)
-            .read_to_vec()
-            .map_err(|e| {
-                Error::from(RegistryError::transport(
-                    format!("GET {}", self.client.url(&path)),
-                    &e,
-                ))
-            })?;
+        let raw = read_limited(
+            &mut resp,
+            MAX_MANIFEST_SIZE,
+            &format!("GET {}", self.client.url(&path)),
+        )?;
         let digest = Digest::of(&raw);
         if let Some(want) = expected {
             if &digest != want {
@@ -237,17 +231,11 @@ impl RegistrySource {
             if resp.status().as_u16() != 200 {
                 continue;
             }
-            let raw = resp
-                .body_mut()
-                .with_config()
-                .limit(MAX_MANIFEST_SIZE)
-                .read_to_vec()
-                .map_err(|e| {
-                    Error::from(RegistryError::transport(
-                        format!("GET {}", self.client.url(&path)),
-                        &e,
-                    ))
-                })?;
+            let raw = read_limited(
+                &mut resp,
+                MAX_MANIFEST_SIZE,
+                &format!("GET {}", self.client.url(&path)),
+            )?;
             let Ok(Parsed::Index { manifests }) =
                 parse_manifest(media::OCI_INDEX, &raw, "referrers")
             else {
