@@ -633,266 +633,58 @@ impl Push<'_> {
 /// memory and sent with the final PUT, after the digest checked out.
 const FINAL_PIECE: u64 = 8 * 1024 * 1024;
 
-/// Manifests that arrived on a stream, as a [`Source`] for planning.
-struct Received {
-    roots: Vec<Root>,
-    manifests: HashMap<Digest, std::sync::Arc<[u8]>>,
-}
-
-impl Source for Received {
-    fn name(&self) -> &str {
-        "standard input"
-    }
-
-    fn roots(&self) -> Result<Vec<Root>> {
-        Ok(self.roots.clone())
-    }
-
-    fn open_blob(&self, blob: &Descriptor) -> Result<Box<dyn Read + Send + '_>> {
-        match self.manifests.get(&blob.digest) {
-            Some(raw) => Ok(Box::new(std::io::Cursor::new(raw.clone()))),
-            None => Err(Error::MissingBlob {
-                source_name: "standard input".into(),
-                digest: blob.digest.clone(),
-                image: None,
-            }),
-        }
-    }
-}
-
 /// `airlock import -`: a bundle read once, in order, from a stream (a data
-/// diode, a pipe from `pack -o -`).
+/// diode, a pipe from `pack -o -`), through [`crate::bundle::read_stream`].
 ///
 /// The signed manifest comes first and is checked before anything is
-/// pushed; every member after it must be the one the manifest names, with
-/// its size and digest. Blobs go up as they arrive into the first image's
-/// repository (the stream does not say which image a layer belongs to until
-/// its manifest arrives, later) and are mounted into the other repositories
-/// at the end. A blob whose digest fails is never committed, and images
-/// that need it are not pushed.
+/// pushed. Blobs go up as they arrive into the first image's repository
+/// (the stream does not say which image a layer belongs to until its
+/// manifest arrives, later) and are mounted into the other repositories at
+/// the end. A blob whose digest fails is never committed, and the stream
+/// stops there; images that need a blob the registry refused are reported
+/// as failed and the others are pushed.
 pub fn import_stream(
     input: impl Read,
     key: Option<&ed25519_dalek::VerifyingKey>,
     req: ImportRequest,
 ) -> Result<ImportReport> {
-    use crate::bundle::format::*;
     let (host, prefix) = parse_target(&req.target)?;
-    let stdin = std::path::Path::new("standard input");
-    let bad = |p: String| Error::bad_bundle(stdin, p);
-    let decoder = zstd::stream::read::Decoder::new(input)
-        .map_err(|e| bad(format!("not a zstd stream: {e}")))?;
-    let mut archive = tar::Archive::new(decoder);
-    let mut entries = archive.entries().map_err(|e| bad(e.to_string()))?;
-    let mut position = 0usize;
-    let mut next_member = |name: &str, size: Option<u64>| -> Result<tar::Entry<'_, _>> {
-        let entry = entries
-            .next()
-            .ok_or_else(|| {
-                bad(format!(
-                    "the stream ends before member {position} ({name}): it is truncated"
-                ))
-            })?
-            .map_err(|e| bad(format!("member {position}: {e}")))?;
-        let got = entry
-            .path()
-            .map(|p| p.to_string_lossy().to_string())
-            .unwrap_or_default();
-        if !entry.header().entry_type().is_file() || got != name {
-            return Err(bad(format!(
-                "member {position} is {got:?}, but {name} belongs there"
-            )));
-        }
-        if let Some(s) = size.filter(|s| *s != entry.size()) {
-            return Err(bad(format!(
-                "member {name} has {} bytes, but the signed manifest says {s}",
-                entry.size()
-            )));
-        }
-        position += 1;
-        Ok(entry)
-    };
-
-    // The signed manifest, checked before anything else is used.
-    let mut raw = Vec::new();
-    next_member(ENVELOPE_NAME, None)?
-        .take(MAX_ENVELOPE + 1)
-        .read_to_end(&mut raw)
-        .map_err(|e| bad(e.to_string()))?;
-    let envelope: crate::bundle::sign::Envelope = serde_json::from_slice(&raw)
-        .map_err(|e| bad(format!("{ENVELOPE_NAME} is not a DSSE envelope: {e}")))?;
-    if envelope.payload_type != PAYLOAD_TYPE {
-        return Err(bad(format!(
-            "{ENVELOPE_NAME} does not carry an airlock bundle manifest"
-        )));
-    }
-    if let Some(k) = key {
-        envelope.verify(k).map_err(|problem| Error::Signature {
-            path: stdin.to_path_buf(),
-            problem,
-        })?;
-    }
-    let payload = envelope.payload_bytes().map_err(bad)?;
-    let manifest = crate::bundle::parse_manifest(stdin, &payload)?;
-
-    let mut layout = Vec::new();
-    next_member(OCI_LAYOUT_NAME, Some(crate::sink::OCI_LAYOUT.len() as u64))?
-        .read_to_end(&mut layout)
-        .map_err(|e| bad(e.to_string()))?;
-    if layout != crate::sink::OCI_LAYOUT {
-        return Err(bad(
-            "member oci-layout does not hold the expected layout version".into(),
-        ));
-    }
-    let mut index = Vec::new();
-    let entry = next_member(INDEX_NAME, Some(manifest.index.size))?;
-    VerifyingReader::new(
-        entry,
-        manifest.index.digest.clone(),
-        manifest.index.size,
-        "member index.json",
-    )
-    .read_to_end(&mut index)
-    .map_err(|e| Error::io("read", stdin, e))?;
-
     let registries = Registries::new(req.registry.clone());
     let client = registries.client(&host)?;
-    let journal = if req.dry_run {
-        Journal::none()
-    } else {
-        let id = Digest::of(&payload);
-        Journal::open(
-            &req.state.clone().unwrap_or_else(Journal::default_dir),
-            &id,
-            &req.target,
-        )?
-    };
-    let roots: Vec<Root> = manifest
-        .images
-        .iter()
-        .map(crate::bundle::root_of)
-        .collect::<Result<_>>()?;
-    let staging = roots
-        .iter()
-        .find_map(|r| r.name.as_ref())
-        .map(|n| map_repository(n, &prefix, &req.maps, req.keep_registry))
-        .unwrap_or_else(|| untagged_repo(&prefix));
-
-    let progress = Progress::new(
-        manifest.blobs.iter().map(|b| b.size).sum(),
-        "import",
-        req.quiet || req.dry_run,
-    );
-    let push = Push {
+    let mut visitor = StreamImport {
+        req: &req,
         client: &client,
-        source: None,
-        journal: &journal,
-        chunk: req.chunk_size.max(1),
-        progress: &progress,
-        dry_run: req.dry_run,
+        prefix: &prefix,
+        journal: Journal::none(),
+        staging: String::new(),
+        received: None,
+        progress: Progress::hidden(),
+        counts: BlobCounts::default(),
+        pushed_bytes: 0,
+        failed_blobs: HashMap::new(),
+        buf: Vec::new(),
     };
-    let mut counts = BlobCounts::default();
-    let mut pushed_bytes = 0u64;
-    let mut failed_blobs: HashMap<Digest, String> = HashMap::new();
-    let mut manifests: HashMap<Digest, std::sync::Arc<[u8]>> = HashMap::new();
-    let mut buf = Vec::new();
-    for record in &manifest.blobs {
-        let name = record.digest.layout_path();
-        let entry = next_member(&name, Some(record.size))?;
-        let label = format!("member {name}");
-        let mut reader =
-            VerifyingReader::new(entry, record.digest.clone(), record.size, label.clone());
-        let desc = Descriptor::new(
-            record.media_type.clone(),
-            record.digest.clone(),
-            record.size,
-        );
-        if is_manifest(&desc) {
-            let mut raw = Vec::new();
-            reader
-                .read_to_end(&mut raw)
-                .map_err(|e| Error::io("read", stdin, e))?;
-            manifests.insert(record.digest.clone(), raw.into());
-            progress.inc(record.size);
-            continue;
-        }
-        let present = journal.has_blob(&staging, &record.digest)
-            || client.blob_exists(&staging, &record.digest)?;
-        if present || req.dry_run {
-            // Read through anyway: every byte of the stream is verified.
-            std::io::copy(&mut reader, &mut std::io::sink())
-                .map_err(|e| Error::io("read", stdin, e))?;
-            if present {
-                counts.existed += 1;
-                if !req.dry_run {
-                    journal.blob_done(&staging, &record.digest)?;
-                }
-            } else {
-                counts.pushed += 1;
-                pushed_bytes += record.size;
-            }
-            continue;
-        }
-        let resumed = match journal.upload(&staging, &record.digest) {
-            Some(u) => client
-                .upload_offset(&staging, &u.location)?
-                .filter(|&o| o <= record.size)
-                .map(|o| (u.location, o)),
-            None => None,
-        };
-        let (session, offset) = match resumed {
-            Some(s) => s,
-            None => (client.start_upload(&staging)?, 0),
-        };
-        match push.send(
-            &staging,
-            &desc,
-            &mut reader,
-            &mut buf,
-            session,
-            offset,
-            &label,
-        ) {
-            Ok(n) => {
-                journal.blob_done(&staging, &record.digest)?;
-                counts.pushed += 1;
-                pushed_bytes += n;
-            }
-            // A damaged blob ends the stream's trust: stop here.
-            Err(
-                e @ (Error::DigestMismatch { .. }
-                | Error::SizeMismatch { .. }
-                | Error::BadBundle { .. }),
-            ) => return Err(e),
-            Err(e) => {
-                // The registry failed; read the rest of this member (and so
-                // verify it) and go on with the stream.
-                std::io::copy(&mut reader, &mut std::io::sink())
-                    .map_err(|e| Error::io("read", stdin, e))?;
-                failed_blobs.insert(record.digest.clone(), e.to_string());
-            }
-        }
-        progress.inc(record.size);
-    }
-    if let Some(extra) = entries.next() {
-        let name = extra
-            .ok()
-            .and_then(|e| e.path().ok().map(|p| p.to_string_lossy().to_string()))
-            .unwrap_or_default();
-        return Err(bad(format!(
-            "member {name:?} follows the last blob the signed manifest names"
-        )));
-    }
-    progress.finish();
-
-    let received = Received { roots, manifests };
+    let manifest = crate::bundle::read_stream(input, key, &mut visitor)?;
+    visitor.progress.finish();
+    let StreamImport {
+        journal,
+        staging,
+        received,
+        mut counts,
+        pushed_bytes,
+        mut failed_blobs,
+        ..
+    } = visitor;
+    let received = received.expect("start comes first");
     let jobs = plan_jobs(&received, &host, &prefix, &req)?;
     // Blobs went to the staging repository; mount them where images need them.
     for job in &jobs {
         for b in job.blobs.iter().filter(|b| !is_manifest(b)) {
-            if job.repo == staging || failed_blobs.contains_key(&b.digest) || req.dry_run {
-                continue;
-            }
-            if journal.has_blob(&job.repo, &b.digest) {
+            if job.repo == staging
+                || failed_blobs.contains_key(&b.digest)
+                || req.dry_run
+                || journal.has_blob(&job.repo, &b.digest)
+            {
                 continue;
             }
             let result = match client.blob_exists(&job.repo, &b.digest) {
@@ -926,6 +718,118 @@ pub fn import_stream(
         bytes_total: manifest.blobs.iter().map(|b| b.size).sum(),
         journal: journal.path().map(PathBuf::from),
     })
+}
+
+/// Pushes blobs as a stream delivers them.
+struct StreamImport<'a> {
+    req: &'a ImportRequest,
+    client: &'a Client,
+    prefix: &'a str,
+    journal: Journal,
+    /// Where blobs go first: the first named image's repository.
+    staging: String,
+    received: Option<crate::bundle::Received>,
+    progress: Progress,
+    counts: BlobCounts,
+    pushed_bytes: u64,
+    failed_blobs: HashMap<Digest, String>,
+    buf: Vec<u8>,
+}
+
+impl crate::bundle::StreamVisitor for StreamImport<'_> {
+    fn start(
+        &mut self,
+        manifest: &crate::bundle::format::BundleManifest,
+        id: &Digest,
+    ) -> Result<()> {
+        let req = self.req;
+        if !req.dry_run {
+            let dir = req.state.clone().unwrap_or_else(Journal::default_dir);
+            self.journal = Journal::open(&dir, id, &req.target)?;
+        }
+        let received = crate::bundle::Received::new(manifest)?;
+        self.staging = received
+            .roots()?
+            .iter()
+            .find_map(|r| r.name.as_ref())
+            .map(|n| map_repository(n, self.prefix, &req.maps, req.keep_registry))
+            .unwrap_or_else(|| untagged_repo(self.prefix));
+        self.received = Some(received);
+        let total = manifest.blobs.iter().map(|b| b.size).sum();
+        self.progress = Progress::new(total, "import", req.quiet || req.dry_run);
+        Ok(())
+    }
+
+    fn blob(
+        &mut self,
+        record: &crate::bundle::format::BlobRecord,
+        data: &mut dyn Read,
+    ) -> Result<()> {
+        self.progress.inc(record.size);
+        if self
+            .received
+            .as_mut()
+            .expect("start comes first")
+            .keep(record, data)?
+        {
+            return Ok(());
+        }
+        let (client, staging, d) = (self.client, self.staging.as_str(), &record.digest);
+        let present = self.journal.has_blob(staging, d) || client.blob_exists(staging, d)?;
+        if present {
+            self.counts.existed += 1;
+            if !self.req.dry_run {
+                self.journal.blob_done(staging, d)?;
+            }
+            return Ok(());
+        }
+        if self.req.dry_run {
+            self.counts.pushed += 1;
+            self.pushed_bytes += record.size;
+            return Ok(());
+        }
+        let resumed = match self.journal.upload(staging, d) {
+            Some(u) => client
+                .upload_offset(staging, &u.location)?
+                .filter(|&o| o <= record.size)
+                .map(|o| (u.location, o)),
+            None => None,
+        };
+        let (session, offset) = match resumed {
+            Some(s) => s,
+            None => (client.start_upload(staging)?, 0),
+        };
+        let push = Push {
+            client,
+            source: None,
+            journal: &self.journal,
+            chunk: self.req.chunk_size.max(1),
+            progress: &self.progress,
+            dry_run: false,
+        };
+        let desc = Descriptor::new(record.media_type.clone(), d.clone(), record.size);
+        let label = format!("member {}", d.layout_path());
+        match push.send(staging, &desc, data, &mut self.buf, session, offset, &label) {
+            Ok(n) => {
+                self.journal.blob_done(staging, d)?;
+                self.counts.pushed += 1;
+                self.pushed_bytes += n;
+                Ok(())
+            }
+            // A damaged blob ends the stream's trust: stop here.
+            Err(
+                e @ (Error::DigestMismatch { .. }
+                | Error::SizeMismatch { .. }
+                | Error::BadBundle { .. }),
+            ) => Err(e),
+            // The registry failed: the stream reader checks the rest of the
+            // member, and the images needing it are reported at the end.
+            Err(e) => {
+                self.failed_blobs.insert(d.clone(), e.to_string());
+                Ok(())
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -454,11 +454,23 @@ fn run(command: Command) -> Result<()> {
             output_args,
         } => {
             set_jobs(jobs)?;
-            let (bundle, key_id) = trusted(&path, &trust)?;
-            let total = bundle.manifest().blobs.iter().map(|b| b.size).sum();
-            let progress = Progress::new(total, "verify", output_args.quiet || output_args.json);
-            let mut report = bundle::verify(&bundle, &progress)?;
-            progress.finish();
+            let (mut report, key_id) = if path == Path::new("-") {
+                let key = trust
+                    .public_key
+                    .as_deref()
+                    .map(sign::load_public)
+                    .transpose()?;
+                let report = bundle::verify_stream(std::io::stdin().lock(), key.as_ref())?;
+                (report, key.as_ref().map(sign::key_id))
+            } else {
+                let (bundle, key_id) = trusted(&path, &trust)?;
+                let total = bundle.manifest().blobs.iter().map(|b| b.size).sum();
+                let progress =
+                    Progress::new(total, "verify", output_args.quiet || output_args.json);
+                let report = bundle::verify(&bundle, &progress)?;
+                progress.finish();
+                (report, key_id)
+            };
             report.signed_by = key_id.clone();
             if output_args.json {
                 print_json(&report);

@@ -11,10 +11,11 @@ pub mod format;
 mod frames;
 mod reader;
 pub mod sign;
+mod stream;
 mod verify;
 mod writer;
 
-pub(crate) use reader::{parse_manifest, root_of};
 pub use reader::{Bundle, BundleFile, BundleSource, Member, MemberReader, Unverified, Verified};
+pub use stream::{read_stream, verify_stream, Received, StreamVisitor};
 pub use verify::{verify, VerifyReport};
 pub use writer::{rfc3339, BundleWriter, Output, PackOptions};

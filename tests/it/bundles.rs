@@ -405,3 +405,53 @@ fn a_forged_frame_count_is_refused_without_allocating_for_it() {
     let peak_kib: u64 = err.lines().last().unwrap().trim().parse().unwrap();
     assert!(peak_kib < 64 * 1024, "peak RSS {peak_kib} KiB");
 }
+
+#[test]
+fn verify_reads_a_stream_and_refuses_cut_or_damaged_ones() {
+    let t = scratch();
+    let (bundle, public) = packed(t.path(), &[&format!("oci:{}", layout().display())]);
+    let bin = env!("CARGO_BIN_EXE_airlock");
+    let verify_stdin = |file: &Path, key: &Path| {
+        run(
+            "sh",
+            &[
+                "-c",
+                &format!(
+                    "{bin} verify - --pub {} < {}",
+                    key.display(),
+                    file.display()
+                ),
+            ],
+            t.path(),
+        )
+    };
+    let ok = verify_stdin(&bundle, &public).ok();
+    assert!(ok.stdout().contains("OK: 5 image(s)"), "{}", ok.stdout());
+
+    let full = std::fs::read(&bundle).unwrap();
+    let cut = t.path().join("cut.airlock");
+    std::fs::write(&cut, &full[..full.len() * 2 / 3]).unwrap();
+    let err = verify_stdin(&cut, &public).fails();
+    assert!(
+        err.contains("cut short") || err.contains("truncated"),
+        "{err}"
+    );
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    for _ in 0..12 {
+        let mut bytes = full.clone();
+        // Anywhere but the trailing seek table, which a stream reader skips.
+        let at = rng.random_range(0..full.len() - 400);
+        bytes[at] ^= 1 << rng.random_range(0..8);
+        let bad = t.path().join("bad.airlock");
+        std::fs::write(&bad, bytes).unwrap();
+        let err = verify_stdin(&bad, &public).fails();
+        assert!(
+            err.contains("member") || err.contains("stream") || err.contains("signature"),
+            "flip at {at}: {err}"
+        );
+    }
+    let (_, other) = keys(t.path(), "other");
+    let err = verify_stdin(&bundle, &other).fails();
+    assert!(err.contains("not by the trusted key"), "{err}");
+}
