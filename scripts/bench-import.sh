@@ -22,21 +22,12 @@ rm -rf "$out" && mkdir -p "$out/registry" "$out/unpacked"
 "$A" pack -q "oci:$fx/big" -o "$out/b.airlock"
 zstd -dc "$out/b.airlock" | tar -x -C "$out/unpacked"
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat > "$out/registry.yml" <<YML
-version: 0.1
-log: {level: error, accesslog: {disabled: true}}
-storage: {filesystem: {rootdirectory: $out/registry}}
-http: {addr: 127.0.0.1:$port}
-YML
-docker-registry serve "$out/registry.yml" >"$out/registry.log" 2>&1 &
-registry_pid=$!
-trap 'kill $registry_pid 2>/dev/null || true' EXIT
-sleep 1
-host=127.0.0.1:$port
+. scripts/registry.sh
+trap stop_registry EXIT
+start_registry "$out"
 echo 0 > "$out/n"
 bytes=$(du -sb "$out/unpacked/blobs" | cut -f1)
-names=$(python3 -c 'import json,sys; print(" ".join(m["annotations"]["org.opencontainers.image.ref.name"] for m in json.load(open(sys.argv[1]))["manifests"]))' "$out/unpacked/index.json")
+names=$(ref_names "$out/unpacked/index.json")
 echo "data: $(numfmt --to=iec "$bytes") in $(echo $names | wc -w) images sharing a base; distribution on $host; $(nproc) cores"
 
 # A fresh repository prefix per run.

@@ -19,19 +19,10 @@ fx=$work/pull-fixtures
 out=$work/pull-out
 rm -rf "$out" && mkdir -p "$out/registry"
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat > "$out/registry.yml" <<YML
-version: 0.1
-log: {level: error, accesslog: {disabled: true}}
-storage: {filesystem: {rootdirectory: $out/registry}}
-http: {addr: 127.0.0.1:$port}
-YML
-docker-registry serve "$out/registry.yml" >"$out/registry.log" 2>&1 &
-registry_pid=$!
-trap 'kill $registry_pid 2>/dev/null || true' EXIT
-sleep 1
-host=127.0.0.1:$port
-tags=$(python3 -c 'import json,sys; print(" ".join(m["annotations"]["org.opencontainers.image.ref.name"] for m in json.load(open(sys.argv[1]))["manifests"]))' "$fx/big/index.json")
+. scripts/registry.sh
+trap stop_registry EXIT
+start_registry "$out"
+tags=$(ref_names "$fx/big/index.json")
 refs=""
 for t in $tags; do
   skopeo copy -q --preserve-digests --dest-tls-verify=false "oci:$fx/big:$t" "docker://$host/bench/app:$t"

@@ -443,10 +443,10 @@ impl FaultProxy {
                 let (patches, drop_patch) = (patches.clone(), faults.drop_patch);
                 std::thread::spawn(move || {
                     let watch = (drop_patch > 0).then_some((&*patches, drop_patch));
-                    pump_watching(c2, s2, up_limit, &up, watch)
+                    pump(c2, s2, up_limit, None, &up, watch)
                 });
                 let (b, throttle) = (b.clone(), faults.throttle);
-                std::thread::spawn(move || pump(server, client, limit, throttle, &b));
+                std::thread::spawn(move || pump(server, client, limit, throttle, &b, None));
             }
         });
         FaultProxy {
@@ -458,11 +458,14 @@ impl FaultProxy {
     }
 }
 
-/// Client-to-registry direction: counts, cuts, and drops a chosen PATCH.
-fn pump_watching(
+/// Copies one direction of a connection, counting bytes; stops after
+/// `limit` bytes, slows down by `throttle` per chunk, and (client to
+/// registry) drops the connection carrying the Nth PATCH of `watch`.
+fn pump(
     mut from: TcpStream,
     mut to: TcpStream,
     limit: u64,
+    throttle: Option<Duration>,
     counter: &AtomicU64,
     watch: Option<(&AtomicUsize, usize)>,
 ) {
@@ -476,33 +479,6 @@ fn pump_watching(
             if buf[..n].starts_with(b"PATCH ") && seen.fetch_add(1, Ordering::SeqCst) + 1 == nth {
                 break;
             }
-        }
-        let n = n.min((limit - sent) as usize);
-        if to.write_all(&buf[..n]).is_err() {
-            break;
-        }
-        sent += n as u64;
-        counter.fetch_add(n as u64, Ordering::Relaxed);
-        if sent >= limit {
-            break;
-        }
-    }
-    let _ = to.shutdown(std::net::Shutdown::Both);
-    let _ = from.shutdown(std::net::Shutdown::Both);
-}
-
-fn pump(
-    mut from: TcpStream,
-    mut to: TcpStream,
-    limit: u64,
-    throttle: Option<Duration>,
-    counter: &AtomicU64,
-) {
-    let mut sent = 0u64;
-    let mut buf = [0u8; 16 * 1024];
-    while let Ok(n) = from.read(&mut buf) {
-        if n == 0 {
-            break;
         }
         let n = n.min((limit - sent) as usize);
         if to.write_all(&buf[..n]).is_err() {
