@@ -354,12 +354,7 @@ impl Client {
             };
             match result {
                 Ok(mut resp) if resp.status().is_success() => {
-                    let body = resp
-                        .body_mut()
-                        .with_config()
-                        .limit(SMALL_BODY)
-                        .read_to_vec()
-                        .map_err(|e| RegistryError::transport(token_what.clone(), &e))?;
+                    let body = read_limited(&mut resp, SMALL_BODY, &token_what)?;
                     return parse_token(&body)
                         .ok_or_else(|| RegistryError::status(token_what.clone(), 200, b""));
                 }
@@ -402,12 +397,7 @@ impl Client {
                 .and_then(|l| l.to_str().ok())
                 .and_then(next_link);
             let what = format!("GET {}", redact(&self.url(&path)));
-            let body = resp
-                .body_mut()
-                .with_config()
-                .limit(SMALL_BODY)
-                .read_to_vec()
-                .map_err(|e| RegistryError::transport(what.clone(), &e))?;
+            let body = read_limited(&mut resp, SMALL_BODY, &what)?;
             let v: serde_json::Value = serde_json::from_slice(&body)
                 .map_err(|_| RegistryError::status(what.clone(), 200, b""))?;
             out.extend(
@@ -463,12 +453,8 @@ pub fn read_limited(
 /// Reads the error body (bounded) into a typed error.
 pub fn error_from(what: String, mut resp: Response<Body>) -> RegistryError {
     let status = resp.status().as_u16();
-    let body = resp
-        .body_mut()
-        .with_config()
-        .limit(64 * 1024)
-        .read_to_vec()
-        .unwrap_or_default();
+    // The body only adds detail; a failure to read it leaves the status.
+    let body = read_limited(&mut resp, 64 * 1024, &what).unwrap_or_default();
     RegistryError::status(what, status, &body)
 }
 

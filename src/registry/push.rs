@@ -8,7 +8,7 @@
 
 use ureq::http::Method;
 
-use super::client::{error_from, Client, SMALL_BODY};
+use super::client::{error_from, read_limited, Client, SMALL_BODY};
 use super::errors::{redact, RegistryError};
 use crate::digest::Digest;
 
@@ -200,13 +200,7 @@ impl Client {
             &[("Accept", super::MANIFEST_ACCEPT)],
         )?;
         match resp.status().as_u16() {
-            200 => Ok(Some(
-                resp.body_mut()
-                    .with_config()
-                    .limit(SMALL_BODY)
-                    .read_to_vec()
-                    .map_err(|e| RegistryError::transport(what, &e))?,
-            )),
+            200 => Ok(Some(read_limited(&mut resp, SMALL_BODY, &what)?)),
             404 => Ok(None),
             _ => Err(error_from(what, resp)),
         }

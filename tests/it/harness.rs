@@ -166,6 +166,25 @@ impl Registry {
         }
     }
 
+    /// `sha256:` of the manifest skopeo reads for `image` here; `extra`
+    /// holds skopeo's TLS and credential flags.
+    pub fn digest(&self, image: &str, extra: &[&str]) -> String {
+        let target = format!("docker://{}/{image}", self.host);
+        let mut args = vec!["inspect", "--raw"];
+        args.extend_from_slice(extra);
+        args.push(&target);
+        format!(
+            "sha256:{}",
+            sha256_hex(&skopeo(&args, Path::new("/")).ok().out.stdout)
+        )
+    }
+
+    /// The registry's `_catalog` answer (plain HTTP registries).
+    pub fn catalog(&self) -> String {
+        let code = format!("import urllib.request;print(urllib.request.urlopen('http://{}/v2/_catalog').read().decode())", self.host);
+        run("python3", &["-c", &code], Path::new("/")).ok().stdout()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }

@@ -12,17 +12,6 @@ use rand::{Rng, SeedableRng};
 use crate::harness::*;
 use crate::util::*;
 
-fn registry_digest(reg: &Registry, image: &str, extra: &[&str]) -> String {
-    let mut args = vec!["inspect", "--raw"];
-    args.extend_from_slice(extra);
-    let target = format!("docker://{}/{image}", reg.host);
-    args.push(&target);
-    format!(
-        "sha256:{}",
-        sha256_hex(&skopeo(&args, Path::new("/")).ok().out.stdout)
-    )
-}
-
 fn inspect_images(bundle: &Path) -> Vec<serde_json::Value> {
     let r = airlock(
         &["inspect", "--json", bundle.to_str().unwrap()],
@@ -106,7 +95,7 @@ fn imports_every_image_with_its_digest_and_a_rerun_sends_nothing() {
     for image in inspect_images(&bundle) {
         let name = image["name"].as_str().unwrap();
         let repo_tag = name.split_once('/').unwrap().1;
-        let got = registry_digest(&reg, &format!("mirror/{repo_tag}"), &["--tls-verify=false"]);
+        let got = reg.digest(&format!("mirror/{repo_tag}"), &["--tls-verify=false"]);
         assert_eq!(got, image["digest"].as_str().unwrap(), "{name}");
     }
     // The multi-platform index arrived whole: skopeo copies every platform.
@@ -152,12 +141,8 @@ fn refuses_untrusted_or_tampered_bundles_before_pushing_anything() {
     assert!(err.contains("damaged") || err.contains("digest"), "{err}");
 
     // Nothing reached the registry.
-    let catalog = run("sh", &["-c", &format!("python3 -c \"import urllib.request;print(urllib.request.urlopen('http://{h}/v2/_catalog').read().decode())\"")], t.path()).ok();
-    assert!(
-        catalog.stdout().contains(r#""repositories":[]"#),
-        "{}",
-        catalog.stdout()
-    );
+    let catalog = reg.catalog();
+    assert!(catalog.contains(r#""repositories":[]"#), "{catalog}");
 }
 
 #[test]
@@ -264,8 +249,7 @@ fn imports_over_tls_with_htpasswd() {
     let ca_only = t.path().join("ca-only");
     std::fs::create_dir_all(&ca_only).unwrap();
     std::fs::copy(&certs.ca, ca_only.join("ca.crt")).unwrap();
-    let got = registry_digest(
-        &reg,
+    let got = reg.digest(
         "layout:multi",
         &[
             "--cert-dir",
@@ -314,10 +298,7 @@ fn continues_after_cut_uploads_and_registry_restarts() {
         &format!("oci:{}:large", fixtures().join("large").display()),
         t.path(),
     );
-    assert_eq!(
-        registry_digest(&reg, "large:large", &["--tls-verify=false"]),
-        want
-    );
+    assert_eq!(reg.digest("large:large", &["--tls-verify=false"]), want);
 
     // Small blobs go up in one PUT each: cut the first connections 40 KiB in.
     std::fs::create_dir_all(t.path().join("small")).unwrap();
@@ -347,7 +328,7 @@ fn continues_after_cut_uploads_and_registry_restarts() {
         "{r:#}"
     );
     assert_eq!(
-        registry_digest(&reg, "small/layout:multi", &["--tls-verify=false"]),
+        reg.digest("small/layout:multi", &["--tls-verify=false"]),
         skopeo_digest(&format!("oci:{}:multi", layout().display()), t.path())
     );
 
@@ -407,7 +388,7 @@ fn continues_after_cut_uploads_and_registry_restarts() {
         ));
         assert_eq!(r["images"][0]["status"], "pushed", "secret={secret}: {r:#}");
         assert_eq!(
-            registry_digest(&fresh, "large:large", &["--tls-verify=false"]),
+            fresh.digest("large:large", &["--tls-verify=false"]),
             want,
             "secret={secret}"
         );
@@ -500,7 +481,7 @@ fn kill_nine_at_random_moments_and_the_result_is_always_complete() {
             let name = image["name"].as_str().unwrap();
             let repo_tag = name.split_once('/').unwrap().1;
             assert_eq!(
-                registry_digest(&reg, repo_tag, &["--tls-verify=false"]),
+                reg.digest(repo_tag, &["--tls-verify=false"]),
                 image["digest"].as_str().unwrap(),
                 "round {round}"
             );
@@ -576,16 +557,7 @@ fn an_upload_whose_session_survived_continues_from_its_last_chunk() {
         &format!("oci:{}:large", fixtures().join("large").display()),
         t.path(),
     );
-    assert_eq!(
-        registry_digest(&reg, "large:large", &["--tls-verify=false"]),
-        want
-    );
-}
-
-fn catalog(h: &str) -> String {
-    run("python3", &["-c", &format!("import urllib.request;print(urllib.request.urlopen('http://{h}/v2/_catalog').read().decode())")], Path::new("/"))
-        .ok()
-        .stdout()
+    assert_eq!(reg.digest("large:large", &["--tls-verify=false"]), want);
 }
 
 #[test]
@@ -624,7 +596,7 @@ fn pack_to_stdout_piped_into_import_from_stdin() {
         ("via-pipe/layout:app-1", "app-1"),
     ] {
         assert_eq!(
-            registry_digest(&reg, image, &["--tls-verify=false"]),
+            reg.digest(image, &["--tls-verify=false"]),
             skopeo_digest(&format!("oci:{}:{tag}", layout().display()), t.path())
         );
     }
@@ -660,7 +632,7 @@ fn a_bad_stream_is_refused_and_its_images_never_appear() {
     let (_, other) = keys(t.path(), "other");
     let err = import_from(&bundle, &other).fails();
     assert!(err.contains("not by the trusted key"), "{err}");
-    assert!(catalog(h).contains(r#""repositories":[]"#));
+    assert!(reg.catalog().contains(r#""repositories":[]"#));
     // A damaged layer: that blob is never committed and the image is not pushed.
     let mut bytes = std::fs::read(&bundle).unwrap();
     let at = bytes.len() * 2 / 3;

@@ -45,22 +45,6 @@ fn names(report: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-fn digest_in_registry(reg: &Registry, image: &str) -> String {
-    let raw = skopeo(
-        &[
-            "inspect",
-            "--raw",
-            "--tls-verify=false",
-            &format!("docker://{}/{image}", reg.host),
-        ],
-        Path::new("/"),
-    )
-    .ok()
-    .out
-    .stdout;
-    format!("sha256:{}", sha256_hex(&raw))
-}
-
 fn push_fixtures(reg: &Registry) {
     let lay = layout();
     reg.push(&format!("oci:{}:app-1", lay.display()), "demo/app:1");
@@ -91,7 +75,7 @@ fn pulls_over_plain_http_with_digests_skopeo_agrees_with() {
         .unwrap();
     assert_eq!(
         multi["digest"],
-        digest_in_registry(&reg, "demo/multi:latest")
+        reg.digest("demo/multi:latest", &["--tls-verify=false"])
     );
     assert_eq!(
         multi["platforms"],
@@ -434,7 +418,7 @@ fn signatures_sboms_and_referrer_indexes_travel_with_their_image() {
     let reg = Registry::start(Config::default());
     push_fixtures(&reg);
     let h = reg.host.as_str();
-    let subject = digest_in_registry(&reg, "demo/app:1");
+    let subject = reg.digest("demo/app:1", &["--tls-verify=false"]);
     let subject_size = skopeo(
         &[
             "inspect",
@@ -747,7 +731,7 @@ fn referrers_arrive_in_the_target_registry_under_their_tags() {
     let src = Registry::start(Config::default());
     push_fixtures(&src);
     let h = src.host.as_str();
-    let subject = digest_in_registry(&src, "demo/app:1");
+    let subject = src.digest("demo/app:1", &["--tls-verify=false"]);
     let hex = subject.trim_start_matches("sha256:");
     let empty = put_blob(h, "demo/app", b"{}");
     let payload = br#"{"critical":{"type":"cosign container image signature"}}"#;
@@ -822,18 +806,7 @@ fn referrers_arrive_in_the_target_registry_under_their_tags() {
     .stdout;
     assert_eq!(got, sig);
     assert_eq!(
-        skopeo_digest_insecure(&format!("docker://{d}/mirror/demo/app:1")),
+        dst.digest("mirror/demo/app:1", &["--tls-verify=false"]),
         subject
     );
-}
-
-fn skopeo_digest_insecure(image: &str) -> String {
-    let raw = skopeo(
-        &["inspect", "--raw", "--tls-verify=false", image],
-        Path::new("/"),
-    )
-    .ok()
-    .out
-    .stdout;
-    format!("sha256:{}", sha256_hex(&raw))
 }
