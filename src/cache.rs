@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 
 use sha2::{Digest as _, Sha256};
@@ -29,6 +30,9 @@ pub struct BlobCache {
     /// waits for a blob the pool is fetching instead of fetching it twice.
     inflight: Mutex<HashMap<Digest, Slot>>,
     changed: Condvar,
+    /// Bytes downloaded through this cache by this process, whichever
+    /// thread asked for them.
+    downloaded: AtomicU64,
 }
 
 enum Slot {
@@ -54,6 +58,7 @@ impl BlobCache {
             root: root.to_path_buf(),
             inflight: Mutex::new(HashMap::new()),
             changed: Condvar::new(),
+            downloaded: AtomicU64::new(0),
         })
     }
 
@@ -99,9 +104,14 @@ impl BlobCache {
         }
     }
 
+    /// Bytes downloaded so far by this process.
+    pub fn downloaded(&self) -> u64 {
+        self.downloaded.load(Ordering::Relaxed)
+    }
+
     /// Makes sure a good copy of the blob is cached: reuses one (checking
     /// it), waits for another thread that is fetching it, or fetches it.
-    /// Returns the bytes this call transferred.
+    /// The bytes transferred are added to [`BlobCache::downloaded`].
     pub fn ensure(
         &self,
         d: &Digest,
@@ -110,13 +120,13 @@ impl BlobCache {
         attempts: u32,
         download: impl FnMut(u64) -> Result<Download>,
         on_bytes: &dyn Fn(u64),
-    ) -> Result<u64> {
+    ) -> Result<()> {
         {
             let mut slots = self.inflight.lock().expect("not poisoned");
             loop {
                 match slots.get(d) {
                     Some(Slot::Busy) => slots = self.changed.wait(slots).expect("not poisoned"),
-                    Some(Slot::Done) => return Ok(0),
+                    Some(Slot::Done) => return Ok(()),
                     Some(Slot::Failed) => {
                         return Err(Error::Unsupported {
                             what: what.to_string(),
@@ -133,9 +143,13 @@ impl BlobCache {
         let result = match self.has(d, size) {
             Ok(true) => {
                 on_bytes(size);
-                Ok(0)
+                Ok(())
             }
-            Ok(false) => self.fetch(d, size, what, attempts, download, on_bytes),
+            Ok(false) => self
+                .fetch(d, size, what, attempts, download, on_bytes)
+                .map(|n| {
+                    self.downloaded.fetch_add(n, Ordering::Relaxed);
+                }),
             Err(e) => Err(e),
         };
         let slot = if result.is_ok() {

@@ -17,7 +17,7 @@ use crate::reference::Reference;
 use crate::registry::{Registries, RegistryOptions};
 use crate::sink::{copy, DockerArchiveSink, OciDirSink, Sink};
 use crate::source::{RegistryContext, RegistrySource, Root, Source, SourceSpec};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 #[derive(Debug, Serialize)]
@@ -155,13 +155,15 @@ pub fn pack(req: PackRequest) -> Result<PackSummary> {
     });
     pull.finish();
     progress.finish();
-    let downloaded = match (written, downloads) {
-        (Ok(()), None) => 0,
-        (Ok(()), Some(Ok(n))) => n,
+    match (written, downloads) {
         // A failed download is the cause; the writer only saw its echo.
         (_, Some(Err(e))) => return Err(e),
         (Err(e), _) => return Err(e),
-    };
+        (Ok(()), _) => {}
+    }
+    // Counted by the cache: the writer may fetch a blob itself when it gets
+    // there before the pool does.
+    let downloaded = registry.as_ref().map_or(0, |ctx| ctx.cache.downloaded());
     Ok(PackSummary {
         images: plan.images.len(),
         blobs: plan.blobs.len(),
@@ -181,10 +183,9 @@ fn prefetch(
     jobs: usize,
     progress: &Progress,
     stop: &AtomicBool,
-) -> Result<u64> {
+) -> Result<()> {
     let queue = std::sync::Mutex::new(plan.blobs.iter().filter(|b| b.inline.is_none()));
     let problems = std::sync::Mutex::new(Vec::new());
-    let downloaded = AtomicU64::new(0);
     std::thread::scope(|scope| {
         for _ in 0..jobs.max(1) {
             scope.spawn(|| loop {
@@ -194,17 +195,13 @@ fn prefetch(
                 let Some(blob) = queue.lock().expect("not poisoned").next() else {
                     break;
                 };
-                match sources[blob.origin].prefetch(&blob.descriptor, progress) {
-                    Ok(n) => {
-                        downloaded.fetch_add(n, Ordering::Relaxed);
-                    }
-                    Err(e) => problems.lock().expect("not poisoned").push(e),
+                if let Err(e) = sources[blob.origin].prefetch(&blob.descriptor, progress) {
+                    problems.lock().expect("not poisoned").push(e);
                 }
             });
         }
     });
-    Error::many(problems.into_inner().expect("not poisoned"))?;
-    Ok(downloaded.into_inner())
+    Error::many(problems.into_inner().expect("not poisoned"))
 }
 
 /// Reads a `-f LIST` file: one source per line, `#` comments and blank

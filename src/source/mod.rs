@@ -44,10 +44,10 @@ pub trait Source: Send + Sync {
     fn open_blob(&self, blob: &Descriptor) -> Result<Box<dyn Read + Send + '_>>;
 
     /// Makes a blob available locally before it is read (a registry source
-    /// downloads it into its cache) and returns the bytes transferred.
-    /// Called from a pool of network threads; local sources have nothing to do.
-    fn prefetch(&self, _blob: &Descriptor, _progress: &Progress) -> Result<u64> {
-        Ok(0)
+    /// downloads it into its cache). Called from a pool of network threads;
+    /// local sources have nothing to do.
+    fn prefetch(&self, _blob: &Descriptor, _progress: &Progress) -> Result<()> {
+        Ok(())
     }
 }
 

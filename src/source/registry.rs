@@ -310,9 +310,9 @@ impl Source for RegistrySource {
         }
     }
 
-    fn prefetch(&self, blob: &Descriptor, progress: &Progress) -> Result<u64> {
+    fn prefetch(&self, blob: &Descriptor, progress: &Progress) -> Result<()> {
         if media::is_index(&blob.media_type) || media::is_manifest(&blob.media_type) {
-            return Ok(0);
+            return Ok(());
         }
 
         let path = format!("/v2/{}/blobs/{}", self.repository, blob.digest);
