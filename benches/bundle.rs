@@ -5,6 +5,8 @@
 use std::io::Write;
 use std::path::Path;
 
+use airlock::bundle::parity;
+use airlock::bundle::store::{BundleBytes, Part};
 use airlock::bundle::{verify, Bundle, PackOptions};
 use airlock::digest::Digest;
 use airlock::progress::Progress;
@@ -71,6 +73,8 @@ fn benches(c: &mut Criterion) {
             level: 3,
             key: None,
             created: 0,
+            split: None,
+            parity: None,
         };
         airlock::ops::pack(airlock::ops::PackRequest {
             sources: vec![spec.clone()],
@@ -97,6 +101,26 @@ fn benches(c: &mut Criterion) {
             verify(&bundle, &Progress::hidden()).unwrap()
         })
     });
+    g.finish();
+
+    // Parity encode: reading the bundle, hashing every shard, Reed-Solomon,
+    // writing the parity file; the figure `--parity 5` adds to a pack.
+    let len = std::fs::metadata(&out).unwrap().len();
+    let mut g = c.benchmark_group("parity");
+    g.sample_size(10);
+    g.throughput(Throughput::Bytes(len));
+    for percent in [5, 20] {
+        g.bench_function(format!("encode {percent}% of a 64 MiB bundle"), |b| {
+            b.iter(|| {
+                let part = Part::open(&out, 0, 0, None).unwrap();
+                let bytes = BundleBytes::new(vec![part]);
+                let layout = parity::Layout::new(len, percent);
+                let files =
+                    parity::encode(&bytes, &layout, &Digest::of(b"b"), &[], &out, None).unwrap();
+                drop(files); // uncommitted: removed
+            })
+        });
+    }
     g.finish();
 }
 

@@ -47,6 +47,16 @@ impl AtomicFile {
         self.temp.as_file_mut()
     }
 
+    /// The file being written, for positioned writes from several threads.
+    pub fn temp_file(&self) -> &File {
+        self.temp.as_file()
+    }
+
+    /// Where the data is until `commit`.
+    pub fn temp_path(&self) -> &Path {
+        self.temp.path()
+    }
+
     pub fn target(&self) -> &Path {
         &self.target
     }

@@ -26,6 +26,17 @@ impl Digest {
         Digest(format!("sha256:{}", hex::encode(h.finalize())))
     }
 
+    /// The 32 bytes of the hash, for binary formats.
+    pub fn raw_bytes(&self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(self.hex(), &mut out).expect("validated hex");
+        out
+    }
+
+    pub fn from_raw(bytes: [u8; 32]) -> Digest {
+        Digest(format!("sha256:{}", hex::encode(bytes)))
+    }
+
     /// The 64 hex characters, as used in `blobs/sha256/<hex>`.
     pub fn hex(&self) -> &str {
         &self.0["sha256:".len()..]

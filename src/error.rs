@@ -84,6 +84,16 @@ pub enum Error {
     #[error("bundle {}: {problem}", path.display())]
     BadBundle { path: PathBuf, problem: String },
 
+    /// Volumes missing, truncated or damaged, beyond any repair.
+    #[error("bundle {} is damaged:\n{}{}", path.display(), bullets(problems), lost_of(lost))]
+    Damaged {
+        path: PathBuf,
+        problems: Vec<String>,
+        /// What the damage takes away: images, blobs.
+        lost: Vec<String>,
+        hint: String,
+    },
+
     #[error("bundle {}: format version {found} is not supported (this airlock reads version {supported})", path.display())]
     UnsupportedVersion {
         path: PathBuf,
@@ -223,6 +233,7 @@ impl Error {
             Error::BadBundle { .. } => {
                 "the bundle is damaged or incomplete; copy it again from the source media".into()
             }
+            Error::Damaged { hint, .. } => hint.clone(),
             Error::UnsupportedVersion { .. } => {
                 "use the airlock release that wrote the bundle, or a newer one".into()
             }
@@ -260,6 +271,22 @@ impl Error {
             1 => Err(errors.pop().expect("one element")),
             _ => Err(Error::Many(errors)),
         }
+    }
+}
+
+fn bullets(lines: &[String]) -> String {
+    lines
+        .iter()
+        .map(|l| format!("  - {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn lost_of(lost: &[String]) -> String {
+    if lost.is_empty() {
+        String::new()
+    } else {
+        format!("\nlost with it:\n{}", bullets(lost))
     }
 }
 

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use airlock::atomic::AtomicFile;
-use airlock::bundle::{self, sign, Bundle, PackOptions, Unverified, Verified};
+use airlock::bundle::{self, sign, Bundle, OpenOptions, PackOptions, Unverified, Verified};
 use airlock::image::Platform;
 use airlock::ops::{self, ExportTarget};
 use airlock::progress::Progress;
@@ -77,14 +77,30 @@ enum Command {
         /// zstd level, 1 (fastest) to 19.
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
         level: i32,
+        /// Cut the bundle into volumes BUNDLE.001, BUNDLE.002, … of at most
+        /// SIZE, in decimal units as media are sold: 4G (FAT32), 4.7G (DVD),
+        /// 25G (BD-R); 4GiB for binary.
+        #[arg(long, value_name = "SIZE", value_parser = parse_media_size)]
+        split: Option<u64>,
+        /// Add Reed-Solomon parity of PCT percent of the bundle
+        /// (BUNDLE.parity, or parity volumes with --split): it repairs that
+        /// much damage anywhere, or a lost volume if PCT exceeds its share.
+        #[arg(long, value_name = "PCT", value_parser = clap::value_parser!(u32).range(1..=100))]
+        parity: Option<u32>,
         #[command(flatten)]
         output_args: OutputArgs,
     },
     /// Check a bundle's signature and every blob, offline.
     Verify {
+        /// A bundle file, its first volume or the directory of its volumes;
+        /// - reads a stream from standard input.
         bundle: PathBuf,
         #[command(flatten)]
         trust: TrustArgs,
+        /// Report damage that parity could repair, and fail, instead of
+        /// repairing it in memory.
+        #[arg(long)]
+        no_repair: bool,
         /// Worker threads for hashing [default: all cores].
         #[arg(short = 'j', long, value_name = "N")]
         jobs: Option<usize>,
@@ -129,6 +145,14 @@ enum Command {
         /// usually the bottleneck].
         #[arg(short = 'j', long, value_name = "N")]
         jobs: Option<usize>,
+        #[command(flatten)]
+        output_args: OutputArgs,
+    },
+    /// Rebuild a bundle's damaged or missing volumes from its parity, on
+    /// disk, then check the result.
+    Repair {
+        /// A bundle file, any of its volumes, or their directory.
+        bundle: PathBuf,
         #[command(flatten)]
         output_args: OutputArgs,
     },
@@ -299,6 +323,30 @@ fn parse_size(s: &str) -> std::result::Result<u64, String> {
     Ok((v * mult as f64) as u64)
 }
 
+/// Media sizes: decimal units as media are labelled (4.7G is a DVD), with
+/// KiB/MiB/GiB/TiB for binary ones.
+fn parse_media_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim().trim_end_matches(['B', 'b']);
+    let binary = t.ends_with(['i', 'I']);
+    let t = t.trim_end_matches(['i', 'I']);
+    let base: u64 = if binary { 1024 } else { 1000 };
+    let (num, power) = match t.chars().last() {
+        Some('K' | 'k') => (&t[..t.len() - 1], 1),
+        Some('M' | 'm') => (&t[..t.len() - 1], 2),
+        Some('G' | 'g') => (&t[..t.len() - 1], 3),
+        Some('T' | 't') => (&t[..t.len() - 1], 4),
+        _ => (t, 0),
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size like 4G, 4.7G or 700M"))?;
+    if v <= 0.0 {
+        return Err(format!("{s:?} must be more than zero"));
+    }
+    Ok((v * base.pow(power) as f64) as u64)
+}
+
 fn set_jobs(jobs: Option<usize>) -> Result<()> {
     if let Some(n) = jobs {
         if n == 0 {
@@ -313,7 +361,23 @@ fn set_jobs(jobs: Option<usize>) -> Result<()> {
 }
 
 fn trusted(path: &Path, trust: &TrustArgs) -> Result<(Bundle<Verified>, Option<String>)> {
-    let bundle = Bundle::<Unverified>::open(path)?;
+    trusted_with(path, trust, OpenOptions::FULL, false)
+}
+
+/// Opens (checking volumes and parity, repairing if allowed) and checks the
+/// signature. Notices about volumes go to stderr unless `quiet`.
+fn trusted_with(
+    path: &Path,
+    trust: &TrustArgs,
+    options: OpenOptions,
+    quiet: bool,
+) -> Result<(Bundle<Verified>, Option<String>)> {
+    let bundle = Bundle::<Unverified>::open_with(path, options)?;
+    if !quiet {
+        for note in bundle.file().notices() {
+            eprintln!("note: {note}");
+        }
+    }
     match &trust.public_key {
         Some(key_path) => {
             let key = sign::load_public(key_path)?;
@@ -400,6 +464,8 @@ fn run(command: Command) -> Result<()> {
             registry,
             jobs,
             level,
+            split,
+            parity,
             output_args,
         } => {
             set_jobs(jobs)?;
@@ -418,6 +484,8 @@ fn run(command: Command) -> Result<()> {
                 level,
                 key,
                 created: created_now(),
+                split,
+                parity,
             };
             let summary = ops::pack(ops::PackRequest {
                 sources,
@@ -450,6 +518,7 @@ fn run(command: Command) -> Result<()> {
         Command::Verify {
             bundle: path,
             trust,
+            no_repair,
             jobs,
             output_args,
         } => {
@@ -463,7 +532,12 @@ fn run(command: Command) -> Result<()> {
                 let report = bundle::verify_stream(std::io::stdin().lock(), key.as_ref())?;
                 (report, key.as_ref().map(sign::key_id))
             } else {
-                let (bundle, key_id) = trusted(&path, &trust)?;
+                let options = OpenOptions {
+                    check: true,
+                    repair: !no_repair,
+                };
+                let quiet = output_args.quiet || output_args.json;
+                let (bundle, key_id) = trusted_with(&path, &trust, options, quiet)?;
                 let total = bundle.manifest().blobs.iter().map(|b| b.size).sum();
                 let progress =
                     Progress::new(total, "verify", output_args.quiet || output_args.json);
@@ -575,8 +649,47 @@ fn run(command: Command) -> Result<()> {
                 ))),
             }
         }
+        Command::Repair {
+            bundle: path,
+            output_args,
+        } => {
+            let report = bundle::repair(&path)?;
+            if output_args.json {
+                print_json(&report);
+            } else if !output_args.quiet {
+                if report.rewritten.is_empty() && report.moved.is_empty() {
+                    eprintln!("nothing to repair: every volume and parity file checks out");
+                }
+                for line in &report.moved {
+                    eprintln!("moved {line}");
+                }
+                for line in &report.rewritten {
+                    eprintln!("rewrote {line}");
+                }
+                if !report.rewritten.is_empty() {
+                    eprintln!(
+                        "repaired: {} shard(s) rebuilt; the bundle checks out",
+                        report.shards_rebuilt
+                    );
+                }
+            }
+            Ok(())
+        }
         Command::Inspect { bundle, json } => {
-            let b = Bundle::<Unverified>::open(&bundle)?;
+            // Only labels and structure: hashing every volume is verify's
+            // job. If that much fails, a full check names the damage (and
+            // parity may repair it).
+            let quick = OpenOptions {
+                check: false,
+                repair: true,
+            };
+            let b = match Bundle::<Unverified>::open_with(&bundle, quick) {
+                Err(Error::BadBundle { .. }) => Bundle::<Unverified>::open(&bundle)?,
+                other => other?,
+            };
+            for note in b.file().notices() {
+                eprintln!("note: {note}");
+            }
             let report = ops::inspect(&b)?;
             if json {
                 print_json(&report);

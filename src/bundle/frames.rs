@@ -18,7 +18,33 @@ use zeekstd::SeekTable;
 
 type Compressed = io::Result<(Vec<u8>, u32)>;
 
-pub struct FrameWriter<W: Write + Send + 'static> {
+/// Where compressed frames go, in order: one stream, or volumes.
+pub trait FrameSink: Send {
+    /// Writes one frame and logs it (and anything written before it, such
+    /// as a volume label) in the seek table.
+    fn put(&mut self, frame: &[u8], d_size: u32, table: &mut SeekTable) -> io::Result<()>;
+    /// Writes the seek table after the last frame.
+    fn end(&mut self, table: SeekTable) -> io::Result<()>;
+}
+
+/// A plain stream: frames back to back, then the seek table.
+pub struct Stream<W>(pub W);
+
+impl<W: Write + Send> FrameSink for Stream<W> {
+    fn put(&mut self, frame: &[u8], d_size: u32, table: &mut SeekTable) -> io::Result<()> {
+        self.0.write_all(frame)?;
+        table
+            .log_frame(frame.len() as u32, d_size)
+            .map_err(|e| io::Error::other(format!("seek table: {e}")))
+    }
+
+    fn end(&mut self, table: SeekTable) -> io::Result<()> {
+        io::copy(&mut table.into_serializer(), &mut self.0)?;
+        self.0.flush()
+    }
+}
+
+pub struct FrameWriter<W: FrameSink + 'static> {
     level: i32,
     submitted: u64,
     outstanding: u64,
@@ -48,7 +74,7 @@ fn compress(data: &[u8], level: i32) -> io::Result<Vec<u8>> {
 
 /// Writes frames in sequence order as they arrive, then the seek table.
 fn write_in_order(
-    out: &mut impl Write,
+    out: &mut impl FrameSink,
     frames: mpsc::Receiver<(u64, Compressed)>,
     credits: mpsc::Sender<()>,
 ) -> io::Result<()> {
@@ -59,10 +85,7 @@ fn write_in_order(
         pending.insert(seq, frame);
         while let Some(frame) = pending.remove(&next) {
             let (compressed, d_size) = frame?;
-            out.write_all(&compressed)?;
-            table
-                .log_frame(compressed.len() as u32, d_size)
-                .map_err(|e| io::Error::other(format!("seek table: {e}")))?;
+            out.put(&compressed, d_size, &mut table)?;
             next += 1;
             let _ = credits.send(());
         }
@@ -70,11 +93,10 @@ fn write_in_order(
     if !pending.is_empty() {
         return Err(io::Error::other("a compressed frame went missing"));
     }
-    io::copy(&mut table.into_serializer(), out)?;
-    out.flush()
+    out.end(table)
 }
 
-impl<W: Write + Send + 'static> FrameWriter<W> {
+impl<W: FrameSink + 'static> FrameWriter<W> {
     pub fn new(out: W, level: i32) -> FrameWriter<W> {
         let (to_writer, frames) = mpsc::channel();
         let (credits, written) = mpsc::channel();
@@ -140,7 +162,7 @@ impl<W: Write + Send + 'static> FrameWriter<W> {
 /// On an error path the writer thread still owns the output; join it so the
 /// output is dropped (an unfinished bundle's temporary file removed) before
 /// the error reaches the user and the process exits.
-impl<W: Write + Send + 'static> Drop for FrameWriter<W> {
+impl<W: FrameSink + 'static> Drop for FrameWriter<W> {
     fn drop(&mut self) {
         self.to_writer = None;
         if let Some(writer) = self.writer.take() {

@@ -11,7 +11,6 @@
 //! checksums, blob digests), so a forged table can only cause a refusal.
 
 use std::collections::HashSet;
-use std::fs::File;
 use std::io::{self, BufRead, Read};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
@@ -21,6 +20,8 @@ use zeekstd::SeekTable;
 
 use super::format::*;
 use super::sign::Envelope;
+use super::store::BundleBytes;
+use super::volume::{Label, LABEL_LEN};
 use crate::digest::Digest;
 use crate::error::{into_io, Error, Result};
 use crate::image::Descriptor;
@@ -47,73 +48,160 @@ pub struct Member {
 
 pub struct BundleFile {
     path: PathBuf,
-    /// The whole file, mapped: frames decompress straight from the page
-    /// cache without a copy. Like any mmap reader, this assumes nobody
-    /// truncates the file while airlock reads it.
-    map: memmap2::Mmap,
+    /// The bundle's bytes: one mapped file, or volumes, plus anything
+    /// rebuilt from parity. Frames decompress straight from the page cache.
+    bytes: BundleBytes,
     frames: Vec<Frame>,
     members: Vec<Member>,
+    /// What opening found and did (volumes repaired, out of order…).
+    notices: Vec<String>,
+    /// The bundle id that volume labels and parity claim; the signed
+    /// manifest must have it.
+    claimed_id: Option<Digest>,
+}
+
+/// How hard opening looks at the bytes before reading them.
+#[derive(Clone, Copy, Debug)]
+pub struct OpenOptions {
+    /// Hash every volume (or every parity shard) first, so damage is found
+    /// and named by volume before anything is read. `inspect` skips this.
+    pub check: bool,
+    /// Rebuild damage from parity in memory instead of failing.
+    pub repair: bool,
+}
+
+impl OpenOptions {
+    pub const FULL: OpenOptions = OpenOptions {
+        check: true,
+        repair: true,
+    };
 }
 
 impl BundleFile {
+    /// Opens a bundle file, a volume set (by any volume, its `NAME`, or its
+    /// directory), with parity found beside it, checking it all first.
     pub fn open(path: &Path) -> Result<BundleFile> {
-        let bad = |p: String| Error::bad_bundle(path, p);
-        let file = File::open(path).map_err(|e| Error::io("open bundle", path, e))?;
-        let len = file
-            .metadata()
-            .map_err(|e| Error::io("stat", path, e))?
-            .len();
-        let no_table = |why: &str| {
-            bad(format!(
-                "no valid seek table at the end of the file ({why}): it is truncated, damaged, or not an airlock bundle"
-            ))
-        };
-        if len < SEEK_TABLE_MIN {
-            return Err(no_table("the file is too short"));
-        }
-        // SAFETY: the map is read-only and private to this process; see the
-        // field's note on concurrent truncation.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io("map", path, e))?;
-        check_seek_table_footer(&map).map_err(|why| no_table(&why))?;
-        let table = SeekTable::from_seekable(&mut zeekstd::BytesWrapper::new(&map))
-            .map_err(|e| no_table(&e.to_string()))?;
-        let table_len = table.clone().into_serializer().encoded_len() as u64;
-        if table.size_comp() + table_len != len {
-            return Err(bad(format!(
-                "the seek table accounts for {} bytes but the file has {len}: it is truncated or has data appended",
-                table.size_comp() + table_len
-            )));
-        }
-        let frames = (0..table.num_frames())
-            .map(|i| -> Result<Frame> {
-                let c_size = table.frame_size_comp(i).map_err(|e| bad(e.to_string()))?;
-                let d_size = table.frame_size_decomp(i).map_err(|e| bad(e.to_string()))?;
-                Ok(Frame {
-                    c_offset: table.frame_start_comp(i).map_err(|e| bad(e.to_string()))?,
-                    c_size: c_size as u32,
-                    d_size: d_size as u32,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let max_c = zstd::zstd_safe::compress_bound(MAX_FRAME_DATA) as u32;
-        if let Some((i, f)) = frames
-            .iter()
-            .enumerate()
-            .find(|(_, f)| f.d_size as usize > MAX_FRAME_DATA || f.c_size > max_c)
-        {
-            return Err(bad(format!(
-                "the seek table gives frame {i} {} bytes ({} compressed), more than the format allows",
-                f.d_size, f.c_size
-            )));
-        }
+        BundleFile::open_with(path, OpenOptions::FULL)
+    }
+
+    pub fn open_with(path: &Path, options: OpenOptions) -> Result<BundleFile> {
+        let opened = super::damage::open_bytes(path, options)?;
+        let mut file = BundleFile::from_bytes(opened.path, opened.bytes)?;
+        file.notices = opened.notices;
+        file.claimed_id = opened.claimed_id;
+        Ok(file)
+    }
+
+    /// Indexes a bundle whose bytes are assembled.
+    pub(crate) fn from_bytes(path: PathBuf, bytes: BundleBytes) -> Result<BundleFile> {
+        let (frames, labels) = read_seek_table(&path, &bytes)?;
         let mut bundle = BundleFile {
-            path: path.to_path_buf(),
-            map,
+            path,
+            bytes,
             frames,
             members: Vec::new(),
+            notices: Vec::new(),
+            claimed_id: None,
         };
+        bundle.check_labels(&labels)?;
         bundle.members = bundle.index_members()?;
         Ok(bundle)
+    }
+
+    /// Locates members from their sizes alone, without reading headers, for
+    /// describing damage when headers may be unreadable.
+    pub(crate) fn from_sizes(
+        path: PathBuf,
+        bytes: BundleBytes,
+        names_and_sizes: &[(String, u64)],
+    ) -> Result<BundleFile> {
+        let (frames, _) = read_seek_table(&path, &bytes)?;
+        let mut members = Vec::new();
+        let mut i = 0;
+        for (position, (name, size)) in names_and_sizes.iter().enumerate() {
+            let first_frame = i + 1;
+            let mut covered = 0;
+            let mut j = first_frame;
+            while covered < padded(*size) {
+                let f = frames.get(j).ok_or_else(|| {
+                    Error::bad_bundle(&path, "the seek table does not match the signed manifest")
+                })?;
+                covered += f.d_size as u64;
+                j += 1;
+            }
+            members.push(Member {
+                name: name.clone(),
+                size: *size,
+                position,
+                first_frame,
+                end_frame: j,
+            });
+            i = j;
+        }
+        Ok(BundleFile {
+            path,
+            bytes,
+            frames,
+            members,
+            notices: Vec::new(),
+            claimed_id: None,
+        })
+    }
+
+    /// The size the first member's header declares.
+    pub(crate) fn first_member_size(&self) -> Result<u64> {
+        let mut buf = Vec::new();
+        self.read_frame(0, &mut decompressor()?, &mut buf)?;
+        parse_header(&buf)
+            .map(|(_, size)| size)
+            .map_err(|p| Error::bad_bundle(&self.path, p))
+    }
+
+    pub(crate) fn into_bytes(self) -> BundleBytes {
+        self.bytes
+    }
+
+    /// The byte range a member's frames (header included) occupy.
+    pub(crate) fn member_range(&self, m: &Member) -> (u64, u64) {
+        let first = self.frames[m.first_frame - 1];
+        let last = self.frames[m.end_frame - 1];
+        (first.c_offset, last.c_offset + last.c_size as u64)
+    }
+
+    pub fn notices(&self) -> &[String] {
+        &self.notices
+    }
+
+    pub(crate) fn claimed_id(&self) -> Option<&Digest> {
+        self.claimed_id.as_ref()
+    }
+
+    /// Labels inside the bundle must be well formed and agree on the bundle.
+    fn check_labels(&mut self, labels: &[u64]) -> Result<()> {
+        for &at in labels {
+            let raw = self
+                .bytes
+                .read(at, LABEL_LEN)
+                .map_err(|gap| Error::bad_bundle(&self.path, self.bytes.describe_gap(gap)))?;
+            let label = Label::decode(&raw).map_err(|why| {
+                Error::bad_bundle(&self.path, format!("the volume label at byte {at}: {why}"))
+            })?;
+            match &self.claimed_id {
+                Some(id) if *id != label.bundle_id => {
+                    return Err(Error::bad_bundle(
+                        &self.path,
+                        format!(
+                            "volume {} belongs to bundle {}, the others to {}",
+                            label.number,
+                            label.bundle_id.short(),
+                            id.short()
+                        ),
+                    ))
+                }
+                _ => self.claimed_id = Some(label.bundle_id),
+            }
+        }
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -141,25 +229,27 @@ impl BundleFile {
             Some(m) => format!("frame {i} (member {})", m.name),
             None => format!("frame {i}"),
         };
-        let start = f.c_offset as usize;
-        let compressed = &self.map[start..start + f.c_size as usize];
+        let compressed = self
+            .bytes
+            .read(f.c_offset, f.c_size as usize)
+            .map_err(|gap| {
+                Error::bad_bundle(
+                    &self.path,
+                    format!(
+                        "{} cannot be read: {}",
+                        what(),
+                        self.bytes.describe_gap(gap)
+                    ),
+                )
+            })?;
         out.resize(f.d_size as usize, 0);
         let n = dctx
             .zstd
-            .decompress_to_buffer(compressed, &mut out[..])
+            .decompress_to_buffer(&compressed[..], &mut out[..])
             .map_err(|e| Error::bad_bundle(&self.path, format!("{} is damaged: {e}", what())))?;
-        // Done with these pages: drop them from our resident set so memory
-        // stays bounded by frames in flight, not by the bundle's size. The
-        // map is read-only and file-backed, so a later touch of the same
-        // pages (a neighbouring frame) simply reloads identical bytes.
-        // SAFETY: see above; no data can be lost from a read-only map.
-        let _ = unsafe {
-            self.map.unchecked_advise_range(
-                memmap2::UncheckedAdvice::DontNeed,
-                start,
-                f.c_size as usize,
-            )
-        };
+        drop(compressed);
+        // Done with these pages: see `BundleBytes::release`.
+        self.bytes.release(f.c_offset, f.c_size as usize);
         if n != f.d_size as usize {
             return Err(Error::bad_bundle(
                 &self.path,
@@ -288,6 +378,86 @@ impl BundleFile {
 /// A zstd decompression context, reused across frames.
 struct Dctx {
     zstd: zstd::bulk::Decompressor<'static>,
+}
+
+/// Reads the seek table at the end of the bundle: data frames, and the
+/// offsets of volume labels (entries with no decompressed bytes).
+fn read_seek_table(path: &Path, bytes: &BundleBytes) -> Result<(Vec<Frame>, Vec<u64>)> {
+    let bad = |p: String| Error::bad_bundle(path, p);
+    let no_table = |why: &str| {
+        bad(format!(
+            "no valid seek table at the end of the file ({why}): it is truncated, damaged, or not an airlock bundle"
+        ))
+    };
+    let len = bytes.len();
+    if len < SEEK_TABLE_MIN {
+        return Err(no_table("the file is too short"));
+    }
+    let unreadable = |gap| no_table(&bytes.describe_gap(gap));
+    let footer = bytes.read(len - 9, 9).map_err(unreadable)?;
+    let (table_len, frames) = seek_table_len(&footer).map_err(|why| no_table(&why))?;
+    if table_len > len {
+        return Err(no_table(&format!(
+            "it claims {frames} frames, more than the file can hold"
+        )));
+    }
+    let tail = bytes
+        .read(len - table_len, table_len as usize)
+        .map_err(unreadable)?;
+    check_seek_table_footer(&tail).map_err(|why| no_table(&why))?;
+    let table = SeekTable::from_seekable(&mut zeekstd::BytesWrapper::new(&tail))
+        .map_err(|e| no_table(&e.to_string()))?;
+    if table.size_comp() + table_len != len {
+        return Err(bad(format!(
+            "the seek table accounts for {} bytes but the file has {len}: it is truncated or has data appended",
+            table.size_comp() + table_len
+        )));
+    }
+    let mut frames = Vec::new();
+    let mut labels = Vec::new();
+    for i in 0..table.num_frames() {
+        let c_size = table.frame_size_comp(i).map_err(|e| bad(e.to_string()))?;
+        let d_size = table.frame_size_decomp(i).map_err(|e| bad(e.to_string()))?;
+        let c_offset = table.frame_start_comp(i).map_err(|e| bad(e.to_string()))?;
+        if d_size == 0 {
+            if c_size as usize != LABEL_LEN {
+                return Err(bad(format!(
+                    "frame {i} at byte {c_offset} is empty but is not a volume label"
+                )));
+            }
+            labels.push(c_offset);
+            continue;
+        }
+        frames.push(Frame {
+            c_offset,
+            c_size: c_size as u32,
+            d_size: d_size as u32,
+        });
+    }
+    let max_c = zstd::zstd_safe::compress_bound(MAX_FRAME_DATA) as u32;
+    if let Some((i, f)) = frames
+        .iter()
+        .enumerate()
+        .find(|(_, f)| f.d_size as usize > MAX_FRAME_DATA || f.c_size > max_c)
+    {
+        return Err(bad(format!(
+            "the seek table gives frame {i} {} bytes ({} compressed), more than the format allows",
+            f.d_size, f.c_size
+        )));
+    }
+    Ok((frames, labels))
+}
+
+/// The seek table's length (skippable frame included) and frame count, from
+/// its 9-byte footer.
+fn seek_table_len(footer: &[u8]) -> std::result::Result<(u64, u64), String> {
+    let le32 = |at: usize| u32::from_le_bytes(footer[at..at + 4].try_into().expect("4 bytes"));
+    if le32(5) != zeekstd::SEEKABLE_MAGIC_NUMBER {
+        return Err("the seekable-format magic number is missing".into());
+    }
+    let entry = if footer[4] & 0x80 != 0 { 12 } else { 8 };
+    let frames = le32(0) as u64;
+    Ok((SEEK_TABLE_MIN + frames * entry, frames))
 }
 
 /// Skippable frame header (8) plus seek table footer (9), with no entries.
@@ -453,7 +623,13 @@ impl Bundle<Unverified> {
     /// Opens a bundle and reads its manifest. The format version is checked
     /// before anything else in the manifest is interpreted.
     pub fn open(path: &Path) -> Result<Bundle<Unverified>> {
-        let file = BundleFile::open(path)?;
+        Bundle::open_with(path, OpenOptions::FULL)
+    }
+
+    pub fn open_with(path: &Path, options: OpenOptions) -> Result<Bundle<Unverified>> {
+        let file = BundleFile::open_with(path, options)?;
+        let path = file.path.clone();
+        let path = &path;
         let bad = |p: String| Error::bad_bundle(path, p);
         let first = file
             .members
@@ -471,11 +647,19 @@ impl Bundle<Unverified> {
         }
         let payload = envelope.payload_bytes().map_err(bad)?;
         let manifest = parse_manifest(path, &payload)?;
+        let id = Digest::of(&payload);
+        if let Some(claimed) = file.claimed_id().filter(|&c| *c != id) {
+            return Err(bad(format!(
+                "its volume labels or parity name bundle {}, but its signed manifest is {}: the files come from different bundles",
+                claimed.short(),
+                id.short()
+            )));
+        }
         Ok(Bundle {
             file,
             envelope,
             manifest,
-            id: Digest::of(&payload),
+            id,
             _state: PhantomData,
         })
     }

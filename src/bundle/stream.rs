@@ -263,5 +263,6 @@ pub fn verify_stream(input: impl Read, key: Option<&VerifyingKey>) -> Result<sup
         blobs: manifest.blobs.len(),
         bytes: manifest.blobs.iter().map(|b| b.size).sum(),
         signed_by: None,
+        notices: Vec::new(),
     })
 }

@@ -23,6 +23,9 @@ pub struct VerifyReport {
     pub bytes: u64,
     /// The key id that signed it, when one was checked.
     pub signed_by: Option<String>,
+    /// What opening found and did: volumes repaired from parity, files
+    /// named out of order, damaged parity.
+    pub notices: Vec<String>,
 }
 
 /// Checks everything; all problems are reported together.
@@ -174,6 +177,7 @@ pub fn verify(bundle: &Bundle<Verified>, progress: &Progress) -> Result<VerifyRe
         blobs: manifest.blobs.len(),
         bytes: manifest.blobs.iter().map(|b| b.size).sum(),
         signed_by: None,
+        notices: file.notices().to_vec(),
     })
 }
 

@@ -5,35 +5,147 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
+use zeekstd::SeekTable;
 
 use super::format::*;
-use super::frames::FrameWriter;
+use super::frames::{FrameSink, FrameWriter, Stream};
+use super::parity;
 use super::sign::Envelope;
+use super::store::{BundleBytes, Part};
+use super::volume::{remove_stale, SplitOutput};
 use crate::atomic::AtomicFile;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::plan::{Plan, PlannedBlob};
 use crate::sink::Sink;
 
-/// Where a finished bundle goes: a file renamed into place, or a stream.
-pub trait Output: Write + Send {
-    fn commit(self: Box<Self>) -> Result<()>;
+/// Where a finished bundle goes: a file renamed into place, volumes, or a
+/// stream. Frames flow in through [`FrameSink`]; `commit` makes it final.
+pub trait Output: FrameSink {
+    fn commit(self: Box<Self>, bundle_id: &Digest) -> Result<()>;
 }
 
-impl Output for AtomicFile {
-    fn commit(self: Box<Self>) -> Result<()> {
-        AtomicFile::commit(*self)
+impl FrameSink for Box<dyn Output> {
+    fn put(&mut self, frame: &[u8], d_size: u32, table: &mut SeekTable) -> io::Result<()> {
+        (**self).put(frame, d_size, table)
+    }
+    fn end(&mut self, table: SeekTable) -> io::Result<()> {
+        (**self).end(table)
     }
 }
 
 /// Standard output, for `pack -o -` on one-way links. A failed pack leaves
 /// a stream without its end marker and seek table, which readers refuse.
-impl Output for io::Stdout {
-    fn commit(self: Box<Self>) -> Result<()> {
-        self.lock()
+impl Output for Stream<io::Stdout> {
+    fn commit(self: Box<Self>, _: &Digest) -> Result<()> {
+        self.0
+            .lock()
             .flush()
             .map_err(|e| Error::io("write", "standard output", e))
     }
+}
+
+/// One file, with its parity file when asked for.
+struct FileOutput {
+    stream: Stream<AtomicFile>,
+    parity: Option<u32>,
+}
+
+impl FrameSink for FileOutput {
+    fn put(&mut self, frame: &[u8], d_size: u32, table: &mut SeekTable) -> io::Result<()> {
+        self.stream.put(frame, d_size, table)
+    }
+    fn end(&mut self, table: SeekTable) -> io::Result<()> {
+        self.stream.end(table)
+    }
+}
+
+impl Output for FileOutput {
+    fn commit(self: Box<Self>, bundle_id: &Digest) -> Result<()> {
+        let file = self.stream.0;
+        let target = file.target().to_path_buf();
+        let parity = match self.parity {
+            Some(percent) => {
+                let part = Part::open(file.temp_path(), 0, 0, None)?;
+                write_parity(vec![part], percent, bundle_id, &[], &target, None)?
+            }
+            None => Vec::new(),
+        };
+        file.commit()?;
+        remove_stale(&target, 0, &parity);
+        Ok(())
+    }
+}
+
+/// Volumes of at most `limit` bytes, with parity volumes when asked for.
+struct VolumeOutput {
+    split: SplitOutput,
+    target: PathBuf,
+    limit: u64,
+    parity: Option<u32>,
+}
+
+impl FrameSink for VolumeOutput {
+    fn put(&mut self, frame: &[u8], d_size: u32, table: &mut SeekTable) -> io::Result<()> {
+        self.split.put(frame, d_size, table)
+    }
+    fn end(&mut self, table: SeekTable) -> io::Result<()> {
+        self.split.end(table)
+    }
+}
+
+impl Output for VolumeOutput {
+    fn commit(self: Box<Self>, bundle_id: &Digest) -> Result<()> {
+        let volumes = self.split.finish_labels(bundle_id)?;
+        let parity = match self.parity {
+            Some(percent) => {
+                let mut parts = Vec::new();
+                let mut start = 0;
+                for (i, v) in volumes.iter().enumerate() {
+                    let part = Part::open(v.temp_path(), i as u32 + 1, start, None)?;
+                    start = part.end();
+                    parts.push(part);
+                }
+                let lengths: Vec<u64> = parts.iter().map(|p| p.len).collect();
+                write_parity(
+                    parts,
+                    percent,
+                    bundle_id,
+                    &lengths,
+                    &self.target,
+                    Some(self.limit),
+                )?
+            }
+            None => Vec::new(),
+        };
+        // The first volume last: a set is found through it, so an interrupted
+        // commit never leaves a set that looks whole.
+        let count = volumes.len() as u32;
+        for v in volumes.into_iter().rev() {
+            v.commit()?;
+        }
+        remove_stale(&self.target, count, &parity);
+        Ok(())
+    }
+}
+
+/// Encodes and commits parity for finished (not yet committed) data.
+fn write_parity(
+    parts: Vec<Part>,
+    percent: u32,
+    bundle_id: &Digest,
+    volume_lengths: &[u64],
+    target: &Path,
+    split: Option<u64>,
+) -> Result<Vec<PathBuf>> {
+    let bytes = BundleBytes::new(parts);
+    let layout = parity::Layout::new(bytes.len(), percent);
+    let files = parity::encode(&bytes, &layout, bundle_id, volume_lengths, target, split)?;
+    let paths = files.iter().map(|f| f.target().to_path_buf()).collect();
+    for f in files {
+        f.commit()?;
+    }
+    Ok(paths)
 }
 
 pub struct PackOptions {
@@ -41,13 +153,21 @@ pub struct PackOptions {
     pub key: Option<SigningKey>,
     /// Seconds since the epoch; also every member's mtime.
     pub created: i64,
+    /// Cut the bundle into volumes of at most this many bytes.
+    pub split: Option<u64>,
+    /// Add Reed-Solomon parity of this many percent.
+    pub parity: Option<u32>,
 }
 
 pub struct BundleWriter {
     frames: FrameWriter<Box<dyn Output>>,
     options: PackOptions,
+    /// Decompressed bytes per data frame.
+    frame_data: usize,
     /// For messages.
     path: PathBuf,
+    /// The digest of the signed manifest, once `begin` wrote it.
+    id: Option<Digest>,
 }
 
 impl BundleWriter {
@@ -55,21 +175,46 @@ impl BundleWriter {
     /// `-` writes to standard output.
     pub fn to_file(path: &Path, options: PackOptions) -> Result<BundleWriter> {
         if path == Path::new("-") {
+            if options.split.is_some() || options.parity.is_some() {
+                return Err(Error::Usage(
+                    "--split and --parity write files; they cannot be used with -o -".into(),
+                ));
+            }
             return Ok(BundleWriter::new(
-                Box::new(io::stdout()),
+                Box::new(Stream(io::stdout())),
                 Path::new("standard output"),
                 options,
             ));
         }
-        let file = AtomicFile::create(path)?;
-        Ok(BundleWriter::new(Box::new(file), path, options))
+        if options.parity.is_some_and(|p| !(1..=100).contains(&p)) {
+            return Err(Error::Usage(
+                "--parity takes a percentage from 1 to 100".into(),
+            ));
+        }
+        let out: Box<dyn Output> = match options.split {
+            Some(limit) => Box::new(VolumeOutput {
+                split: SplitOutput::new(path, limit)?,
+                target: path.to_path_buf(),
+                limit,
+                parity: options.parity,
+            }),
+            None => Box::new(FileOutput {
+                stream: Stream(AtomicFile::create(path)?),
+                parity: options.parity,
+            }),
+        };
+        Ok(BundleWriter::new(out, path, options))
     }
 
     pub fn new(out: Box<dyn Output>, name: &Path, options: PackOptions) -> BundleWriter {
         BundleWriter {
             frames: FrameWriter::new(out, options.level),
+            frame_data: options
+                .split
+                .map_or(MAX_FRAME_DATA, SplitOutput::frame_data),
             options,
             path: name.to_path_buf(),
+            id: None,
         }
     }
 
@@ -98,7 +243,7 @@ impl BundleWriter {
         self.frames.frame(header).map_err(|e| self.io(e))?;
         let mut remaining = size;
         loop {
-            let take = remaining.min(MAX_FRAME_DATA as u64) as usize;
+            let take = remaining.min(self.frame_data as u64) as usize;
             let last = take as u64 == remaining;
             let mut buf = Vec::with_capacity(if last {
                 padded(take as u64) as usize
@@ -186,6 +331,7 @@ impl Sink for BundleWriter {
                 .collect(),
         };
         let payload = serde_json::to_vec(&manifest).expect("JSON values serialise");
+        self.id = Some(Digest::of(&payload));
         let envelope = Envelope::new(PAYLOAD_TYPE, &payload, self.options.key.as_ref());
         let envelope = serde_json::to_vec(&envelope).expect("JSON values serialise");
         self.member(ENVELOPE_NAME, envelope.len() as u64, &mut &envelope[..])?;
@@ -209,6 +355,6 @@ impl Sink for BundleWriter {
             .frames
             .finish()
             .map_err(|e| Error::io("write", &path, e))?;
-        out.commit()
+        out.commit(self.id.as_ref().expect("begin ran"))
     }
 }

@@ -736,6 +736,8 @@ fn referrers_without_a_tag_update_the_fallback_index_of_their_subject() {
             level: 3,
             key: None,
             created: 0,
+            split: None,
+            parity: None,
         },
     )
     .unwrap();

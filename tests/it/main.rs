@@ -11,3 +11,4 @@ mod pack;
 mod pull;
 mod sources;
 mod util;
+mod volumes;
