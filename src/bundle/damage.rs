@@ -550,20 +550,7 @@ fn describe_loss(path: &Path, bytes: BundleBytes, ranges: &[(u64, u64)]) -> Vec<
             "the signed manifest at the start of the first volume, or the seek table at the end of the last, is lost, so no content can be identified".into(),
         ];
     };
-    let mut members = vec![
-        (ENVELOPE_NAME.to_string(), envelope_size),
-        (
-            OCI_LAYOUT_NAME.to_string(),
-            crate::sink::OCI_LAYOUT.len() as u64,
-        ),
-        (INDEX_NAME.to_string(), manifest.index.size),
-    ];
-    members.extend(
-        manifest
-            .blobs
-            .iter()
-            .map(|b| (b.digest.layout_path(), b.size)),
-    );
+    let members = manifest.members(envelope_size);
     let Ok(file) = BundleFile::from_sizes(path.to_path_buf(), bytes, &members) else {
         return vec!["the seek table does not match the signed manifest; which content is lost cannot be told".into()];
     };

@@ -72,6 +72,23 @@ pub struct BlobRecord {
     pub media_type: String,
 }
 
+impl BundleManifest {
+    /// The tar members this manifest calls for, in order, with their sizes
+    /// (§3); the envelope's own size is known only from its header.
+    pub fn members(&self, envelope_size: u64) -> Vec<(String, u64)> {
+        let mut members = vec![
+            (ENVELOPE_NAME.to_string(), envelope_size),
+            (
+                OCI_LAYOUT_NAME.to_string(),
+                crate::sink::OCI_LAYOUT.len() as u64,
+            ),
+            (INDEX_NAME.to_string(), self.index.size),
+        ];
+        members.extend(self.blobs.iter().map(|b| (b.digest.layout_path(), b.size)));
+        members
+    }
+}
+
 /// Rounds a member size up to whole tar blocks.
 pub fn padded(size: u64) -> u64 {
     size.div_ceil(BLOCK as u64) * BLOCK as u64

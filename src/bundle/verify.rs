@@ -36,20 +36,7 @@ pub fn verify(bundle: &Bundle<Verified>, progress: &Progress) -> Result<VerifyRe
     let bad = |p: String| Error::bad_bundle(path, p);
 
     // 1. The members are exactly the ones the signed manifest names, in order.
-    let mut expected: Vec<(String, u64)> = vec![
-        (ENVELOPE_NAME.to_string(), file.members()[0].size),
-        (
-            OCI_LAYOUT_NAME.to_string(),
-            crate::sink::OCI_LAYOUT.len() as u64,
-        ),
-        (INDEX_NAME.to_string(), manifest.index.size),
-    ];
-    expected.extend(
-        manifest
-            .blobs
-            .iter()
-            .map(|b| (b.digest.layout_path(), b.size)),
-    );
+    let expected = manifest.members(file.members()[0].size);
     for (i, (name, size)) in expected.iter().enumerate() {
         let Some(m) = file.members().get(i) else {
             return Err(bad(format!(
