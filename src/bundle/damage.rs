@@ -315,14 +315,7 @@ fn place_volumes(
 fn lengths_from_seek_table(last: &Path, count: u32) -> Option<Vec<u64>> {
     let part = Part::open(last, count, 0, None).ok()?;
     let bytes = BundleBytes::new(vec![part]);
-    let len = bytes.len();
-    let footer = bytes.read(len.checked_sub(9)?, 9).ok()?;
-    let frames = u32::from_le_bytes(footer[0..4].try_into().ok()?) as u64;
-    let table_len = 17 + frames * if footer[4] & 0x80 != 0 { 12 } else { 8 };
-    let table = bytes
-        .read(len.checked_sub(table_len)?, table_len as usize)
-        .ok()?;
-    let table = zeekstd::SeekTable::from_seekable(&mut zeekstd::BytesWrapper::new(&table)).ok()?;
+    let (table, table_len) = super::reader::seek_table_at_end(&bytes).ok()?;
     let mut starts = Vec::new();
     for i in 0..table.num_frames() {
         if table.frame_size_decomp(i).ok()? == 0 {

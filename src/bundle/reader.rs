@@ -390,23 +390,7 @@ fn read_seek_table(path: &Path, bytes: &BundleBytes) -> Result<(Vec<Frame>, Vec<
         ))
     };
     let len = bytes.len();
-    if len < SEEK_TABLE_MIN {
-        return Err(no_table("the file is too short"));
-    }
-    let unreadable = |gap| no_table(&bytes.describe_gap(gap));
-    let footer = bytes.read(len - 9, 9).map_err(unreadable)?;
-    let (table_len, frames) = seek_table_len(&footer).map_err(|why| no_table(&why))?;
-    if table_len > len {
-        return Err(no_table(&format!(
-            "it claims {frames} frames, more than the file can hold"
-        )));
-    }
-    let tail = bytes
-        .read(len - table_len, table_len as usize)
-        .map_err(unreadable)?;
-    check_seek_table_footer(&tail).map_err(|why| no_table(&why))?;
-    let table = SeekTable::from_seekable(&mut zeekstd::BytesWrapper::new(&tail))
-        .map_err(|e| no_table(&e.to_string()))?;
+    let (table, table_len) = seek_table_at_end(bytes).map_err(|why| no_table(&why))?;
     if table.size_comp() + table_len != len {
         return Err(bad(format!(
             "the seek table accounts for {} bytes but the file has {len}: it is truncated or has data appended",
@@ -448,8 +432,39 @@ fn read_seek_table(path: &Path, bytes: &BundleBytes) -> Result<(Vec<Frame>, Vec<
     Ok((frames, labels))
 }
 
+/// Parses the seek table that ends `bytes`; returns it and its length
+/// (skippable frame included). `Err` says why there is no valid one. Does
+/// not check that the table accounts for every byte: a lone last volume
+/// holds only the end of what its table describes.
+pub(crate) fn seek_table_at_end(
+    bytes: &BundleBytes,
+) -> std::result::Result<(SeekTable, u64), String> {
+    let len = bytes.len();
+    if len < SEEK_TABLE_MIN {
+        return Err("the file is too short".into());
+    }
+    let footer = bytes
+        .read(len - 9, 9)
+        .map_err(|gap| bytes.describe_gap(gap))?;
+    let (table_len, frames) = seek_table_len(&footer)?;
+    if table_len > len {
+        return Err(format!(
+            "it claims {frames} frames, more than the file can hold"
+        ));
+    }
+    let tail = bytes
+        .read(len - table_len, table_len as usize)
+        .map_err(|gap| bytes.describe_gap(gap))?;
+    check_seek_table_footer(&tail)?;
+    let table = SeekTable::from_seekable(&mut zeekstd::BytesWrapper::new(&tail))
+        .map_err(|e| e.to_string())?;
+    Ok((table, table_len))
+}
+
 /// The seek table's length (skippable frame included) and frame count, from
-/// its 9-byte footer.
+/// its 9-byte footer. Checked against the file before any parser trusts the
+/// count: zeekstd allocates room for that many entries up front, so a forged
+/// count could demand gigabytes.
 fn seek_table_len(footer: &[u8]) -> std::result::Result<(u64, u64), String> {
     let le32 = |at: usize| u32::from_le_bytes(footer[at..at + 4].try_into().expect("4 bytes"));
     if le32(5) != zeekstd::SEEKABLE_MAGIC_NUMBER {
@@ -463,26 +478,11 @@ fn seek_table_len(footer: &[u8]) -> std::result::Result<(u64, u64), String> {
 /// Skippable frame header (8) plus seek table footer (9), with no entries.
 const SEEK_TABLE_MIN: u64 = 17;
 
-/// Checks the seek table's footer against the file before any parser trusts
-/// its frame count: zeekstd allocates room for `number_of_frames` entries up
-/// front, so a forged count could demand gigabytes.
-fn check_seek_table_footer(file: &[u8]) -> std::result::Result<(), String> {
-    let le32 = |at: usize| u32::from_le_bytes(file[at..at + 4].try_into().expect("4 bytes"));
-    let len = file.len();
-    if le32(len - 4) != zeekstd::SEEKABLE_MAGIC_NUMBER {
-        return Err("the seekable-format magic number is missing".into());
-    }
-    let frames = le32(len - 9) as u64;
-    let descriptor = file[len - 5];
-    let entry = if descriptor & 0x80 != 0 { 12 } else { 8 };
-    let table = SEEK_TABLE_MIN + frames * entry;
-    if table > len as u64 {
-        return Err(format!(
-            "it claims {frames} frames, more than the file can hold"
-        ));
-    }
-    let start = len - table as usize;
-    if le32(start) != 0x184D_2A5E || le32(start + 4) as u64 != table - 8 {
+/// Checks that `table` (exactly the length its footer declares, see
+/// `seek_table_len`) is one skippable frame, before zeekstd parses it.
+fn check_seek_table_footer(table: &[u8]) -> std::result::Result<(), String> {
+    let le32 = |at: usize| u32::from_le_bytes(table[at..at + 4].try_into().expect("4 bytes"));
+    if le32(0) != 0x184D_2A5E || le32(4) as usize != table.len() - 8 {
         return Err("the skippable frame holding it does not match its length".into());
     }
     Ok(())

@@ -302,6 +302,11 @@ impl SplitOutput {
                 )));
             }
         }
+        self.append(bytes)
+    }
+
+    /// Adds bytes to the open volume, counting and hashing them.
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
         let open = self.open.as_mut().expect("opened");
         open.file.write_all(bytes)?;
         open.hash.update(bytes);
@@ -361,17 +366,14 @@ impl FrameSink for SplitOutput {
         }
         let mut bytes = Vec::new();
         io::copy(&mut table.into_serializer(), &mut bytes)?;
-        let open = self.open.as_mut().expect("opened");
+        let open = self.open.as_ref().expect("opened");
         if open.written + bytes.len() as u64 > self.limit {
             return Err(io::Error::other(format!(
                 "the seek table ({} bytes) does not fit in a volume: use a larger --split",
                 bytes.len()
             )));
         }
-        open.file.write_all(&bytes)?;
-        open.hash.update(&bytes);
-        open.written += bytes.len() as u64;
-        Ok(())
+        self.append(&bytes)
     }
 }
 
