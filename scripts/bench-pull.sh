@@ -32,7 +32,7 @@ bytes=$(du -sb "$fx/big/blobs" | cut -f1)
 echo "data: $(numfmt --to=iec "$bytes") in $(echo $tags | wc -w) images sharing a base, served by distribution on $host; $(nproc) cores"
 
 skopeo_pipeline="rm -rf $out/sk; for t in $tags; do skopeo copy -q --src-tls-verify=false docker://$host/bench/app:\$t oci:$out/sk:\$t; done; tar -c -C $out sk | zstd -T0 -3 -q > $out/sk.tar.zst"
-hyperfine -N -w 1 -r 5 --export-json "$out/pull.json" \
+hyperfine -N -w 2 -r 10 --export-json "$out/pull.json" \
   --prepare "rm -rf $out/cache $out/sk $out/b.airlock $out/sk.tar.zst /var/lib/containers/cache/blob-info-cache-v1.boltdb" \
   -n "airlock pack (cold cache)" "$A pack -q --plain-http $host --cache $out/cache -o $out/b.airlock $refs" \
   -n "skopeo copy per image + tar | zstd" "sh -c '$skopeo_pipeline'" >/dev/null
@@ -42,8 +42,9 @@ python3 - "$out/pull.json" "$bytes" "$peak" <<'PY'
 import json, sys
 r = {x["command"]: (x["mean"], x["stddev"]) for x in json.load(open(sys.argv[1]))["results"]}
 size = int(sys.argv[2])
-for k, (m, s) in r.items():
-    print(f"  {k:36s} {m:6.2f} s ± {s:4.2f}   {size / m / 1e9:5.2f} GB/s")
+for x in json.load(open(sys.argv[1]))["results"]:
+    m, s = x["mean"], x["stddev"]
+    print(f"  {x['command']:36s} {m:6.2f} s ± {s:4.2f} (median {x['median']:.2f})   {size / m / 1e9:5.2f} GB/s")
 a, sk = r["airlock pack (cold cache)"][0], r["skopeo copy per image + tar | zstd"][0]
 print(f"  airlock is {sk / a:.2f}x faster (target >= 3x); peak RSS {int(sys.argv[3]) // 1024} MiB")
 PY

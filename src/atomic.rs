@@ -13,7 +13,16 @@ use crate::error::{Error, Result};
 pub struct AtomicFile {
     target: PathBuf,
     temp: tempfile::NamedTempFile,
+    /// Bytes written through `Write`, and how many of them were handed to
+    /// writeback already.
+    written: u64,
+    queued: u64,
 }
+
+/// Dirty data is handed to the disk in steps of this size while it is
+/// written, so the sync in `commit` waits for the last step only, not for
+/// the whole file.
+const WRITEBACK_STEP: u64 = 32 << 20;
 
 impl AtomicFile {
     pub fn create(target: &Path) -> Result<AtomicFile> {
@@ -40,6 +49,8 @@ impl AtomicFile {
         Ok(AtomicFile {
             target: target.to_path_buf(),
             temp,
+            written: 0,
+            queued: 0,
         })
     }
 
@@ -89,9 +100,35 @@ impl AtomicFile {
 
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.temp.write(buf)
+        let n = self.temp.write(buf)?;
+        self.written += n as u64;
+        if self.written - self.queued >= WRITEBACK_STEP {
+            start_writeback(self.temp.as_file(), self.queued, self.written - self.queued);
+            self.queued = self.written;
+        }
+        Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
         self.temp.flush()
     }
 }
+
+/// Starts writing a range of the file to disk without waiting for it. Only a
+/// hint: errors surface, if at all, in the final sync.
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain syscall on a file descriptor this process owns; it
+    // reads no memory of ours.
+    unsafe {
+        libc::sync_file_range(
+            file.as_raw_fd(),
+            offset as libc::off64_t,
+            len as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_: &File, _: u64, _: u64) {}

@@ -11,10 +11,14 @@
 //! complete file whose digest matches is renamed into `blobs/`, and entries
 //! there are checked again before use: a corrupt entry is deleted and
 //! fetched again. Two airlock processes must not share a cache at once.
+//!
+//! A partial file only ever grows, so a reader can follow a download in
+//! progress ([`BlobCache::open_or_follow`]): every byte in it is one the
+//! download hashes, and the follower's end-of-file waits for the verdict.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
@@ -36,7 +40,12 @@ pub struct BlobCache {
 }
 
 enum Slot {
-    Busy,
+    /// Claimed by a thread that is checking the cache or a partial file.
+    Claimed,
+    /// Being downloaded: the partial file holds this many bytes, all of
+    /// them part of the blob if its digest matches in the end.
+    Downloading(u64),
+    /// Cached, and hashed by this process.
     Done,
     Failed,
 }
@@ -95,13 +104,59 @@ impl BlobCache {
         Ok(false)
     }
 
-    /// Opens a cached blob (unverified; callers verify as they read).
-    pub fn open_blob(&self, d: &Digest) -> Result<Option<File>> {
-        match File::open(self.path(d)) {
-            Ok(f) => Ok(Some(f)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io("open", self.path(d), e)),
+    /// Opens a blob that this process has cached, or is downloading, for
+    /// reading. A download in progress is followed: reads wait for more
+    /// bytes, and the final read waits for the digest check and fails if it
+    /// failed. `None` when no thread has claimed the blob: the caller
+    /// fetches it with [`BlobCache::ensure`].
+    pub fn open_or_follow(
+        &self,
+        d: &Digest,
+        size: u64,
+    ) -> Result<Option<Box<dyn Read + Send + '_>>> {
+        let mut slots = self.inflight.lock().expect("not poisoned");
+        loop {
+            let path = match slots.get(d) {
+                None => return Ok(None),
+                Some(Slot::Claimed) => {
+                    slots = self.changed.wait(slots).expect("not poisoned");
+                    continue;
+                }
+                Some(Slot::Failed) => return Err(failed(d)),
+                Some(Slot::Done) => self.path(d),
+                Some(Slot::Downloading(_)) => self.partial(d),
+            };
+            match File::open(&path) {
+                Ok(file) if path == self.path(d) => return Ok(Some(Box::new(file))),
+                Ok(file) => {
+                    return Ok(Some(Box::new(Follow {
+                        cache: self,
+                        digest: d.clone(),
+                        file,
+                        read: 0,
+                        size,
+                    })))
+                }
+                // The download finished (or failed) and moved its file
+                // between the look and the open: look again.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    slots = self
+                        .changed
+                        .wait_timeout(slots, POLL)
+                        .expect("not poisoned")
+                        .0;
+                }
+                Err(e) => return Err(Error::io("open", &path, e)),
+            }
         }
+    }
+
+    fn set_slot(&self, d: &Digest, slot: Slot) {
+        self.inflight
+            .lock()
+            .expect("not poisoned")
+            .insert(d.clone(), slot);
+        self.changed.notify_all();
     }
 
     /// Bytes downloaded so far by this process.
@@ -125,7 +180,9 @@ impl BlobCache {
             let mut slots = self.inflight.lock().expect("not poisoned");
             loop {
                 match slots.get(d) {
-                    Some(Slot::Busy) => slots = self.changed.wait(slots).expect("not poisoned"),
+                    Some(Slot::Claimed | Slot::Downloading(_)) => {
+                        slots = self.changed.wait(slots).expect("not poisoned")
+                    }
                     Some(Slot::Done) => return Ok(()),
                     Some(Slot::Failed) => {
                         return Err(Error::Unsupported {
@@ -134,7 +191,7 @@ impl BlobCache {
                         })
                     }
                     None => {
-                        slots.insert(d.clone(), Slot::Busy);
+                        slots.insert(d.clone(), Slot::Claimed);
                         break;
                     }
                 }
@@ -152,16 +209,14 @@ impl BlobCache {
                 }),
             Err(e) => Err(e),
         };
-        let slot = if result.is_ok() {
-            Slot::Done
-        } else {
-            Slot::Failed
-        };
-        self.inflight
-            .lock()
-            .expect("not poisoned")
-            .insert(d.clone(), slot);
-        self.changed.notify_all();
+        self.set_slot(
+            d,
+            if result.is_ok() {
+                Slot::Done
+            } else {
+                Slot::Failed
+            },
+        );
         result
     }
 
@@ -190,26 +245,30 @@ impl BlobCache {
             .append(true)
             .open(&partial)
             .map_err(|e| Error::io("open", &partial, e))?;
+        self.set_slot(d, Slot::Downloading(offset));
         let mut transferred = 0u64;
         let mut stalls = 0;
         while offset < size {
-            let got = download(offset)?;
-            if !got.from_offset && offset > 0 {
-                // The server ignored Range: start over.
-                file.set_len(0)
-                    .map_err(|e| Error::io("truncate", &partial, e))?;
-                hasher = Sha256::new();
-                offset = 0;
-            }
+            let mut got = download(offset)?;
             let before = offset;
-            let result = append(
-                got.body,
-                &mut file,
-                &mut hasher,
-                &mut offset,
-                size,
-                on_bytes,
-            );
+            let result = if !got.from_offset && offset > 0 {
+                // The server ignored Range and sends the whole blob: skip
+                // what the partial file holds, which only ever grows.
+                let skipped = io::copy(&mut (&mut got.body).take(offset), &mut io::sink());
+                match skipped {
+                    Ok(n) if n == offset => Ok(got.body),
+                    Ok(_) => Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+                    Err(e) => Err(e),
+                }
+            } else {
+                Ok(got.body)
+            }
+            .and_then(|body| {
+                append(body, &mut file, &mut hasher, &mut offset, size, &|n, at| {
+                    on_bytes(n);
+                    self.set_slot(d, Slot::Downloading(at));
+                })
+            });
             transferred += offset - before;
             match result {
                 Ok(()) if offset == size => break,
@@ -288,38 +347,105 @@ fn resume_state(partial: &Path, size: u64) -> Result<(Sha256, u64)> {
     Ok((hasher, n_total))
 }
 
-/// Appends a body to the partial file, hashing what is written. On error
-/// the bytes received so far are written and counted, so the next request
-/// continues exactly after them.
+/// Appends a body to the partial file, hashing what is written, in writes
+/// of up to 1 MiB; `written(n, offset)` follows each. On error the bytes
+/// received so far are written and counted, so the next request continues
+/// exactly after them.
 fn append(
     mut body: Box<dyn Read + Send>,
     file: &mut File,
     hasher: &mut Sha256,
     offset: &mut u64,
     size: u64,
-    on_bytes: &dyn Fn(u64),
+    written: &dyn Fn(u64, u64),
 ) -> io::Result<()> {
-    let mut out = BufWriter::with_capacity(1 << 20, file);
-    let mut buf = vec![0u8; 256 * 1024];
-    let result = loop {
-        let room = (size - *offset).saturating_add(1).min(buf.len() as u64) as usize;
-        match body.read(&mut buf[..room]) {
-            Ok(0) => break Ok(()),
-            Ok(n) => {
-                if let Err(e) = out.write_all(&buf[..n]) {
-                    break Err(e);
+    const CHUNK: usize = 1 << 20;
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        // Fill the buffer before writing: bodies arrive in small reads.
+        let room = (size - *offset).saturating_add(1).min(CHUNK as u64) as usize;
+        let mut filled = 0;
+        let mut ended = Ok(false);
+        while filled < room {
+            match body.read(&mut buf[filled..room]) {
+                Ok(0) => {
+                    ended = Ok(true);
+                    break;
                 }
-                hasher.update(&buf[..n]);
-                *offset += n as u64;
-                on_bytes(n as u64);
-                if *offset > size {
-                    break Ok(());
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    ended = Err(e);
+                    break;
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => break Err(e),
         }
-    };
-    out.flush()?;
-    result
+        if filled > 0 {
+            file.write_all(&buf[..filled])?;
+            hasher.update(&buf[..filled]);
+            *offset += filled as u64;
+            written(filled as u64, *offset);
+        }
+        match ended {
+            Ok(false) if *offset <= size => {}
+            Ok(_) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// How often a reader waiting on the in-flight table looks again even
+/// without a notification (which it may miss between two locks).
+const POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+fn failed(d: &Digest) -> Error {
+    Error::Unsupported {
+        what: format!("blob {d}"),
+        reason: "its download failed (see the error about it)".into(),
+    }
+}
+
+/// Reads a partial file while another thread downloads into it.
+struct Follow<'a> {
+    cache: &'a BlobCache,
+    digest: Digest,
+    file: File,
+    read: u64,
+    size: u64,
+}
+
+impl Read for Follow<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.read < self.size {
+                let want = buf.len().min((self.size - self.read) as usize);
+                let n = self.file.read(&mut buf[..want])?;
+                if n > 0 {
+                    self.read += n as u64;
+                    return Ok(n);
+                }
+            }
+            // At the end of what is written: wait for more, or, with the
+            // whole blob read, for the digest check.
+            let mut slots = self.cache.inflight.lock().expect("not poisoned");
+            loop {
+                match slots.get(&self.digest) {
+                    Some(Slot::Downloading(at)) if *at > self.read => break,
+                    Some(Slot::Claimed | Slot::Downloading(_)) => {
+                        slots = self
+                            .cache
+                            .changed
+                            .wait_timeout(slots, POLL)
+                            .expect("not poisoned")
+                            .0;
+                    }
+                    Some(Slot::Done) if self.read == self.size => return Ok(0),
+                    Some(Slot::Done) => break,
+                    Some(Slot::Failed) | None => {
+                        return Err(io::Error::other(failed(&self.digest).to_string()))
+                    }
+                }
+            }
+        }
+    }
 }

@@ -138,8 +138,13 @@ enum Hasher {
     Inline(Sha256),
     Background {
         chunks: std::sync::mpsc::SyncSender<Vec<u8>>,
+        /// Chunks the worker is done with, to be filled again: fresh
+        /// allocations would cost a page fault per 4 KiB.
+        spent: std::sync::mpsc::Receiver<Vec<u8>>,
         worker: std::thread::JoinHandle<Sha256>,
     },
+    /// The bytes were hashed against the digest already, by this process.
+    Checked,
     Finished,
 }
 
@@ -148,37 +153,47 @@ impl Hasher {
         // A few chunks in the queue keep the thread busy without letting
         // memory grow with the blob.
         let (chunks, queue) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+        let (give_back, spent) = std::sync::mpsc::channel();
         let worker = std::thread::spawn(move || {
             let mut h = Sha256::new();
             for chunk in queue {
                 h.update(&chunk);
+                let _ = give_back.send(chunk);
             }
             h
         });
-        Hasher::Background { chunks, worker }
+        Hasher::Background {
+            chunks,
+            spent,
+            worker,
+        }
     }
 
     fn update(&mut self, bytes: &[u8]) {
         match self {
             Hasher::Inline(h) => h.update(bytes),
-            Hasher::Background { chunks, .. } => {
+            Hasher::Background { chunks, spent, .. } => {
+                let mut chunk = spent.try_recv().unwrap_or_default();
+                chunk.clear();
+                chunk.extend_from_slice(bytes);
                 // The worker only stops when this side drops the sender.
-                let _ = chunks.send(bytes.to_vec());
+                let _ = chunks.send(chunk);
             }
-            Hasher::Finished => {}
+            Hasher::Checked | Hasher::Finished => {}
         }
     }
 
     fn finish(&mut self) -> io::Result<Digest> {
         match std::mem::replace(self, Hasher::Finished) {
             Hasher::Inline(h) => Ok(Digest::from_hasher(h)),
-            Hasher::Background { chunks, worker } => {
+            Hasher::Background { chunks, worker, .. } => {
                 drop(chunks);
                 let h = worker
                     .join()
                     .map_err(|_| io::Error::other("the hashing thread failed"))?;
                 Ok(Digest::from_hasher(h))
             }
+            Hasher::Checked => Err(io::Error::other("no digest: the bytes were checked before")),
             Hasher::Finished => Err(io::Error::other("digest already taken")),
         }
     }
@@ -206,6 +221,17 @@ impl<R: Read> VerifyingReader<R> {
         self
     }
 
+    /// For bytes this process has just hashed against the same digest (a
+    /// registry blob checked as it was downloaded into the cache): hashing
+    /// them again would find nothing new, so only the size is checked.
+    /// Call before the first read.
+    pub fn already_checked(mut self) -> Self {
+        if self.seen == 0 {
+            self.hasher = Hasher::Checked;
+        }
+        self
+    }
+
     fn check_end(&mut self) -> io::Result<()> {
         if self.seen != self.expected_size {
             return Err(into_io(Error::SizeMismatch {
@@ -213,6 +239,10 @@ impl<R: Read> VerifyingReader<R> {
                 expected: self.expected_size,
                 actual: self.seen,
             }));
+        }
+        if matches!(self.hasher, Hasher::Checked) {
+            self.done = true;
+            return Ok(());
         }
         let actual = self.hasher.finish()?;
         if actual != self.expected {
@@ -398,6 +428,21 @@ mod tests {
             .hash_in_background();
         let e = Error::io("r", "x", io::copy(&mut r, &mut io::sink()).unwrap_err());
         assert!(matches!(e, Error::DigestMismatch { .. }), "{e}");
+    }
+
+    #[test]
+    fn already_checked_bytes_are_not_hashed_again_but_still_sized() {
+        let d = Digest::of(b"hello");
+        let mut same = VerifyingReader::new(&b"hello"[..], d.clone(), 5, "b").already_checked();
+        assert_eq!(io::copy(&mut same, &mut io::sink()).unwrap(), 5);
+        for (bytes, size) in [(&b"hello!"[..], 6), (&b"hell"[..], 4)] {
+            let mut r = VerifyingReader::new(bytes, d.clone(), 5, "b").already_checked();
+            let e = Error::io("r", "x", io::copy(&mut r, &mut io::sink()).unwrap_err());
+            assert!(
+                matches!(e, Error::SizeMismatch { actual, .. } if actual == size),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -74,7 +74,9 @@ enum Command {
         /// [default: 8 downloads, all cores].
         #[arg(short = 'j', long, value_name = "N")]
         jobs: Option<usize>,
-        /// zstd level, 1 (fastest) to 19.
+        /// zstd level, 1 (fastest) to 19. Data that does not compress
+        /// (gzip or zstd layers) is stored as it is; from level 10 on only
+        /// data that barely shrinks at all.
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
         level: i32,
         /// Cut the bundle into volumes BUNDLE.001, BUNDLE.002, … of at most

@@ -245,11 +245,10 @@ impl BundleWriter {
         loop {
             let take = remaining.min(self.frame_data as u64) as usize;
             let last = take as u64 == remaining;
-            let mut buf = Vec::with_capacity(if last {
-                padded(take as u64) as usize
-            } else {
-                take
-            });
+            // A recycled buffer: resizing it zeroes only what it never held.
+            let mut buf = self.frames.buffer();
+            buf.truncate(take);
+            buf.reserve(padded(take as u64) as usize - buf.len());
             buf.resize(take, 0);
             data.read_exact(&mut buf)
                 .map_err(|e| Error::io("read data for", &self.path, e))?;

@@ -42,17 +42,25 @@ pub fn copy(
 ) -> Result<()> {
     sink.begin(plan)?;
     for blob in &plan.blobs {
-        let raw: Box<dyn Read + Send> = match &blob.inline {
-            Some(bytes) => Box::new(std::io::Cursor::new(bytes.clone())),
-            None => sources[blob.origin].open_blob(&blob.descriptor)?,
+        let source = &sources[blob.origin];
+        let (raw, checked): (Box<dyn Read + Send>, bool) = match &blob.inline {
+            Some(bytes) => (Box::new(std::io::Cursor::new(bytes.clone())), false),
+            None => (
+                source.open_blob(&blob.descriptor)?,
+                source.opens_checked_blobs(),
+            ),
         };
-        let mut verified = VerifyingReader::new(
+        let verified = VerifyingReader::new(
             progress.wrap(raw),
             blob.descriptor.digest.clone(),
             blob.descriptor.size,
             blob.label(),
-        )
-        .hash_in_background();
+        );
+        let mut verified = if checked {
+            verified.already_checked()
+        } else {
+            verified.hash_in_background()
+        };
         sink.put_blob(blob, &mut verified)?;
     }
     sink.finish(plan)

@@ -43,6 +43,16 @@ pub trait Source: Send + Sync {
     /// the descriptor (see [`crate::digest::VerifyingReader`]).
     fn open_blob(&self, blob: &Descriptor) -> Result<Box<dyn Read + Send + '_>>;
 
+    /// True when this process hashes every blob `open_blob` returns against
+    /// its digest anyway, before the read that ends it returns, so
+    /// [`crate::sink::copy`] checks only its size. A registry source hashes
+    /// each blob as it downloads it into the cache (or, for one cached
+    /// before, when it reuses it); a reader following a download gets its
+    /// end only once that hash matched.
+    fn opens_checked_blobs(&self) -> bool {
+        false
+    }
+
     /// Makes a blob available locally before it is read (a registry source
     /// downloads it into its cache). Called from a pool of network threads;
     /// local sources have nothing to do.

@@ -298,16 +298,28 @@ impl Source for RegistrySource {
             let raw = self.manifests.lock().expect("not poisoned")[&blob.digest].clone();
             return Ok(Box::new(std::io::Cursor::new(raw)));
         }
-        // Waits if the download pool is fetching it; fetches it otherwise.
+        // Follows the download pool's download of it, or fetches it first
+        // when the pool has not started it.
+        if let Some(r) = self.cache.open_or_follow(&blob.digest, blob.size)? {
+            return Ok(r);
+        }
         self.prefetch(blob, &Progress::hidden())?;
-        match self.cache.open_blob(&blob.digest)? {
-            Some(f) => Ok(Box::new(f)),
+        match self.cache.open_or_follow(&blob.digest, blob.size)? {
+            Some(r) => Ok(r),
             None => Err(Error::MissingBlob {
                 source_name: self.name.clone(),
                 digest: blob.digest.clone(),
                 image: None,
             }),
         }
+    }
+
+    /// Manifests are checked when fetched. Other blobs come from the cache:
+    /// hashed in this run by [`BlobCache::ensure`], or followed as they are
+    /// downloaded, in which case the read that ends the blob waits for the
+    /// download's digest check.
+    fn opens_checked_blobs(&self) -> bool {
+        true
     }
 
     fn prefetch(&self, blob: &Descriptor, progress: &Progress) -> Result<()> {

@@ -185,6 +185,18 @@ impl Registry {
         run("python3", &["-c", &code], Path::new("/")).ok().stdout()
     }
 
+    /// Where the registry keeps a blob's bytes, to damage them behind its
+    /// back (distribution serves stored blobs without checking them).
+    pub fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        self.dir
+            .path()
+            .join("data/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
@@ -414,6 +426,9 @@ pub struct Faults {
     /// Delay per 16 KiB chunk sent back.
     pub throttle: Option<Duration>,
     pub fail_all: bool,
+    /// Blank out `Range` request headers, as servers that ignore Range do:
+    /// the registry then answers 200 with the whole blob.
+    pub hide_range: bool,
 }
 
 impl FaultProxy {
@@ -460,12 +475,13 @@ impl FaultProxy {
                     up.clone(),
                 );
                 let (patches, drop_patch) = (patches.clone(), faults.drop_patch);
+                let hide_range = faults.hide_range;
                 std::thread::spawn(move || {
                     let watch = (drop_patch > 0).then_some((&*patches, drop_patch));
-                    pump(c2, s2, up_limit, None, &up, watch)
+                    pump(c2, s2, up_limit, None, &up, watch, hide_range)
                 });
                 let (b, throttle) = (b.clone(), faults.throttle);
-                std::thread::spawn(move || pump(server, client, limit, throttle, &b, None));
+                std::thread::spawn(move || pump(server, client, limit, throttle, &b, None, false));
             }
         });
         FaultProxy {
@@ -479,7 +495,8 @@ impl FaultProxy {
 
 /// Copies one direction of a connection, counting bytes; stops after
 /// `limit` bytes, slows down by `throttle` per chunk, and (client to
-/// registry) drops the connection carrying the Nth PATCH of `watch`.
+/// registry) drops the connection carrying the Nth PATCH of `watch` and
+/// renames `Range` headers away when `hide_range`.
 fn pump(
     mut from: TcpStream,
     mut to: TcpStream,
@@ -487,6 +504,7 @@ fn pump(
     throttle: Option<Duration>,
     counter: &AtomicU64,
     watch: Option<(&AtomicUsize, usize)>,
+    hide_range: bool,
 ) {
     let mut sent = 0u64;
     let mut buf = [0u8; 16 * 1024];
@@ -497,6 +515,14 @@ fn pump(
         if let Some((seen, nth)) = watch {
             if buf[..n].starts_with(b"PATCH ") && seen.fetch_add(1, Ordering::SeqCst) + 1 == nth {
                 break;
+            }
+        }
+        if hide_range {
+            // Same length, so nothing else in the request moves.
+            for i in 0..n.saturating_sub(8) {
+                if buf[i..i + 8].eq_ignore_ascii_case(b"\r\nrange:") {
+                    buf[i + 2..i + 8].copy_from_slice(b"x-nop:");
+                }
             }
         }
         let n = n.min((limit - sent) as usize);

@@ -726,6 +726,135 @@ fn a_killed_pack_resumes_fetching_only_what_is_missing() {
     airlock(&["verify", "--allow-unsigned", "out.airlock"], t.path()).ok();
 }
 
+/// The largest blob of the `large` fixture (its 6 MiB layer): digest, bytes.
+fn large_layer() -> (String, Vec<u8>) {
+    let dir = fixtures().join("large/blobs/sha256");
+    let entry = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .max_by_key(|e| e.metadata().unwrap().len())
+        .unwrap();
+    let hex = entry.file_name().to_string_lossy().to_string();
+    (
+        format!("sha256:{hex}"),
+        std::fs::read(entry.path()).unwrap(),
+    )
+}
+
+#[test]
+fn a_blob_the_registry_serves_damaged_fails_the_pack_though_it_was_streaming_into_the_bundle() {
+    let reg = Registry::start(Config::default());
+    let large = fixtures().join("large");
+    reg.push(&format!("oci:{}:large", large.display()), "demo/large:1");
+    let (layer, bytes) = large_layer();
+    // Damage the last byte, so the writer, which follows the download, has
+    // streamed nearly all of it into the bundle before the digest is known.
+    let stored = reg.blob_file(&layer);
+    let mut damaged = std::fs::read(&stored).unwrap();
+    assert_eq!(damaged, bytes);
+    *damaged.last_mut().unwrap() ^= 1;
+    std::fs::write(&stored, &damaged).unwrap();
+    // Slowed down, so the bundle writer catches up with the download.
+    let slow = FaultProxy::start(
+        reg.port,
+        Faults {
+            throttle: Some(Duration::from_millis(1)),
+            ..Default::default()
+        },
+    );
+    let p = format!("127.0.0.1:{}", slow.port);
+    let t = scratch();
+    let err = pack(
+        t.path(),
+        &["--plain-http", &p, &format!("{p}/demo/large:1")],
+    )
+    .fails();
+    assert!(
+        err.contains("does not match its digest") && err.contains(&layer),
+        "{err}"
+    );
+    assert!(!t.path().join("out.airlock").exists());
+    assert_eq!(entries(t.path()), ["cache"], "a partial bundle was left");
+    // Neither the damaged layer nor a partial copy stays in the cache.
+    let cache = t.path().join("cache");
+    let hex = layer.strip_prefix("sha256:").unwrap().to_string();
+    assert!(!entries(&cache.join("blobs/sha256")).contains(&hex));
+    assert!(entries(&cache.join("partial/sha256")).is_empty());
+}
+
+#[test]
+fn continues_a_partial_download_when_the_server_ignores_range_and_drops_a_bad_one() {
+    let reg = Registry::start(Config::default());
+    let large = fixtures().join("large");
+    reg.push(&format!("oci:{}:large", large.display()), "demo/large:1");
+    let (layer, bytes) = large_layer();
+    let no_range = FaultProxy::start(
+        reg.port,
+        Faults {
+            hide_range: true,
+            ..Default::default()
+        },
+    );
+    let p = format!("127.0.0.1:{}", no_range.port);
+    let t = scratch();
+    let partial = t
+        .path()
+        .join("cache/partial/sha256")
+        .join(layer.strip_prefix("sha256:").unwrap());
+    std::fs::create_dir_all(partial.parent().unwrap()).unwrap();
+    let third = bytes.len() / 3;
+    std::fs::write(&partial, &bytes[..third]).unwrap();
+
+    // The whole layer comes back; the cached third is skipped, not fetched
+    // into the file again.
+    let summary = pack_json(pack(
+        t.path(),
+        &["--plain-http", &p, &format!("{p}/demo/large:1")],
+    ));
+    airlock(&["verify", "--allow-unsigned", "out.airlock"], t.path()).ok();
+    // The rest of the layer, plus the image's small config.
+    let downloaded = summary["downloaded"].as_u64().unwrap() as usize;
+    assert!(
+        (bytes.len() - third..bytes.len() - third + 4096).contains(&downloaded),
+        "{downloaded}"
+    );
+    assert!(no_range.bytes_down.load(Ordering::SeqCst) > bytes.len() as u64);
+    assert!(
+        !reg.log().contains("\" 206 "),
+        "the registry saw a Range header"
+    );
+
+    // A partial file that does not match the blob is found out at the end,
+    // removed, and the next run starts from scratch.
+    let t2 = scratch();
+    let partial2 = t2.path().join(partial.strip_prefix(t.path()).unwrap());
+    std::fs::create_dir_all(partial2.parent().unwrap()).unwrap();
+    let mut wrong = bytes[..third].to_vec();
+    wrong[10] ^= 1;
+    std::fs::write(&partial2, &wrong).unwrap();
+    let err = pack(
+        t2.path(),
+        &["--plain-http", &p, &format!("{p}/demo/large:1")],
+    )
+    .fails();
+    assert!(
+        err.contains("does not match its digest") && err.contains(&layer),
+        "{err}"
+    );
+    assert!(!partial2.exists());
+    assert!(!t2.path().join("out.airlock").exists());
+    let summary = pack_json(pack(
+        t2.path(),
+        &["--plain-http", &p, &format!("{p}/demo/large:1")],
+    ));
+    let downloaded = summary["downloaded"].as_u64().unwrap() as usize;
+    assert!(
+        (bytes.len()..bytes.len() + 4096).contains(&downloaded),
+        "{downloaded}"
+    );
+    airlock(&["verify", "--allow-unsigned", "out.airlock"], t2.path()).ok();
+}
+
 #[test]
 fn referrers_arrive_in_the_target_registry_under_their_tags() {
     let src = Registry::start(Config::default());
