@@ -116,18 +116,18 @@ impl BlobCache {
     ) -> Result<Option<Box<dyn Read + Send + '_>>> {
         let mut slots = self.inflight.lock().expect("not poisoned");
         loop {
-            let path = match slots.get(d) {
+            let (path, following) = match slots.get(d) {
                 None => return Ok(None),
                 Some(Slot::Claimed) => {
                     slots = self.changed.wait(slots).expect("not poisoned");
                     continue;
                 }
                 Some(Slot::Failed) => return Err(failed(d)),
-                Some(Slot::Done) => self.path(d),
-                Some(Slot::Downloading(_)) => self.partial(d),
+                Some(Slot::Done) => (self.path(d), false),
+                Some(Slot::Downloading(_)) => (self.partial(d), true),
             };
             match File::open(&path) {
-                Ok(file) if path == self.path(d) => return Ok(Some(Box::new(file))),
+                Ok(file) if !following => return Ok(Some(Box::new(file))),
                 Ok(file) => {
                     return Ok(Some(Box::new(Follow {
                         cache: self,
@@ -251,7 +251,7 @@ impl BlobCache {
         while offset < size {
             let mut got = download(offset)?;
             let before = offset;
-            let result = if !got.from_offset && offset > 0 {
+            let body = if !got.from_offset && offset > 0 {
                 // The server ignored Range and sends the whole blob: skip
                 // what the partial file holds, which only ever grows.
                 let skipped = io::copy(&mut (&mut got.body).take(offset), &mut io::sink());
@@ -262,13 +262,22 @@ impl BlobCache {
                 }
             } else {
                 Ok(got.body)
-            }
-            .and_then(|body| {
-                append(body, &mut file, &mut hasher, &mut offset, size, &|n, at| {
-                    on_bytes(n);
-                    self.set_slot(d, Slot::Downloading(at));
-                })
-            });
+            };
+            let result = match body {
+                Ok(body) => append(
+                    body,
+                    &mut file,
+                    &partial,
+                    &mut hasher,
+                    &mut offset,
+                    size,
+                    &|n, at| {
+                        on_bytes(n);
+                        self.set_slot(d, Slot::Downloading(at));
+                    },
+                )?,
+                Err(e) => Err(e),
+            };
             transferred += offset - before;
             match result {
                 Ok(()) if offset == size => break,
@@ -348,17 +357,19 @@ fn resume_state(partial: &Path, size: u64) -> Result<(Sha256, u64)> {
 }
 
 /// Appends a body to the partial file, hashing what is written, in writes
-/// of up to 1 MiB; `written(n, offset)` follows each. On error the bytes
-/// received so far are written and counted, so the next request continues
-/// exactly after them.
+/// of up to 1 MiB; `written(n, offset)` follows each. Returns how the body
+/// ended (`Err` if it broke off: the bytes received so far are written and
+/// counted, so the next request continues exactly after them), or fails if
+/// the file cannot be written, which no retry mends.
 fn append(
     mut body: Box<dyn Read + Send>,
     file: &mut File,
+    path: &Path,
     hasher: &mut Sha256,
     offset: &mut u64,
     size: u64,
     written: &dyn Fn(u64, u64),
-) -> io::Result<()> {
+) -> Result<io::Result<()>> {
     const CHUNK: usize = 1 << 20;
     let mut buf = vec![0u8; CHUNK];
     loop {
@@ -381,15 +392,18 @@ fn append(
             }
         }
         if filled > 0 {
-            file.write_all(&buf[..filled])?;
+            if let Err(e) = file.write_all(&buf[..filled]) {
+                // Keep the file exactly what was hashed, for a later resume.
+                let _ = file.set_len(*offset);
+                return Err(Error::io("write to the cache", path, e));
+            }
             hasher.update(&buf[..filled]);
             *offset += filled as u64;
             written(filled as u64, *offset);
         }
         match ended {
             Ok(false) if *offset <= size => {}
-            Ok(_) => return Ok(()),
-            Err(e) => return Err(e),
+            ended => return Ok(ended.map(|_| ())),
         }
     }
 }
