@@ -122,7 +122,7 @@ impl BlobCache {
                     slots = self.changed.wait(slots).expect("not poisoned");
                     continue;
                 }
-                Some(Slot::Failed) => return Err(failed(d)),
+                Some(Slot::Failed) => return Err(failed(&format!("blob {d}"))),
                 Some(Slot::Done) => (self.path(d), false),
                 Some(Slot::Downloading(_)) => (self.partial(d), true),
             };
@@ -184,12 +184,7 @@ impl BlobCache {
                         slots = self.changed.wait(slots).expect("not poisoned")
                     }
                     Some(Slot::Done) => return Ok(()),
-                    Some(Slot::Failed) => {
-                        return Err(Error::Unsupported {
-                            what: what.to_string(),
-                            reason: "its download failed (see the error about it)".into(),
-                        })
-                    }
+                    Some(Slot::Failed) => return Err(failed(what)),
                     None => {
                         slots.insert(d.clone(), Slot::Claimed);
                         break;
@@ -412,9 +407,11 @@ fn append(
 /// without a notification (which it may miss between two locks).
 const POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
-fn failed(d: &Digest) -> Error {
+/// A blob whose download in this process failed; that failure is reported
+/// on its own.
+fn failed(what: &str) -> Error {
     Error::Unsupported {
-        what: format!("blob {d}"),
+        what: what.to_string(),
         reason: "its download failed (see the error about it)".into(),
     }
 }
@@ -456,7 +453,9 @@ impl Read for Follow<'_> {
                     Some(Slot::Done) if self.read == self.size => return Ok(0),
                     Some(Slot::Done) => break,
                     Some(Slot::Failed) | None => {
-                        return Err(io::Error::other(failed(&self.digest).to_string()))
+                        return Err(io::Error::other(
+                            failed(&format!("blob {}", self.digest)).to_string(),
+                        ))
                     }
                 }
             }

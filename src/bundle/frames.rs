@@ -47,8 +47,11 @@ impl<W: Write + Send> FrameSink for Stream<W> {
 /// Frame buffers handed back after use. Steady-state packing then reuses
 /// memory it has touched before, instead of faulting in and zeroing fresh
 /// pages for every frame, which cost as much as the rest of the copying.
-#[derive(Default)]
-struct Buffers(Mutex<Vec<Vec<u8>>>);
+struct Buffers {
+    kept: Mutex<Vec<Vec<u8>>>,
+    /// At most this many are kept: as many as frames in flight can hold.
+    keep: usize,
+}
 
 /// Smaller buffers (tar headers) are not worth keeping.
 const KEEP_FROM: usize = 64 * 1024;
@@ -56,17 +59,17 @@ const KEEP_FROM: usize = 64 * 1024;
 impl Buffers {
     /// A buffer with whatever length and contents it had.
     fn take(&self) -> Vec<u8> {
-        self.0
+        self.kept
             .lock()
             .expect("not poisoned")
             .pop()
             .unwrap_or_default()
     }
 
-    fn give(&self, buf: Vec<u8>, keep: usize) {
+    fn give(&self, buf: Vec<u8>) {
         if buf.capacity() >= KEEP_FROM {
-            let mut kept = self.0.lock().expect("not poisoned");
-            if kept.len() < keep {
+            let mut kept = self.kept.lock().expect("not poisoned");
+            if kept.len() < self.keep {
                 kept.push(buf);
             }
         }
@@ -194,7 +197,6 @@ fn write_in_order(
     frames: mpsc::Receiver<(u64, Compressed)>,
     credits: mpsc::Sender<()>,
     buffers: &Buffers,
-    keep: usize,
 ) -> io::Result<()> {
     let mut table = SeekTable::new();
     let mut pending: BTreeMap<u64, Compressed> = BTreeMap::new();
@@ -204,7 +206,7 @@ fn write_in_order(
         while let Some(frame) = pending.remove(&next) {
             let (compressed, d_size) = frame?;
             out.put(&compressed, d_size, &mut table)?;
-            buffers.give(compressed, keep);
+            buffers.give(compressed);
             next += 1;
             let _ = credits.send(());
         }
@@ -220,14 +222,17 @@ impl<W: FrameSink + 'static> FrameWriter<W> {
         let (to_writer, frames) = mpsc::channel();
         let (credits, written) = mpsc::channel();
         let in_flight = 2 * rayon::current_num_threads() as u64 + 2;
-        let buffers = Arc::new(Buffers::default());
+        // Each frame in flight holds at most two buffers: data and output.
+        let buffers = Arc::new(Buffers {
+            kept: Mutex::default(),
+            keep: 2 * in_flight as usize + 2,
+        });
         let writer_buffers = buffers.clone();
         let writer = std::thread::Builder::new()
             .name("airlock-writer".into())
             .spawn(move || {
                 let mut out = out;
-                let keep = 2 * in_flight as usize + 2;
-                write_in_order(&mut out, frames, credits, &writer_buffers, keep)?;
+                write_in_order(&mut out, frames, credits, &writer_buffers)?;
                 Ok(out)
             })
             .expect("spawn writer thread");
@@ -264,11 +269,10 @@ impl<W: FrameSink + 'static> FrameWriter<W> {
         let tx = self.to_writer.clone().expect("open until finish");
         let level = self.level;
         let buffers = self.buffers.clone();
-        let keep = 2 * self.in_flight as usize + 2;
         rayon::spawn(move || {
             let mut out = buffers.take();
             let result = compress(&data, level, &mut out).map(|()| (out, data.len() as u32));
-            buffers.give(data, keep);
+            buffers.give(data);
             // The receiver is gone only if the writer already failed.
             let _ = tx.send((seq, result));
         });
