@@ -8,7 +8,7 @@ use std::path::Path;
 use airlock::bundle::parity;
 use airlock::bundle::store::{BundleBytes, Part};
 use airlock::bundle::{verify, Bundle, PackOptions};
-use airlock::digest::Digest;
+use airlock::model::Digest;
 use airlock::progress::Progress;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rand::{RngCore, SeedableRng};

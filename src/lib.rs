@@ -19,16 +19,15 @@
 
 pub mod atomic;
 pub mod bundle;
-pub mod cache;
-pub mod digest;
+pub mod docker_archive;
 pub mod error;
-pub mod image;
-pub mod import;
-pub mod journal;
+pub mod fs;
+pub mod integrity;
+pub mod model;
+pub mod oci;
 pub mod ops;
 pub mod plan;
 pub mod progress;
-pub mod reference;
 pub mod registry;
 pub mod sink;
 pub mod source;

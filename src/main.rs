@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use airlock::atomic::AtomicFile;
 use airlock::bundle::{self, sign, Bundle, OpenOptions, PackOptions, Unverified, Verified};
-use airlock::image::Platform;
+use airlock::model::Platform;
 use airlock::ops::{self, ExportTarget};
 use airlock::progress::Progress;
 use airlock::registry::RegistryOptions;
@@ -591,7 +591,7 @@ fn run(command: Command) -> Result<()> {
                 Some(p) => format!("{}/{}", to.trim_end_matches('/'), p.trim_matches('/')),
                 None => to,
             };
-            let request = airlock::import::ImportRequest {
+            let request = airlock::ops::import::ImportRequest {
                 target,
                 maps,
                 keep_registry,
@@ -612,10 +612,10 @@ fn run(command: Command) -> Result<()> {
                     .as_deref()
                     .map(sign::load_public)
                     .transpose()?;
-                airlock::import::import_stream(std::io::stdin().lock(), key.as_ref(), request)?
+                airlock::ops::import::import_stream(std::io::stdin().lock(), key.as_ref(), request)?
             } else {
                 let (bundle, _) = trusted(&path, &trust)?;
-                airlock::import::import(&bundle, request)?
+                airlock::ops::import::import(&bundle, request)?
             };
             if output_args.json {
                 print_json(&report);

@@ -10,10 +10,11 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::sync::Arc;
 
-use crate::digest::{Digest, VerifyingReader};
 use crate::error::{Error, Result};
-use crate::image::{Descriptor, Node, Parsed, Platform, MAX_MANIFEST_SIZE};
-use crate::reference::Reference;
+use crate::integrity::VerifyingReader;
+use crate::model::image::{Descriptor, Node, Parsed, Platform, MAX_MANIFEST_SIZE};
+use crate::model::reference::Reference;
+use crate::model::Digest;
 use crate::source::{Root, Source};
 
 /// Nesting deeper than index → index → manifest is refused; it also stops

@@ -2,7 +2,7 @@
 //! plan code dispatches on.
 #![no_main]
 
-use airlock::image::{media, parse_manifest, platform_of_config};
+use airlock::model::image::{media, parse_manifest, platform_of_config};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -11,6 +11,6 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = platform_of_config(data);
     if let Ok(s) = std::str::from_utf8(data) {
-        let _ = airlock::reference::Reference::parse(s);
+        let _ = airlock::model::Reference::parse(s);
     }
 });

@@ -17,9 +17,9 @@ use super::reader::{BundleFile, OpenOptions};
 use super::sign::Envelope;
 use super::store::{BundleBytes, Part};
 use super::volume::{self, locate, Label, Located, LABEL_LEN};
-use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::image::{self, Descriptor};
+use crate::model::image::{self, Descriptor};
+use crate::model::Digest;
 
 pub(crate) struct Opened {
     /// How to name the bundle in messages: the file, or the first volume.

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::Digest;
+use crate::model::Digest;
 
 /// The `formatVersion` this build writes and the only one it reads.
 pub const FORMAT_VERSION: u64 = 1;
@@ -80,7 +80,7 @@ impl BundleManifest {
             (ENVELOPE_NAME.to_string(), envelope_size),
             (
                 OCI_LAYOUT_NAME.to_string(),
-                crate::sink::OCI_LAYOUT.len() as u64,
+                crate::oci::OCI_LAYOUT.len() as u64,
             ),
             (INDEX_NAME.to_string(), self.index.size),
         ];

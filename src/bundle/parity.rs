@@ -24,8 +24,8 @@ use sha2::{Digest as _, Sha256};
 use super::store::BundleBytes;
 use super::volume;
 use crate::atomic::AtomicFile;
-use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::model::Digest;
 
 const TAG: &[u8; 8] = b"AIRLKPAR";
 const VERSION: u32 = 1;

@@ -22,10 +22,10 @@ use super::format::*;
 use super::sign::Envelope;
 use super::store::BundleBytes;
 use super::volume::{Label, LABEL_LEN};
-use crate::digest::Digest;
 use crate::error::{into_io, Error, Result};
-use crate::image::Descriptor;
-use crate::reference::Reference;
+use crate::model::image::Descriptor;
+use crate::model::reference::Reference;
+use crate::model::Digest;
 use crate::source::{Root, Source};
 
 #[derive(Clone, Copy, Debug)]

@@ -17,9 +17,10 @@ use ed25519_dalek::VerifyingKey;
 use super::format::*;
 use super::reader::{parse_manifest, root_of};
 use super::sign::Envelope;
-use crate::digest::{Digest, VerifyingReader};
 use crate::error::{Error, Result};
-use crate::image::{media, Descriptor};
+use crate::integrity::VerifyingReader;
+use crate::model::image::{media, Descriptor};
+use crate::model::Digest;
 use crate::plan::Plan;
 use crate::source::{Root, Source};
 
@@ -113,10 +114,10 @@ pub fn read_stream(
     let manifest = parse_manifest(path, &payload)?;
 
     let mut layout = Vec::new();
-    next_member(OCI_LAYOUT_NAME, Some(crate::sink::OCI_LAYOUT.len() as u64))?
+    next_member(OCI_LAYOUT_NAME, Some(crate::oci::OCI_LAYOUT.len() as u64))?
         .read_to_end(&mut layout)
         .map_err(|e| bad(e.to_string()))?;
-    if layout != crate::sink::OCI_LAYOUT {
+    if layout != crate::oci::OCI_LAYOUT {
         return Err(bad(
             "member oci-layout does not hold the expected layout version".into(),
         ));
@@ -181,7 +182,7 @@ impl Received {
             return Ok(false);
         }
         let mut raw = Vec::with_capacity(record.size as usize);
-        data.take(crate::image::MAX_MANIFEST_SIZE + 1)
+        data.take(crate::model::image::MAX_MANIFEST_SIZE + 1)
             .read_to_end(&mut raw)
             .map_err(|e| Error::io("read", STREAM, e))?;
         self.manifests.insert(record.digest.clone(), raw.into());

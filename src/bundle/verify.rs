@@ -10,11 +10,13 @@ use serde::Serialize;
 
 use super::format::*;
 use super::reader::{Bundle, Verified};
-use crate::digest::{Digest, VerifyingReader};
 use crate::error::{Error, Result};
+use crate::integrity::VerifyingReader;
+use crate::model::Digest;
+use crate::oci::ANNOTATION_REF_NAME;
 use crate::plan::Plan;
 use crate::progress::Progress;
-use crate::source::{Source, ANNOTATION_REF_NAME};
+use crate::source::Source;
 
 #[derive(Debug, Serialize)]
 pub struct VerifyReport {
@@ -69,13 +71,13 @@ pub fn verify(bundle: &Bundle<Verified>, progress: &Progress) -> Result<VerifyRe
 
     // 2. oci-layout and index.json.
     let layout = file.read_member(&file.members()[1], 4096)?;
-    if layout != crate::sink::OCI_LAYOUT {
+    if layout != crate::oci::OCI_LAYOUT {
         return Err(bad(
             "member oci-layout does not hold the expected layout version".into(),
         ));
     }
     let index = file.read_member(&file.members()[2], manifest.index.size)?;
-    crate::digest::verify_bytes(
+    crate::integrity::verify_bytes(
         &index,
         &manifest.index.digest,
         manifest.index.size,

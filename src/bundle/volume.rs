@@ -19,8 +19,8 @@ use zeekstd::SeekTable;
 
 use super::frames::FrameSink;
 use crate::atomic::AtomicFile;
-use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::model::Digest;
 
 /// Skippable-frame magic of a volume label (the seek table uses …5E).
 pub const LABEL_MAGIC: u32 = 0x184D_2A5A;

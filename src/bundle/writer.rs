@@ -14,8 +14,8 @@ use super::sign::Envelope;
 use super::store::{BundleBytes, Part};
 use super::volume::{remove_stale, SplitOutput};
 use crate::atomic::AtomicFile;
-use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::model::Digest;
 use crate::plan::{Plan, PlannedBlob};
 use crate::sink::Sink;
 
@@ -281,8 +281,8 @@ impl BundleWriter {
 fn index_json(plan: &Plan) -> Vec<u8> {
     let index = serde_json::json!({
         "schemaVersion": 2,
-        "mediaType": crate::image::media::OCI_INDEX,
-        "manifests": crate::sink::index_entries(plan),
+        "mediaType": crate::model::image::media::OCI_INDEX,
+        "manifests": crate::oci::index_entries(plan),
     });
     serde_json::to_vec_pretty(&index).expect("JSON values serialise")
 }
@@ -304,7 +304,7 @@ impl Sink for BundleWriter {
             index: BlobRecord {
                 digest: Digest::of(&index),
                 size: index.len() as u64,
-                media_type: crate::image::media::OCI_INDEX.into(),
+                media_type: crate::model::image::media::OCI_INDEX.into(),
             },
             images: plan
                 .images
@@ -334,7 +334,7 @@ impl Sink for BundleWriter {
         let envelope = Envelope::new(PAYLOAD_TYPE, &payload, self.options.key.as_ref());
         let envelope = serde_json::to_vec(&envelope).expect("JSON values serialise");
         self.member(ENVELOPE_NAME, envelope.len() as u64, &mut &envelope[..])?;
-        let layout = crate::sink::OCI_LAYOUT;
+        let layout = crate::oci::OCI_LAYOUT;
         self.member(OCI_LAYOUT_NAME, layout.len() as u64, &mut &layout[..])?;
         self.member(INDEX_NAME, index.len() as u64, &mut &index[..])?;
         Ok(())

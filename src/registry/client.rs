@@ -8,9 +8,9 @@ use ureq::http::{Method, Response};
 use ureq::Body;
 
 use super::auth::{parse_challenge, parse_token, Challenge, Credentials, TokenCache};
-use super::errors::{redact, RegistryError};
 use super::options::RegistryOptions;
 use super::tls;
+use crate::error::registry::{redact, RegistryError};
 use crate::error::Result;
 
 /// Every manifest type airlock reads. Schema 1 is listed last so that a
@@ -67,7 +67,7 @@ pub struct Client {
 impl Client {
     pub fn new(opts: &RegistryOptions, registry: &str) -> Result<Client> {
         let plain = RegistryOptions::names(&opts.plain_http, registry);
-        let host = if registry == crate::reference::DEFAULT_REGISTRY {
+        let host = if registry == crate::model::reference::DEFAULT_REGISTRY {
             "registry-1.docker.io"
         } else {
             registry

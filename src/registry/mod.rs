@@ -11,12 +11,15 @@
 //! Protocol notes: `../shared/PROTOCOL-NOTES.md`.
 
 mod auth;
+pub mod cache;
 mod client;
-mod errors;
+pub mod journal;
 pub mod options;
 pub mod push;
+mod source;
 mod tls;
 
+pub use crate::error::registry::RegistryError;
 pub use client::{read_limited, Client, Registries, MANIFEST_ACCEPT};
-pub use errors::RegistryError;
 pub use options::RegistryOptions;
+pub use source::{is_referrer_tag, RegistryContext, RegistrySource};

@@ -9,8 +9,8 @@
 use ureq::http::Method;
 
 use super::client::{error_from, read_limited, Client, SMALL_BODY};
-use super::errors::{redact, RegistryError};
-use crate::digest::Digest;
+use crate::error::registry::{redact, RegistryError};
+use crate::model::Digest;
 
 type R<T> = std::result::Result<T, RegistryError>;
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use airlock::bundle::format::{BlobRecord, BundleManifest, ENVELOPE_NAME, PAYLOAD_TYPE};
 use airlock::bundle::sign::{generate, Envelope};
-use airlock::digest::Digest;
+use airlock::model::Digest;
 use rand::{Rng, SeedableRng};
 use zeekstd::SeekTable;
 

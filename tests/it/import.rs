@@ -674,7 +674,7 @@ impl airlock::source::Source for WithReferrer {
     }
     fn open_blob(
         &self,
-        blob: &airlock::image::Descriptor,
+        blob: &airlock::model::Descriptor,
     ) -> airlock::Result<Box<dyn std::io::Read + Send + '_>> {
         self.inner.open_blob(blob)
     }
@@ -682,7 +682,7 @@ impl airlock::source::Source for WithReferrer {
 
 #[test]
 fn referrers_without_a_tag_update_the_fallback_index_of_their_subject() {
-    use airlock::digest::Digest;
+    use airlock::model::Digest;
     let t = scratch();
     let lay = t.path().join("lay");
     copy_dir(&layout(), &lay);
@@ -713,13 +713,13 @@ fn referrers_without_a_tag_update_the_fallback_index_of_their_subject() {
     let artifact_digest = write(&artifact);
     let spec = format!("oci:{}:app-1", lay.display());
     let source = WithReferrer {
-        inner: airlock::source::SourceSpec::parse(&spec)
+        inner: airlock::ops::transport::SourceSpec::parse(&spec)
             .unwrap()
             .open(&spec, None)
             .unwrap(),
         referrer: airlock::source::Root {
             name: None,
-            descriptor: airlock::image::Descriptor::new(
+            descriptor: airlock::model::Descriptor::new(
                 "application/vnd.oci.image.manifest.v1+json",
                 artifact_digest.clone(),
                 artifact.len() as u64,

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use airlock::digest::Digest;
+use airlock::model::Digest;
 
 use crate::harness::*;
 use crate::util::*;

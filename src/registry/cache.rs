@@ -25,8 +25,9 @@ use std::sync::{Condvar, Mutex};
 
 use sha2::{Digest as _, Sha256};
 
-use crate::digest::{hash_reader, Digest};
 use crate::error::{Error, Result};
+use crate::integrity::hash_reader;
+use crate::model::Digest;
 
 pub struct BlobCache {
     root: PathBuf,

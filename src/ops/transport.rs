@@ -1,65 +1,19 @@
-//! The read side: every format airlock packs from implements [`Source`].
+//! Source arguments as users write them (`oci:DIR[:REF]`,
+//! `docker-archive:FILE`, `docker://REF`, …), parsed the way skopeo names
+//! transports, and opened into a [`Source`].
 //!
-//! A source only lists its images and hands out blobs by digest. It does not
-//! verify, filter platforms or walk manifests: [`crate::plan`] does that once
-//! for every format, so a new format is a few dozen lines.
+//! This is the one place that knows every format; the formats themselves do
+//! not know each other.
 
-mod docker_archive;
-mod fs;
-mod layout;
-mod registry;
-
-use std::io::Read;
 use std::path::PathBuf;
 
-pub(crate) use docker_archive::DockerArchive;
-pub(crate) use fs::{DirFs, Fs, TarFs};
-pub(crate) use layout::Layout;
-pub use registry::{is_referrer_tag, RegistryContext, RegistrySource};
-
+use crate::docker_archive::DockerArchive;
 use crate::error::{Error, Result};
-use crate::image::Descriptor;
-use crate::progress::Progress;
-use crate::reference::Reference;
-
-/// One image a source offers: its root manifest or index, and its name.
-#[derive(Clone, Debug)]
-pub struct Root {
-    pub name: Option<Reference>,
-    pub descriptor: Descriptor,
-    /// For a referrer (a signature, SBOM or attestation found through the
-    /// referrers API): the manifest it refers to.
-    pub subject: Option<crate::digest::Digest>,
-}
-
-pub trait Source: Send + Sync {
-    /// How the user named this source, for messages.
-    fn name(&self) -> &str;
-
-    /// The images selected from this source.
-    fn roots(&self) -> Result<Vec<Root>>;
-
-    /// Opens a blob. The bytes are unverified: callers check them against
-    /// the descriptor (see [`crate::digest::VerifyingReader`]).
-    fn open_blob(&self, blob: &Descriptor) -> Result<Box<dyn Read + Send + '_>>;
-
-    /// True when this process hashes every blob `open_blob` returns against
-    /// its digest anyway, before the read that ends it returns, so
-    /// [`crate::sink::copy`] checks only its size. A registry source hashes
-    /// each blob as it downloads it into the cache (or, for one cached
-    /// before, when it reuses it); a reader following a download gets its
-    /// end only once that hash matched.
-    fn opens_checked_blobs(&self) -> bool {
-        false
-    }
-
-    /// Makes a blob available locally before it is read (a registry source
-    /// downloads it into its cache). Called from a pool of network threads;
-    /// local sources have nothing to do.
-    fn prefetch(&self, _blob: &Descriptor, _progress: &Progress) -> Result<()> {
-        Ok(())
-    }
-}
+use crate::fs::{DirFs, TarFs};
+use crate::model::Reference;
+use crate::oci::Layout;
+use crate::registry::{RegistryContext, RegistrySource};
+use crate::source::Source;
 
 /// A parsed `TRANSPORT:LOCATION[:REF]` source argument.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -166,35 +120,6 @@ fn dir_stem(path: &std::path::Path) -> String {
         .unwrap_or_default();
     name.split('.').next().unwrap_or_default().to_string()
 }
-
-/// Names an image from a layout's annotations, in order of preference: the
-/// full reference containerd and docker write, a ref name that is itself a
-/// full reference, or a bare tag placed under `localhost/<stem>` as podman
-/// does for local images.
-pub(crate) fn name_from_annotations(d: &Descriptor, stem: &str) -> Option<Reference> {
-    if let Some(r) = d
-        .annotations
-        .get(ANNOTATION_IMAGE_NAME)
-        .and_then(|n| Reference::parse(n).ok())
-    {
-        return Some(r);
-    }
-    let ref_name = d.annotations.get(ANNOTATION_REF_NAME)?;
-    if ref_name.contains('/') {
-        if let Ok(r) = Reference::parse(ref_name) {
-            return Some(r);
-        }
-    }
-    let repo: String = stem
-        .to_lowercase()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    Reference::parse(&format!("localhost/{}:{ref_name}", repo.trim_matches('-'))).ok()
-}
-
-pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
-pub const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";
 
 #[cfg(test)]
 mod tests {

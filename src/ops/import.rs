@@ -18,13 +18,14 @@ use std::sync::Mutex;
 use serde::Serialize;
 
 use crate::bundle::{verify, Bundle, Verified};
-use crate::digest::{Digest, VerifyingReader};
 use crate::error::{Error, Result};
-use crate::image::{media, Descriptor};
-use crate::journal::Journal;
+use crate::integrity::VerifyingReader;
+use crate::model::image::{media, Descriptor};
+use crate::model::reference::Reference;
+use crate::model::Digest;
 use crate::plan::Plan;
 use crate::progress::Progress;
-use crate::reference::Reference;
+use crate::registry::journal::Journal;
 use crate::registry::push::Mount;
 use crate::registry::{Client, Registries, RegistryOptions};
 use crate::source::{Root, Source};

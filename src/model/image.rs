@@ -12,8 +12,8 @@ use std::sync::Arc;
 use oci_spec::image::{ImageIndex, ImageManifest};
 use serde::{Deserialize, Serialize};
 
-use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::model::Digest;
 
 /// Media types airlock treats specially.
 pub mod media {

@@ -1,17 +1,10 @@
 //! The write side: every format airlock writes implements [`Sink`], and
 //! [`copy`] is the one data path: source, then verify, then sink.
 
-mod docker_archive;
-mod oci_dir;
-
 use std::io::Read;
 
-pub use docker_archive::DockerArchiveSink;
-pub use oci_dir::OciDirSink;
-pub(crate) use oci_dir::{index_entries, OCI_LAYOUT};
-
-use crate::digest::VerifyingReader;
 use crate::error::Result;
+use crate::integrity::VerifyingReader;
 use crate::plan::{Plan, PlannedBlob};
 use crate::progress::Progress;
 use crate::source::Source;

@@ -9,13 +9,13 @@
 use std::io::Read;
 use std::path::Path;
 
-use super::oci_dir::{index_entries, OCI_LAYOUT};
-use super::Sink;
 use crate::atomic::AtomicFile;
 use crate::error::{Error, Result};
-use crate::image::{Node, Parsed};
+use crate::model::image::{Node, Parsed};
+use crate::model::reference::{Reference, DEFAULT_REGISTRY};
+use crate::oci::{index_entries, OCI_LAYOUT};
 use crate::plan::{Plan, PlannedBlob};
-use crate::reference::{Reference, DEFAULT_REGISTRY};
+use crate::sink::Sink;
 
 pub struct DockerArchiveSink {
     tar: tar::Builder<AtomicFile>,
@@ -59,7 +59,7 @@ fn familiar(r: &Reference) -> String {
 impl Sink for DockerArchiveSink {
     fn begin(&mut self, plan: &Plan) -> Result<()> {
         for image in &plan.images {
-            if !crate::image::media::is_manifest(&image.descriptor.media_type) {
+            if !crate::model::image::media::is_manifest(&image.descriptor.media_type) {
                 return Err(Error::Usage(format!(
                     "{} is a multi-platform image, and a docker-archive holds one platform per image; choose one with --platform",
                     image.label()
@@ -98,7 +98,7 @@ impl Sink for DockerArchiveSink {
         }
         let index = serde_json::json!({
             "schemaVersion": 2,
-            "mediaType": crate::image::media::OCI_INDEX,
+            "mediaType": crate::model::image::media::OCI_INDEX,
             "manifests": index_entries(plan),
         });
         let manifest_json = serde_json::to_vec(&legacy).expect("JSON values serialise");

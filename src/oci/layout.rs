@@ -3,10 +3,12 @@
 
 use std::io::Read;
 
-use super::{name_from_annotations, Fs, Root, Source, ANNOTATION_REF_NAME};
+use super::{name_from_annotations, ANNOTATION_REF_NAME};
 use crate::error::{Error, Result};
-use crate::image::{parse_manifest, Descriptor, Parsed};
-use crate::reference::Reference;
+use crate::fs::Fs;
+use crate::model::image::{parse_manifest, Descriptor, Parsed};
+use crate::model::reference::Reference;
+use crate::source::{Root, Source};
 
 /// index.json may list many images; this bounds what we buffer for it.
 const MAX_INDEX_JSON: u64 = 64 * 1024 * 1024;
@@ -45,7 +47,7 @@ impl<F: Fs> Layout<F> {
                 reason: "no index.json: this is not an OCI image layout".into(),
             })?;
         let Parsed::Index { manifests } = parse_manifest(
-            crate::image::media::OCI_INDEX,
+            crate::model::image::media::OCI_INDEX,
             &index,
             &index_path.display().to_string(),
         )?

@@ -7,8 +7,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::digest::Digest;
 use crate::error::Error;
+use crate::model::Digest;
 
 pub const DEFAULT_REGISTRY: &str = "docker.io";
 const MAX_NAME_LEN: usize = 255;

@@ -14,8 +14,8 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::AtomicFile;
-use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::model::Digest;
 
 #[derive(Default, Serialize, Deserialize)]
 struct State {

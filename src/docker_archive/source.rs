@@ -16,13 +16,15 @@ use std::sync::Arc;
 use rayon::prelude::*;
 use serde::Deserialize;
 
-use super::layout::describe_root;
-use super::{Layout, Root, Source, TarFs};
-use crate::digest::{hash_reader, Digest};
 use crate::error::{Error, Result};
-use crate::image::{media, Descriptor};
-use crate::reference::Reference;
-use crate::source::Fs;
+use crate::fs::Fs;
+use crate::fs::TarFs;
+use crate::integrity::hash_reader;
+use crate::model::image::{media, Descriptor};
+use crate::model::reference::Reference;
+use crate::model::Digest;
+use crate::oci::{describe_root, Layout};
+use crate::source::{Root, Source};
 
 const MAX_MANIFEST_JSON: u64 = 16 * 1024 * 1024;
 
@@ -102,7 +104,7 @@ impl DockerArchive {
     fn synthesise(&mut self, entry: &LegacyEntry) -> Result<Descriptor> {
         let config = self
             .fs
-            .read_small(&entry.config, crate::image::MAX_CONFIG_SIZE)?
+            .read_small(&entry.config, crate::model::image::MAX_CONFIG_SIZE)?
             .ok_or_else(|| self.missing(&entry.config))?;
         let config_desc =
             Descriptor::new(media::OCI_CONFIG, Digest::of(&config), config.len() as u64);

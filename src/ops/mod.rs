@@ -1,24 +1,32 @@
 //! The operations behind each command, as library calls. They do no
 //! printing; the CLI renders what they return.
 
+pub mod import;
+pub mod transport;
+
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use crate::bundle::{Bundle, BundleWriter, PackOptions, Unverified, Verified};
-use crate::cache::BlobCache;
-use crate::digest::{Digest, VerifyingReader};
+use crate::docker_archive::DockerArchiveSink;
 use crate::error::{Error, Result};
-use crate::image::{media, platform_of_config, Parsed, Platform};
+use crate::integrity::VerifyingReader;
+use crate::model::image::{media, platform_of_config, Parsed, Platform};
+use crate::model::reference::Reference;
+use crate::model::Digest;
+use crate::oci::OciDirSink;
 use crate::plan::{read_node, Plan};
 use crate::progress::Progress;
-use crate::reference::Reference;
+use crate::registry::cache::BlobCache;
 use crate::registry::{Registries, RegistryOptions};
-use crate::sink::{copy, DockerArchiveSink, OciDirSink, Sink};
-use crate::source::{RegistryContext, RegistrySource, Root, Source, SourceSpec};
+use crate::registry::{RegistryContext, RegistrySource};
+use crate::sink::{copy, Sink};
+use crate::source::{Root, Source};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use transport::SourceSpec;
 
 #[derive(Debug, Serialize)]
 pub struct PackSummary {
@@ -464,7 +472,7 @@ fn platforms_of(source: &dyn Source, root: &Root, label: &str) -> Result<Vec<Str
             .filter(|d| !d.annotations.contains_key("vnd.docker.reference.type"))
             .filter_map(|d| d.platform.as_ref().map(|p| p.to_string()))
             .collect(),
-        Parsed::Manifest { config, .. } if config.size <= crate::image::MAX_CONFIG_SIZE => {
+        Parsed::Manifest { config, .. } if config.size <= crate::model::image::MAX_CONFIG_SIZE => {
             let mut raw = Vec::new();
             let r = source.open_blob(&config)?;
             std::io::Read::read_to_end(

@@ -4,11 +4,13 @@
 //! [`Error::hint`] says what the user can do next. The CLI renders both; the
 //! library never prints.
 
+pub mod registry;
+
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::digest::Digest;
+use crate::model::Digest;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -112,7 +114,7 @@ pub enum Error {
 
     /// A registry refused or failed a request.
     #[error("{0}")]
-    Registry(Box<crate::registry::RegistryError>),
+    Registry(Box<registry::RegistryError>),
 
     /// Several independent failures, reported together at the end of a run.
     #[error("{} problem(s):\n{}", .0.len(), numbered(.0))]
@@ -180,7 +182,7 @@ impl Error {
     /// Wraps an I/O error with the operation and the path it concerns.
     ///
     /// An integrity failure raised inside a reader (see
-    /// [`crate::digest::VerifyingReader`]) travels through `io::Error`; it is
+    /// [`crate::integrity::VerifyingReader`]) travels through `io::Error`; it is
     /// unwrapped here so the user sees the digest problem, not "I/O error".
     pub fn io(op: &'static str, path: impl AsRef<Path>, source: io::Error) -> Error {
         match unwrap_integrity(source) {

@@ -8,11 +8,11 @@
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use super::Sink;
+use super::{ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
 use crate::atomic::AtomicFile;
 use crate::error::{Error, Result};
 use crate::plan::{Plan, PlannedBlob};
-use crate::source::{ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
+use crate::sink::Sink;
 
 pub const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 
@@ -80,7 +80,7 @@ impl Sink for OciDirSink {
                 })?
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                serde_json::json!({"schemaVersion": 2, "mediaType": crate::image::media::OCI_INDEX, "manifests": []})
+                serde_json::json!({"schemaVersion": 2, "mediaType": crate::model::image::media::OCI_INDEX, "manifests": []})
             }
             Err(e) => return Err(Error::io("read", &index_path, e)),
         };

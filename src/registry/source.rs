@@ -14,14 +14,14 @@ use std::sync::{Arc, Mutex};
 
 use ureq::http::Method;
 
-use super::{Root, Source};
-use crate::cache::{BlobCache, Download};
-use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::image::{media, parse_manifest, Descriptor, Parsed, MAX_MANIFEST_SIZE};
+use crate::model::image::{media, parse_manifest, Descriptor, Parsed, MAX_MANIFEST_SIZE};
+use crate::model::reference::Reference;
+use crate::model::Digest;
 use crate::progress::Progress;
-use crate::reference::Reference;
+use crate::registry::cache::{BlobCache, Download};
 use crate::registry::{read_limited, Client, Registries, RegistryError, MANIFEST_ACCEPT};
+use crate::source::{Root, Source};
 
 /// cosign's tag suffixes for signatures, attestations and SBOMs.
 const COSIGN_SUFFIXES: [&str; 3] = [".sig", ".att", ".sbom"];

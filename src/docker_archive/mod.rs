@@ -1,0 +1,9 @@
+//! `docker save` tars as a source (the legacy layout and the Engine 25+
+//! OCI layout, plain, gzip or zstd) and as a sink (a tar `docker load`
+//! accepts).
+
+mod sink;
+mod source;
+
+pub use sink::DockerArchiveSink;
+pub(crate) use source::DockerArchive;

@@ -1,0 +1,42 @@
+//! OCI image layouts: `oci:DIR` and `oci-archive:FILE` as a source
+//! ([`Layout`], also used for the layout inside a docker 25+ `docker save`
+//! tar) and `oci:DIR` as a sink ([`OciDirSink`]), with the layout's names
+//! and annotations.
+
+mod layout;
+mod sink;
+
+pub(crate) use layout::{describe_root, Layout};
+pub use sink::OciDirSink;
+pub(crate) use sink::{index_entries, OCI_LAYOUT};
+
+use crate::model::{Descriptor, Reference};
+
+/// Names an image from a layout's annotations, in order of preference: the
+/// full reference containerd and docker write, a ref name that is itself a
+/// full reference, or a bare tag placed under `localhost/<stem>` as podman
+/// does for local images.
+pub(crate) fn name_from_annotations(d: &Descriptor, stem: &str) -> Option<Reference> {
+    if let Some(r) = d
+        .annotations
+        .get(ANNOTATION_IMAGE_NAME)
+        .and_then(|n| Reference::parse(n).ok())
+    {
+        return Some(r);
+    }
+    let ref_name = d.annotations.get(ANNOTATION_REF_NAME)?;
+    if ref_name.contains('/') {
+        if let Ok(r) = Reference::parse(ref_name) {
+            return Some(r);
+        }
+    }
+    let repo: String = stem
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    Reference::parse(&format!("localhost/{}:{ref_name}", repo.trim_matches('-'))).ok()
+}
+
+pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
+pub const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";
