@@ -13,6 +13,7 @@ use airlock::model::Platform;
 use airlock::ops::{self, ExportTarget};
 use airlock::progress::Progress;
 use airlock::registry::RegistryOptions;
+use airlock::registry::Target;
 use airlock::{Error, Result};
 
 #[derive(Parser)]
@@ -578,23 +579,8 @@ fn run(command: Command) -> Result<()> {
             jobs,
             output_args,
         } => {
-            let maps = maps
-                .iter()
-                .map(|m| {
-                    m.split_once('=')
-                        .map(|(a, b)| (a.trim().to_string(), b.trim().to_string()))
-                        .filter(|(a, b)| !a.is_empty() && !b.is_empty())
-                        .ok_or_else(|| Error::Usage(format!("--map {m:?} is not SRC=DST")))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let target = match prefix {
-                Some(p) => format!("{}/{}", to.trim_end_matches('/'), p.trim_matches('/')),
-                None => to,
-            };
             let request = airlock::ops::import::ImportRequest {
-                target,
-                maps,
-                keep_registry,
+                target: Target::parse(&to, prefix.as_deref(), &maps, keep_registry)?,
                 dry_run,
                 state,
                 chunk_size,

@@ -27,16 +27,12 @@ use crate::plan::Plan;
 use crate::progress::Progress;
 use crate::registry::journal::Journal;
 use crate::registry::push::Mount;
-use crate::registry::{Client, Registries, RegistryOptions};
+use crate::registry::{Client, Registries, RegistryOptions, Target};
 use crate::source::{Root, Source};
 
 pub struct ImportRequest {
-    /// `REGISTRY[/PREFIX]`.
-    pub target: String,
-    /// `SRC=DST` repository rewrites, first match wins.
-    pub maps: Vec<(String, String)>,
-    /// Keep the source registry's host as the first path component.
-    pub keep_registry: bool,
+    /// Where the images go.
+    pub target: Target,
     pub dry_run: bool,
     /// Journal directory [default: the XDG state dir].
     pub state: Option<PathBuf>,
@@ -84,55 +80,6 @@ impl ImportReport {
     }
 }
 
-/// Splits `REGISTRY[/PREFIX]`.
-fn parse_target(target: &str) -> Result<(String, String)> {
-    let (host, prefix) = target.split_once('/').unwrap_or((target, ""));
-    let prefix = prefix.trim_matches('/').to_string();
-    Reference::parse(&format!(
-        "{host}/{}",
-        if prefix.is_empty() { "x" } else { &prefix }
-    ))
-    .map_err(|_| {
-        Error::Usage(format!(
-            "--to {target:?} is not REGISTRY[/PREFIX] (e.g. registry.local:5000/mirror)"
-        ))
-    })?;
-    Ok((host.to_string(), prefix))
-}
-
-/// Where an image's repository goes: rewritten by the first `--map` whose
-/// source is the name or a path prefix of it, with the registry host kept
-/// only if asked, under the target's prefix.
-pub fn map_repository(
-    name: &Reference,
-    prefix: &str,
-    maps: &[(String, String)],
-    keep_registry: bool,
-) -> String {
-    let full = name.name();
-    let mapped = maps.iter().find_map(|(src, dst)| {
-        [full.as_str(), name.repository.as_str()]
-            .iter()
-            .find_map(|candidate| {
-                let rest = candidate.strip_prefix(src.as_str())?;
-                (rest.is_empty() || rest.starts_with('/'))
-                    .then(|| format!("{}{rest}", dst.trim_end_matches('/')))
-            })
-    });
-    let path = mapped.unwrap_or_else(|| {
-        if keep_registry {
-            format!("{}/{}", name.registry.replace(':', "-"), name.repository)
-        } else {
-            name.repository.clone()
-        }
-    });
-    if prefix.is_empty() {
-        path
-    } else {
-        format!("{prefix}/{path}")
-    }
-}
-
 /// One image to push: its root, where it goes, and what it needs.
 struct Job {
     label: String,
@@ -150,12 +97,12 @@ fn is_manifest(d: &Descriptor) -> bool {
 }
 
 pub fn import(bundle: &Bundle<Verified>, req: ImportRequest) -> Result<ImportReport> {
-    let (host, prefix) = parse_target(&req.target)?;
+    let host = req.target.host.clone();
     // Nothing goes up from a damaged bundle.
     verify(bundle, &Progress::hidden())?;
     let source = bundle.source();
 
-    let jobs = plan_jobs(&source, &host, &prefix, &req)?;
+    let jobs = plan_jobs(&source, &host, &req)?;
 
     let registries = Registries::new(req.registry.clone());
     let client = registries.client(&host)?;
@@ -163,7 +110,7 @@ pub fn import(bundle: &Bundle<Verified>, req: ImportRequest) -> Result<ImportRep
         Journal::none()
     } else {
         let dir = req.state.clone().unwrap_or_else(Journal::default_dir);
-        Journal::open(&dir, bundle.id(), &req.target)?
+        Journal::open(&dir, bundle.id(), req.target.spec())?
     };
     let bytes_total = bundle.manifest().blobs.iter().map(|b| b.size).sum();
 
@@ -231,7 +178,7 @@ pub fn import(bundle: &Bundle<Verified>, req: ImportRequest) -> Result<ImportRep
 
     let outcomes = finish_images(&client, &journal, &jobs, &failed_blobs, req.dry_run, &host);
     Ok(ImportReport {
-        target: req.target.clone(),
+        target: req.target.spec().to_string(),
         dry_run: req.dry_run,
         images: outcomes,
         blobs: counts.into_inner().expect("not poisoned"),
@@ -243,12 +190,7 @@ pub fn import(bundle: &Bundle<Verified>, req: ImportRequest) -> Result<ImportRep
 
 /// Where each image goes, and every blob it needs (its manifests read from
 /// `source`, which checks them).
-fn plan_jobs(
-    source: &dyn Source,
-    host: &str,
-    prefix: &str,
-    req: &ImportRequest,
-) -> Result<Vec<Job>> {
+fn plan_jobs(source: &dyn Source, host: &str, req: &ImportRequest) -> Result<Vec<Job>> {
     let roots = source.roots()?;
     // Where each image goes, and what it needs.
     let by_digest: HashMap<Digest, Reference> = roots
@@ -258,25 +200,21 @@ fn plan_jobs(
     let mut jobs = Vec::new();
     for root in roots {
         let (repo, tag, label) = match (&root.name, &root.subject) {
-            (Some(n), _) => (
-                map_repository(n, prefix, &req.maps, req.keep_registry),
-                n.tag.clone(),
-                n.to_string(),
-            ),
+            (Some(n), _) => (req.target.repository(n), n.tag.clone(), n.to_string()),
             (None, Some(s)) => match by_digest.get(s) {
                 Some(n) => (
-                    map_repository(n, prefix, &req.maps, req.keep_registry),
+                    req.target.repository(n),
                     None,
                     format!("referrer {} of {n}", root.descriptor.digest.short()),
                 ),
                 None => (
-                    untagged_repo(prefix),
+                    req.target.untagged(),
                     None,
                     root.descriptor.digest.to_string(),
                 ),
             },
             (None, None) => (
-                untagged_repo(prefix),
+                req.target.untagged(),
                 None,
                 root.descriptor.digest.to_string(),
             ),
@@ -352,14 +290,6 @@ fn finish_images(
         });
     }
     outcomes
-}
-
-fn untagged_repo(prefix: &str) -> String {
-    if prefix.is_empty() {
-        "untagged".into()
-    } else {
-        format!("{prefix}/untagged")
-    }
 }
 
 /// Pushes an image's manifests and indexes by digest, then its tag, and
@@ -649,13 +579,12 @@ pub fn import_stream(
     key: Option<&ed25519_dalek::VerifyingKey>,
     req: ImportRequest,
 ) -> Result<ImportReport> {
-    let (host, prefix) = parse_target(&req.target)?;
+    let host = req.target.host.clone();
     let registries = Registries::new(req.registry.clone());
     let client = registries.client(&host)?;
     let mut visitor = StreamImport {
         req: &req,
         client: &client,
-        prefix: &prefix,
         journal: Journal::none(),
         staging: String::new(),
         received: None,
@@ -677,7 +606,7 @@ pub fn import_stream(
         ..
     } = visitor;
     let received = received.expect("start comes first");
-    let jobs = plan_jobs(&received, &host, &prefix, &req)?;
+    let jobs = plan_jobs(&received, &host, &req)?;
     // Blobs went to the staging repository; mount them where images need them.
     for job in &jobs {
         for b in job.blobs.iter().filter(|b| !is_manifest(b)) {
@@ -711,7 +640,7 @@ pub fn import_stream(
     }
     let outcomes = finish_images(&client, &journal, &jobs, &failed_blobs, req.dry_run, &host);
     Ok(ImportReport {
-        target: req.target.clone(),
+        target: req.target.spec().to_string(),
         dry_run: req.dry_run,
         images: outcomes,
         blobs: counts,
@@ -725,7 +654,6 @@ pub fn import_stream(
 struct StreamImport<'a> {
     req: &'a ImportRequest,
     client: &'a Client,
-    prefix: &'a str,
     journal: Journal,
     /// Where blobs go first: the first named image's repository.
     staging: String,
@@ -746,15 +674,15 @@ impl crate::bundle::StreamVisitor for StreamImport<'_> {
         let req = self.req;
         if !req.dry_run {
             let dir = req.state.clone().unwrap_or_else(Journal::default_dir);
-            self.journal = Journal::open(&dir, id, &req.target)?;
+            self.journal = Journal::open(&dir, id, req.target.spec())?;
         }
         let received = crate::bundle::Received::new(manifest)?;
         self.staging = received
             .roots()?
             .iter()
             .find_map(|r| r.name.as_ref())
-            .map(|n| map_repository(n, self.prefix, &req.maps, req.keep_registry))
-            .unwrap_or_else(|| untagged_repo(self.prefix));
+            .map(|n| req.target.repository(n))
+            .unwrap_or_else(|| req.target.untagged());
         self.received = Some(received);
         let total = manifest.blobs.iter().map(|b| b.size).sum();
         self.progress = Progress::new(total, "import", req.quiet || req.dry_run);
@@ -830,65 +758,5 @@ impl crate::bundle::StreamVisitor for StreamImport<'_> {
                 Ok(())
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn r(s: &str) -> Reference {
-        Reference::parse(s).unwrap()
-    }
-
-    #[test]
-    fn maps_repositories() {
-        let none: Vec<(String, String)> = vec![];
-        assert_eq!(
-            map_repository(&r("nginx:1"), "", &none, false),
-            "library/nginx"
-        );
-        assert_eq!(
-            map_repository(&r("nginx:1"), "mirror", &none, false),
-            "mirror/library/nginx"
-        );
-        assert_eq!(
-            map_repository(&r("quay.io/a/b:1"), "m", &none, true),
-            "m/quay.io/a/b"
-        );
-        assert_eq!(
-            map_repository(&r("localhost:5000/a:1"), "", &none, true),
-            "localhost-5000/a"
-        );
-        let maps = vec![
-            ("docker.io/library".to_string(), "hub".to_string()),
-            ("team".to_string(), "apps/team".to_string()),
-        ];
-        assert_eq!(
-            map_repository(&r("nginx:1"), "m", &maps, false),
-            "m/hub/nginx"
-        );
-        assert_eq!(
-            map_repository(&r("reg.io/team/x:1"), "", &maps, false),
-            "apps/team/x"
-        );
-        // Only whole path components match.
-        assert_eq!(
-            map_repository(&r("reg.io/teamwork/x:1"), "", &maps, false),
-            "teamwork/x"
-        );
-    }
-
-    #[test]
-    fn parses_targets() {
-        assert_eq!(
-            parse_target("reg:5000/mirror/").unwrap(),
-            ("reg:5000".into(), "mirror".into())
-        );
-        assert_eq!(
-            parse_target("reg.local").unwrap(),
-            ("reg.local".into(), "".into())
-        );
-        assert!(parse_target("reg/UPPER").is_err());
     }
 }

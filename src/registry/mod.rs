@@ -17,9 +17,11 @@ pub mod journal;
 pub mod options;
 pub mod push;
 mod source;
+mod target;
 mod tls;
 
 pub use crate::error::registry::RegistryError;
 pub use client::{read_limited, Client, Registries, MANIFEST_ACCEPT};
 pub use options::RegistryOptions;
 pub use source::{is_referrer_tag, RegistryContext, RegistrySource};
+pub use target::Target;
