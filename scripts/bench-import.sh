@@ -15,6 +15,7 @@ mkdir -p "$work"
 work=$(cd "$work" && pwd)
 cargo build --release -q
 A=$PWD/target/release/airlock
+B=${BASELINE:-} # an older airlock to measure beside this one
 fx=$work/pull-fixtures
 [ -f "$fx/big/index.json" ] || scripts/make-fixtures.sh "$fx" --big "$mib" >/dev/null
 out=$work/import-out
@@ -49,13 +50,15 @@ ls $out/unpacked/blobs/sha256 | xargs -P "\$1" -I{} sh -c '
   case "\$loc" in http*) ;; *) loc="http://$host\$loc";; esac
   curl -s -f -o /dev/null -X PUT -H "Content-Type: application/octet-stream" --data-binary @$out/unpacked/blobs/sha256/{} "\$loc&digest=sha256:{}"'
 SH
-cat > "$out/airlock.sh" <<SH
+for bin in airlock:$A ${B:+baseline:$B}; do cat > "$out/${bin%%:*}.sh" <<SH
 p=\$(sh $out/next.sh $out/n)
-"$A" import -q --allow-unsigned "$out/b.airlock" --to "$host/\$p" --plain-http "$host" --state "$out/state-\$p"
+"${bin#*:}" import -q --allow-unsigned "$out/b.airlock" --to "$host/\$p" --plain-http "$host" --state "$out/state-\$p"
 SH
+done
 
 hyperfine -N -w 1 -r 5 --export-json "$out/import.json" \
   -n "airlock import" "sh $out/airlock.sh" \
+  ${B:+-n "baseline import" "sh $out/baseline.sh"} \
   -n "skopeo copy per image" "sh $out/skopeo.sh" \
   -n "curl x1 (ceiling)" "sh $out/curl.sh 1" \
   -n "curl x4 (ceiling)" "sh $out/curl.sh 4" \

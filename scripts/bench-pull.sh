@@ -14,6 +14,7 @@ mkdir -p "$work"
 work=$(cd "$work" && pwd)
 cargo build --release -q
 A=$PWD/target/release/airlock
+B=${BASELINE:-} # an older airlock to measure beside this one
 fx=$work/pull-fixtures
 [ -f "$fx/big/index.json" ] || scripts/make-fixtures.sh "$fx" --big "$mib" >/dev/null
 out=$work/pull-out
@@ -35,6 +36,7 @@ skopeo_pipeline="rm -rf $out/sk; for t in $tags; do skopeo copy -q --src-tls-ver
 hyperfine -N -w 2 -r 10 --export-json "$out/pull.json" \
   --prepare "rm -rf $out/cache $out/sk $out/b.airlock $out/sk.tar.zst /var/lib/containers/cache/blob-info-cache-v1.boltdb" \
   -n "airlock pack (cold cache)" "$A pack -q --plain-http $host --cache $out/cache -o $out/b.airlock $refs" \
+  ${B:+-n "baseline pack (cold cache)" "$B pack -q --plain-http $host --cache $out/cache -o $out/b.airlock $refs"} \
   -n "skopeo copy per image + tar | zstd" "sh -c '$skopeo_pipeline'" >/dev/null
 peak=$( { /usr/bin/time -f %M "$A" pack -q --plain-http "$host" --cache "$out/cache-rss" -o "$out/rss.airlock" $refs >/dev/null; } 2>&1 | tail -1)
 

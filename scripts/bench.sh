@@ -8,6 +8,8 @@
 # verify: airlock verify  vs  openssl dgst -sha256 over the same blobs
 # memory: peak RSS of pack and verify, also for an image with a 2.2 GiB layer
 # Needs hyperfine, umoci, skopeo, zstd, openssl, python3 (scripts/setup.sh).
+# BASELINE=/path/to/older/airlock adds that binary to the same runs, for
+# before/after figures measured side by side.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=${1:-bench-work}
@@ -16,6 +18,7 @@ mkdir -p "$work"
 work=$(cd "$work" && pwd)
 cargo build --release -q
 A=$PWD/target/release/airlock
+B=${BASELINE:-}
 out=$work/out
 mkdir -p "$out"
 
@@ -33,6 +36,7 @@ skopeo_pipeline="rm -rf $out/sk; for t in $tags; do skopeo copy -q oci:$big:\$t 
 hyperfine -N -w 1 -r 5 --export-json "$out/pack.json" \
   --prepare "rm -f $out/b.airlock $out/floor.tar.zst $out/sk.tar.zst" \
   -n "airlock pack (file)" "$A pack -q oci:$big -o $out/b.airlock" \
+  ${B:+-n "baseline pack (file)" "$B pack -q oci:$big -o $out/b.airlock"} \
   -n "airlock pack -o - (null)" "sh -c '$A pack -q oci:$big -o - > /dev/null'" \
   -n "floor: tar | zstd -T0 -3 (null)" "sh -c 'tar -c -C $work/fixtures big | zstd -T0 -3 -q > /dev/null'" \
   -n "floor: tar | zstd -T0 -3 (file)" "sh -c 'tar -c -C $work/fixtures big | zstd -T0 -3 -q > $out/floor.tar.zst'" \
@@ -41,6 +45,7 @@ hyperfine -N -w 1 -r 5 --export-json "$out/pack.json" \
 "$A" pack -q oci:"$big" -o "$out/b.airlock"
 hyperfine -N -w 1 -r 7 --export-json "$out/verify.json" \
   -n "airlock verify" "$A verify -q --allow-unsigned $out/b.airlock" \
+  ${B:+-n "baseline verify" "$B verify -q --allow-unsigned $out/b.airlock"} \
   -n "openssl dgst -sha256 (1 core)" "openssl dgst -sha256 $(ls "$big"/blobs/sha256/* | tr '\n' ' ')" >/dev/null
 
 rss() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1; }
