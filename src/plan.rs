@@ -238,18 +238,7 @@ pub fn read_node(source: &dyn Source, d: &Descriptor, label: &str) -> Result<Nod
             ),
         });
     }
-    let reader = source.open_blob(d).map_err(|e| match e {
-        Error::MissingBlob {
-            source_name,
-            digest,
-            image: None,
-        } => Error::MissingBlob {
-            source_name,
-            digest,
-            image: Some(label.to_string()),
-        },
-        e => e,
-    })?;
+    let reader = source.open_blob(d).map_err(|e| e.needed_by(label))?;
     let mut raw = Vec::with_capacity(d.size as usize);
     VerifyingReader::new(reader, d.digest.clone(), d.size, what.clone())
         .read_to_end(&mut raw)

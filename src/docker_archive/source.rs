@@ -209,11 +209,7 @@ impl Source for DockerArchive {
 
     fn open_blob(&self, blob: &Descriptor) -> Result<Box<dyn Read + Send + '_>> {
         let digest = &blob.digest;
-        let missing = || Error::MissingBlob {
-            source_name: self.name.clone(),
-            digest: digest.clone(),
-            image: None,
-        };
+        let missing = || Error::missing_blob(&self.name, digest);
         match self.blobs.get(digest) {
             Some(Blob::Inline(b)) => Ok(Box::new(std::io::Cursor::new(b.clone()))),
             Some(Blob::Member(path)) => Ok(self.fs.open(path)?.ok_or_else(missing)?.0),

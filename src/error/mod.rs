@@ -195,6 +195,31 @@ impl Error {
         }
     }
 
+    /// A source that does not hold a blob it was asked for.
+    pub fn missing_blob(source_name: impl Into<String>, digest: &Digest) -> Error {
+        Error::MissingBlob {
+            source_name: source_name.into(),
+            digest: digest.clone(),
+            image: None,
+        }
+    }
+
+    /// Names the image that needed a missing blob, if none is named yet.
+    pub fn needed_by(self, image: &str) -> Error {
+        match self {
+            Error::MissingBlob {
+                source_name,
+                digest,
+                image: None,
+            } => Error::MissingBlob {
+                source_name,
+                digest,
+                image: Some(image.to_string()),
+            },
+            e => e,
+        }
+    }
+
     pub fn bad_bundle(path: impl AsRef<Path>, problem: impl Into<String>) -> Error {
         Error::BadBundle {
             path: path.as_ref().to_path_buf(),

@@ -120,11 +120,7 @@ impl<F: Fs> Source for Layout<F> {
         let digest = &blob.digest;
         match self.fs.open(&digest.layout_path())? {
             Some((r, _)) => Ok(r),
-            None => Err(Error::MissingBlob {
-                source_name: self.name.clone(),
-                digest: digest.clone(),
-                image: None,
-            }),
+            None => Err(Error::missing_blob(&self.name, digest)),
         }
     }
 }
