@@ -3,6 +3,10 @@
 //! On a terminal: a total bar (bytes, rate, ETA) and a bar per large blob in
 //! flight. Otherwise (CI logs, pipes): a plain line every few seconds and one
 //! at the end. Nothing at all with `--quiet`.
+//!
+//! Not for results: summaries and reports are the CLI's to print. The plain
+//! line keeps its own fixed `MiB` figures (one decimal) so that log lines
+//! stay comparable; bars use indicatif's units.
 
 use std::io::{self, IsTerminal, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +18,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 /// Blobs at least this large get a bar of their own on a terminal.
 const BLOB_BAR_MIN: u64 = 8 * 1024 * 1024;
 const PLAIN_EVERY: Duration = Duration::from_secs(5);
+/// A total on a terminal: what is done, of how much, how fast, how long yet.
+const TOTAL_BAR: &str = "{msg:6} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}";
 
 #[derive(Clone)]
 pub struct Progress {
@@ -42,9 +48,7 @@ impl Progress {
         if io::stderr().is_terminal() {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
             let bar = multi.add(ProgressBar::new(total));
-            bar.set_style(style(
-                "{msg:6} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-            ));
+            bar.set_style(style(TOTAL_BAR));
             bar.set_message(label.to_string());
             return Progress {
                 bar,
@@ -89,9 +93,7 @@ impl Progress {
         match &self.multi {
             Some(m) if !quiet => {
                 let bar = m.add(ProgressBar::new(total));
-                bar.set_style(style(
-                    "{msg:6} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-                ));
+                bar.set_style(style(TOTAL_BAR));
                 bar.set_message(label.to_string());
                 Progress {
                     bar,

@@ -1,0 +1,301 @@
+//! Every flag of the `airlock` command line, in one place: each flag owns
+//! its help text, so `--help`, and later completions and the man page, come
+//! from these definitions.
+//!
+//! Not for rules between flags beyond what clap states (`requires`,
+//! `conflicts_with`); those live in `airlock::ops`. Turning flags into
+//! library values (platforms, registry options) is here because it is
+//! still parsing.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use airlock::model::Platform;
+use airlock::registry::RegistryOptions;
+use airlock::{Error, Result};
+
+use super::size::{parse_media_size, parse_size};
+
+#[derive(Parser)]
+#[command(
+    name = "airlock",
+    version,
+    about = "Carry container images across an air gap"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+// Parsed once per run; the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create an ed25519 signing key (NAME) and its public key (NAME.pub).
+    Keygen(KeygenArgs),
+    /// Pack images into one signed bundle.
+    Pack(PackArgs),
+    /// Check a bundle's signature and every blob, offline.
+    Verify(VerifyArgs),
+    /// Verify a bundle, then push its images into a registry; a re-run
+    /// continues where the last one stopped.
+    Import(ImportArgs),
+    /// Rebuild a bundle's damaged or missing volumes from its parity, on
+    /// disk, then check the result.
+    Repair(RepairArgs),
+    /// Show what a bundle holds (does not check the signature).
+    Inspect(InspectArgs),
+    /// Copy images out of a bundle into an OCI layout or a docker-archive.
+    Export(ExportArgs),
+}
+
+// The structs below carry no doc comments of their own: the command's help
+// text is its variant's doc comment above.
+
+#[derive(Args)]
+pub struct KeygenArgs {
+    /// Path of the private key; the public key goes to NAME.pub.
+    #[arg(short = 'o', long = "output", value_name = "NAME")]
+    pub output: PathBuf,
+    /// Overwrite existing key files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args)]
+pub struct PackArgs {
+    /// oci:DIR[:REF], oci-archive:FILE[:REF] or docker-archive:FILE[:REF].
+    #[arg(value_name = "SOURCE")]
+    pub sources: Vec<String>,
+    /// Read more sources from a file, one per line (# comments allowed).
+    #[arg(short = 'f', long = "file", value_name = "LIST")]
+    pub list: Option<PathBuf>,
+    /// The bundle to write. It appears only once it is complete.
+    #[arg(short = 'o', long = "output", value_name = "BUNDLE")]
+    pub output: PathBuf,
+    /// Sign with this private key (from `airlock keygen`).
+    #[arg(long, value_name = "KEY")]
+    pub key: Option<PathBuf>,
+    #[command(flatten)]
+    pub platform: PlatformArgs,
+    /// Every tag of this repository (REGISTRY/REPO); repeatable.
+    #[arg(long = "all-tags", value_name = "REPO")]
+    pub all_tags: Vec<String>,
+    /// Every repository and tag of this registry (a whole-registry
+    /// backup); repeatable.
+    #[arg(long = "catalog", value_name = "REGISTRY")]
+    pub catalogs: Vec<String>,
+    /// Leave signatures, SBOMs and attestations behind.
+    #[arg(long)]
+    pub no_referrers: bool,
+    /// Cache of downloaded blobs [default: $XDG_CACHE_HOME/airlock].
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Parallel downloads, and threads for hashing and compression
+    /// [default: 8 downloads, all cores].
+    #[arg(short = 'j', long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// zstd level, 1 (fastest) to 19. Data that does not compress
+    /// (gzip or zstd layers) is stored as it is; from level 10 on only
+    /// data that barely shrinks at all.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+    pub level: i32,
+    /// Cut the bundle into volumes BUNDLE.001, BUNDLE.002, … of at most
+    /// SIZE, in decimal units as media are sold: 4G (FAT32), 4.7G (DVD),
+    /// 25G (BD-R); 4GiB for binary.
+    #[arg(long, value_name = "SIZE", value_parser = parse_media_size)]
+    pub split: Option<u64>,
+    /// Add Reed-Solomon parity of PCT percent of the bundle
+    /// (BUNDLE.parity, or parity volumes with --split): it repairs that
+    /// much damage anywhere, or a lost volume if PCT exceeds its share.
+    #[arg(long, value_name = "PCT", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub parity: Option<u32>,
+    #[command(flatten)]
+    pub output_args: OutputArgs,
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// A bundle file, its first volume or the directory of its volumes;
+    /// - reads a stream from standard input.
+    pub bundle: PathBuf,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    /// Report damage that parity could repair, and fail, instead of
+    /// repairing it in memory.
+    #[arg(long)]
+    pub no_repair: bool,
+    /// Worker threads for hashing [default: all cores].
+    #[arg(short = 'j', long, value_name = "N")]
+    pub jobs: Option<usize>,
+    #[command(flatten)]
+    pub output_args: OutputArgs,
+}
+
+#[derive(Args)]
+pub struct ImportArgs {
+    pub bundle: PathBuf,
+    /// REGISTRY[/PREFIX]: where the images go.
+    #[arg(long, value_name = "TARGET")]
+    pub to: String,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    /// Put every repository under this path (added to any path in --to).
+    #[arg(long, value_name = "PATH")]
+    pub prefix: Option<String>,
+    /// Rewrite repositories: SRC (a repository or path prefix, with or
+    /// without its registry) becomes DST; first match wins; repeatable.
+    #[arg(long = "map", value_name = "SRC=DST")]
+    pub maps: Vec<String>,
+    /// Keep the source registry's host as the first path component
+    /// (`--to reg/mirror` puts docker.io/library/nginx at
+    /// reg/mirror/docker.io/library/nginx) [default: dropped].
+    #[arg(long)]
+    pub keep_registry: bool,
+    /// Show where each image would go, how much would be sent, and what
+    /// the registry has already; push nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Journal directory [default: $XDG_STATE_HOME/airlock].
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+    /// Blobs larger than 8M (or than this, if smaller) go up in PATCH
+    /// chunks of this size, streamed from the bundle (e.g. 32M).
+    #[arg(long, default_value = "32M", value_name = "SIZE", value_parser = parse_size)]
+    pub chunk_size: u64,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Parallel uploads [default: 4; registries, not networks, are
+    /// usually the bottleneck].
+    #[arg(short = 'j', long, value_name = "N")]
+    pub jobs: Option<usize>,
+    #[command(flatten)]
+    pub output_args: OutputArgs,
+}
+
+#[derive(Args)]
+pub struct RepairArgs {
+    /// A bundle file, any of its volumes, or their directory.
+    pub bundle: PathBuf,
+    #[command(flatten)]
+    pub output_args: OutputArgs,
+}
+
+#[derive(Args)]
+pub struct InspectArgs {
+    pub bundle: PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    pub bundle: PathBuf,
+    /// oci:DIR or docker-archive:FILE.
+    #[arg(long, value_name = "TARGET")]
+    pub to: String,
+    /// Images to export, by name [default: all].
+    #[arg(value_name = "IMAGE")]
+    pub images: Vec<String>,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    #[command(flatten)]
+    pub platform: PlatformArgs,
+    #[command(flatten)]
+    pub output_args: OutputArgs,
+}
+
+#[derive(Args)]
+pub struct PlatformArgs {
+    /// Keep only os/arch[/variant]; repeat for several [default: all].
+    #[arg(long = "platform", value_name = "PLATFORM")]
+    pub platforms: Vec<String>,
+}
+
+impl PlatformArgs {
+    pub fn parse(&self) -> Result<Vec<Platform>> {
+        self.platforms.iter().map(|p| Platform::parse(p)).collect()
+    }
+}
+
+/// How to reach registries. Host lists take `host` or `host:port`.
+#[derive(Args)]
+pub struct RegistryArgs {
+    /// Log in as this user (with --password-stdin); otherwise docker's
+    /// config.json and credential helpers are used.
+    #[arg(long, value_name = "USER", requires = "password_stdin")]
+    pub username: Option<String>,
+    /// Read the password (or token) from standard input.
+    #[arg(long, requires = "username")]
+    pub password_stdin: bool,
+    /// Trust this CA certificate (PEM) for every registry, beside the
+    /// system's and certs.d's; repeatable.
+    #[arg(long = "ca-cert", value_name = "FILE")]
+    pub ca_certs: Vec<PathBuf>,
+    /// Look for HOST:PORT/ca.crt and client.cert/client.key here instead of
+    /// /etc/docker/certs.d and /etc/containers/certs.d; repeatable.
+    #[arg(long = "certs-dir", value_name = "DIR")]
+    pub certs_dirs: Vec<PathBuf>,
+    /// Do not verify TLS certificates of these hosts; repeatable.
+    #[arg(long = "insecure", value_name = "HOST")]
+    pub insecure: Vec<String>,
+    /// Speak plain HTTP to these hosts; repeatable.
+    #[arg(long = "plain-http", value_name = "HOST")]
+    pub plain_http: Vec<String>,
+    /// Attempts per request on connection errors, 429 and 5xx.
+    #[arg(long, default_value_t = 6, value_name = "N")]
+    pub retries: u32,
+}
+
+impl RegistryArgs {
+    /// The options for `airlock::registry`; with `--password-stdin`, reads
+    /// one line of standard input as the password.
+    pub fn options(self, jobs: Option<usize>) -> Result<RegistryOptions> {
+        let mut opts = RegistryOptions::default();
+        if self.password_stdin {
+            let mut password = String::new();
+            std::io::stdin()
+                .read_line(&mut password)
+                .map_err(|e| Error::io("read password from", "standard input", e))?;
+            opts.password = Some(password.trim_end_matches(['\n', '\r']).to_string());
+            opts.username = self.username;
+        }
+        opts.ca_certs = self.ca_certs;
+        if !self.certs_dirs.is_empty() {
+            opts.certs_dirs = self.certs_dirs;
+        }
+        opts.insecure = self.insecure;
+        opts.plain_http = self.plain_http;
+        opts.attempts = self.retries.max(1);
+        opts.jobs = jobs.unwrap_or(8);
+        Ok(opts)
+    }
+}
+
+#[derive(Args)]
+pub struct TrustArgs {
+    /// The signer's public key.
+    #[arg(
+        long = "pub",
+        value_name = "KEY",
+        required_unless_present = "allow_unsigned"
+    )]
+    pub public_key: Option<PathBuf>,
+    /// Accept the bundle without checking who signed it.
+    #[arg(long, conflicts_with = "public_key")]
+    pub allow_unsigned: bool,
+}
+
+#[derive(Args)]
+pub struct OutputArgs {
+    /// No progress output.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Print a JSON summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+}

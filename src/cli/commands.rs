@@ -1,0 +1,195 @@
+//! One short function per command: turn the parsed flags into a library
+//! request, call `airlock::ops` (or `airlock::bundle`), hand the result to
+//! `render`.
+//!
+//! Not for rules between flags (those are in `airlock::ops`, e.g.
+//! `ops::stdio`), nor for formatting output (`render`), nor for opening
+//! bundles (`open`).
+
+use std::path::Path;
+
+use airlock::bundle::{self, sign, OpenOptions, PackOptions};
+use airlock::ops::import::ImportRequest;
+use airlock::ops::{self, ExportTarget};
+use airlock::progress::Progress;
+use airlock::registry::Target;
+use airlock::{Error, Result};
+
+use super::args::{
+    ExportArgs, ImportArgs, InspectArgs, KeygenArgs, PackArgs, RepairArgs, VerifyArgs,
+};
+use super::open;
+use super::render;
+
+/// `-` as a bundle path: the bundle is a stream on standard input.
+fn is_stdin(path: &Path) -> bool {
+    path == Path::new("-")
+}
+
+/// `--jobs N`: the size of the global worker pool (hashing, compression).
+fn set_jobs(jobs: Option<usize>) -> Result<()> {
+    if let Some(n) = jobs {
+        if n == 0 {
+            return Err(Error::Usage("--jobs must be at least 1".into()));
+        }
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .map_err(|e| Error::Usage(format!("cannot start {n} worker threads: {e}")))?;
+    }
+    Ok(())
+}
+
+fn created_now() -> i64 {
+    // SOURCE_DATE_EPOCH makes bundles reproducible, as in reproducible builds.
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| time::OffsetDateTime::now_utc().unix_timestamp())
+}
+
+pub fn keygen(args: KeygenArgs) -> Result<()> {
+    render::keygen(&ops::keygen::keygen(&args.output, args.force)?);
+    Ok(())
+}
+
+pub fn pack(args: PackArgs) -> Result<()> {
+    let PackArgs {
+        mut sources,
+        list,
+        output,
+        key,
+        platform,
+        all_tags,
+        catalogs,
+        no_referrers,
+        cache,
+        registry,
+        jobs,
+        level,
+        split,
+        parity,
+        output_args,
+    } = args;
+    set_jobs(jobs)?;
+    ops::stdio::check_pack_output(&output, output_args.json)?;
+    if let Some(list) = list {
+        sources.extend(ops::read_source_list(&list)?);
+    }
+    let key = key.as_deref().map(sign::load_private).transpose()?;
+    let key_id = key.as_ref().map(|k| sign::key_id(&k.verifying_key()));
+    let options = PackOptions {
+        level,
+        key,
+        created: created_now(),
+        split,
+        parity,
+    };
+    let summary = ops::pack(ops::PackRequest {
+        sources,
+        all_tags,
+        catalogs,
+        output,
+        platforms: platform.parse()?,
+        options,
+        registry: registry.options(jobs)?,
+        cache,
+        referrers: !no_referrers,
+        quiet: output_args.quiet,
+    })?;
+    render::report(&output_args, &summary, |s| {
+        render::packed(s, key_id.as_deref())
+    });
+    Ok(())
+}
+
+pub fn verify(args: VerifyArgs) -> Result<()> {
+    set_jobs(args.jobs)?;
+    let out = &args.output_args;
+    let quiet = out.quiet || out.json;
+    let report = if is_stdin(&args.bundle) {
+        let key = open::stream_key(&args.trust)?;
+        let mut report = bundle::verify_stream(std::io::stdin().lock(), key.as_ref())?;
+        report.signed_by = key.as_ref().map(sign::key_id);
+        report
+    } else {
+        let options = OpenOptions {
+            check: true,
+            repair: !args.no_repair,
+        };
+        let (bundle, key_id) = open::trusted_with(&args.bundle, &args.trust, options, quiet)?;
+        let total = bundle.manifest().blobs.iter().map(|b| b.size).sum();
+        let progress = Progress::new(total, "verify", quiet);
+        let mut report = bundle::verify(&bundle, &progress)?;
+        progress.finish();
+        report.signed_by = key_id;
+        report
+    };
+    render::report(out, &report, render::verified);
+    Ok(())
+}
+
+pub fn import(args: ImportArgs) -> Result<()> {
+    let out = &args.output_args;
+    let request = ImportRequest {
+        target: Target::parse(
+            &args.to,
+            args.prefix.as_deref(),
+            &args.maps,
+            args.keep_registry,
+        )?,
+        dry_run: args.dry_run,
+        state: args.state,
+        chunk_size: args.chunk_size,
+        registry: args.registry.options(Some(args.jobs.unwrap_or(4)))?,
+        quiet: out.quiet || out.json,
+    };
+    ops::stdio::check_import_input(&args.bundle, request.registry.password.is_some())?;
+    let report = if is_stdin(&args.bundle) {
+        let key = open::stream_key(&args.trust)?;
+        ops::import::import_stream(std::io::stdin().lock(), key.as_ref(), request)?
+    } else {
+        let (bundle, _) = open::trusted(&args.bundle, &args.trust)?;
+        ops::import::import(&bundle, request)?
+    };
+    render::report(out, &report, render::imported);
+    match report.failed() {
+        0 => Ok(()),
+        n => Err(Error::Usage(format!(
+            "{n} image(s) failed (listed above); run the same command again to retry them"
+        ))),
+    }
+}
+
+pub fn repair(args: RepairArgs) -> Result<()> {
+    let report = bundle::repair(&args.bundle)?;
+    render::report(&args.output_args, &report, render::repaired);
+    Ok(())
+}
+
+pub fn inspect(args: InspectArgs) -> Result<()> {
+    let bundle = open::untrusted(&args.bundle)?;
+    let report = ops::inspect(&bundle)?;
+    if args.json {
+        render::json(&report);
+    } else {
+        render::inspection(&args.bundle, &report);
+    }
+    Ok(())
+}
+
+pub fn export(args: ExportArgs) -> Result<()> {
+    let target = ExportTarget::parse(&args.to)?;
+    let (bundle, _) = open::trusted(&args.bundle, &args.trust)?;
+    let out = &args.output_args;
+    let n = ops::export(
+        &bundle,
+        &target,
+        &args.images,
+        &args.platform.parse()?,
+        out.quiet,
+    )?;
+    let summary = serde_json::json!({"images": n, "to": args.to});
+    render::report(out, &summary, |_| render::exported(n, &args.to));
+    Ok(())
+}

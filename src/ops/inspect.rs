@@ -1,0 +1,224 @@
+//! `inspect`: describe what a bundle holds, from its manifest and the
+//! manifests inside it.
+//!
+//! Not for trust: it does not check the signature (signers are only
+//! *claimed*) nor hash the layers; that is `verify`'s job. Not for printing;
+//! the caller renders the [`Inspection`].
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::bundle::{Bundle, OpenOptions, Unverified};
+use crate::error::{Error, Result};
+use crate::integrity::VerifyingReader;
+use crate::model::image::{media, platform_of_config, Parsed};
+use crate::model::reference::Reference;
+use crate::model::Digest;
+use crate::plan::{read_node, Plan};
+use crate::source::{Root, Source};
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Inspection {
+    pub format_version: u64,
+    pub tool: String,
+    pub created: String,
+    /// Key ids the bundle claims; `inspect` does not check the signature.
+    pub signed_by: Vec<String>,
+    pub images: Vec<ImageInfo>,
+    pub blobs: usize,
+    pub total_bytes: u64,
+    /// Bytes stored once but used by more than one image.
+    pub shared_bytes: u64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageInfo {
+    pub name: Option<String>,
+    pub digest: Digest,
+    pub media_type: String,
+    pub platforms: Vec<String>,
+    /// All bytes the image needs, shared or not.
+    pub size: u64,
+    /// The part of `size` that other images use too.
+    pub shared_bytes: u64,
+    pub source: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_digest: Option<Digest>,
+    /// Signatures, SBOMs and attestations that refer to this image: by
+    /// `subject`, or by a cosign or referrers-fallback tag naming its digest.
+    pub referrers: Vec<String>,
+    /// For a referrer: the image it refers to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Digest>,
+}
+
+/// Opens a bundle for [`inspect`]: labels and structure only, since hashing
+/// every volume is verify's job. If that much fails, a full check names the
+/// damage (and parity may repair it).
+pub fn open(path: &Path) -> Result<Bundle<Unverified>> {
+    let quick = OpenOptions {
+        check: false,
+        repair: true,
+    };
+    match Bundle::<Unverified>::open_with(path, quick) {
+        Err(Error::BadBundle { .. }) => Bundle::<Unverified>::open(path),
+        other => other,
+    }
+}
+
+/// Describes a bundle from its manifest and its manifests' contents.
+pub fn inspect(bundle: &Bundle<Unverified>) -> Result<Inspection> {
+    let m = bundle.manifest();
+    let per_image = describe_images(bundle)?;
+    let shared = shared_blobs(&per_image);
+    let mut images: Vec<ImageInfo> = per_image
+        .into_iter()
+        .map(|(mut info, blobs)| {
+            info.shared_bytes = blobs
+                .iter()
+                .filter(|(d, _)| shared.contains(d))
+                .map(|b| b.1)
+                .sum();
+            info
+        })
+        .collect();
+    link_referrers(&mut images);
+    Ok(Inspection {
+        format_version: m.format_version,
+        tool: m.tool.clone(),
+        created: m.created.clone(),
+        signed_by: bundle.signer_ids(),
+        images,
+        blobs: m.blobs.len(),
+        total_bytes: m.blobs.iter().map(|b| b.size).sum(),
+        shared_bytes: m
+            .blobs
+            .iter()
+            .filter(|b| shared.contains(&b.digest))
+            .map(|b| b.size)
+            .sum(),
+    })
+}
+
+/// An image and the blobs (digest, size) it needs.
+type Described = (ImageInfo, Vec<(Digest, u64)>);
+
+/// Each image as the manifest records it, with the blobs (digest, size) it
+/// needs; `shared_bytes` and `referrers` are filled in later.
+fn describe_images(bundle: &Bundle<Unverified>) -> Result<Vec<Described>> {
+    let source = bundle.source();
+    let mut per_image = Vec::new();
+    for (root, record) in source.roots()?.into_iter().zip(&bundle.manifest().images) {
+        let label = record
+            .name
+            .clone()
+            .unwrap_or_else(|| record.digest.to_string());
+        let mut plan = Plan::default();
+        plan.add_root(0, &source, root.clone(), &[])?;
+        let platforms = platforms_of(&source, &root, &label)?;
+        let blobs: Vec<(Digest, u64)> = plan
+            .blobs
+            .iter()
+            .map(|b| (b.descriptor.digest.clone(), b.descriptor.size))
+            .collect();
+        per_image.push((
+            ImageInfo {
+                name: record.name.clone(),
+                digest: record.digest.clone(),
+                media_type: record.media_type.clone(),
+                platforms,
+                size: blobs.iter().map(|b| b.1).sum(),
+                shared_bytes: 0,
+                source: record.source.clone(),
+                source_digest: record.source_digest.clone(),
+                referrers: Vec::new(),
+                subject: record.subject.clone(),
+            },
+            blobs,
+        ));
+    }
+    Ok(per_image)
+}
+
+/// A blob counts as shared when images with different roots use it.
+fn shared_blobs(per_image: &[Described]) -> HashSet<Digest> {
+    let mut roots_using: HashMap<&Digest, HashSet<&Digest>> = HashMap::new();
+    for (info, blobs) in per_image {
+        for (d, _) in blobs {
+            roots_using.entry(d).or_default().insert(&info.digest);
+        }
+    }
+    roots_using
+        .iter()
+        .filter(|(_, users)| users.len() > 1)
+        .map(|(d, _)| (*d).clone())
+        .collect()
+}
+
+/// Names, for each image, the images that refer to it: by `subject`, or by
+/// a cosign or referrers-fallback tag (`sha256-HEX`, `sha256-HEX.sig`).
+fn link_referrers(images: &mut [ImageInfo]) {
+    let labels: Vec<(String, Option<Digest>, Option<String>)> = images
+        .iter()
+        .map(|i| {
+            let label = i.name.clone().unwrap_or_else(|| i.digest.to_string());
+            let tag = i
+                .name
+                .as_deref()
+                .and_then(|n| Reference::parse(n).ok())
+                .and_then(|r| r.tag);
+            (label, i.subject.clone(), tag)
+        })
+        .collect();
+    for image in images.iter_mut() {
+        let prefix = format!("sha256-{}", image.digest.hex());
+        image.referrers = labels
+            .iter()
+            .filter(|(_, subject, tag)| {
+                subject.as_ref() == Some(&image.digest)
+                    || tag.as_deref().is_some_and(|t| {
+                        t == prefix || t.strip_prefix(&prefix).is_some_and(|s| s.starts_with('.'))
+                    })
+            })
+            .map(|(label, _, _)| label.clone())
+            .collect();
+    }
+}
+
+/// An index's platforms (attestation entries left out), or the platform in
+/// a single image's config.
+fn platforms_of(source: &dyn Source, root: &Root, label: &str) -> Result<Vec<String>> {
+    let node = read_node(source, &root.descriptor, label)?;
+    Ok(match node.parsed {
+        Parsed::Index { manifests } => manifests
+            .iter()
+            .filter(|d| !d.annotations.contains_key("vnd.docker.reference.type"))
+            .filter_map(|d| d.platform.as_ref().map(|p| p.to_string()))
+            .collect(),
+        Parsed::Manifest { config, .. } if config.size <= crate::model::image::MAX_CONFIG_SIZE => {
+            let mut raw = Vec::new();
+            let r = source.open_blob(&config)?;
+            std::io::Read::read_to_end(
+                &mut VerifyingReader::new(
+                    r,
+                    config.digest.clone(),
+                    config.size,
+                    format!("{label}: config"),
+                ),
+                &mut raw,
+            )
+            .map_err(|e| Error::io("read", source.name(), e))?;
+            let is_image = config.media_type == media::OCI_CONFIG
+                || config.media_type.contains("container.image");
+            platform_of_config(&raw)
+                .filter(|_| is_image)
+                .map(|p| vec![p.to_string()])
+                .unwrap_or_default()
+        }
+        Parsed::Manifest { .. } => Vec::new(),
+    })
+}

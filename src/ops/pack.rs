@@ -1,0 +1,262 @@
+//! `pack`: read every source, check every manifest, download what
+//! registries hold, then write one bundle.
+//!
+//! Orchestration only: the sources, the plan, the blob cache and the bundle
+//! writer do the work. Not for parsing flags or printing; the caller renders
+//! the [`PackSummary`].
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::transport::SourceSpec;
+use crate::bundle::{BundleWriter, PackOptions};
+use crate::error::{Error, Result};
+use crate::model::image::Platform;
+use crate::model::reference::Reference;
+use crate::plan::Plan;
+use crate::progress::Progress;
+use crate::registry::cache::BlobCache;
+use crate::registry::{Registries, RegistryOptions};
+use crate::registry::{RegistryContext, RegistrySource};
+use crate::sink::copy;
+use crate::source::Source;
+
+#[derive(Debug, Serialize)]
+pub struct PackSummary {
+    pub images: usize,
+    pub blobs: usize,
+    pub bytes: u64,
+    /// Bytes downloaded from registries by this run (the rest came from the cache).
+    pub downloaded: u64,
+    pub output: PathBuf,
+}
+
+/// Everything `pack` needs to know.
+pub struct PackRequest {
+    /// Source arguments: transports, or bare references for registries.
+    pub sources: Vec<String>,
+    /// `REGISTRY/REPO`: every tag of these repositories.
+    pub all_tags: Vec<String>,
+    /// `REGISTRY`: every repository and tag it lists.
+    pub catalogs: Vec<String>,
+    pub output: PathBuf,
+    pub platforms: Vec<Platform>,
+    pub options: PackOptions,
+    pub registry: RegistryOptions,
+    /// Blob cache for registry sources [default: the XDG cache dir].
+    pub cache: Option<PathBuf>,
+    /// Bring signatures, SBOMs and attestations along.
+    pub referrers: bool,
+    pub quiet: bool,
+}
+
+/// Reads every source, checks every manifest, downloads what registries
+/// hold, then writes the bundle.
+///
+/// All sources are opened and walked, and all downloads attempted, before
+/// anything is written; problems with any of them are reported together and
+/// no bundle is created.
+pub fn pack(req: PackRequest) -> Result<PackSummary> {
+    if req.sources.is_empty() && req.all_tags.is_empty() && req.catalogs.is_empty() {
+        return Err(Error::Usage("name at least one source to pack".into()));
+    }
+    let specs: Vec<(String, SourceSpec)> = req
+        .sources
+        .iter()
+        .map(|s| Ok((s.clone(), SourceSpec::parse(s)?)))
+        .collect::<Result<_>>()?;
+    let registry = registry_context(&req, &specs)?;
+    let mut problems = Vec::new();
+    let sources = open_sources(&req, &specs, registry.as_ref(), &mut problems);
+    let mut plan = Plan::default();
+    for (i, s) in sources.iter().enumerate() {
+        if let Err(e) = plan.add_source(i, s.as_ref(), &req.platforms) {
+            problems.push(e);
+        }
+    }
+    Error::many(problems)?;
+    if plan.images.is_empty() {
+        return Err(Error::Usage("the sources hold no images".into()));
+    }
+
+    let to_fetch: u64 = plan
+        .blobs
+        .iter()
+        .filter(|b| b.inline.is_none())
+        .map(|b| b.descriptor.size)
+        .sum();
+    let pull = match registry {
+        Some(_) => Progress::new(to_fetch, "pull", req.quiet),
+        None => Progress::hidden(),
+    };
+    let progress = pull.sibling(plan.total_bytes(), "pack", req.quiet);
+    let writer = BundleWriter::to_file(&req.output, req.options)?;
+    let jobs = registry.as_ref().map(|_| req.registry.jobs);
+    let written = write_while_downloading(&plan, &sources, writer, jobs, &pull, &progress);
+    pull.finish();
+    progress.finish();
+    written?;
+    // Counted by the cache: the writer may fetch a blob itself when it gets
+    // there before the pool does.
+    let downloaded = registry.as_ref().map_or(0, |ctx| ctx.cache.downloaded());
+    Ok(PackSummary {
+        images: plan.images.len(),
+        blobs: plan.blobs.len(),
+        bytes: plan.total_bytes(),
+        downloaded,
+        output: req.output.clone(),
+    })
+}
+
+/// The registry clients and the blob cache, opened only when some source
+/// is a registry.
+fn registry_context(
+    req: &PackRequest,
+    specs: &[(String, SourceSpec)],
+) -> Result<Option<RegistryContext>> {
+    let needs_registry = !req.all_tags.is_empty()
+        || !req.catalogs.is_empty()
+        || specs.iter().any(|(_, s)| s.is_registry());
+    if !needs_registry {
+        return Ok(None);
+    }
+    let dir = req.cache.clone().unwrap_or_else(BlobCache::default_dir);
+    Ok(Some(RegistryContext {
+        registries: Arc::new(Registries::new(req.registry.clone())),
+        cache: Arc::new(BlobCache::open(&dir)?),
+        referrers: req.referrers,
+    }))
+}
+
+/// Opens every source named on the command line, then the repositories of
+/// `--all-tags` and `--catalog`. Problems are collected, not returned, so
+/// that all of them are reported together.
+fn open_sources(
+    req: &PackRequest,
+    specs: &[(String, SourceSpec)],
+    registry: Option<&RegistryContext>,
+    problems: &mut Vec<Error>,
+) -> Vec<Box<dyn Source>> {
+    let mut sources: Vec<Box<dyn Source>> = Vec::new();
+    for (text, spec) in specs {
+        match spec.open(text, registry) {
+            Ok(s) => sources.push(s),
+            Err(e) => problems.push(e),
+        }
+    }
+    if let Some(ctx) = registry {
+        for repo in repositories(req, ctx, problems) {
+            let name = format!("docker://{}", repo.name());
+            match RegistrySource::all_tags(&name, &repo, ctx) {
+                Ok(s) => sources.push(Box::new(s)),
+                Err(e) => problems.push(e),
+            }
+        }
+    }
+    sources
+}
+
+/// The repositories of `--all-tags`, then those each `--catalog` registry
+/// lists.
+fn repositories(
+    req: &PackRequest,
+    ctx: &RegistryContext,
+    problems: &mut Vec<Error>,
+) -> Vec<Reference> {
+    let mut repos: Vec<Reference> = Vec::new();
+    for r in &req.all_tags {
+        match Reference::parse(r) {
+            Ok(r) => repos.push(r),
+            Err(e) => problems.push(e),
+        }
+    }
+    for registry_host in &req.catalogs {
+        match RegistrySource::catalog(registry_host, ctx) {
+            Ok(list) => {
+                for repo in list {
+                    match Reference::parse(&format!("{registry_host}/{repo}")) {
+                        Ok(r) => repos.push(r),
+                        Err(e) => problems.push(e),
+                    }
+                }
+            }
+            Err(e) => problems.push(e),
+        }
+    }
+    repos
+}
+
+/// Writes the bundle while, with `jobs` set, a pool downloads what the
+/// registries hold: the pool fetches in plan order, and the writer waits
+/// only for the blob it needs next.
+fn write_while_downloading(
+    plan: &Plan,
+    sources: &[Box<dyn Source>],
+    writer: BundleWriter,
+    jobs: Option<usize>,
+    pull: &Progress,
+    progress: &Progress,
+) -> Result<()> {
+    let stop = &AtomicBool::new(false);
+    let (written, downloads) = std::thread::scope(|scope| {
+        let pool = jobs.map(|jobs| scope.spawn(move || prefetch(plan, sources, jobs, pull, stop)));
+        let written = copy(plan, sources, Box::new(writer), progress);
+        if written.is_err() {
+            stop.store(true, Ordering::Relaxed);
+        }
+        let downloads = pool.map(|p| p.join().expect("the download pool does not panic"));
+        (written, downloads)
+    });
+    match (written, downloads) {
+        // A failed download is the cause; the writer only saw its echo.
+        (_, Some(Err(e))) => Err(e),
+        (Err(e), _) => Err(e),
+        (Ok(()), _) => Ok(()),
+    }
+}
+
+/// Fetches every blob that a source must download, on `jobs` network
+/// threads, in plan order (the order the bundle is written in). Failures do
+/// not stop the others; all are reported at the end. `stop` ends the work
+/// early when the bundle cannot be written anyway.
+fn prefetch(
+    plan: &Plan,
+    sources: &[Box<dyn Source>],
+    jobs: usize,
+    progress: &Progress,
+    stop: &AtomicBool,
+) -> Result<()> {
+    let queue = std::sync::Mutex::new(plan.blobs.iter().filter(|b| b.inline.is_none()));
+    let problems = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1) {
+            scope.spawn(|| loop {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Some(blob) = queue.lock().expect("not poisoned").next() else {
+                    break;
+                };
+                if let Err(e) = sources[blob.origin].prefetch(&blob.descriptor, progress) {
+                    problems.lock().expect("not poisoned").push(e);
+                }
+            });
+        }
+    });
+    Error::many(problems.into_inner().expect("not poisoned"))
+}
+
+/// Reads a `-f LIST` file: one source per line, `#` comments and blank
+/// lines ignored.
+pub fn read_source_list(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io("read source list", path, e))?;
+    Ok(text
+        .lines()
+        .map(|l| l.split_once(" #").map_or(l, |(a, _)| a).trim())
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect())
+}
