@@ -17,14 +17,14 @@
 //! # Ok::<(), airlock::Error>(())
 //! ```
 
-pub mod atomic;
+mod atomic;
 pub mod bundle;
-pub mod docker_archive;
+mod docker_archive;
 pub mod error;
-pub mod fs;
-pub mod integrity;
+mod fs;
+mod integrity;
 pub mod model;
-pub mod oci;
+mod oci;
 pub mod ops;
 pub mod plan;
 pub mod progress;
