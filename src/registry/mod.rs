@@ -13,15 +13,19 @@
 mod auth;
 pub mod cache;
 mod client;
+mod commit;
 pub mod journal;
 pub mod options;
 pub mod push;
+mod sink;
 mod source;
 mod target;
 mod tls;
+mod upload;
 
 pub use crate::error::registry::RegistryError;
 pub use client::{read_limited, Client, Registries, MANIFEST_ACCEPT};
 pub use options::RegistryOptions;
+pub use sink::{BlobCounts, ImageOutcome, PushOptions, Pushed, RegistrySink};
 pub use source::{is_referrer_tag, RegistryContext, RegistrySource};
 pub use target::Target;
