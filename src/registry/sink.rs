@@ -26,7 +26,7 @@ use serde::Serialize;
 use super::commit::{commit_images, Job};
 use super::journal::Journal;
 use super::push::Mount;
-use super::upload::{Data, Uploader};
+use super::upload::{Data, Failure, Uploader};
 use super::{Client, Target};
 use crate::error::{Error, Result};
 use crate::model::image::{media, Descriptor, Node};
@@ -138,7 +138,7 @@ impl<'a> RegistrySink<'a> {
     }
 
     /// Places a blob in every repository that needs it, recording a
-    /// failure instead of returning it (except one that ends a stream).
+    /// failure instead of returning it (except on a stream, see below).
     fn place(&self, blob: &PlannedBlob, mut data: Data<'_, '_>) -> Result<()> {
         let d = &blob.descriptor;
         if is_manifest(d) {
@@ -165,9 +165,15 @@ impl<'a> RegistrySink<'a> {
                 tally.bytes += bytes;
                 Ok(())
             }
-            Err(e) if self.staging.is_some() && ends_the_stream(&e) => Err(e),
-            Err(e) => {
-                tally.failed.insert(d.digest.clone(), e.to_string());
+            // On a stream only a refused upload is the blob's own failure;
+            // a registry that cannot answer a HEAD or open a session, or a
+            // damaged blob, ends the import there.
+            Err(Failure::Sent(e)) if self.staging.is_some() && ends_the_stream(&e) => Err(e),
+            Err(Failure::Other(e)) if self.staging.is_some() => Err(e),
+            Err(f) => {
+                tally
+                    .failed
+                    .insert(d.digest.clone(), f.into_error().to_string());
                 Ok(())
             }
         }
@@ -180,7 +186,7 @@ impl<'a> RegistrySink<'a> {
         blob: &Descriptor,
         repos: &[&str],
         data: &mut Data<'_, '_>,
-    ) -> Result<(BlobCounts, u64)> {
+    ) -> std::result::Result<(BlobCounts, u64), Failure> {
         let (client, journal, d) = (&*self.client, &self.journal, &blob.digest);
         let mut counts = BlobCounts::default();
         let mut bytes = 0;

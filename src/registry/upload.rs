@@ -43,6 +43,40 @@ impl<'s> Data<'_, 's> {
     }
 }
 
+/// Why an upload failed: in sending the blob's bytes (the registry refused
+/// or lost this blob, or they failed their check), or in a request around
+/// that (opening or asking after a session, the journal).
+pub enum Failure {
+    Sent(Error),
+    Other(Error),
+}
+
+impl Failure {
+    pub fn error(&self) -> &Error {
+        match self {
+            Failure::Sent(e) | Failure::Other(e) => e,
+        }
+    }
+
+    pub fn into_error(self) -> Error {
+        match self {
+            Failure::Sent(e) | Failure::Other(e) => e,
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        Failure::Other(e)
+    }
+}
+
+impl From<crate::error::registry::RegistryError> for Failure {
+    fn from(e: crate::error::registry::RegistryError) -> Failure {
+        Failure::Other(e.into())
+    }
+}
+
 /// Uploads blobs for one sink; `buf` holds the final piece.
 pub struct Uploader<'a> {
     pub client: &'a Client,
@@ -64,7 +98,7 @@ impl Uploader<'_> {
         data: &mut Data<'_, '_>,
         buf: &mut Vec<u8>,
         mut opened: Option<String>,
-    ) -> Result<u64> {
+    ) -> std::result::Result<u64, Failure> {
         let mut last = None;
         for _ in 0..ATTEMPTS {
             let Some(reader) = data.open() else { break };
@@ -72,21 +106,29 @@ impl Uploader<'_> {
             if matches!(data, Data::Once(_)) {
                 return result;
             }
-            match result {
+            let failure = match result {
                 Ok(n) => return Ok(n),
+                Err(f) => f,
+            };
+            match failure.error() {
                 // The next attempt asks the registry whether the session
                 // survived (it continues from there) or not (it starts over).
-                Err(Error::Registry(e)) if e.is_temporary() => last = Some(Error::Registry(e)),
-                Err(Error::Registry(e))
+                Error::Registry(e) if e.is_temporary() => {}
+                Error::Registry(e)
                     if e.has_code("BLOB_UPLOAD_INVALID") || e.has_code("BLOB_UPLOAD_UNKNOWN") =>
                 {
                     self.journal.forget_upload(repo, &blob.digest)?;
-                    last = Some(Error::Registry(e));
                 }
-                Err(e) => return Err(e),
+                _ => return Err(failure),
             }
+            last = Some(failure);
         }
-        Err(last.expect("at least one attempt"))
+        Err(last.unwrap_or_else(|| {
+            Failure::Other(Error::Usage(format!(
+                "blob {} for {repo}: its data cannot be read again",
+                blob.digest
+            )))
+        }))
     }
 
     fn try_upload(
@@ -96,7 +138,7 @@ impl Uploader<'_> {
         mut reader: Box<dyn Read + '_>,
         buf: &mut Vec<u8>,
         opened: Option<String>,
-    ) -> Result<u64> {
+    ) -> std::result::Result<u64, Failure> {
         let d = &blob.digest;
         let resumed = match self.journal.upload(repo, d) {
             Some(u) => self
@@ -113,6 +155,7 @@ impl Uploader<'_> {
         };
         let label = format!("blob {d} for {repo}");
         self.send(repo, blob, &mut reader, buf, (session, offset), &label)
+            .map_err(Failure::Sent)
     }
 
     /// Sends a blob from `reader` (which verifies it and is at offset 0)
