@@ -30,7 +30,8 @@ pub struct Job {
     pub blobs: Vec<Descriptor>,
 }
 
-fn is_manifest(d: &Descriptor) -> bool {
+/// Manifests and indexes are committed here; everything else is a blob.
+pub fn is_manifest(d: &Descriptor) -> bool {
     media::is_manifest(&d.media_type) || media::is_index(&d.media_type)
 }
 

@@ -23,13 +23,13 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use super::commit::{commit_images, Job};
+use super::commit::{commit_images, is_manifest, Job};
 use super::journal::Journal;
 use super::push::Mount;
 use super::upload::{Data, Failure, Uploader};
 use super::{Client, Target};
 use crate::error::{Error, Result};
-use crate::model::image::{media, Descriptor, Node};
+use crate::model::image::{Descriptor, Node};
 use crate::model::reference::Reference;
 use crate::model::Digest;
 use crate::plan::{Plan, PlannedBlob};
@@ -92,10 +92,6 @@ pub struct RegistrySink<'a> {
     routes: HashMap<Digest, BTreeSet<String>>,
     tally: Mutex<Tally>,
     out: &'a mut Pushed,
-}
-
-fn is_manifest(d: &Descriptor) -> bool {
-    media::is_manifest(&d.media_type) || media::is_index(&d.media_type)
 }
 
 /// A blob that failed its digest or size check on a stream, or a broken
