@@ -162,25 +162,46 @@ impl Client {
         len: u64,
     ) -> std::result::Result<Response<Body>, RegistryError> {
         let url = self.url(path);
-        let what = format!("{method} {}", redact(&url));
+        let what = self.what(&method, &url);
         let auth = self.authorization(scope, &what)?;
         let length = len.to_string();
-        let mut req = ureq::http::Request::builder()
-            .method(method)
-            .uri(&url)
-            .header("Content-Length", &length);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        if let Some(a) = &auth {
-            req = req.header("Authorization", a);
-        }
-        let req = req
-            .body(ureq::SendBody::from_reader(body))
-            .map_err(|e| RegistryError::status(format!("{what} ({e})"), 0, b""))?;
+        let mut all = vec![("Content-Length", length.as_str())];
+        all.extend_from_slice(headers);
+        let body = ureq::SendBody::from_reader(body);
+        let req = self.build(&method, &url, &all, auth.as_deref(), body, &what)?;
         self.agent
             .run(req)
             .map_err(|e| RegistryError::transport(what, &e))
+    }
+
+    /// How a request is named in messages: its method and URL, with any
+    /// credentials in the URL redacted.
+    pub fn what(&self, method: &Method, path: &str) -> String {
+        format!("{method} {}", redact(&self.url(path)))
+    }
+
+    /// Every request to the registry is built here: method, URL, the
+    /// caller's headers, the Authorization header and the body.
+    fn build<B>(
+        &self,
+        method: &Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        auth: Option<&str>,
+        body: B,
+        what: &str,
+    ) -> std::result::Result<ureq::http::Request<B>, RegistryError> {
+        let mut req = ureq::http::Request::builder()
+            .method(method.clone())
+            .uri(url);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(a) = auth {
+            req = req.header("Authorization", a);
+        }
+        req.body(body)
+            .map_err(|e| RegistryError::status(format!("{what} ({e})"), 0, b""))
     }
 
     fn request(
@@ -193,26 +214,20 @@ impl Client {
         attempts: u32,
     ) -> std::result::Result<Response<Body>, RegistryError> {
         let url = self.url(path);
-        let what = format!("{method} {}", redact(&url));
+        let what = self.what(&method, &url);
         let mut refreshed_auth = false;
         let mut attempt = 0;
         loop {
             attempt += 1;
             let auth = self.authorization(scope, &what)?;
-            let mut req = ureq::http::Request::builder()
-                .method(method.clone())
-                .uri(&url);
-            for (k, v) in headers {
-                req = req.header(*k, *v);
-            }
-            if let Some(a) = &auth {
-                req = req.header("Authorization", a);
-            }
-            let bad_request =
-                |e: ureq::http::Error| RegistryError::status(format!("{what} ({e})"), 0, b"");
+            let a = auth.as_deref();
             let outcome = match body {
-                None => self.agent.run(req.body(()).map_err(bad_request)?),
-                Some(bytes) => self.agent.run(req.body(bytes).map_err(bad_request)?),
+                None => self
+                    .agent
+                    .run(self.build(&method, &url, headers, a, (), &what)?),
+                Some(b) => self
+                    .agent
+                    .run(self.build(&method, &url, headers, a, b, &what)?),
             };
             let temporary_wait = match outcome {
                 Err(e) => {
@@ -275,7 +290,7 @@ impl Client {
         scope: &str,
         headers: &[(&str, &str)],
     ) -> std::result::Result<Response<Body>, RegistryError> {
-        let what = format!("{method} {}", redact(&self.url(path)));
+        let what = self.what(&method, path);
         let resp = self.send(method, path, scope, headers)?;
         if resp.status().is_success() {
             Ok(resp)
@@ -396,7 +411,7 @@ impl Client {
                 .get("link")
                 .and_then(|l| l.to_str().ok())
                 .and_then(next_link);
-            let what = format!("GET {}", redact(&self.url(&path)));
+            let what = self.what(&Method::GET, &path);
             let body = read_limited(&mut resp, SMALL_BODY, &what)?;
             let v: serde_json::Value = serde_json::from_slice(&body)
                 .map_err(|_| RegistryError::status(what.clone(), 200, b""))?;
@@ -448,6 +463,20 @@ pub fn read_limited(
         .limit(limit)
         .read_to_vec()
         .map_err(|e| RegistryError::transport(what.to_string(), &e))
+}
+
+/// `resp` when its status is one of `ok`, else the registry's error for
+/// the request named `what`.
+pub fn expect_status(
+    what: String,
+    resp: Response<Body>,
+    ok: &[u16],
+) -> std::result::Result<Response<Body>, RegistryError> {
+    if ok.contains(&resp.status().as_u16()) {
+        Ok(resp)
+    } else {
+        Err(error_from(what, resp))
+    }
 }
 
 /// Reads the error body (bounded) into a typed error.

@@ -1,11 +1,17 @@
 //! What an import has done so far, so a re-run continues where it stopped.
 //!
 //! One JSON file per bundle and target, replaced atomically after every
-//! change. It records only what the registry confirmed: a blob or manifest
-//! after its 201, an upload's Location and offset after the 202 that
-//! returned them. A re-run still checks completed entries with a HEAD, so
-//! a registry that lost data (or a journal copied elsewhere) is not trusted
-//! blindly.
+//! change. It records only what the registry confirmed: a blob after its
+//! 201 (or the HEAD or mount that showed it there), a manifest after its
+//! 201, an upload's Location and offset after the 202 that returned them.
+//! A re-run asks the registry before it builds on an upload or a manifest
+//! entry (`GET <Location>`, a HEAD), so a registry that lost data (or a
+//! journal copied elsewhere) is not trusted blindly; a blob entry is not
+//! asked about again, and a registry that lost the blob refuses the
+//! manifest that needs it.
+//!
+//! Not here: deciding what to send ([`super::RegistrySink`]); a dry run keeps no
+//! journal ([`Journal::none`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,27 +1,48 @@
-//! A blocking client for the OCI distribution API, shared by `pack` (pull)
-//! and `import` (push).
+//! The OCI distribution API, both ways: the registry as a source
+//! ([`RegistrySource`], pulling through [`cache`]) and as a sink
+//! ([`RegistrySink`], pushing), over one blocking client.
 //!
 //! - [`Client`] talks to one registry: TLS and plain-HTTP settings, retries
 //!   with backoff, and authentication (Basic, Bearer tokens cached per scope
 //!   and renewed when they expire, docker `config.json` and its helpers).
 //! - [`options::RegistryOptions`] holds what the user said on the command
-//!   line; [`Registries`] hands out one client per registry host.
+//!   line; [`Registries`] hands out one client per registry host;
+//!   [`Target`] says where each pushed image goes.
 //!
-//! It does not know about bundles or plans; sources and sinks use it.
-//! Protocol notes: `../shared/PROTOCOL-NOTES.md`.
+//! # Push ordering
+//!
+//! A registry refuses a manifest whose blobs it lacks, and an index whose
+//! manifests it lacks; a tag must only name something complete. So the sink
+//! places blobs first (layers and configs, several at once), then commits
+//! manifests by digest, then indexes, then tags, then the referrers
+//! fallback index. Each blob, in each repository that needs it: HEAD (skip
+//! what is there), mount from a repository that has it, else upload
+//! (monolithic or chunked, the last piece sent only after the digest
+//! checked out), then commit. The [`journal`] records what the registry
+//! confirmed, and a re-run asks the registry before it continues an upload
+//! or skips a manifest. Blob data is never resent blindly (see [`push`]).
+//! The reasons at length: `src/registry/README.md`.
+//!
+//! Not here: bundles, the plan, or verifying a source; [`crate::sink::copy`]
+//! hands the sink verified readers. Protocol notes:
+//! `../shared/PROTOCOL-NOTES.md`.
 
 mod auth;
 pub mod cache;
 mod client;
+mod commit;
 pub mod journal;
 pub mod options;
 pub mod push;
+mod sink;
 mod source;
 mod target;
 mod tls;
+mod upload;
 
 pub use crate::error::registry::RegistryError;
 pub use client::{read_limited, Client, Registries, MANIFEST_ACCEPT};
 pub use options::RegistryOptions;
+pub use sink::{BlobCounts, ImageOutcome, PushOptions, Pushed, RegistrySink};
 pub use source::{is_referrer_tag, RegistryContext, RegistrySource};
 pub use target::Target;

@@ -1,0 +1,199 @@
+//! The last steps of a push, once every blob is in: each image's manifests
+//! by digest (children before the indexes that list them), then its tag,
+//! then the `sha256-<hex>` fallback index of a referrer's subject on a
+//! registry without the referrers API.
+//!
+//! A registry refuses a manifest whose blobs it does not hold, and a tag
+//! names a manifest only once it is complete; so an image whose blob failed
+//! is reported failed here and nothing of it is committed.
+//!
+//! Not here: blobs ([`super::sink`]).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use super::journal::Journal;
+use super::sink::ImageOutcome;
+use super::Client;
+use crate::error::{Error, Result};
+use crate::model::image::{media, Descriptor};
+use crate::model::Digest;
+use crate::plan::PlannedImage;
+
+/// One image to push: where it goes and what it needs.
+pub struct Job {
+    pub label: String,
+    pub image: PlannedImage,
+    pub repo: String,
+    pub tag: Option<String>,
+    /// Every blob the image needs, in push order.
+    pub blobs: Vec<Descriptor>,
+}
+
+/// Manifests and indexes are committed here; everything else is a blob.
+pub fn is_manifest(d: &Descriptor) -> bool {
+    media::is_manifest(&d.media_type) || media::is_index(&d.media_type)
+}
+
+/// The raw bytes of a manifest or index the plan read.
+fn raw<'r>(inline: &'r HashMap<Digest, Arc<[u8]>>, job: &Job, d: &Digest) -> Result<&'r [u8]> {
+    inline.get(d).map(|r| &r[..]).ok_or_else(|| {
+        Error::Usage(format!(
+            "{}: manifest {d} was not read from the source",
+            job.label
+        ))
+    })
+}
+
+/// Manifests, indexes and tags for every image, in order. An image whose
+/// blobs failed is skipped, with the reason; the others go on.
+pub fn commit_images(
+    client: &Client,
+    journal: &Journal,
+    jobs: &[Job],
+    inline: &HashMap<Digest, Arc<[u8]>>,
+    failed_blobs: &HashMap<Digest, String>,
+    dry_run: bool,
+    host: &str,
+) -> Vec<ImageOutcome> {
+    let mut outcomes = Vec::new();
+    let mut pushed_manifests: BTreeSet<(String, Digest)> = BTreeSet::new();
+    let fallback_tags: BTreeSet<(String, String)> = jobs
+        .iter()
+        .filter_map(|j| Some((j.repo.clone(), j.tag.clone()?)))
+        .collect();
+    for job in jobs {
+        let digest = &job.image.descriptor.digest;
+        let target = match &job.tag {
+            Some(t) => format!("{host}/{}:{t}", job.repo),
+            None => format!("{host}/{}@{digest}", job.repo),
+        };
+        let blob_error = job
+            .blobs
+            .iter()
+            .find_map(|b| failed_blobs.get(&b.digest).map(|e| (b, e)));
+        let result = match blob_error {
+            Some((b, e)) => Err(Error::Usage(format!(
+                "blob {} was not pushed: {e}",
+                b.digest
+            ))),
+            None if dry_run => Ok(()),
+            None => {
+                let mut commit = Commit {
+                    client,
+                    journal,
+                    inline,
+                    done: &mut pushed_manifests,
+                };
+                commit.image(job, &fallback_tags)
+            }
+        };
+        outcomes.push(ImageOutcome {
+            source: job.label.clone(),
+            target,
+            digest: digest.clone(),
+            status: match (&result, dry_run) {
+                (Err(_), _) => "failed".into(),
+                (Ok(()), true) => "would push".into(),
+                (Ok(()), false) => "pushed".into(),
+            },
+            error: result.err().map(|e| e.to_string()),
+        });
+    }
+    outcomes
+}
+
+struct Commit<'a> {
+    client: &'a Client,
+    journal: &'a Journal,
+    inline: &'a HashMap<Digest, Arc<[u8]>>,
+    /// `(repo, digest)` of manifests this run committed already.
+    done: &'a mut BTreeSet<(String, Digest)>,
+}
+
+impl Commit<'_> {
+    /// Pushes an image's manifests and indexes by digest, then its tag, and
+    /// keeps the referrers fallback tag of its subject up to date. A
+    /// journaled manifest is skipped only when a HEAD confirms it.
+    fn image(&mut self, job: &Job, fallback_tags: &BTreeSet<(String, String)>) -> Result<()> {
+        let (client, journal) = (self.client, self.journal);
+        for d in job.blobs.iter().filter(|b| is_manifest(b)) {
+            if !self.done.insert((job.repo.clone(), d.digest.clone())) {
+                continue;
+            }
+            let key = format!("{}@{}", job.repo, d.digest);
+            if journal.has_manifest(&key, &d.digest)
+                && client.manifest_is(&job.repo, d.digest.as_str(), &d.digest)?
+            {
+                continue;
+            }
+            let bytes = raw(self.inline, job, &d.digest)?;
+            client.put_manifest(&job.repo, d.digest.as_str(), &d.media_type, bytes)?;
+            journal.manifest_done(&key, &d.digest)?;
+        }
+        let d = &job.image.descriptor;
+        if let Some(tag) = &job.tag {
+            let key = format!("{}:{tag}", job.repo);
+            if !(journal.has_manifest(&key, &d.digest)
+                && client.manifest_is(&job.repo, tag, &d.digest)?)
+            {
+                let bytes = raw(self.inline, job, &d.digest)?;
+                client.put_manifest(&job.repo, tag, &d.media_type, bytes)?;
+                journal.manifest_done(&key, &d.digest)?;
+            }
+        }
+        if let Some(subject) = &job.image.subject {
+            let tag = format!("sha256-{}", subject.hex());
+            // A fallback index carried in the bundle is pushed as it is.
+            if !fallback_tags.contains(&(job.repo.clone(), tag.clone()))
+                && !client.has_referrers_api(&job.repo, subject)?
+            {
+                self.add_to_fallback_index(&job.repo, &tag, job)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends a referrer to its subject's `sha256-<hex>` index (read, add,
+    /// write back), as clients of registries without the referrers API do.
+    fn add_to_fallback_index(&self, repo: &str, tag: &str, job: &Job) -> Result<()> {
+        let bad = |reason: String| Error::BadJson {
+            what: format!("{repo}:{tag}"),
+            reason,
+        };
+        let mut index = match self.client.get_manifest(repo, tag)? {
+            Some(raw) => {
+                serde_json::from_slice::<serde_json::Value>(&raw).map_err(|e| bad(e.to_string()))?
+            }
+            None => {
+                serde_json::json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": []})
+            }
+        };
+        let d = &job.image.descriptor;
+        let manifests = index["manifests"]
+            .as_array_mut()
+            .ok_or_else(|| bad("no manifests array".into()))?;
+        if manifests.iter().any(|m| m["digest"] == d.digest.as_str()) {
+            return Ok(());
+        }
+        let doc: serde_json::Value =
+            serde_json::from_slice(raw(self.inline, job, &d.digest)?).unwrap_or_default();
+        let mut entry =
+            serde_json::json!({"mediaType": d.media_type, "digest": d.digest, "size": d.size});
+        let artifact_type = doc
+            .get("artifactType")
+            .or_else(|| doc.pointer("/config/mediaType"))
+            .cloned();
+        if let Some(a) = artifact_type {
+            entry["artifactType"] = a;
+        }
+        if let Some(a) = doc.get("annotations") {
+            entry["annotations"] = a.clone();
+        }
+        manifests.push(entry);
+        let raw = serde_json::to_vec(&index).expect("JSON values serialise");
+        self.client
+            .put_manifest(repo, tag, media::OCI_INDEX, &raw)?;
+        Ok(())
+    }
+}

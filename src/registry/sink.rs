@@ -1,0 +1,403 @@
+//! The registry as a [`Sink`]: `import` is `copy(bundle, RegistrySink)`,
+//! and a registry-to-registry copy would be the same call with a registry
+//! source.
+//!
+//! Each blob is placed in every repository whose images need it: skipped
+//! where the journal and a HEAD say it is there, mounted from a repository
+//! that holds it, else uploaded ([`super::upload`]). Several blobs go at
+//! once ([`SharedSink`], `-j`). A blob that fails is recorded, not fatal:
+//! the images that need it are reported failed and the others go on.
+//! [`Sink::finish`] then commits manifests, indexes and tags in order
+//! ([`super::commit`]). See `README.md` beside this file for why the order.
+//!
+//! For a stream ([`RegistrySink::staged`]) the images are not known while
+//! blobs arrive: every blob goes to one staging repository and is mounted
+//! into the others in `finish`.
+//!
+//! Not here: opening or verifying the source (the caller and
+//! [`crate::sink::copy`] do), or the HTTP requests ([`super::push`]).
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use super::commit::{commit_images, is_manifest, Job};
+use super::journal::Journal;
+use super::push::Mount;
+use super::upload::{Data, Failure, Uploader};
+use super::{Client, Target};
+use crate::error::{Error, Result};
+use crate::model::image::{Descriptor, Node};
+use crate::model::reference::Reference;
+use crate::model::Digest;
+use crate::plan::{Plan, PlannedBlob};
+use crate::sink::{SharedSink, Sink};
+
+#[derive(Clone, Debug)]
+pub struct PushOptions {
+    /// Ask the registry what it has, send nothing.
+    pub dry_run: bool,
+    /// Blobs larger than this go up in chunks of this size.
+    pub chunk_size: u64,
+    /// Blobs placed at once.
+    pub jobs: usize,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct BlobCounts {
+    pub pushed: usize,
+    pub mounted: usize,
+    pub existed: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ImageOutcome {
+    pub source: String,
+    pub target: String,
+    pub digest: Digest,
+    /// `pushed`, `failed`, or with `--dry-run` `would push`.
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What a push did, written by [`Sink::finish`].
+#[derive(Debug, Default)]
+pub struct Pushed {
+    pub images: Vec<ImageOutcome>,
+    pub blobs: BlobCounts,
+    /// Bytes sent (for a dry run: the bytes it would send).
+    pub bytes: u64,
+}
+
+#[derive(Default)]
+struct Tally {
+    counts: BlobCounts,
+    bytes: u64,
+    /// Blobs that could not be placed, with the reason.
+    failed: HashMap<Digest, String>,
+}
+
+pub struct RegistrySink<'a> {
+    client: Arc<Client>,
+    journal: Journal,
+    target: Target,
+    opts: PushOptions,
+    /// For a stream: where every blob goes first.
+    staging: Option<String>,
+    jobs: Vec<Job>,
+    /// Each blob's repositories, in the order they get it.
+    routes: HashMap<Digest, BTreeSet<String>>,
+    tally: Mutex<Tally>,
+    out: &'a mut Pushed,
+}
+
+/// A blob that failed its digest or size check on a stream, or a broken
+/// stream: its trust has ended, so the import stops there.
+fn ends_the_stream(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::DigestMismatch { .. } | Error::SizeMismatch { .. } | Error::BadBundle { .. }
+    )
+}
+
+impl<'a> RegistrySink<'a> {
+    /// A sink into `target` on `client`'s registry; `finish` writes what it
+    /// did into `out`. With `--dry-run`, pass [`Journal::none`].
+    pub fn new(
+        client: Arc<Client>,
+        journal: Journal,
+        target: Target,
+        opts: PushOptions,
+        out: &'a mut Pushed,
+    ) -> RegistrySink<'a> {
+        RegistrySink {
+            client,
+            journal,
+            target,
+            opts,
+            staging: None,
+            jobs: Vec::new(),
+            routes: HashMap::new(),
+            tally: Mutex::new(Tally::default()),
+            out,
+        }
+    }
+
+    /// For a stream: blobs go to `repo` as they arrive, without
+    /// [`Sink::begin`]; `finish` mounts them where the images need them.
+    pub fn staged(mut self, repo: String) -> RegistrySink<'a> {
+        self.staging = Some(repo);
+        self
+    }
+
+    /// Places a blob in every repository that needs it, recording a
+    /// failure instead of returning it (except on a stream, see below).
+    fn place(&self, blob: &PlannedBlob, mut data: Data<'_, '_>) -> Result<()> {
+        let d = &blob.descriptor;
+        if is_manifest(d) {
+            // Committed by finish, in order, from the plan's verified bytes.
+            return Ok(());
+        }
+        let repos: Vec<&str> = match &self.staging {
+            Some(s) => vec![s.as_str()],
+            None => self
+                .routes
+                .get(&d.digest)
+                .into_iter()
+                .flatten()
+                .map(String::as_str)
+                .collect(),
+        };
+        let result = self.place_in(d, &repos, &mut data);
+        let mut tally = self.tally.lock().expect("not poisoned");
+        match result {
+            Ok((c, bytes)) => {
+                tally.counts.pushed += c.pushed;
+                tally.counts.mounted += c.mounted;
+                tally.counts.existed += c.existed;
+                tally.bytes += bytes;
+                Ok(())
+            }
+            // On a stream only a refused upload is the blob's own failure;
+            // a registry that cannot answer a HEAD or open a session, or a
+            // damaged blob, ends the import there.
+            Err(Failure::Sent(e)) if self.staging.is_some() && ends_the_stream(&e) => Err(e),
+            Err(Failure::Other(e)) if self.staging.is_some() => Err(e),
+            Err(f) => {
+                tally
+                    .failed
+                    .insert(d.digest.clone(), f.into_error().to_string());
+                Ok(())
+            }
+        }
+    }
+
+    /// HEAD, then mount, then upload, in each repository: the first gets the
+    /// blob by upload (unless it has it), the others by mount.
+    fn place_in(
+        &self,
+        blob: &Descriptor,
+        repos: &[&str],
+        data: &mut Data<'_, '_>,
+    ) -> std::result::Result<(BlobCounts, u64), Failure> {
+        let (client, journal, d) = (&*self.client, &self.journal, &blob.digest);
+        let mut counts = BlobCounts::default();
+        let mut bytes = 0;
+        let mut holder: Option<&str> = None;
+        let mut buf = Vec::new();
+        for &repo in repos {
+            if journal.has_blob(repo, d) || client.blob_exists(repo, d)? {
+                if !self.opts.dry_run {
+                    journal.blob_done(repo, d)?;
+                }
+                counts.existed += 1;
+                holder.get_or_insert(repo);
+                continue;
+            }
+            if self.opts.dry_run {
+                counts.pushed += 1;
+                bytes += blob.size;
+                continue;
+            }
+            let mut opened = None;
+            if let Some(from) = holder {
+                match client.mount(repo, d, from)? {
+                    Mount::Mounted => {
+                        journal.blob_done(repo, d)?;
+                        counts.mounted += 1;
+                        continue;
+                    }
+                    // No mount: upload in the session the registry opened.
+                    Mount::Session(location) => opened = Some(location),
+                }
+            }
+            let uploader = Uploader {
+                client,
+                journal,
+                chunk: self.opts.chunk_size.max(1),
+            };
+            bytes += uploader.upload(repo, blob, data, &mut buf, opened)?;
+            journal.blob_done(repo, d)?;
+            counts.pushed += 1;
+            holder.get_or_insert(repo);
+        }
+        Ok((counts, bytes))
+    }
+
+    /// For a stream, at the end: mounts each staged blob into the other
+    /// repositories whose images need it.
+    fn mount_staged(&self, staging: &str, tally: &mut Tally) -> Result<()> {
+        let (client, journal) = (&*self.client, &self.journal);
+        for job in &self.jobs {
+            for b in job.blobs.iter().filter(|b| !is_manifest(b)) {
+                if job.repo == staging
+                    || tally.failed.contains_key(&b.digest)
+                    || self.opts.dry_run
+                    || journal.has_blob(&job.repo, &b.digest)
+                {
+                    continue;
+                }
+                let result = match client.blob_exists(&job.repo, &b.digest) {
+                    Ok(true) => Ok(()),
+                    _ => match client.mount(&job.repo, &b.digest, staging) {
+                        Ok(Mount::Mounted) => {
+                            tally.counts.mounted += 1;
+                            Ok(())
+                        }
+                        Ok(Mount::Session(_)) => {
+                            Err(format!("the registry would not mount it from {staging}"))
+                        }
+                        Err(e) => Err(e.to_string()),
+                    },
+                };
+                match result {
+                    Ok(()) => journal.blob_done(&job.repo, &b.digest)?,
+                    Err(e) => {
+                        tally.failed.insert(b.digest.clone(), e);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where each image goes, and every blob it needs, in plan order.
+fn plan_jobs(plan: &Plan, target: &Target) -> Result<Vec<Job>> {
+    let host = &target.host;
+    let by_digest: HashMap<&Digest, &Reference> = plan
+        .images
+        .iter()
+        .filter_map(|i| Some((&i.descriptor.digest, i.name.as_ref()?)))
+        .collect();
+    let mut jobs = Vec::new();
+    for image in &plan.images {
+        let digest = &image.descriptor.digest;
+        let (repo, tag, label) = match (&image.name, &image.subject) {
+            (Some(n), _) => (target.repository(n), n.tag.clone(), n.to_string()),
+            (None, Some(s)) => match by_digest.get(s) {
+                Some(n) => (
+                    target.repository(n),
+                    None,
+                    format!("referrer {} of {n}", digest.short()),
+                ),
+                None => (target.untagged(), None, digest.to_string()),
+            },
+            (None, None) => (target.untagged(), None, digest.to_string()),
+        };
+        Reference::parse(&format!("{host}/{repo}")).map_err(|e| {
+            Error::Usage(format!(
+                "{label} would go to {host}/{repo}, which is not a valid name: {e}"
+            ))
+        })?;
+        jobs.push(Job {
+            blobs: closure(plan, &image.descriptor, &label)?,
+            label,
+            image: image.clone(),
+            repo,
+            tag,
+        });
+    }
+    Ok(jobs)
+}
+
+/// Every blob of the plan that `root` reaches, in plan order.
+fn closure(plan: &Plan, root: &Descriptor, label: &str) -> Result<Vec<Descriptor>> {
+    let by_digest: HashMap<&Digest, &PlannedBlob> = plan
+        .blobs
+        .iter()
+        .map(|b| (&b.descriptor.digest, b))
+        .collect();
+    let mut reached = HashSet::new();
+    let mut todo = vec![root.digest.clone()];
+    while let Some(d) = todo.pop() {
+        if !reached.insert(d.clone()) {
+            continue;
+        }
+        if let Some(b) = by_digest.get(&d) {
+            if let Some(raw) = &b.inline {
+                let node = Node::parse(b.descriptor.clone(), raw.clone(), label)?;
+                todo.extend(node.children().into_iter().map(|c| c.digest.clone()));
+            }
+        }
+    }
+    Ok(plan
+        .blobs
+        .iter()
+        .filter(|b| reached.contains(&b.descriptor.digest))
+        .map(|b| b.descriptor.clone())
+        .collect())
+}
+
+impl Sink for RegistrySink<'_> {
+    /// Names every image's repository (refusing an invalid name before
+    /// anything is sent) and routes each blob to the repositories needing it.
+    fn begin(&mut self, plan: &Plan) -> Result<()> {
+        self.jobs = plan_jobs(plan, &self.target)?;
+        for job in &self.jobs {
+            for b in job.blobs.iter().filter(|b| !is_manifest(b)) {
+                self.routes
+                    .entry(b.digest.clone())
+                    .or_default()
+                    .insert(job.repo.clone());
+            }
+        }
+        Ok(())
+    }
+
+    fn put_blob(&mut self, blob: &PlannedBlob, data: &mut dyn Read) -> Result<()> {
+        self.place(blob, Data::Once(Some(Box::new(data))))
+    }
+
+    fn shared(&self) -> Option<&dyn SharedSink> {
+        Some(self)
+    }
+
+    /// Mounts staged blobs (for a stream), then commits manifests, indexes
+    /// and tags of every image whose blobs are all in.
+    fn finish(self: Box<Self>, plan: &Plan) -> Result<()> {
+        let mut this = *self;
+        let mut tally = std::mem::take(this.tally.get_mut().expect("not poisoned"));
+        if let Some(staging) = this.staging.clone() {
+            this.jobs = plan_jobs(plan, &this.target)?;
+            this.mount_staged(&staging, &mut tally)?;
+        }
+        let inline: HashMap<Digest, Arc<[u8]>> = plan
+            .blobs
+            .iter()
+            .filter_map(|b| Some((b.descriptor.digest.clone(), b.inline.clone()?)))
+            .collect();
+        this.out.images = commit_images(
+            &this.client,
+            &this.journal,
+            &this.jobs,
+            &inline,
+            &tally.failed,
+            this.opts.dry_run,
+            &this.target.host,
+        );
+        this.out.blobs = tally.counts;
+        this.out.bytes = tally.bytes;
+        Ok(())
+    }
+}
+
+impl SharedSink for RegistrySink<'_> {
+    fn jobs(&self) -> usize {
+        match self.staging {
+            Some(_) => 1,
+            None => self.opts.jobs,
+        }
+    }
+
+    fn put_shared<'s>(
+        &self,
+        blob: &PlannedBlob,
+        open: &dyn Fn() -> Result<Box<dyn Read + 's>>,
+    ) -> Result<()> {
+        self.place(blob, Data::Reopen(open))
+    }
+}
