@@ -12,13 +12,26 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
+use serde::Serialize;
+
 use super::journal::Journal;
-use super::sink::ImageOutcome;
 use super::Client;
 use crate::error::{Error, Result};
 use crate::model::image::{media, Descriptor};
 use crate::model::Digest;
 use crate::plan::PlannedImage;
+
+/// What became of one image: where it went, and whether it is there.
+#[derive(Debug, Serialize)]
+pub struct ImageOutcome {
+    pub source: String,
+    pub target: String,
+    pub digest: Digest,
+    /// `pushed`, `failed`, or with `--dry-run` `would push`.
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
 
 /// One image to push: where it goes and what it needs.
 pub struct Job {

@@ -42,7 +42,8 @@ mod upload;
 
 pub use crate::error::registry::RegistryError;
 pub use client::{read_limited, Client, Registries, MANIFEST_ACCEPT};
+pub use commit::ImageOutcome;
 pub use options::RegistryOptions;
-pub use sink::{BlobCounts, ImageOutcome, PushOptions, Pushed, RegistrySink};
+pub use sink::{BlobCounts, PushOptions, Pushed, RegistrySink};
 pub use source::{is_referrer_tag, RegistryContext, RegistrySource};
 pub use target::Target;

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use super::commit::{commit_images, is_manifest, Job};
+use super::commit::{commit_images, is_manifest, ImageOutcome, Job};
 use super::journal::Journal;
 use super::push::Mount;
 use super::upload::{Data, Failure, Uploader};
@@ -50,17 +50,6 @@ pub struct BlobCounts {
     pub pushed: usize,
     pub mounted: usize,
     pub existed: usize,
-}
-
-#[derive(Debug, Serialize)]
-pub struct ImageOutcome {
-    pub source: String,
-    pub target: String,
-    pub digest: Digest,
-    /// `pushed`, `failed`, or with `--dry-run` `would push`.
-    pub status: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
 }
 
 /// What a push did, written by [`Sink::finish`].
