@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use airlock::atomic::AtomicFile;
-use airlock::bundle::{self, sign, Bundle, OpenOptions, PackOptions, Unverified, Verified};
+use airlock::bundle::{self, sign, Bundle, OpenOptions, Opened, PackOptions, Trusted};
 use airlock::model::Platform;
 use airlock::ops::{self, ExportTarget};
 use airlock::progress::Progress;
@@ -363,7 +363,7 @@ fn set_jobs(jobs: Option<usize>) -> Result<()> {
     Ok(())
 }
 
-fn trusted(path: &Path, trust: &TrustArgs) -> Result<(Bundle<Verified>, Option<String>)> {
+fn trusted(path: &Path, trust: &TrustArgs) -> Result<(Bundle<Trusted>, Option<String>)> {
     trusted_with(path, trust, OpenOptions::FULL, false)
 }
 
@@ -374,8 +374,8 @@ fn trusted_with(
     trust: &TrustArgs,
     options: OpenOptions,
     quiet: bool,
-) -> Result<(Bundle<Verified>, Option<String>)> {
-    let bundle = Bundle::<Unverified>::open_with(path, options)?;
+) -> Result<(Bundle<Trusted>, Option<String>)> {
+    let bundle = Bundle::<Opened>::open_with(path, options)?;
     if !quiet {
         for note in bundle.file().notices() {
             eprintln!("note: {note}");
@@ -386,7 +386,7 @@ fn trusted_with(
             let key = sign::load_public(key_path)?;
             Ok((bundle.check_signature(&key)?, Some(sign::key_id(&key))))
         }
-        None => Ok((bundle.without_signature_check(), None)),
+        None => Ok((bundle.without_signature_check()?, None)),
     }
 }
 
@@ -544,7 +544,7 @@ fn run(command: Command) -> Result<()> {
                 let total = bundle.manifest().blobs.iter().map(|b| b.size).sum();
                 let progress =
                     Progress::new(total, "verify", output_args.quiet || output_args.json);
-                let report = bundle::verify(&bundle, &progress)?;
+                let report = bundle.verify(&progress)?.into_report();
                 progress.finish();
                 (report, key_id)
             };
@@ -601,6 +601,7 @@ fn run(command: Command) -> Result<()> {
                 airlock::ops::import::import_stream(std::io::stdin().lock(), key.as_ref(), request)?
             } else {
                 let (bundle, _) = trusted(&path, &trust)?;
+                let bundle = bundle.verify(&Progress::hidden())?;
                 airlock::ops::import::import(&bundle, request)?
             };
             if output_args.json {
@@ -641,7 +642,7 @@ fn run(command: Command) -> Result<()> {
             bundle: path,
             output_args,
         } => {
-            let report = bundle::repair(&path)?;
+            let report = ops::repair::repair(&path)?;
             if output_args.json {
                 print_json(&report);
             } else if !output_args.quiet {
@@ -671,8 +672,8 @@ fn run(command: Command) -> Result<()> {
                 check: false,
                 repair: true,
             };
-            let b = match Bundle::<Unverified>::open_with(&bundle, quick) {
-                Err(Error::BadBundle { .. }) => Bundle::<Unverified>::open(&bundle)?,
+            let b = match Bundle::<Opened>::open_with(&bundle, quick) {
+                Err(Error::BadBundle { .. }) => Bundle::<Opened>::open(&bundle)?,
                 other => other?,
             };
             for note in b.file().notices() {

@@ -21,20 +21,15 @@ use rayon::prelude::*;
 use reed_solomon_simd::{ReedSolomonDecoder, ReedSolomonEncoder};
 use sha2::{Digest as _, Sha256};
 
+use super::format::{
+    PARITY_HEADER_LEN, PARITY_MAX_SHARD, PARITY_MAX_WIDTH, PARITY_MIN_SHARD, PARITY_TAG,
+    PARITY_VERSION,
+};
 use super::store::BundleBytes;
 use super::volume;
 use crate::atomic::AtomicFile;
 use crate::error::{Error, Result};
 use crate::model::Digest;
-
-const TAG: &[u8; 8] = b"AIRLKPAR";
-const VERSION: u32 = 1;
-pub const HEADER_LEN: u64 = 256;
-/// At most this many data shards per stripe: bounds the memory one stripe
-/// needs (`(width + recovery) × shard`) whatever the bundle's size.
-const MAX_WIDTH: u64 = 256;
-const MIN_SHARD: u64 = 4 * 1024;
-const MAX_SHARD: u64 = 64 * 1024;
 
 type Hash = [u8; 32];
 /// Shards a stripe's repair rebuilt (index, bytes), and those it could not.
@@ -62,9 +57,9 @@ impl Layout {
         let shard = data_len
             .div_ceil(8192)
             .next_power_of_two()
-            .clamp(MIN_SHARD, MAX_SHARD);
+            .clamp(PARITY_MIN_SHARD, PARITY_MAX_SHARD);
         let originals = data_len.div_ceil(shard).max(1);
-        let stripes = originals.div_ceil(MAX_WIDTH);
+        let stripes = originals.div_ceil(PARITY_MAX_WIDTH);
         let width = originals.div_ceil(stripes);
         let recovery = (width * percent as u64).div_ceil(100).max(1);
         Layout {
@@ -107,12 +102,12 @@ impl Layout {
         let ok = self.data_len <= 1 << 50
             && self.shard >= 2
             && self.shard % 2 == 0
-            && self.shard <= MAX_SHARD
+            && self.shard <= PARITY_MAX_SHARD
             && self.stripes > 0
             && self.originals == self.data_len.div_ceil(self.shard).max(1)
-            && self.originals.div_ceil(self.stripes) <= MAX_WIDTH
+            && self.originals.div_ceil(self.stripes) <= PARITY_MAX_WIDTH
             && self.stripes <= self.originals
-            && (1..=MAX_WIDTH).contains(&self.recovery);
+            && (1..=PARITY_MAX_WIDTH).contains(&self.recovery);
         if ok {
             Ok(())
         } else {
@@ -158,11 +153,11 @@ impl Header {
             .min(self.layout.recovery_total() - self.first_recovery())
     }
 
-    fn encode(&self) -> [u8; HEADER_LEN as usize] {
-        let mut h = [0u8; HEADER_LEN as usize];
+    fn encode(&self) -> [u8; PARITY_HEADER_LEN as usize] {
+        let mut h = [0u8; PARITY_HEADER_LEN as usize];
         let l = &self.layout;
-        h[0..8].copy_from_slice(TAG);
-        h[8..12].copy_from_slice(&VERSION.to_le_bytes());
+        h[0..8].copy_from_slice(PARITY_TAG);
+        h[8..12].copy_from_slice(&PARITY_VERSION.to_le_bytes());
         h[12..16].copy_from_slice(&self.number.to_le_bytes());
         h[16..20].copy_from_slice(&self.count.to_le_bytes());
         h[20..24].copy_from_slice(&self.volumes.to_le_bytes());
@@ -184,7 +179,7 @@ impl Header {
     }
 
     fn decode(h: &[u8]) -> std::result::Result<Header, String> {
-        if h.len() < HEADER_LEN as usize || &h[0..8] != TAG {
+        if h.len() < PARITY_HEADER_LEN as usize || &h[0..8] != PARITY_TAG {
             return Err("it is not an airlock parity file".into());
         }
         if sha(&h[..224])[..] != h[224..256] {
@@ -192,9 +187,9 @@ impl Header {
         }
         let u32_at = |at: usize| u32::from_le_bytes(h[at..at + 4].try_into().expect("4"));
         let u64_at = |at: usize| u64::from_le_bytes(h[at..at + 8].try_into().expect("8"));
-        if u32_at(8) != VERSION {
+        if u32_at(8) != PARITY_VERSION {
             return Err(format!(
-                "it has version {}, this airlock reads {VERSION}",
+                "it has version {}, this airlock reads {PARITY_VERSION}",
                 u32_at(8)
             ));
         }
@@ -246,7 +241,7 @@ pub fn encode(
         volumes: volume_lengths.len() as u32,
         index_hash: [0; 32],
     };
-    let fixed = HEADER_LEN + header.index_len();
+    let fixed = PARITY_HEADER_LEN + header.index_len();
     if let Some(limit) = split {
         let room = limit.saturating_sub(fixed) / layout.shard;
         if room == 0 {
@@ -338,7 +333,7 @@ pub fn encode(
         };
         let f = file.temp_file();
         f.write_all_at(&h.encode(), 0)
-            .and_then(|_| f.write_all_at(&index, HEADER_LEN))
+            .and_then(|_| f.write_all_at(&index, PARITY_HEADER_LEN))
             .map_err(|e| Error::io("write", file.target(), e))?;
     }
     Ok(files)
@@ -399,7 +394,7 @@ impl Parity {
         // The index: from the first file whose copy checks out.
         let mut found = None;
         for f in &usable {
-            let start = HEADER_LEN as usize;
+            let start = PARITY_HEADER_LEN as usize;
             let end = start + f.header.index_len() as usize;
             match f.map.get(start..end) {
                 Some(index) if sha(index) == f.header.index_hash => {
@@ -473,8 +468,9 @@ impl Parity {
     fn recovery_shard(&self, g: u64) -> Option<&[u8]> {
         let n = (g / self.per_file) as u32 + 1;
         let f = self.files.get(&n)?;
-        let at =
-            (HEADER_LEN + f.header.index_len() + (g % self.per_file) * self.layout.shard) as usize;
+        let at = (PARITY_HEADER_LEN
+            + f.header.index_len()
+            + (g % self.per_file) * self.layout.shard) as usize;
         let shard = f.map.get(at..at + self.layout.shard as usize)?;
         (sha(shard) == self.recovery[g as usize]).then_some(shard)
     }
@@ -592,7 +588,7 @@ impl Parity {
     /// The limit parity volumes were cut to, for rewriting them alike.
     pub fn split(&self) -> Option<u64> {
         self.numbered
-            .then(|| HEADER_LEN + self.index_len() + self.per_file * self.layout.shard)
+            .then(|| PARITY_HEADER_LEN + self.index_len() + self.per_file * self.layout.shard)
     }
 
     fn index_len(&self) -> u64 {
@@ -624,11 +620,11 @@ mod tests {
             assert!(l.originals * l.shard >= len);
             let widths: u64 = (0..l.stripes).map(|k| l.width(k)).sum();
             assert_eq!(widths, l.originals, "{len}");
-            assert!(l.width(0) <= MAX_WIDTH);
+            assert!(l.width(0) <= PARITY_MAX_WIDTH);
             assert!(l.recovery * 100 >= l.width(0) * pct as u64, "{len} {pct}");
         }
         // 100 GiB: 64 KiB shards, so the index stays about 50 MB.
-        assert_eq!(Layout::new(100 << 30, 5).shard, MAX_SHARD);
+        assert_eq!(Layout::new(100 << 30, 5).shard, PARITY_MAX_SHARD);
     }
 
     #[test]

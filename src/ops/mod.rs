@@ -2,6 +2,7 @@
 //! printing; the CLI renders what they return.
 
 pub mod import;
+pub mod repair;
 pub mod transport;
 
 use std::collections::{HashMap, HashSet};
@@ -9,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::bundle::{Bundle, BundleWriter, PackOptions, Unverified, Verified};
+use crate::bundle::{Bundle, BundleWriter, Opened, PackOptions, Trusted};
 use crate::docker_archive::DockerArchiveSink;
 use crate::error::{Error, Result};
 use crate::integrity::VerifyingReader;
@@ -257,7 +258,7 @@ impl ExportTarget {
 /// it streams. `images` selects by name (all when empty). A docker-archive
 /// holds one platform per image; without `--platform` the host's is chosen.
 pub fn export(
-    bundle: &Bundle<Verified>,
+    bundle: &Bundle<Trusted>,
     target: &ExportTarget,
     images: &[String],
     platforms: &[Platform],
@@ -286,7 +287,7 @@ pub fn export(
     Ok(plan.images.len())
 }
 
-fn created_secs<S>(bundle: &Bundle<S>) -> Result<u64> {
+fn created_secs(bundle: &Bundle<Trusted>) -> Result<u64> {
     let created = &bundle.manifest().created;
     time::OffsetDateTime::parse(created, &time::format_description::well_known::Rfc3339)
         .map(|t| t.unix_timestamp().max(0) as u64)
@@ -364,9 +365,10 @@ pub struct ImageInfo {
 }
 
 /// Describes a bundle from its manifest and its manifests' contents.
-pub fn inspect(bundle: &Bundle<Unverified>) -> Result<Inspection> {
-    let m = bundle.manifest();
-    let source = bundle.source();
+pub fn inspect(bundle: &Bundle<Opened>) -> Result<Inspection> {
+    let claims = bundle.read_claims()?;
+    let m = claims.manifest();
+    let source = claims.unchecked_source();
     let mut per_image: Vec<(ImageInfo, Vec<(Digest, u64)>)> = Vec::new();
     for (root, record) in source.roots()?.into_iter().zip(&m.images) {
         let label = record
