@@ -133,6 +133,9 @@ fn place_single(
     Ok(part)
 }
 
+/// A file without a readable label: its number by name, its path, why.
+type Unlabeled = (u32, PathBuf, String);
+
 type Labels<'a> = Vec<(u32, &'a PathBuf, std::result::Result<Label, String>)>;
 
 /// Orders a set's volumes by their labels and finds what is missing.
@@ -201,7 +204,7 @@ fn slot_labeled(
     labels: &Labels,
     id: &Digest,
     found: &mut Findings,
-) -> (BTreeMap<u32, Slot>, Vec<(u32, PathBuf, String)>) {
+) -> (BTreeMap<u32, Slot>, Vec<Unlabeled>) {
     let mut slots: BTreeMap<u32, Slot> = BTreeMap::new();
     let mut unlabeled = Vec::new();
     for (n, path, label) in labels {
