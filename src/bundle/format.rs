@@ -68,6 +68,8 @@ pub const PARITY_MAX_WIDTH: u64 = 256;
 /// Shard sizes the writer chooses between.
 pub const PARITY_MIN_SHARD: u64 = 4 * 1024;
 pub const PARITY_MAX_SHARD: u64 = 64 * 1024;
+/// 1 PiB: keeps every size computed from a (hostile) parity header in range.
+pub const PARITY_MAX_DATA: u64 = 1 << 50;
 
 // Reader limits (spec "Reader limits"): what a reader refuses before it
 // allocates for it.
@@ -75,11 +77,14 @@ pub const PARITY_MAX_SHARD: u64 = 64 * 1024;
 /// The envelope is parsed in memory; this bounds it (about 200 k blobs).
 /// The payload, the bundle manifest, is inside it and so bounded too.
 pub const MAX_ENVELOPE: u64 = 64 * 1024 * 1024;
+/// The `oci-layout` member.
+pub const MAX_OCI_LAYOUT: u64 = 4096;
 /// An image manifest or index read from a bundle. The same bound as every
 /// other source's (the plan enforces it for all of them), named here so
 /// the spec's limit has one place in the bundle code.
 pub const MAX_MANIFEST: u64 = crate::model::image::MAX_MANIFEST_SIZE;
-/// An image config read from a bundle (the plan's bound for every source).
+/// An image config read to tell an image's platform (`inspect`); a larger
+/// one is not read. The model's bound, shared with the other sources.
 pub const MAX_CONFIG: u64 = crate::model::image::MAX_CONFIG_SIZE;
 /// Indexes nest at most this deep (the plan's bound for every source).
 pub const MAX_INDEX_DEPTH: usize = crate::plan::MAX_DEPTH;

@@ -3,7 +3,7 @@
 //! an envelope is decoded ([`decode_envelope`]) and its signature checked.
 //!
 //! Not for the manifest inside: the payload stays raw bytes here, checked
-//! as they are, and is parsed only afterwards ([`super::open`]).
+//! as they are, and is parsed only afterwards (`open.rs`).
 //!
 //! A key id is the lowercase hex SHA-256 of the public key's DER
 //! SubjectPublicKeyInfo, so `openssl pkey -pubin -outform DER | sha256sum`

@@ -95,7 +95,7 @@ fn check_members(file: &BundleFile, manifest: &BundleManifest) -> Result<()> {
 /// 2. oci-layout and index.json.
 fn check_layout_and_index(file: &BundleFile, manifest: &BundleManifest) -> Result<()> {
     let bad = |p: String| Error::bad_bundle(file.path(), p);
-    let layout = file.read_member(&file.members()[1], 4096)?;
+    let layout = file.read_member(&file.members()[1], MAX_OCI_LAYOUT)?;
     if layout != crate::oci::OCI_LAYOUT {
         return Err(bad(
             "member oci-layout does not hold the expected layout version".into(),

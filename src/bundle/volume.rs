@@ -8,6 +8,10 @@
 //! and tar read through the labels without noticing them.
 //!
 //! Volumes end on frame boundaries; the seek table ends the last one.
+//!
+//! This file holds the label codec, the volume file names, and the writer's
+//! output that cuts volumes. Not for placing volumes when reading (that is
+//! `assemble.rs`); the label's constants are in [`super::format`].
 
 use std::collections::BTreeMap;
 use std::fs::File;

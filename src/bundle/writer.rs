@@ -1,5 +1,9 @@
 //! Writes a bundle: the signed manifest first, then the OCI layout, each
 //! member cut into frames as `docs/bundle-format.md` specifies.
+//!
+//! [`BundleWriter`] is a [`crate::sink::Sink`]: `pack` copies into it like
+//! into any sink. Not for compressing (that is [`super::frames`]) nor for
+//! building headers ([`super::tar`]).
 
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};

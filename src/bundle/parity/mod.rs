@@ -20,8 +20,8 @@
 use sha2::{Digest as _, Sha256};
 
 use super::format::{
-    PARITY_HEADER_LEN, PARITY_MAX_SHARD, PARITY_MAX_WIDTH, PARITY_MIN_SHARD, PARITY_TAG,
-    PARITY_VERSION,
+    PARITY_HEADER_LEN, PARITY_MAX_DATA, PARITY_MAX_SHARD, PARITY_MAX_WIDTH, PARITY_MIN_SHARD,
+    PARITY_TAG, PARITY_VERSION,
 };
 use super::store::BundleBytes;
 use crate::model::Digest;
@@ -99,8 +99,7 @@ impl Layout {
     }
 
     fn check(&self) -> std::result::Result<(), String> {
-        // 1 PiB: keeps every size computed from a (hostile) header in range.
-        let ok = self.data_len <= 1 << 50
+        let ok = self.data_len <= PARITY_MAX_DATA
             && self.shard >= 2
             && self.shard % 2 == 0
             && self.shard <= PARITY_MAX_SHARD
