@@ -410,3 +410,90 @@ pub fn verify_stream(input: impl Read, key: Option<&VerifyingKey>) -> Result<sup
         notices: Vec::new(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle::sign::Envelope;
+    use crate::bundle::tar::build_header;
+
+    /// A tar member: header, data, padding (zero unless `pad` says).
+    fn member(out: &mut Vec<u8>, name: &str, data: &[u8], pad: u8) {
+        out.extend_from_slice(&build_header(name, data.len() as u64, 0));
+        out.extend_from_slice(data);
+        out.resize(out.len() + padding(data.len() as u64) as usize, pad);
+    }
+
+    /// An unsigned bundle stream of no images; `tweak` alters its tar.
+    fn stream(tweak: impl Fn(&mut Vec<u8>)) -> Vec<u8> {
+        let index = br#"{"schemaVersion":2,"manifests":[]}"#.to_vec();
+        let manifest = BundleManifest {
+            format_version: FORMAT_VERSION,
+            tool: "test".into(),
+            created: "2024-01-01T00:00:00Z".into(),
+            index: BlobRecord {
+                digest: Digest::of(&index),
+                size: index.len() as u64,
+                media_type: String::new(),
+            },
+            images: vec![],
+            blobs: vec![],
+        };
+        let env = Envelope::new(PAYLOAD_TYPE, &serde_json::to_vec(&manifest).unwrap(), None);
+        let mut tar = Vec::new();
+        member(
+            &mut tar,
+            ENVELOPE_NAME,
+            &serde_json::to_vec(&env).unwrap(),
+            0,
+        );
+        member(&mut tar, OCI_LAYOUT_NAME, crate::oci::OCI_LAYOUT, 0);
+        member(&mut tar, INDEX_NAME, &index, 0);
+        tar.extend_from_slice(&[0u8; END_FRAME]);
+        tweak(&mut tar);
+        zstd::encode_all(&tar[..], 3).unwrap()
+    }
+
+    fn read(bytes: &[u8]) -> Result<BundleManifest> {
+        struct Nothing;
+        impl StreamVisitor for Nothing {
+            fn start(&mut self, _: &BundleManifest, _: &Digest) -> Result<()> {
+                Ok(())
+            }
+            fn blob(&mut self, _: &BlobRecord, _: &mut dyn Read) -> Result<()> {
+                Ok(())
+            }
+        }
+        read_stream(bytes, None, &mut Nothing)
+    }
+
+    #[test]
+    fn reads_a_well_formed_stream() {
+        read(&stream(|_| {})).unwrap();
+    }
+
+    #[test]
+    fn refuses_what_the_file_reader_refuses() {
+        // Non-zero padding after index.json (the last data before the end).
+        let err = read(&stream(|t| {
+            let end = t.len() - END_FRAME - 1;
+            t[end] = 1;
+        }))
+        .unwrap_err();
+        assert!(err.to_string().contains("padding"), "{err}");
+        // No end-of-archive blocks.
+        let err = read(&stream(|t| t.truncate(t.len() - END_FRAME))).unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
+        // A pax header where the envelope belongs.
+        let err = read(&stream(|t| {
+            let mut h = tar::Header::new_ustar();
+            h.set_path(ENVELOPE_NAME).unwrap();
+            h.set_size(0);
+            h.set_entry_type(tar::EntryType::XHeader);
+            h.set_cksum();
+            t.splice(0..0, h.as_bytes().iter().copied());
+        }))
+        .unwrap_err();
+        assert!(err.to_string().contains("member 0"), "{err}");
+    }
+}
