@@ -7,7 +7,7 @@ use std::path::Path;
 
 use airlock::bundle::parity;
 use airlock::bundle::store::{BundleBytes, Part};
-use airlock::bundle::{verify, Bundle, PackOptions};
+use airlock::bundle::{Bundle, PackOptions};
 use airlock::model::Digest;
 use airlock::progress::Progress;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -97,8 +97,11 @@ fn benches(c: &mut Criterion) {
     pack(&out);
     g.bench_function("verify 64 MiB", |b| {
         b.iter(|| {
-            let bundle = Bundle::open(&out).unwrap().without_signature_check();
-            verify(&bundle, &Progress::hidden()).unwrap()
+            let bundle = Bundle::open(&out)
+                .unwrap()
+                .without_signature_check()
+                .unwrap();
+            bundle.verify(&Progress::hidden()).unwrap()
         })
     });
     g.finish();

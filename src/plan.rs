@@ -19,7 +19,7 @@ use crate::source::{Root, Source};
 
 /// Nesting deeper than index → index → manifest is refused; it also stops
 /// hostile documents from recursing without end.
-const MAX_DEPTH: usize = 4;
+pub const MAX_DEPTH: usize = 4;
 
 const ATTESTATION_TYPE: &str = "vnd.docker.reference.type";
 const ATTESTATION_DIGEST: &str = "vnd.docker.reference.digest";

@@ -1,10 +1,17 @@
-//! Constants and structures of bundle format v1.
+//! Every constant and structure of bundle format v1, and every limit the
+//! bundle readers enforce, in one place.
 //!
 //! These serve as documentation of `docs/bundle-format.md`, which is
-//! normative; a change here is a change there, in the same commit.
+//! normative; a change here is a change there, in the same commit. Not for
+//! code that reads or writes bytes: that is the rest of `bundle/`. The one
+//! function here, [`BundleManifest::from_payload`], exists because the spec
+//! orders it (the version is read before anything else is interpreted).
+
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, Result};
 use crate::model::Digest;
 
 /// The `formatVersion` this build writes and the only one it reads.
@@ -25,8 +32,62 @@ pub const MAX_FRAME_DATA: usize = 4 * 1024 * 1024;
 pub const BLOCK: usize = 512;
 /// The end-of-archive frame: two zero blocks.
 pub const END_FRAME: usize = 2 * BLOCK;
+
+// Seek table (spec §2): zstd's seekable format.
+
+/// Skippable frame header (8) plus seek table footer (9), with no entries.
+pub const SEEK_TABLE_MIN: u64 = 17;
+
+// Volume labels (spec §5).
+
+/// Skippable-frame magic of a volume label (the seek table uses …5E).
+pub const LABEL_MAGIC: u32 = 0x184D_2A5A;
+/// Bytes of label content after the 8-byte skippable-frame header.
+pub const LABEL_CONTENT: usize = 128;
+/// A whole label frame.
+pub const LABEL_LEN: usize = 8 + LABEL_CONTENT;
+/// The first 8 bytes of a label's content.
+pub const LABEL_TAG: &[u8; 8] = b"AIRLKVOL";
+/// The label version this build writes and the only one it reads.
+pub const LABEL_VERSION: u32 = 1;
+/// The smallest `--split` size: frames are cut to an eighth of it, and a
+/// frame must leave room for the label.
+pub const MIN_VOLUME: u64 = 1_000_000;
+
+// Parity files (spec §6).
+
+/// The first 8 bytes of a parity file.
+pub const PARITY_TAG: &[u8; 8] = b"AIRLKPAR";
+/// The parity version this build writes and the only one it reads.
+pub const PARITY_VERSION: u32 = 1;
+/// A parity file's fixed header.
+pub const PARITY_HEADER_LEN: u64 = 256;
+/// At most this many data shards per stripe: bounds the memory one stripe
+/// needs (`(width + recovery) × shard`) whatever the bundle's size.
+pub const PARITY_MAX_WIDTH: u64 = 256;
+/// Shard sizes the writer chooses between.
+pub const PARITY_MIN_SHARD: u64 = 4 * 1024;
+pub const PARITY_MAX_SHARD: u64 = 64 * 1024;
+/// 1 PiB: keeps every size computed from a (hostile) parity header in range.
+pub const PARITY_MAX_DATA: u64 = 1 << 50;
+
+// Reader limits (spec "Reader limits"): what a reader refuses before it
+// allocates for it.
+
 /// The envelope is parsed in memory; this bounds it (about 200 k blobs).
+/// The payload, the bundle manifest, is inside it and so bounded too.
 pub const MAX_ENVELOPE: u64 = 64 * 1024 * 1024;
+/// The `oci-layout` member.
+pub const MAX_OCI_LAYOUT: u64 = 4096;
+/// An image manifest or index read from a bundle. The same bound as every
+/// other source's (the plan enforces it for all of them), named here so
+/// the spec's limit has one place in the bundle code.
+pub const MAX_MANIFEST: u64 = crate::model::image::MAX_MANIFEST_SIZE;
+/// An image config read to tell an image's platform (`inspect`); a larger
+/// one is not read. The model's bound, shared with the other sources.
+pub const MAX_CONFIG: u64 = crate::model::image::MAX_CONFIG_SIZE;
+/// Indexes nest at most this deep (the plan's bound for every source).
+pub const MAX_INDEX_DEPTH: usize = crate::plan::MAX_DEPTH;
 
 /// The signed statement of what a bundle holds (the DSSE payload).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -73,6 +134,34 @@ pub struct BlobRecord {
 }
 
 impl BundleManifest {
+    /// Parses a DSSE payload as a bundle manifest. The format version is
+    /// read and checked before anything else in it is interpreted. Checks
+    /// no signature: callers decide whether the payload is trusted.
+    pub fn from_payload(path: &Path, payload: &[u8]) -> Result<BundleManifest> {
+        let bad = |p: String| Error::bad_bundle(path, p);
+        if payload.len() as u64 > MAX_ENVELOPE {
+            return Err(bad(format!(
+                "the bundle manifest has {} bytes, more than the {MAX_ENVELOPE} allowed",
+                payload.len()
+            )));
+        }
+        let value: serde_json::Value = serde_json::from_slice(payload)
+            .map_err(|e| bad(format!("the bundle manifest is not JSON: {e}")))?;
+        let version = value
+            .get("formatVersion")
+            .and_then(|v| v.as_u64())
+            .ok_or_else(|| bad("the bundle manifest has no formatVersion".into()))?;
+        if version != FORMAT_VERSION {
+            return Err(Error::UnsupportedVersion {
+                path: path.to_path_buf(),
+                found: version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        serde_json::from_value(value)
+            .map_err(|e| bad(format!("the bundle manifest is malformed: {e}")))
+    }
+
     /// The tar members this manifest calls for, in order, with their sizes
     /// (§3); the envelope's own size is known only from its header.
     pub fn members(&self, envelope_size: u64) -> Vec<(String, u64)> {

@@ -7,6 +7,9 @@
 //! much as compressing already-compressed layers. At most a fixed number of
 //! frames are in flight, so memory stays bounded (about
 //! `2 × in_flight × MAX_FRAME_DATA`) whatever the input size.
+//!
+//! Not for what goes in the frames (tar members: [`super::writer`]) nor for
+//! reading them back ([`super::index`]).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;

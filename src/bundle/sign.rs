@@ -1,5 +1,9 @@
 //! ed25519 keys (PKCS#8 PEM, readable by `openssl pkey`) and the DSSE
-//! envelope that carries the signed bundle manifest.
+//! envelope that carries the signed bundle manifest: the one place where
+//! an envelope is decoded ([`decode_envelope`]) and its signature checked.
+//!
+//! Not for the manifest inside: the payload stays raw bytes here, checked
+//! as they are, and is parsed only afterwards (`open.rs`).
 //!
 //! A key id is the lowercase hex SHA-256 of the public key's DER
 //! SubjectPublicKeyInfo, so `openssl pkey -pubin -outform DER | sha256sum`
@@ -14,6 +18,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use super::format::{ENVELOPE_NAME, PAYLOAD_TYPE};
 use crate::error::{Error, Result, SigProblem};
 
 /// A DSSE envelope (<https://github.com/secure-systems-lab/dsse>).
@@ -80,7 +85,16 @@ impl Envelope {
         let body = self.payload_bytes().map_err(|_| SigProblem::Invalid {
             key_id: key_id(key),
         })?;
-        let message = pae(&self.payload_type, &body);
+        self.verify_body(&body, key)
+    }
+
+    /// Accepts the envelope if any signature verifies under `key` over
+    /// `body`, the payload bytes already decoded from it.
+    fn verify_body(&self, body: &[u8], key: &VerifyingKey) -> std::result::Result<(), SigProblem> {
+        if self.signatures.is_empty() {
+            return Err(SigProblem::Unsigned);
+        }
+        let message = pae(&self.payload_type, body);
         let ours = key_id(key);
         let mut claimed_ours = false;
         for s in &self.signatures {
@@ -104,6 +118,47 @@ impl Envelope {
             })
         }
     }
+}
+
+/// A bundle's envelope, decoded: its payload type checked and its payload
+/// out of base64, as raw bytes. Nothing is trusted yet: the signature is
+/// checked by [`SignedPayload::verify`] over exactly these bytes.
+#[derive(Clone, Debug)]
+pub struct SignedPayload {
+    envelope: Envelope,
+    payload: Vec<u8>,
+}
+
+impl SignedPayload {
+    /// The raw payload bytes (unchecked until [`SignedPayload::verify`]).
+    pub fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+
+    /// Key ids the envelope claims to be signed by (unverified).
+    pub fn key_ids(&self) -> Vec<String> {
+        self.envelope.key_ids()
+    }
+
+    /// Accepts the payload if any signature verifies under `key`.
+    pub fn verify(&self, key: &VerifyingKey) -> std::result::Result<(), SigProblem> {
+        self.envelope.verify_body(&self.payload, key)
+    }
+}
+
+/// Decodes the first member of a bundle (file or stream): DSSE JSON, the
+/// bundle manifest's payload type, base64. `Err` says what is wrong.
+pub fn decode_envelope(raw: &[u8]) -> std::result::Result<SignedPayload, String> {
+    let envelope: Envelope = serde_json::from_slice(raw)
+        .map_err(|e| format!("{ENVELOPE_NAME} is not a DSSE envelope: {e}"))?;
+    if envelope.payload_type != PAYLOAD_TYPE {
+        return Err(format!(
+            "{ENVELOPE_NAME} carries {:?}, not an airlock bundle manifest",
+            envelope.payload_type
+        ));
+    }
+    let payload = envelope.payload_bytes()?;
+    Ok(SignedPayload { envelope, payload })
 }
 
 pub fn key_id(key: &VerifyingKey) -> String {

@@ -4,6 +4,9 @@
 //! Readers ask for a range; they get a slice of a mapped file when one file
 //! holds it, or a copy assembled from several places otherwise. A range that
 //! nothing holds (a missing or truncated volume) is a [`Gap`].
+//!
+//! Not for finding the files (`assemble.rs`) nor for checking what
+//! they hold (`check.rs`): bytes here are neither parsed nor trusted.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;

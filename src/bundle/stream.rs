@@ -5,7 +5,11 @@
 //! single blob is looked at; every later member must be the one it names,
 //! with its size and digest. A [`StreamVisitor`] receives each blob as a
 //! reader that fails at its end if the digest is wrong. Nothing here seeks:
-//! the seek table, last in the stream, is skipped like any skippable frame.
+//! the seek table, last in the stream, is never read.
+//!
+//! The tar members are read through the same ustar codec as the file reader
+//! ([`super::tar`]), so a stream is accepted exactly when the file would be.
+//! Not for random access (that is [`super::index`]).
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -15,9 +19,10 @@ use std::sync::Arc;
 use ed25519_dalek::VerifyingKey;
 
 use super::format::*;
-use super::reader::{parse_manifest, root_of};
-use super::sign::Envelope;
-use crate::error::{Error, Result};
+use super::sign::decode_envelope;
+use super::source::root_of;
+use super::tar::{is_zero, padding, parse_header};
+use crate::error::{into_io, Error, Result};
 use crate::integrity::VerifyingReader;
 use crate::model::image::{media, Descriptor};
 use crate::model::Digest;
@@ -49,6 +54,163 @@ fn broken(name: &str, e: std::io::Error) -> Error {
     }
 }
 
+/// The tar members of a decompressed stream, read through the one ustar
+/// codec ([`super::tar`]): each header parsed as the file reader parses it,
+/// each member's padding checked, and the end-of-archive blocks.
+struct Members<R> {
+    input: R,
+    /// Members read so far.
+    position: usize,
+    /// Data bytes of the current member not yet read.
+    remaining: u64,
+    /// Padding after the current member's data, not yet read.
+    padding: u64,
+    name: String,
+}
+
+impl<R: Read> Members<R> {
+    fn new(input: R) -> Members<R> {
+        Members {
+            input,
+            position: 0,
+            remaining: 0,
+            padding: 0,
+            name: String::new(),
+        }
+    }
+
+    /// Reads one 512-byte block; `None` at a clean end of the stream.
+    fn block(&mut self, what: &str) -> Result<Option<[u8; BLOCK]>> {
+        let mut block = [0u8; BLOCK];
+        let mut got = 0;
+        while got < BLOCK {
+            match self.input.read(&mut block[got..]) {
+                Ok(0) if got == 0 => return Ok(None),
+                Ok(0) => {
+                    return Err(Error::bad_bundle(
+                        STREAM,
+                        format!("the stream ends inside {what}: it is truncated"),
+                    ))
+                }
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return Err(Error::bad_bundle(
+                        STREAM,
+                        format!("{what}: the stream is damaged or cut short ({e})"),
+                    ))
+                }
+            }
+        }
+        Ok(Some(block))
+    }
+
+    /// Reads and checks what is left of the current member: its data (when
+    /// the caller left some) and its zero padding.
+    fn finish_member(&mut self) -> Result<()> {
+        std::io::copy(&mut MemberData { members: self }, &mut std::io::sink())
+            .map_err(|e| broken(&self.name, e))?;
+        Ok(())
+    }
+
+    /// The next member, which must be `name` (with `size`, when known).
+    fn next(&mut self, name: &str, size: Option<u64>) -> Result<MemberData<'_, R>> {
+        self.finish_member()?;
+        let position = self.position;
+        let bad = |p: String| Error::bad_bundle(STREAM, p);
+        let what = format!("the tar header of member {position} ({name})");
+        let block = match self.block(&what)? {
+            Some(b) if !is_zero(&b) => b,
+            _ => {
+                return Err(bad(format!(
+                    "the stream ends before member {position} ({name}): it is truncated"
+                )))
+            }
+        };
+        let (got, got_size) =
+            parse_header(&block).map_err(|p| bad(format!("member {position}: {p}")))?;
+        if got != name {
+            return Err(bad(format!(
+                "member {position} is {got:?}, but {name} belongs there"
+            )));
+        }
+        if let Some(s) = size.filter(|s| *s != got_size) {
+            return Err(bad(format!(
+                "member {name} has {got_size} bytes, but the signed manifest says {s}"
+            )));
+        }
+        self.position += 1;
+        self.remaining = got_size;
+        self.padding = padding(got_size);
+        self.name = got;
+        Ok(MemberData { members: self })
+    }
+
+    /// After the last member: the two zero blocks that end the archive.
+    /// What follows them (the seek table) is not read.
+    fn end(&mut self) -> Result<()> {
+        self.finish_member()?;
+        let bad = |p: String| Error::bad_bundle(STREAM, p);
+        let what = "the end of the archive";
+        let Some(first) = self.block(what)? else {
+            return Err(bad(
+                "the stream ends without the end-of-archive blocks: it is truncated".into(),
+            ));
+        };
+        if !is_zero(&first) {
+            let name = parse_header(&first).map(|(n, _)| n).unwrap_or_default();
+            return Err(bad(format!(
+                "member {name:?} follows the last blob the signed manifest names"
+            )));
+        }
+        match self.block(what)? {
+            Some(second) if is_zero(&second) => Ok(()),
+            Some(_) => Err(bad(
+                "the end of the archive is one zero block, not two".into()
+            )),
+            None => Err(bad(
+                "the stream ends inside the end-of-archive blocks: it is truncated".into(),
+            )),
+        }
+    }
+}
+
+/// The data of the current member; at its end, the padding is read and
+/// must be zero.
+struct MemberData<'a, R> {
+    members: &'a mut Members<R>,
+}
+
+impl<R: Read> Read for MemberData<'_, R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let m = &mut *self.members;
+        if m.remaining == 0 {
+            if m.padding > 0 {
+                let mut pad = [0u8; BLOCK];
+                let pad = &mut pad[..m.padding as usize];
+                m.input.read_exact(pad)?;
+                m.padding = 0;
+                if !is_zero(pad) {
+                    return Err(into_io(Error::bad_bundle(
+                        STREAM,
+                        format!("member {}: the padding after its data is not zero", m.name),
+                    )));
+                }
+            }
+            return Ok(0);
+        }
+        let want = out
+            .len()
+            .min(usize::try_from(m.remaining).unwrap_or(usize::MAX));
+        let n = m.input.read(&mut out[..want])?;
+        if n == 0 && want > 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        m.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
 /// Reads a whole bundle stream. `key` is the trusted signer, or `None` when
 /// the user accepted unsigned bundles.
 pub fn read_stream(
@@ -57,87 +219,15 @@ pub fn read_stream(
     visitor: &mut dyn StreamVisitor,
 ) -> Result<BundleManifest> {
     let path = Path::new(STREAM);
-    let bad = |p: String| Error::bad_bundle(path, p);
     let decoder = zstd::stream::read::Decoder::new(input)
-        .map_err(|e| bad(format!("not a zstd stream: {e}")))?;
-    let mut archive = tar::Archive::new(decoder);
-    let mut entries = archive.entries().map_err(|e| bad(e.to_string()))?;
-    let mut position = 0usize;
-    let mut next_member = |name: &str, size: Option<u64>| -> Result<tar::Entry<'_, _>> {
-        let entry = entries
-            .next()
-            .ok_or_else(|| {
-                bad(format!(
-                    "the stream ends before member {position} ({name}): it is truncated"
-                ))
-            })?
-            .map_err(|e| bad(format!("member {position}: {e}")))?;
-        let got = entry
-            .path()
-            .map(|p| p.to_string_lossy().to_string())
-            .unwrap_or_default();
-        if !entry.header().entry_type().is_file() || got != name {
-            return Err(bad(format!(
-                "member {position} is {got:?}, but {name} belongs there"
-            )));
-        }
-        if let Some(s) = size.filter(|s| *s != entry.size()) {
-            return Err(bad(format!(
-                "member {name} has {} bytes, but the signed manifest says {s}",
-                entry.size()
-            )));
-        }
-        position += 1;
-        Ok(entry)
-    };
-
-    // The signed manifest, checked before anything else is used.
-    let mut raw = Vec::new();
-    next_member(ENVELOPE_NAME, None)?
-        .take(MAX_ENVELOPE + 1)
-        .read_to_end(&mut raw)
-        .map_err(|e| bad(e.to_string()))?;
-    let envelope: Envelope = serde_json::from_slice(&raw)
-        .map_err(|e| bad(format!("{ENVELOPE_NAME} is not a DSSE envelope: {e}")))?;
-    if envelope.payload_type != PAYLOAD_TYPE {
-        return Err(bad(format!(
-            "{ENVELOPE_NAME} does not carry an airlock bundle manifest"
-        )));
-    }
-    if let Some(k) = key {
-        envelope.verify(k).map_err(|problem| Error::Signature {
-            path: path.to_path_buf(),
-            problem,
-        })?;
-    }
-    let payload = envelope.payload_bytes().map_err(bad)?;
-    let manifest = parse_manifest(path, &payload)?;
-
-    let mut layout = Vec::new();
-    next_member(OCI_LAYOUT_NAME, Some(crate::oci::OCI_LAYOUT.len() as u64))?
-        .read_to_end(&mut layout)
-        .map_err(|e| bad(e.to_string()))?;
-    if layout != crate::oci::OCI_LAYOUT {
-        return Err(bad(
-            "member oci-layout does not hold the expected layout version".into(),
-        ));
-    }
-    let entry = next_member(INDEX_NAME, Some(manifest.index.size))?;
-    std::io::copy(
-        &mut VerifyingReader::new(
-            entry,
-            manifest.index.digest.clone(),
-            manifest.index.size,
-            "member index.json",
-        ),
-        &mut std::io::sink(),
-    )
-    .map_err(|e| broken(INDEX_NAME, e))?;
-
+        .map_err(|e| Error::bad_bundle(path, format!("not a zstd stream: {e}")))?;
+    let mut members = Members::new(decoder);
+    let (manifest, payload) = read_manifest(&mut members, key)?;
+    read_layout_and_index(&mut members, &manifest)?;
     visitor.start(&manifest, &Digest::of(&payload))?;
     for record in &manifest.blobs {
         let name = record.digest.layout_path();
-        let entry = next_member(&name, Some(record.size))?;
+        let entry = members.next(&name, Some(record.size))?;
         let mut data = VerifyingReader::new(
             entry,
             record.digest.clone(),
@@ -150,16 +240,69 @@ pub fn read_stream(
         })?;
         std::io::copy(&mut data, &mut std::io::sink()).map_err(|e| broken(&name, e))?;
     }
-    if let Some(extra) = entries.next() {
-        let name = extra
-            .ok()
-            .and_then(|e| e.path().ok().map(|p| p.to_string_lossy().to_string()))
-            .unwrap_or_default();
+    members.end()?;
+    Ok(manifest)
+}
+
+/// The signed manifest, checked before anything else is used: the
+/// signature over the raw payload first, then the payload parsed.
+fn read_manifest<R: Read>(
+    members: &mut Members<R>,
+    key: Option<&VerifyingKey>,
+) -> Result<(BundleManifest, Vec<u8>)> {
+    let path = Path::new(STREAM);
+    let bad = |p: String| Error::bad_bundle(path, p);
+    let mut raw = Vec::new();
+    let entry = members.next(ENVELOPE_NAME, None)?;
+    if entry.members.remaining > MAX_ENVELOPE {
         return Err(bad(format!(
-            "member {name:?} follows the last blob the signed manifest names"
+            "member {ENVELOPE_NAME} has {} bytes, more than the {MAX_ENVELOPE} allowed",
+            entry.members.remaining
         )));
     }
-    Ok(manifest)
+    let mut entry = entry;
+    entry
+        .read_to_end(&mut raw)
+        .map_err(|e| broken(ENVELOPE_NAME, e))?;
+    let signed = decode_envelope(&raw).map_err(bad)?;
+    if let Some(k) = key {
+        signed.verify(k).map_err(|problem| Error::Signature {
+            path: path.to_path_buf(),
+            problem,
+        })?;
+    }
+    let manifest = BundleManifest::from_payload(path, signed.payload())?;
+    Ok((manifest, signed.payload().to_vec()))
+}
+
+/// oci-layout, then index.json checked against the signed manifest.
+fn read_layout_and_index<R: Read>(
+    members: &mut Members<R>,
+    manifest: &BundleManifest,
+) -> Result<()> {
+    let mut layout = Vec::new();
+    members
+        .next(OCI_LAYOUT_NAME, Some(crate::oci::OCI_LAYOUT.len() as u64))?
+        .read_to_end(&mut layout)
+        .map_err(|e| broken(OCI_LAYOUT_NAME, e))?;
+    if layout != crate::oci::OCI_LAYOUT {
+        return Err(Error::bad_bundle(
+            STREAM,
+            "member oci-layout does not hold the expected layout version",
+        ));
+    }
+    let entry = members.next(INDEX_NAME, Some(manifest.index.size))?;
+    std::io::copy(
+        &mut VerifyingReader::new(
+            entry,
+            manifest.index.digest.clone(),
+            manifest.index.size,
+            "member index.json",
+        ),
+        &mut std::io::sink(),
+    )
+    .map_err(|e| broken(INDEX_NAME, e))?;
+    Ok(())
 }
 
 /// Manifests kept from a stream, as a [`Source`] for planning.
@@ -182,7 +325,7 @@ impl Received {
             return Ok(false);
         }
         let mut raw = Vec::with_capacity(record.size as usize);
-        data.take(crate::model::image::MAX_MANIFEST_SIZE + 1)
+        data.take(MAX_MANIFEST + 1)
             .read_to_end(&mut raw)
             .map_err(|e| Error::io("read", STREAM, e))?;
         self.manifests.insert(record.digest.clone(), raw.into());
@@ -266,4 +409,91 @@ pub fn verify_stream(input: impl Read, key: Option<&VerifyingKey>) -> Result<sup
         signed_by: None,
         notices: Vec::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle::sign::Envelope;
+    use crate::bundle::tar::build_header;
+
+    /// A tar member: header, data, padding (zero unless `pad` says).
+    fn member(out: &mut Vec<u8>, name: &str, data: &[u8], pad: u8) {
+        out.extend_from_slice(&build_header(name, data.len() as u64, 0));
+        out.extend_from_slice(data);
+        out.resize(out.len() + padding(data.len() as u64) as usize, pad);
+    }
+
+    /// An unsigned bundle stream of no images; `tweak` alters its tar.
+    fn stream(tweak: impl Fn(&mut Vec<u8>)) -> Vec<u8> {
+        let index = br#"{"schemaVersion":2,"manifests":[]}"#.to_vec();
+        let manifest = BundleManifest {
+            format_version: FORMAT_VERSION,
+            tool: "test".into(),
+            created: "2024-01-01T00:00:00Z".into(),
+            index: BlobRecord {
+                digest: Digest::of(&index),
+                size: index.len() as u64,
+                media_type: String::new(),
+            },
+            images: vec![],
+            blobs: vec![],
+        };
+        let env = Envelope::new(PAYLOAD_TYPE, &serde_json::to_vec(&manifest).unwrap(), None);
+        let mut tar = Vec::new();
+        member(
+            &mut tar,
+            ENVELOPE_NAME,
+            &serde_json::to_vec(&env).unwrap(),
+            0,
+        );
+        member(&mut tar, OCI_LAYOUT_NAME, crate::oci::OCI_LAYOUT, 0);
+        member(&mut tar, INDEX_NAME, &index, 0);
+        tar.extend_from_slice(&[0u8; END_FRAME]);
+        tweak(&mut tar);
+        zstd::encode_all(&tar[..], 3).unwrap()
+    }
+
+    fn read(bytes: &[u8]) -> Result<BundleManifest> {
+        struct Nothing;
+        impl StreamVisitor for Nothing {
+            fn start(&mut self, _: &BundleManifest, _: &Digest) -> Result<()> {
+                Ok(())
+            }
+            fn blob(&mut self, _: &BlobRecord, _: &mut dyn Read) -> Result<()> {
+                Ok(())
+            }
+        }
+        read_stream(bytes, None, &mut Nothing)
+    }
+
+    #[test]
+    fn reads_a_well_formed_stream() {
+        read(&stream(|_| {})).unwrap();
+    }
+
+    #[test]
+    fn refuses_what_the_file_reader_refuses() {
+        // Non-zero padding after index.json (the last data before the end).
+        let err = read(&stream(|t| {
+            let end = t.len() - END_FRAME - 1;
+            t[end] = 1;
+        }))
+        .unwrap_err();
+        assert!(err.to_string().contains("padding"), "{err}");
+        // No end-of-archive blocks.
+        let err = read(&stream(|t| t.truncate(t.len() - END_FRAME))).unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
+        // A pax header where the envelope belongs.
+        let err = read(&stream(|t| {
+            let mut h = tar::Header::new_ustar();
+            h.set_path(ENVELOPE_NAME).unwrap();
+            h.set_size(0);
+            h.set_entry_type(tar::EntryType::XHeader);
+            h.set_cksum();
+            t.splice(0..0, h.as_bytes().iter().copied());
+        }))
+        .unwrap_err();
+        assert!(err.to_string().contains("member 0"), "{err}");
+    }
 }

@@ -1,6 +1,9 @@
 //! Offline verification of a whole bundle: every rule of the format spec,
 //! every blob's digest, and the consistency of manifests, index and the
 //! signed bundle manifest. Blobs are hashed in parallel on rayon.
+//!
+//! Not for the signature (checked before the manifest is even parsed, in
+//! [`super::open`]) nor for streams ([`super::stream`] checks as it reads).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::BufRead;
@@ -9,7 +12,8 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::format::*;
-use super::reader::{Bundle, Verified};
+use super::index::BundleFile;
+use super::source::BundleSource;
 use crate::error::{Error, Result};
 use crate::integrity::VerifyingReader;
 use crate::model::Digest;
@@ -18,7 +22,7 @@ use crate::plan::Plan;
 use crate::progress::Progress;
 use crate::source::Source;
 
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct VerifyReport {
     pub images: usize,
     pub blobs: usize,
@@ -30,14 +34,31 @@ pub struct VerifyReport {
     pub notices: Vec<String>,
 }
 
-/// Checks everything; all problems are reported together.
-pub fn verify(bundle: &Bundle<Verified>, progress: &Progress) -> Result<VerifyReport> {
-    let file = bundle.file();
-    let manifest = bundle.manifest();
-    let path = file.path();
-    let bad = |p: String| Error::bad_bundle(path, p);
+/// Checks everything; all problems are reported together. Reached through
+/// [`super::Bundle::verify`], which is where a bundle becomes `Verified`.
+pub(crate) fn check_all(
+    file: &BundleFile,
+    manifest: &BundleManifest,
+    progress: &Progress,
+) -> Result<VerifyReport> {
+    check_members(file, manifest)?;
+    check_layout_and_index(file, manifest)?;
+    let source = BundleSource::new(file, manifest);
+    let (users, mut problems) = check_images(file.path(), &source, manifest)?;
+    problems.extend(check_digests(file, manifest, &users, progress));
+    Error::many(problems)?;
+    Ok(VerifyReport {
+        images: manifest.images.len(),
+        blobs: manifest.blobs.len(),
+        bytes: manifest.blobs.iter().map(|b| b.size).sum(),
+        signed_by: None,
+        notices: file.notices().to_vec(),
+    })
+}
 
-    // 1. The members are exactly the ones the signed manifest names, in order.
+/// 1. The members are exactly the ones the signed manifest names, in order.
+fn check_members(file: &BundleFile, manifest: &BundleManifest) -> Result<()> {
+    let bad = |p: String| Error::bad_bundle(file.path(), p);
     let expected = manifest.members(file.members()[0].size);
     for (i, (name, size)) in expected.iter().enumerate() {
         let Some(m) = file.members().get(i) else {
@@ -68,9 +89,13 @@ pub fn verify(bundle: &Bundle<Verified>, progress: &Progress) -> Result<VerifyRe
     if let Some(dup) = manifest.blobs.iter().find(|b| !seen.insert(&b.digest)) {
         return Err(bad(format!("the manifest lists blob {} twice", dup.digest)));
     }
+    Ok(())
+}
 
-    // 2. oci-layout and index.json.
-    let layout = file.read_member(&file.members()[1], 4096)?;
+/// 2. oci-layout and index.json.
+fn check_layout_and_index(file: &BundleFile, manifest: &BundleManifest) -> Result<()> {
+    let bad = |p: String| Error::bad_bundle(file.path(), p);
+    let layout = file.read_member(&file.members()[1], MAX_OCI_LAYOUT)?;
     if layout != crate::oci::OCI_LAYOUT {
         return Err(bad(
             "member oci-layout does not hold the expected layout version".into(),
@@ -83,11 +108,20 @@ pub fn verify(bundle: &Bundle<Verified>, progress: &Progress) -> Result<VerifyRe
         manifest.index.size,
         "member index.json",
     )?;
-    check_index(&index, manifest).map_err(|p| bad(format!("index.json: {p}")))?;
+    check_index(&index, manifest).map_err(|p| bad(format!("index.json: {p}")))
+}
 
-    // 3. Which blobs each image needs, reading (and checking) its manifests.
-    let source = bundle.source();
-    let mut users: HashMap<Digest, Vec<String>> = HashMap::new();
+/// Which images use each blob.
+type Users = HashMap<Digest, Vec<String>>;
+
+/// 3. Which blobs each image needs, reading (and checking) its manifests.
+fn check_images(
+    path: &std::path::Path,
+    source: &BundleSource<'_>,
+    manifest: &BundleManifest,
+) -> Result<(Users, Vec<Error>)> {
+    let bad = |p: String| Error::bad_bundle(path, p);
+    let mut users: Users = HashMap::new();
     let mut problems = Vec::new();
     for root in source.roots()? {
         let label = root
@@ -96,7 +130,7 @@ pub fn verify(bundle: &Bundle<Verified>, progress: &Progress) -> Result<VerifyRe
             .map(|n| n.to_string())
             .unwrap_or_else(|| root.descriptor.digest.to_string());
         let mut plan = Plan::default();
-        if let Err(e) = plan.add_root(0, &source, root, &[]) {
+        if let Err(e) = plan.add_root(0, source, root, &[]) {
             problems.push(e);
             continue;
         }
@@ -130,11 +164,20 @@ pub fn verify(bundle: &Bundle<Verified>, progress: &Progress) -> Result<VerifyRe
             )));
         }
     }
+    Ok((users, problems))
+}
 
-    // 4. Every blob's digest, in parallel, largest first for balance.
+/// 4. Every blob's digest, in parallel, largest first for balance.
+fn check_digests(
+    file: &BundleFile,
+    manifest: &BundleManifest,
+    users: &Users,
+    progress: &Progress,
+) -> Vec<Error> {
+    let path = file.path();
     let mut order: Vec<&BlobRecord> = manifest.blobs.iter().collect();
     order.sort_by_key(|b| std::cmp::Reverse(b.size));
-    let hash_problems: Vec<Error> = order
+    order
         .par_iter()
         .with_max_len(1)
         .filter_map(|b| {
@@ -158,16 +201,7 @@ pub fn verify(bundle: &Bundle<Verified>, progress: &Progress) -> Result<VerifyRe
             };
             check().err().map(|e| annotate(e, &what))
         })
-        .collect();
-    problems.extend(hash_problems);
-    Error::many(problems)?;
-    Ok(VerifyReport {
-        images: manifest.images.len(),
-        blobs: manifest.blobs.len(),
-        bytes: manifest.blobs.iter().map(|b| b.size).sum(),
-        signed_by: None,
-        notices: file.notices().to_vec(),
-    })
+        .collect()
 }
 
 /// Damage found while decompressing names the frame; add the images.

@@ -8,6 +8,10 @@
 //! and tar read through the labels without noticing them.
 //!
 //! Volumes end on frame boundaries; the seek table ends the last one.
+//!
+//! This file holds the label codec, the volume file names, and the writer's
+//! output that cuts volumes. Not for placing volumes when reading (that is
+//! `assemble.rs`); the label's constants are in [`super::format`].
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -17,23 +21,11 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest as _, Sha256};
 use zeekstd::SeekTable;
 
+use super::format::{LABEL_CONTENT, LABEL_LEN, LABEL_MAGIC, LABEL_TAG, LABEL_VERSION, MIN_VOLUME};
 use super::frames::FrameSink;
 use crate::atomic::AtomicFile;
 use crate::error::{Error, Result};
 use crate::model::Digest;
-
-/// Skippable-frame magic of a volume label (the seek table uses …5E).
-pub const LABEL_MAGIC: u32 = 0x184D_2A5A;
-/// Bytes of label content after the 8-byte skippable-frame header.
-pub const LABEL_CONTENT: usize = 128;
-/// A whole label frame.
-pub const LABEL_LEN: usize = 8 + LABEL_CONTENT;
-const LABEL_TAG: &[u8; 8] = b"AIRLKVOL";
-const LABEL_VERSION: u32 = 1;
-
-/// The smallest `--split` size: frames are cut to an eighth of it, and a
-/// frame must leave room for the label.
-pub const MIN_VOLUME: u64 = 1_000_000;
 
 /// What a volume says about itself.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,5 +1,9 @@
 //! Writes a bundle: the signed manifest first, then the OCI layout, each
 //! member cut into frames as `docs/bundle-format.md` specifies.
+//!
+//! [`BundleWriter`] is a [`crate::sink::Sink`]: `pack` copies into it like
+//! into any sink. Not for compressing (that is [`super::frames`]) nor for
+//! building headers ([`super::tar`]).
 
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -12,6 +16,7 @@ use super::frames::{FrameSink, FrameWriter, Stream};
 use super::parity;
 use super::sign::Envelope;
 use super::store::{BundleBytes, Part};
+use super::tar::build_header;
 use super::volume::{remove_stale, SplitOutput};
 use crate::atomic::AtomicFile;
 use crate::error::{Error, Result};
@@ -223,16 +228,7 @@ impl BundleWriter {
     }
 
     fn header(&self, name: &str, size: u64) -> Vec<u8> {
-        let mut h = tar::Header::new_ustar();
-        h.set_path(name).expect("member names are short ASCII");
-        h.set_size(size);
-        h.set_mode(0o644);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(self.options.created.max(0) as u64);
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_cksum();
-        h.as_bytes().to_vec()
+        build_header(name, size, self.options.created.max(0) as u64).to_vec()
     }
 
     /// Writes one member: its header as a frame of its own, then its data in

@@ -120,7 +120,7 @@ pub fn verify(args: VerifyArgs) -> Result<()> {
         let (bundle, key_id) = open::trusted_with(&args.bundle, &args.trust, options, quiet)?;
         let total = bundle.manifest().blobs.iter().map(|b| b.size).sum();
         let progress = Progress::new(total, "verify", quiet);
-        let mut report = bundle::verify(&bundle, &progress)?;
+        let mut report = bundle.verify(&progress)?.into_report();
         progress.finish();
         report.signed_by = key_id;
         report
@@ -150,6 +150,8 @@ pub fn import(args: ImportArgs) -> Result<()> {
         ops::import::import_stream(std::io::stdin().lock(), key.as_ref(), request)?
     } else {
         let (bundle, _) = open::trusted(&args.bundle, &args.trust)?;
+        // Nothing goes up from a damaged bundle: every member is checked first.
+        let bundle = bundle.verify(&Progress::hidden())?;
         ops::import::import(&bundle, request)?
     };
     render::report(out, &report, render::imported);
@@ -162,7 +164,7 @@ pub fn import(args: ImportArgs) -> Result<()> {
 }
 
 pub fn repair(args: RepairArgs) -> Result<()> {
-    let report = bundle::repair(&args.bundle)?;
+    let report = ops::repair::repair(&args.bundle)?;
     render::report(&args.output_args, &report, render::repaired);
     Ok(())
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use ed25519_dalek::VerifyingKey;
 
-use airlock::bundle::{sign, Bundle, OpenOptions, Unverified, Verified};
+use airlock::bundle::{sign, Bundle, OpenOptions, Opened, Trusted};
 use airlock::ops;
 use airlock::Result;
 
@@ -16,9 +16,9 @@ use super::args::TrustArgs;
 use super::render;
 
 /// A bundle whose signature was checked (or waived), and the signer's key id.
-pub type Trusted = (Bundle<Verified>, Option<String>);
+pub type TrustedBundle = (Bundle<Trusted>, Option<String>);
 
-pub fn trusted(path: &Path, trust: &TrustArgs) -> Result<Trusted> {
+pub fn trusted(path: &Path, trust: &TrustArgs) -> Result<TrustedBundle> {
     trusted_with(path, trust, OpenOptions::FULL, false)
 }
 
@@ -29,8 +29,8 @@ pub fn trusted_with(
     trust: &TrustArgs,
     options: OpenOptions,
     quiet: bool,
-) -> Result<Trusted> {
-    let bundle = Bundle::<Unverified>::open_with(path, options)?;
+) -> Result<TrustedBundle> {
+    let bundle = Bundle::<Opened>::open_with(path, options)?;
     if !quiet {
         render::notices(bundle.file().notices());
     }
@@ -39,12 +39,12 @@ pub fn trusted_with(
             let key = sign::load_public(key_path)?;
             Ok((bundle.check_signature(&key)?, Some(sign::key_id(&key))))
         }
-        None => Ok((bundle.without_signature_check(), None)),
+        None => Ok((bundle.without_signature_check()?, None)),
     }
 }
 
 /// For `inspect`: structure only, no signature check; notices go to stderr.
-pub fn untrusted(path: &Path) -> Result<Bundle<Unverified>> {
+pub fn untrusted(path: &Path) -> Result<Bundle<Opened>> {
     let bundle = ops::inspect::open(path)?;
     render::notices(bundle.file().notices());
     Ok(bundle)

@@ -10,9 +10,10 @@ use std::path::Path;
 
 use indicatif::BinaryBytes;
 
-use airlock::bundle::{RepairReport, VerifyReport};
+use airlock::bundle::VerifyReport;
 use airlock::ops::import::ImportReport;
 use airlock::ops::keygen::KeyFiles;
+use airlock::ops::repair::RepairReport;
 use airlock::ops::{Inspection, PackSummary};
 use airlock::Error;
 

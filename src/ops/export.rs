@@ -3,11 +3,11 @@
 //!
 //! Orchestration only: the bundle is the source, the OCI and docker-archive
 //! sinks write, and every digest is checked again on the way. Not for
-//! checking signatures (the caller passes a `Bundle<Verified>`) or printing.
+//! checking signatures (the caller passes a `Bundle<Trusted>`) or printing.
 
 use std::path::PathBuf;
 
-use crate::bundle::{Bundle, Verified};
+use crate::bundle::{Bundle, Trusted};
 use crate::docker_archive::DockerArchiveSink;
 use crate::error::{Error, Result};
 use crate::model::image::Platform;
@@ -47,11 +47,11 @@ impl ExportTarget {
     }
 }
 
-/// Copies images out of a verified bundle, checking every digest again as
+/// Copies images out of a bundle whose signature checked out, checking every digest again as
 /// it streams. `images` selects by name (all when empty). A docker-archive
 /// holds one platform per image; without `--platform` the host's is chosen.
 pub fn export(
-    bundle: &Bundle<Verified>,
+    bundle: &Bundle<Trusted>,
     target: &ExportTarget,
     images: &[String],
     platforms: &[Platform],
@@ -80,7 +80,7 @@ pub fn export(
     Ok(plan.images.len())
 }
 
-fn created_secs<S>(bundle: &Bundle<S>) -> Result<u64> {
+fn created_secs(bundle: &Bundle<Trusted>) -> Result<u64> {
     let created = &bundle.manifest().created;
     time::OffsetDateTime::parse(created, &time::format_description::well_known::Rfc3339)
         .map(|t| t.unix_timestamp().max(0) as u64)

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::bundle::{Bundle, OpenOptions, Unverified};
+use crate::bundle::{Bundle, Claims, OpenOptions, Opened};
 use crate::error::{Error, Result};
 use crate::integrity::VerifyingReader;
 use crate::model::image::{media, platform_of_config, Parsed};
@@ -59,21 +59,22 @@ pub struct ImageInfo {
 /// Opens a bundle for [`inspect`]: labels and structure only, since hashing
 /// every volume is verify's job. If that much fails, a full check names the
 /// damage (and parity may repair it).
-pub fn open(path: &Path) -> Result<Bundle<Unverified>> {
+pub fn open(path: &Path) -> Result<Bundle<Opened>> {
     let quick = OpenOptions {
         check: false,
         repair: true,
     };
-    match Bundle::<Unverified>::open_with(path, quick) {
-        Err(Error::BadBundle { .. }) => Bundle::<Unverified>::open(path),
+    match Bundle::<Opened>::open_with(path, quick) {
+        Err(Error::BadBundle { .. }) => Bundle::<Opened>::open(path),
         other => other,
     }
 }
 
 /// Describes a bundle from its manifest and its manifests' contents.
-pub fn inspect(bundle: &Bundle<Unverified>) -> Result<Inspection> {
-    let m = bundle.manifest();
-    let per_image = describe_images(bundle)?;
+pub fn inspect(bundle: &Bundle<Opened>) -> Result<Inspection> {
+    let claims = bundle.read_claims()?;
+    let m = claims.manifest();
+    let per_image = describe_images(&claims)?;
     let shared = shared_blobs(&per_image);
     let mut images: Vec<ImageInfo> = per_image
         .into_iter()
@@ -109,10 +110,10 @@ type Described = (ImageInfo, Vec<(Digest, u64)>);
 
 /// Each image as the manifest records it, with the blobs (digest, size) it
 /// needs; `shared_bytes` and `referrers` are filled in later.
-fn describe_images(bundle: &Bundle<Unverified>) -> Result<Vec<Described>> {
-    let source = bundle.source();
+fn describe_images(claims: &Claims) -> Result<Vec<Described>> {
+    let source = claims.unchecked_source();
     let mut per_image = Vec::new();
-    for (root, record) in source.roots()?.into_iter().zip(&bundle.manifest().images) {
+    for (root, record) in source.roots()?.into_iter().zip(&claims.manifest().images) {
         let label = record
             .name
             .clone()

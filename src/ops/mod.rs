@@ -11,6 +11,7 @@ pub mod import;
 pub mod inspect;
 pub mod keygen;
 pub mod pack;
+pub mod repair;
 pub mod stdio;
 pub mod transport;
 

@@ -1,0 +1,240 @@
+//! Checking a bundle's assembled bytes before anything is read from them:
+//! each volume's checksum, or with parity every shard's hash, and the
+//! rebuilding in memory of what the parity can repair.
+//!
+//! Damage that remains is refused with the volumes it is in and what it
+//! takes away ([`super::loss`]). Not for writing anything to disk (that is
+//! `airlock repair`, [`super::repair`] and `ops::repair`), nor for the
+//! structure of what the bytes hold ([`super::index`]).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use sha2::{Digest as _, Sha256};
+
+use super::assemble::{assemble, Assembled};
+use super::format::LABEL_LEN;
+use super::loss::{damaged_error, describe_loss};
+use super::parity::Parity;
+use super::store::BundleBytes;
+use super::volume::Label;
+use crate::error::Result;
+use crate::model::Digest;
+
+/// How hard opening looks at the bytes before reading them.
+#[derive(Clone, Copy, Debug)]
+pub struct OpenOptions {
+    /// Hash every volume (or every parity shard) first, so damage is found
+    /// and named by volume before anything is read. `inspect` skips this.
+    pub check: bool,
+    /// Rebuild damage from parity in memory instead of failing.
+    pub repair: bool,
+}
+
+impl OpenOptions {
+    pub const FULL: OpenOptions = OpenOptions {
+        check: true,
+        repair: true,
+    };
+}
+
+/// A bundle's bytes, checked (and repaired in memory) as asked.
+pub(crate) struct CheckedBytes {
+    /// How to name the bundle in messages: the file, or the first volume.
+    pub path: PathBuf,
+    pub bytes: BundleBytes,
+    pub notices: Vec<String>,
+    pub claimed_id: Option<Digest>,
+}
+
+/// Assembles, checks and (if asked) repairs a bundle's bytes.
+pub(crate) fn open_bytes(path: &Path, options: OpenOptions) -> Result<CheckedBytes> {
+    let mut a = assemble(path)?;
+    let name = a.name();
+    // Problems found on the way in make a full check worth it.
+    let check = options.check || !a.problems.is_empty();
+    if check {
+        match a.parity.take() {
+            Some(parity) => a = check_with_parity(a, &name, &parity, options.repair)?,
+            None => a = check_checksums(a, &name)?,
+        }
+    }
+    Ok(CheckedBytes {
+        path: name,
+        bytes: a.bytes,
+        notices: a.notices,
+        claimed_id: a.claimed_id,
+    })
+}
+
+/// Finds damaged shards by their hashes and rebuilds them if `repair`.
+fn check_with_parity(
+    mut a: Assembled,
+    name: &Path,
+    parity: &Parity,
+    repair: bool,
+) -> Result<Assembled> {
+    let damaged = parity.damaged_shards(&a.bytes);
+    let bad_recovery = parity.damaged_recovery();
+    if bad_recovery > 0 {
+        a.notices.push(format!(
+            "{bad_recovery} of {} recovery shards are damaged or missing; `airlock repair` rewrites them",
+            parity.layout.recovery_total()
+        ));
+    }
+    if damaged.is_empty() {
+        a.notices
+            .extend(a.problems.drain(..).map(|p| format!("{p} (harmless)")));
+        return Ok(a);
+    }
+    if !repair {
+        let by_part = shards_by_part(&a.bytes, parity, &damaged);
+        let mut problems = a.problems;
+        problems.extend(
+            by_part
+                .iter()
+                .filter(|(&part, _)| a.bytes.parts()[part].file_len().is_some())
+                .map(|(&part, n)| {
+                    format!("{}: {n} damaged shard(s)", a.bytes.parts()[part].describe())
+                }),
+        );
+        let ranges = shard_ranges(parity, &damaged);
+        let lost = describe_loss(name, a.bytes, &ranges);
+        return Err(damaged_error(
+            name,
+            problems,
+            lost,
+            Some(
+                "the parity can repair this: run `airlock repair`, or verify without --no-repair"
+                    .into(),
+            ),
+        ));
+    }
+    let lost = parity.repair(&mut a.bytes, &damaged);
+    if !lost.is_empty() {
+        let mut problems = a.problems;
+        problems.push(format!(
+            "{} damaged shard(s) of {}; parity rebuilt {} but not {} (too much damage in their stripes)",
+            damaged.len(),
+            parity.layout.originals,
+            damaged.len() - lost.len(),
+            lost.len()
+        ));
+        let ranges = shard_ranges(parity, &lost);
+        let lost = describe_loss(name, a.bytes, &ranges);
+        return Err(damaged_error(
+            name,
+            problems,
+            lost,
+            Some(format!(
+                "the damage is beyond what the parity covers ({} recovery shards per {} data shards); copy the volumes named again from the source media",
+                parity.layout.recovery,
+                parity.layout.width(0)
+            )),
+        ));
+    }
+    for part in a.bytes.parts() {
+        let rebuilt = a.bytes.rebuilt_bytes(part);
+        if rebuilt > 0 {
+            a.notices.push(format!(
+                "repaired {} from parity: {rebuilt} bytes rebuilt in memory",
+                part.describe()
+            ));
+        }
+    }
+    Ok(a)
+}
+
+/// Without parity: each volume's own checksum names the damage.
+fn check_checksums(a: Assembled, name: &Path) -> Result<Assembled> {
+    let damaged = checksum_failures(&a.bytes, a.located.is_split());
+    let mut problems = a.problems.clone();
+    problems.extend(damaged.iter().map(|&i| {
+        format!(
+            "{} is damaged: its checksum does not match its label",
+            a.bytes.parts()[i].describe()
+        )
+    }));
+    if problems.is_empty() {
+        return Ok(a);
+    }
+    let mut ranges: Vec<(u64, u64)> = damaged
+        .iter()
+        .map(|&i| {
+            let p = &a.bytes.parts()[i];
+            (p.start, p.end())
+        })
+        .collect();
+    for p in a.bytes.parts() {
+        match p.file_len() {
+            None => ranges.push((p.start, p.end())),
+            Some(n) if n < p.len => ranges.push((p.start + n, p.end())),
+            _ => {}
+        }
+    }
+    let lost = describe_loss(name, a.bytes, &ranges);
+    Err(damaged_error(name, problems, lost, None))
+}
+
+/// Volumes whose bytes after the label do not match the label's checksum.
+fn checksum_failures(bytes: &BundleBytes, split: bool) -> Vec<usize> {
+    if !split {
+        return Vec::new();
+    }
+    (0..bytes.parts().len())
+        .into_par_iter()
+        .filter(|&i| {
+            let part = &bytes.parts()[i];
+            let Ok(raw) = bytes.read(part.start, LABEL_LEN) else {
+                return false; // missing or truncated: reported already
+            };
+            let Ok(label) = Label::decode(&raw) else {
+                return false; // reported already
+            };
+            let mut hash = Sha256::new();
+            let mut at = part.start + LABEL_LEN as u64;
+            while at < part.end() {
+                let n = (part.end() - at).min(4 << 20) as usize;
+                match bytes.read(at, n) {
+                    Ok(chunk) => hash.update(&chunk),
+                    Err(_) => return false,
+                }
+                bytes.release(at, n);
+                at += n as u64;
+            }
+            let sum: [u8; 32] = hash.finalize().into();
+            sum != label.checksum
+        })
+        .collect()
+}
+
+/// How many damaged shards fall in each part, by part index. A shard that
+/// straddles two volumes is blamed on the one missing bytes, if either is.
+fn shards_by_part(bytes: &BundleBytes, parity: &Parity, shards: &[u64]) -> BTreeMap<usize, usize> {
+    let mut out = BTreeMap::new();
+    for &i in shards {
+        let (start, len) = parity.layout.range(i);
+        let end = start + len as u64;
+        let parts: Vec<usize> = (bytes.part_at(start)..=bytes.part_at(end - 1)).collect();
+        let short: Vec<usize> = parts
+            .iter()
+            .copied()
+            .filter(|&p| !bytes.holds(p, start, end))
+            .collect();
+        for p in if short.is_empty() { parts } else { short } {
+            *out.entry(p).or_default() += 1;
+        }
+    }
+    out
+}
+
+pub(crate) fn shard_ranges(parity: &Parity, shards: &[u64]) -> Vec<(u64, u64)> {
+    shards
+        .iter()
+        .map(|&i| {
+            let (start, len) = parity.layout.range(i);
+            (start, start + len as u64)
+        })
+        .collect()
+}

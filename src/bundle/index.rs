@@ -1,0 +1,416 @@
+//! The file reader's index: from the seek table to frames to tar members,
+//! and readers over a member's data.
+//!
+//! Indexing decompresses only the 512-byte header frames; member data is
+//! decompressed frame by frame on demand, so reading any blob costs that
+//! blob plus at most one frame. Every structural rule of the format spec is
+//! checked here, before any content is trusted: a member that breaks one is
+//! refused with its name and position.
+//!
+//! Not for finding or checking the bytes (volumes, parity: [`super::check`]),
+//! nor for the signed manifest ([`super::open`]). Indexing checks structure
+//! only; whether the members are the ones the manifest names is
+//! [`super::verify`]'s job.
+
+use std::collections::HashSet;
+use std::io::{self, BufRead, Read};
+use std::path::{Path, PathBuf};
+
+use super::format::*;
+use super::seek::{read_seek_table, Frame};
+use super::store::BundleBytes;
+use super::tar::{is_zero, parse_header};
+use super::volume::Label;
+use crate::error::{into_io, Error, Result};
+use crate::model::Digest;
+
+/// One tar member, located by frame numbers.
+#[derive(Clone, Debug)]
+pub struct Member {
+    pub name: String,
+    pub size: u64,
+    /// Position in the archive, counting from 0.
+    pub position: usize,
+    first_frame: usize,
+    end_frame: usize,
+}
+
+pub struct BundleFile {
+    path: PathBuf,
+    /// The bundle's bytes: one mapped file, or volumes, plus anything
+    /// rebuilt from parity. Frames decompress straight from the page cache.
+    bytes: BundleBytes,
+    frames: Vec<Frame>,
+    members: Vec<Member>,
+    /// What opening found and did (volumes repaired, out of order…).
+    pub(super) notices: Vec<String>,
+    /// The bundle id that volume labels and parity claim; the signed
+    /// manifest must have it.
+    pub(super) claimed_id: Option<Digest>,
+}
+
+impl BundleFile {
+    /// Indexes a bundle whose bytes are assembled.
+    pub(crate) fn from_bytes(path: PathBuf, bytes: BundleBytes) -> Result<BundleFile> {
+        let (frames, labels) = read_seek_table(&path, &bytes)?;
+        let mut bundle = BundleFile {
+            path,
+            bytes,
+            frames,
+            members: Vec::new(),
+            notices: Vec::new(),
+            claimed_id: None,
+        };
+        bundle.check_labels(&labels)?;
+        bundle.members = bundle.index_members()?;
+        Ok(bundle)
+    }
+
+    /// Locates members from their sizes alone, without reading headers, for
+    /// describing damage when headers may be unreadable.
+    pub(crate) fn from_sizes(
+        path: PathBuf,
+        bytes: BundleBytes,
+        names_and_sizes: &[(String, u64)],
+    ) -> Result<BundleFile> {
+        let (frames, _) = read_seek_table(&path, &bytes)?;
+        let mut members = Vec::new();
+        let mut i = 0;
+        for (position, (name, size)) in names_and_sizes.iter().enumerate() {
+            let first_frame = i + 1;
+            let mut covered = 0;
+            let mut j = first_frame;
+            while covered < padded(*size) {
+                let f = frames.get(j).ok_or_else(|| {
+                    Error::bad_bundle(&path, "the seek table does not match the signed manifest")
+                })?;
+                covered += f.d_size as u64;
+                j += 1;
+            }
+            members.push(Member {
+                name: name.clone(),
+                size: *size,
+                position,
+                first_frame,
+                end_frame: j,
+            });
+            i = j;
+        }
+        Ok(BundleFile {
+            path,
+            bytes,
+            frames,
+            members,
+            notices: Vec::new(),
+            claimed_id: None,
+        })
+    }
+
+    /// The size the first member's header declares.
+    pub(crate) fn first_member_size(&self) -> Result<u64> {
+        if self.frames.is_empty() {
+            return Err(Error::bad_bundle(
+                &self.path,
+                "the seek table names no frames",
+            ));
+        }
+        let mut buf = Vec::new();
+        self.read_frame(0, &mut decompressor()?, &mut buf)?;
+        let block: &[u8; BLOCK] = buf[..]
+            .try_into()
+            .map_err(|_| Error::bad_bundle(&self.path, "the first frame is not a tar header"))?;
+        parse_header(block)
+            .map(|(_, size)| size)
+            .map_err(|p| Error::bad_bundle(&self.path, p))
+    }
+
+    pub(crate) fn into_bytes(self) -> BundleBytes {
+        self.bytes
+    }
+
+    /// The byte range a member's frames (header included) occupy.
+    pub(crate) fn member_range(&self, m: &Member) -> (u64, u64) {
+        let first = self.frames[m.first_frame - 1];
+        let last = self.frames[m.end_frame - 1];
+        (first.c_offset, last.c_offset + last.c_size as u64)
+    }
+
+    pub fn notices(&self) -> &[String] {
+        &self.notices
+    }
+
+    pub(crate) fn claimed_id(&self) -> Option<&Digest> {
+        self.claimed_id.as_ref()
+    }
+
+    /// Labels inside the bundle must be well formed and agree on the bundle.
+    fn check_labels(&mut self, labels: &[u64]) -> Result<()> {
+        for &at in labels {
+            let raw = self
+                .bytes
+                .read(at, LABEL_LEN)
+                .map_err(|gap| Error::bad_bundle(&self.path, self.bytes.describe_gap(gap)))?;
+            let label = Label::decode(&raw).map_err(|why| {
+                Error::bad_bundle(&self.path, format!("the volume label at byte {at}: {why}"))
+            })?;
+            match &self.claimed_id {
+                Some(id) if *id != label.bundle_id => {
+                    return Err(Error::bad_bundle(
+                        &self.path,
+                        format!(
+                            "volume {} belongs to bundle {}, the others to {}",
+                            label.number,
+                            label.bundle_id.short(),
+                            id.short()
+                        ),
+                    ))
+                }
+                _ => self.claimed_id = Some(label.bundle_id),
+            }
+        }
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+
+    pub fn member(&self, name: &str) -> Option<&Member> {
+        self.members.iter().find(|m| m.name == name)
+    }
+
+    /// Decompresses frame `i` into `out`, which ends up exactly the size the
+    /// seek table declares; a frame that would produce more is refused before
+    /// it can use more memory.
+    fn read_frame(&self, i: usize, dctx: &mut Dctx, out: &mut Vec<u8>) -> Result<()> {
+        let f = self.frames[i];
+        let what = || match self
+            .members
+            .iter()
+            .find(|m| (m.first_frame - 1..m.end_frame).contains(&i))
+        {
+            Some(m) => format!("frame {i} (member {})", m.name),
+            None => format!("frame {i}"),
+        };
+        let compressed = self
+            .bytes
+            .read(f.c_offset, f.c_size as usize)
+            .map_err(|gap| {
+                Error::bad_bundle(
+                    &self.path,
+                    format!(
+                        "{} cannot be read: {}",
+                        what(),
+                        self.bytes.describe_gap(gap)
+                    ),
+                )
+            })?;
+        out.resize(f.d_size as usize, 0);
+        let n = dctx
+            .zstd
+            .decompress_to_buffer(&compressed[..], &mut out[..])
+            .map_err(|e| Error::bad_bundle(&self.path, format!("{} is damaged: {e}", what())))?;
+        drop(compressed);
+        // Done with these pages: see `BundleBytes::release`.
+        self.bytes.release(f.c_offset, f.c_size as usize);
+        if n != f.d_size as usize {
+            return Err(Error::bad_bundle(
+                &self.path,
+                format!(
+                    "{} holds {n} bytes, the seek table says {}",
+                    what(),
+                    f.d_size
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Walks the frames: header frame, data frames, next header… end frame.
+    fn index_members(&self) -> Result<Vec<Member>> {
+        let bad = |p: String| Error::bad_bundle(&self.path, p);
+        let mut dctx = decompressor()?;
+        let mut buf = Vec::new();
+        let mut members: Vec<Member> = Vec::new();
+        let mut names = HashSet::new();
+        let mut i = 0;
+        loop {
+            let Some(f) = self.frames.get(i) else {
+                return Err(bad(format!(
+                    "the archive stops after {} members without an end marker: it is truncated",
+                    members.len()
+                )));
+            };
+            let position = members.len();
+            if f.d_size as usize == END_FRAME {
+                self.read_frame(i, &mut dctx, &mut buf)?;
+                if !is_zero(&buf) {
+                    return Err(bad(format!(
+                        "frame {i} should end the archive but is not zero"
+                    )));
+                }
+                if i + 1 != self.frames.len() {
+                    return Err(bad(format!(
+                        "{} frames follow the end of the archive",
+                        self.frames.len() - i - 1
+                    )));
+                }
+                return Ok(members);
+            }
+            if f.d_size as usize != BLOCK {
+                return Err(bad(format!(
+                    "frame {i} should hold the tar header of member {position} but holds {} bytes (not written by airlock format v1, or damaged)",
+                    f.d_size
+                )));
+            }
+            let after = members
+                .last()
+                .map_or("the start".to_string(), |m| m.name.clone());
+            self.read_frame(i, &mut dctx, &mut buf)
+                .map_err(|e| match e {
+                    Error::BadBundle { problem, .. } => bad(format!(
+                        "the tar header of member {position} (after {after}): {problem}"
+                    )),
+                    e => e,
+                })?;
+            let block: &[u8; BLOCK] = buf[..].try_into().expect("checked: one block");
+            let (name, size) =
+                parse_header(block).map_err(|p| bad(format!("member {position}: {p}")))?;
+            if !names.insert(name.clone()) {
+                return Err(bad(format!("member {name} appears twice")));
+            }
+            let first_frame = i + 1;
+            let mut covered = 0u64;
+            let mut j = first_frame;
+            while covered < padded(size) {
+                let Some(df) = self.frames.get(j) else {
+                    return Err(bad(format!(
+                        "member {name} is cut short: the file is truncated"
+                    )));
+                };
+                covered += df.d_size as u64;
+                j += 1;
+            }
+            if covered != padded(size) {
+                return Err(bad(format!(
+                    "member {name} declares {size} bytes but its frames hold {covered}: its size is wrong"
+                )));
+            }
+            members.push(Member {
+                name,
+                size,
+                position,
+                first_frame,
+                end_frame: j,
+            });
+            i = j;
+        }
+    }
+
+    /// Streams a member's data. Damage surfaces as a read error naming it.
+    pub fn open_member(&self, m: &Member) -> Result<MemberReader<'_>> {
+        Ok(MemberReader {
+            bundle: self,
+            member: m.clone(),
+            next_frame: m.first_frame,
+            buf: Vec::new(),
+            pos: 0,
+            remaining: m.size,
+            dctx: decompressor()?,
+        })
+    }
+
+    /// Reads a small member whole.
+    pub fn read_member(&self, m: &Member, limit: u64) -> Result<Vec<u8>> {
+        if m.size > limit {
+            return Err(Error::bad_bundle(
+                &self.path,
+                format!(
+                    "member {} has {} bytes, more than the {limit} allowed",
+                    m.name, m.size
+                ),
+            ));
+        }
+        let mut out = Vec::with_capacity(m.size as usize);
+        self.open_member(m)?
+            .read_to_end(&mut out)
+            .map_err(|e| Error::io("read", &self.path, e))?;
+        Ok(out)
+    }
+}
+
+/// A zstd decompression context, reused across frames.
+struct Dctx {
+    zstd: zstd::bulk::Decompressor<'static>,
+}
+
+fn decompressor() -> Result<Dctx> {
+    Ok(Dctx {
+        zstd: zstd::bulk::Decompressor::new()
+            .map_err(|e| Error::Usage(format!("cannot start zstd: {e}")))?,
+    })
+}
+
+pub struct MemberReader<'a> {
+    bundle: &'a BundleFile,
+    member: Member,
+    next_frame: usize,
+    buf: Vec<u8>,
+    pos: usize,
+    remaining: u64,
+    dctx: Dctx,
+}
+
+impl MemberReader<'_> {
+    /// Makes sure the frame buffer holds unread data, unless the member ended.
+    fn refill(&mut self) -> Result<()> {
+        if self.remaining == 0 || self.pos < self.buf.len() {
+            return Ok(());
+        }
+        self.bundle
+            .read_frame(self.next_frame, &mut self.dctx, &mut self.buf)?;
+        self.next_frame += 1;
+        self.pos = 0;
+        if self.next_frame == self.member.end_frame {
+            let data = self.remaining as usize;
+            if self.buf[data.min(self.buf.len())..].iter().any(|&b| b != 0) {
+                return Err(Error::bad_bundle(
+                    &self.bundle.path,
+                    format!(
+                        "member {}: the padding after its data is not zero",
+                        self.member.name
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl BufRead for MemberReader<'_> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.refill().map_err(into_io)?;
+        let n =
+            (self.buf.len() - self.pos).min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        Ok(&self.buf[self.pos..self.pos + n])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos += n;
+        self.remaining -= n as u64;
+    }
+}
+
+impl Read for MemberReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = available.len().min(out.len());
+        out[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
