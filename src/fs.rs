@@ -5,6 +5,11 @@
 //! then read with positional reads, so several can be open at once and none
 //! is loaded whole. gzip- and zstd-compressed archives are decompressed into
 //! an anonymous temporary file first, since they cannot be read at random.
+//!
+//! This reads archives made by other tools (`docker save`, `oci-archive`),
+//! with the pax and GNU extensions the `tar` crate handles. It is not the
+//! bundle's tar reader: a bundle is read by `bundle::tar`, which accepts only
+//! the ustar subset the bundle format allows.
 
 use std::collections::HashMap;
 use std::fs::File;

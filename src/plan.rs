@@ -4,7 +4,9 @@
 //! This is the one place that reads manifests, checks their digests, applies
 //! `--platform` and removes duplicates; sources and sinks stay simple. It
 //! reads only manifests and indexes here; configs and layers are streamed
-//! later, when a sink asks for them.
+//! later, when a sink asks for them. Not for moving bytes ([`crate::sink::copy`]
+//! does) nor for knowing any format: it sees sources only through
+//! [`crate::source::Source`].
 
 use std::collections::HashMap;
 use std::io::Read;

@@ -4,7 +4,8 @@
 //! plus the legacy `manifest.json`, so old and new engines (and skopeo) all
 //! read it. Layers stay as they are stored (often gzip); `docker load`
 //! decompresses them itself. Each image must be a single platform, because
-//! `docker load` loads one.
+//! `docker load` loads one. It does not choose that platform: the plan
+//! does, from `--platform` or the host's.
 
 use std::io::Read;
 use std::path::Path;

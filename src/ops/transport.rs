@@ -3,7 +3,8 @@
 //! transports, and opened into a [`Source`].
 //!
 //! This is the one place that knows every format; the formats themselves do
-//! not know each other.
+//! not know each other. Not for reading images: opening a source only
+//! resolves what it offers; the plan reads it.
 
 use std::path::PathBuf;
 
