@@ -103,3 +103,19 @@ fn concurrent_exports_into_one_layout_keep_every_image() {
         lost.join("\n")
     );
 }
+
+#[test]
+fn export_refuses_an_index_json_that_is_not_an_index_without_panicking() {
+    let t = scratch();
+    let (bundles, public) = bundles_of(t.path(), &[&["app-1"]]);
+    let out = t.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("index.json"), "[]").unwrap();
+    let err = export(&bundles[0], &public, &format!("oci:{}", out.display()), &[]).fails();
+    assert!(
+        err.contains("index.json") && err.contains("not an image index"),
+        "{err}"
+    );
+    // Left as it was, not overwritten.
+    assert_eq!(std::fs::read(out.join("index.json")).unwrap(), b"[]");
+}
