@@ -428,3 +428,35 @@ fn errors_that_list_a_sources_images_escape_their_names() {
         "{err}"
     );
 }
+
+#[test]
+fn file_names_from_an_archive_are_shown_escaped() {
+    let t = scratch();
+    let manifest = serde_json::json!([{
+        "Config": "c\u{1b}[2K\r\nOK: packed.json",
+        "RepoTags": ["x:1"],
+        "Layers": [],
+    }]);
+    let bytes = serde_json::to_vec(&manifest).unwrap();
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_size(bytes.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    tar.append_data(&mut h, "manifest.json", &bytes[..])
+        .unwrap();
+    let archive = t.path().join("evil.tar");
+    std::fs::write(&archive, tar.into_inner().unwrap()).unwrap();
+    let err = airlock(
+        &[
+            "pack",
+            &format!("docker-archive:{}", archive.display()),
+            "-o",
+            "x.airlock",
+        ],
+        t.path(),
+    )
+    .fails();
+    assert_safe(&err, "OK");
+    assert!(err.contains("c\\u{1b}[2K\\r\\nOK: packed.json"), "{err}");
+}
