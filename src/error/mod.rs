@@ -3,6 +3,10 @@
 //! Every variant names the thing it is about (image, blob, member, file) and
 //! [`Error::hint`] says what the user can do next. The CLI renders both; the
 //! library never prints.
+//!
+//! A field that can hold input (names, paths, reasons quoting a file or a
+//! registry) is interpolated through [`Shown`], so a message cannot carry
+//! control characters from it; new variants must do the same.
 
 pub mod registry;
 mod shown;
