@@ -4,6 +4,11 @@
 //! Summaries and notes go to stderr; stdout carries only what a script may
 //! want (reports, key ids, the inspect table, JSON). Not for deciding
 //! anything: the commands and `airlock::ops` do that and hand over values.
+//!
+//! Every value that can come from a bundle, an archive or a registry is
+//! printed through [`Shown`], which escapes control characters, so it cannot
+//! forge a line ("OK … signed by …") or send terminal escapes. Errors escape
+//! their own fields. JSON needs nothing: serde escapes it.
 
 use std::io::Write;
 use std::path::Path;
@@ -11,6 +16,7 @@ use std::path::Path;
 use indicatif::BinaryBytes;
 
 use airlock::bundle::VerifyReport;
+use airlock::error::Shown;
 use airlock::ops::import::ImportReport;
 use airlock::ops::keygen::KeyFiles;
 use airlock::ops::repair::RepairReport;
@@ -28,14 +34,15 @@ pub fn error(e: &Error) {
             for (i, item) in list.iter().enumerate() {
                 let _ = writeln!(err, "  {}. {item}", i + 1);
                 if let Some(h) = item.hint() {
-                    let _ = writeln!(err, "     hint: {h}");
+                    let _ = writeln!(err, "     hint: {}", Shown(h));
                 }
             }
         }
         e => {
             let _ = writeln!(err, "airlock: error: {e}");
+            // A hint is one line, and may name a file from the input.
             if let Some(h) = e.hint() {
-                let _ = writeln!(err, "  hint: {h}");
+                let _ = writeln!(err, "  hint: {}", Shown(h));
             }
         }
     }
@@ -59,10 +66,10 @@ pub fn report<T: serde::Serialize>(out: &OutputArgs, value: &T, text: impl FnOnc
 }
 
 /// What opening a bundle found and did (volumes repaired, files out of
-/// order).
+/// order). Each note is one line, naming files from the input.
 pub fn notices(notes: &[String]) {
     for note in notes {
-        eprintln!("note: {note}");
+        eprintln!("note: {}", Shown(note));
     }
 }
 
@@ -74,8 +81,8 @@ pub fn keygen(files: &KeyFiles) {
     println!("{}", files.key_id);
     eprintln!(
         "wrote private key {} (keep it secret) and public key {}",
-        files.private.display(),
-        files.public.display()
+        Shown(files.private.display()),
+        Shown(files.public.display())
     );
 }
 
@@ -85,9 +92,9 @@ pub fn packed(s: &PackSummary, key_id: Option<&str>) {
         s.images,
         s.blobs,
         size(s.bytes),
-        s.output.display(),
+        Shown(s.output.display()),
         key_id
-            .map(|k| format!(", signed by {k}"))
+            .map(|k| format!(", signed by {}", Shown(k)))
             .unwrap_or_else(|| ", unsigned".into())
     );
 }
@@ -99,7 +106,7 @@ pub fn verified(report: &VerifyReport) {
         report.blobs,
         size(report.bytes),
         match &report.signed_by {
-            Some(k) => format!("signed by {k}"),
+            Some(k) => format!("signed by {}", Shown(k)),
             None => "signature NOT checked (--allow-unsigned)".into(),
         }
     );
@@ -110,9 +117,14 @@ pub fn imported(report: &ImportReport) {
         let why = i
             .error
             .as_deref()
-            .map(|e| format!(": {e}"))
+            .map(|e| format!(": {}", Shown(e)))
             .unwrap_or_default();
-        println!("{:10} {} -> {}{why}", i.status, i.source, i.target);
+        println!(
+            "{:10} {} -> {}{why}",
+            Shown(&i.status),
+            Shown(&i.source),
+            Shown(&i.target)
+        );
     }
     let (verb, sent) = if report.dry_run {
         ("to push", "would be sent")
@@ -135,10 +147,10 @@ pub fn repaired(report: &RepairReport) {
         eprintln!("nothing to repair: every volume and parity file checks out");
     }
     for line in &report.moved {
-        eprintln!("moved {line}");
+        eprintln!("moved {}", Shown(line));
     }
     for line in &report.rewritten {
-        eprintln!("rewrote {line}");
+        eprintln!("rewrote {}", Shown(line));
     }
     if !report.rewritten.is_empty() {
         eprintln!(
@@ -149,15 +161,18 @@ pub fn repaired(report: &RepairReport) {
 }
 
 pub fn exported(n: usize, to: &str) {
-    eprintln!("exported {n} image(s) to {to}");
+    eprintln!("exported {n} image(s) to {}", Shown(to));
 }
 
-/// The `inspect` table: the bundle, then one block per image.
+/// The `inspect` table: the bundle, then one block per image. Every field
+/// but the counts comes from the unverified bundle.
 pub fn inspection(bundle: &Path, report: &Inspection) {
-    println!("bundle:   {}", bundle.display());
+    println!("bundle:   {}", Shown(bundle.display()));
     println!(
         "format:   v{} ({}), created {}",
-        report.format_version, report.tool, report.created
+        report.format_version,
+        Shown(&report.tool),
+        Shown(&report.created)
     );
     println!(
         "signer:   {} (claimed; run `airlock verify --pub KEY` to check)",
@@ -172,12 +187,12 @@ pub fn inspection(bundle: &Path, report: &Inspection) {
     );
     println!();
     for i in &report.images {
-        println!("{}", i.name.as_deref().unwrap_or("(untagged)"));
+        println!("{}", Shown(i.name.as_deref().unwrap_or("(untagged)")));
         println!("  digest:    {}", i.digest);
         if let Some(s) = &i.source_digest {
-            println!("  source:    {} (digest there {s})", i.source);
+            println!("  source:    {} (digest there {s})", Shown(&i.source));
         } else {
-            println!("  source:    {}", i.source);
+            println!("  source:    {}", Shown(&i.source));
         }
         println!("  platforms: {}", list_or(&i.platforms, "-"));
         println!(
@@ -188,11 +203,12 @@ pub fn inspection(bundle: &Path, report: &Inspection) {
     }
 }
 
-/// `a, b, c`, or `empty` for an empty list.
+/// `a, b, c` (each escaped), or `empty` for an empty list.
 fn list_or(items: &[String], empty: &str) -> String {
     if items.is_empty() {
         empty.to_string()
     } else {
-        items.join(", ")
+        let shown: Vec<String> = items.iter().map(|i| Shown(i).to_string()).collect();
+        shown.join(", ")
     }
 }

@@ -3,21 +3,27 @@
 //! Every variant names the thing it is about (image, blob, member, file) and
 //! [`Error::hint`] says what the user can do next. The CLI renders both; the
 //! library never prints.
+//!
+//! A field that can hold input (names, paths, reasons quoting a file or a
+//! registry) is interpolated through [`Shown`], so a message cannot carry
+//! control characters from it; new variants must do the same.
 
 pub mod registry;
+mod shown;
 
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::model::Digest;
+pub use shown::{escape_controls, Shown};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A filesystem operation failed on a named path.
-    #[error("{op} {}: {source}", path.display())]
+    #[error("{op} {}: {}", Shown(path.display()), Shown(source))]
     Io {
         op: &'static str,
         path: PathBuf,
@@ -25,41 +31,48 @@ pub enum Error {
         source: io::Error,
     },
 
-    #[error("invalid image reference {input:?}: {reason}")]
+    #[error("invalid image reference {input:?}: {}", Shown(reason))]
     InvalidReference { input: String, reason: String },
 
-    #[error("invalid source {spec:?}: {reason}")]
+    #[error("invalid source {spec:?}: {}", Shown(reason))]
     InvalidSource { spec: String, reason: String },
 
-    #[error("{what}: content does not match its digest (expected {expected}, got {actual})")]
+    #[error(
+        "{}: content does not match its digest (expected {expected}, got {actual})",
+        Shown(what)
+    )]
     DigestMismatch {
         what: String,
         expected: Digest,
         actual: Digest,
     },
 
-    #[error("{what}: size is {actual} bytes, but {expected} were declared")]
+    #[error(
+        "{}: size is {actual} bytes, but {expected} were declared",
+        Shown(what)
+    )]
     SizeMismatch {
         what: String,
         expected: u64,
         actual: u64,
     },
 
-    #[error("{source_name}: blob {digest} is missing{}", for_image(image))]
+    #[error("{}: blob {digest} is missing{}", Shown(source_name), for_image(image))]
     MissingBlob {
         source_name: String,
         digest: Digest,
         image: Option<String>,
     },
 
-    #[error("{what}: invalid JSON: {reason}")]
+    #[error("{}: invalid JSON: {}", Shown(what), Shown(reason))]
     BadJson { what: String, reason: String },
 
-    #[error("{what}: {reason}")]
+    #[error("{}: {}", Shown(what), Shown(reason))]
     Unsupported { what: String, reason: String },
 
     #[error(
-        "{source_name}: no image matches {wanted:?}; it holds: {}",
+        "{}: no image matches {wanted:?}; it holds: {}",
+        Shown(source_name),
         list(available)
     )]
     ImageNotFound {
@@ -69,7 +82,8 @@ pub enum Error {
     },
 
     #[error(
-        "{image}: no platform matches {}; it has: {}",
+        "{}: no platform matches {}; it has: {}",
+        Shown(image),
         list(wanted),
         list(available)
     )]
@@ -79,15 +93,15 @@ pub enum Error {
         available: Vec<String>,
     },
 
-    #[error("{}: not a valid archive: {reason}", path.display())]
+    #[error("{}: not a valid archive: {}", Shown(path.display()), Shown(reason))]
     BadArchive { path: PathBuf, reason: String },
 
     /// The bundle is damaged, truncated or not a bundle at all.
-    #[error("bundle {}: {problem}", path.display())]
+    #[error("bundle {}: {}", Shown(path.display()), Shown(problem))]
     BadBundle { path: PathBuf, problem: String },
 
     /// Volumes missing, truncated or damaged, beyond any repair.
-    #[error("bundle {} is damaged:\n{}{}", path.display(), bullets(problems), lost_of(lost))]
+    #[error("bundle {} is damaged:\n{}{}", Shown(path.display()), bullets(problems), lost_of(lost))]
     Damaged {
         path: PathBuf,
         problems: Vec<String>,
@@ -96,20 +110,20 @@ pub enum Error {
         hint: String,
     },
 
-    #[error("bundle {}: format version {found} is not supported (this airlock reads version {supported})", path.display())]
+    #[error("bundle {}: format version {found} is not supported (this airlock reads version {supported})", Shown(path.display()))]
     UnsupportedVersion {
         path: PathBuf,
         found: u64,
         supported: u64,
     },
 
-    #[error("bundle {}: {problem}", path.display())]
+    #[error("bundle {}: {problem}", Shown(path.display()))]
     Signature { path: PathBuf, problem: SigProblem },
 
-    #[error("key {}: {reason}", path.display())]
+    #[error("key {}: {}", Shown(path.display()), Shown(reason))]
     Key { path: PathBuf, reason: String },
 
-    #[error("{0}")]
+    #[error("{}", Shown(.0))]
     Usage(String),
 
     /// A registry refused or failed a request.
@@ -143,12 +157,14 @@ impl fmt::Display for SigProblem {
                 expected,
             } => write!(
                 f,
-                "signed by key {}, not by the trusted key {expected}",
-                list(signed_by)
+                "signed by key {}, not by the trusted key {}",
+                list(signed_by),
+                Shown(expected)
             ),
             SigProblem::Invalid { key_id } => write!(
                 f,
-                "the signature by key {key_id} does not match the bundle manifest (the manifest was altered)"
+                "the signature by key {} does not match the bundle manifest (the manifest was altered)",
+                Shown(key_id)
             ),
         }
     }
@@ -157,7 +173,7 @@ impl fmt::Display for SigProblem {
 fn for_image(image: &Option<String>) -> String {
     image
         .as_ref()
-        .map(|i| format!(" (needed by {i})"))
+        .map(|i| format!(" (needed by {})", Shown(i)))
         .unwrap_or_default()
 }
 
@@ -165,7 +181,8 @@ fn list(items: &[String]) -> String {
     if items.is_empty() {
         "(nothing)".to_string()
     } else {
-        items.join(", ")
+        let shown: Vec<String> = items.iter().map(|i| Shown(i).to_string()).collect();
+        shown.join(", ")
     }
 }
 
@@ -304,7 +321,7 @@ impl Error {
 fn bullets(lines: &[String]) -> String {
     lines
         .iter()
-        .map(|l| format!("  - {l}"))
+        .map(|l| format!("  - {}", Shown(l)))
         .collect::<Vec<_>>()
         .join("\n")
 }

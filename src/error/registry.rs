@@ -5,6 +5,8 @@ use std::fmt;
 
 use serde::Deserialize;
 
+use super::Shown;
+
 /// A failed registry request, with the URL (never credentials) and the
 /// registry's own error codes.
 #[derive(Debug, Clone)]
@@ -120,15 +122,17 @@ impl RegistryError {
 
 impl fmt::Display for RegistryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: ", self.request)?;
+        // The URL holds names from the bundle and the rest comes from the
+        // server: all of it is escaped before it reaches a terminal.
+        write!(f, "{}: ", Shown(&self.request))?;
         match &self.kind {
             Failure::Status(s) => write!(f, "HTTP {s}")?,
-            Failure::Certificate(t) => write!(f, "TLS certificate not trusted ({t})")?,
-            Failure::Protocol(t) => write!(f, "protocol error ({t})")?,
-            Failure::Connection(t) => write!(f, "connection failed ({t})")?,
+            Failure::Certificate(t) => write!(f, "TLS certificate not trusted ({})", Shown(t))?,
+            Failure::Protocol(t) => write!(f, "protocol error ({})", Shown(t))?,
+            Failure::Connection(t) => write!(f, "connection failed ({})", Shown(t))?,
         }
         for (code, message) in &self.codes {
-            write!(f, "; {code}: {message}")?;
+            write!(f, "; {}: {}", Shown(code), Shown(message))?;
         }
         Ok(())
     }
@@ -161,6 +165,25 @@ mod tests {
         assert!(RegistryError::status("x".into(), 503, b"").is_temporary());
         assert!(RegistryError::status("x".into(), 429, b"not json").is_temporary());
         assert!(e.hint().contains("tag or digest"));
+    }
+
+    #[test]
+    fn a_registry_message_cannot_forge_lines_or_escape_sequences() {
+        let e = RegistryError::status(
+            "GET https://r/v2/a\u{1b}]0;t/manifests/x".into(),
+            400,
+            br#"{"errors":[{"code":"DENIED\r","message":"no\nOK: 5 image(s) \u001b[32mfine"}]}"#,
+        );
+        assert_eq!(
+            e.to_string(),
+            "GET https://r/v2/a\\u{1b}]0;t/manifests/x: HTTP 400; DENIED\\r: no\\nOK: 5 image(s) \\u{1b}[32mfine"
+        );
+        let c = RegistryError {
+            request: "GET x".into(),
+            kind: Failure::Connection("reset\r\nOK".into()),
+            codes: vec![],
+        };
+        assert_eq!(c.to_string(), "GET x: connection failed (reset\\r\\nOK)");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! and annotations.
 
 mod layout;
+mod lock;
 mod sink;
 
 pub(crate) use layout::{describe_root, Layout};

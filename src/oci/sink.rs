@@ -1,13 +1,17 @@
 //! Writes an OCI image layout directory (`oci:DIR`).
 //!
 //! Blobs land through temporary files and are renamed into `blobs/sha256/`
-//! only after their digest checked out; `index.json` is replaced atomically
-//! at the end. An existing layout is added to: entries with the same ref name
-//! are replaced, others kept, as skopeo does.
+//! only after their digest checked out, so concurrent writers of one blob
+//! each rename a complete copy of the same bytes. `index.json` is read,
+//! changed and replaced atomically at the end while holding the layout's
+//! lock ([`super::lock`]), so concurrent exports into one layout all land.
+//! An existing layout is added to: entries with the same ref name are
+//! replaced, others kept, as skopeo does.
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
+use super::lock::LayoutLock;
 use super::{ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
 use crate::atomic::AtomicFile;
 use crate::error::{Error, Result};
@@ -71,37 +75,95 @@ impl Sink for OciDirSink {
     }
 
     fn finish(self: Box<Self>, plan: &Plan) -> Result<()> {
+        // Read-modify-write under the lock: without it, two exports read the
+        // same old index and the later rename drops the other's images.
+        let _lock = LayoutLock::acquire(&self.dir)?;
         let index_path = self.dir.join("index.json");
-        let mut index = match std::fs::read(&index_path) {
-            Ok(bytes) => {
-                serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| Error::BadJson {
-                    what: index_path.display().to_string(),
-                    reason: e.to_string(),
-                })?
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                serde_json::json!({"schemaVersion": 2, "mediaType": crate::model::image::media::OCI_INDEX, "manifests": []})
-            }
+        let old = match std::fs::read(&index_path) {
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(Error::io("read", &index_path, e)),
         };
-        let new = index_entries(plan);
-        let ref_of = |v: &serde_json::Value| {
-            v.pointer("/annotations/org.opencontainers.image.ref.name")
-                .cloned()
-        };
-        let mut manifests: Vec<serde_json::Value> = index["manifests"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|old| {
-                ref_of(old).is_none_or(|r| !new.iter().any(|n| ref_of(n) == Some(r.clone())))
-            })
-            .filter(|old| !new.contains(old))
-            .collect();
-        manifests.extend(new);
-        index["manifests"] = serde_json::Value::Array(manifests);
-        let bytes = serde_json::to_vec_pretty(&index).expect("JSON values serialise");
+        let bytes =
+            merged_index(old.as_deref(), index_entries(plan)).map_err(|reason| Error::BadJson {
+                what: index_path.display().to_string(),
+                reason,
+            })?;
         AtomicFile::write(&index_path, &bytes)
+    }
+}
+
+/// The layout's index.json with `new` added: old entries with one of the new
+/// ref names, or equal to a new entry, give way. An index that is not a JSON
+/// object with a `manifests` array is refused rather than overwritten.
+fn merged_index(
+    old: Option<&[u8]>,
+    new: Vec<serde_json::Value>,
+) -> std::result::Result<Vec<u8>, String> {
+    let mut index = match old {
+        Some(bytes) => {
+            serde_json::from_slice::<serde_json::Value>(bytes).map_err(|e| e.to_string())?
+        }
+        None => serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": crate::model::image::media::OCI_INDEX,
+            "manifests": [],
+        }),
+    };
+    let Some(manifests) = index
+        .get_mut("manifests")
+        .and_then(serde_json::Value::as_array_mut)
+    else {
+        return Err("not an image index: no \"manifests\" array".into());
+    };
+    let ref_of = |v: &serde_json::Value| {
+        v.pointer("/annotations/org.opencontainers.image.ref.name")
+            .cloned()
+    };
+    manifests.retain(|old| {
+        ref_of(old).is_none_or(|r| !new.iter().any(|n| ref_of(n).as_ref() == Some(&r)))
+            && !new.contains(old)
+    });
+    manifests.extend(new);
+    Ok(serde_json::to_vec_pretty(&index).expect("JSON values serialise"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(digest: &str, name: Option<&str>) -> serde_json::Value {
+        let mut e = serde_json::json!({"digest": digest});
+        if let Some(n) = name {
+            e["annotations"] = serde_json::json!({ANNOTATION_REF_NAME: n});
+        }
+        e
+    }
+
+    #[test]
+    fn merging_replaces_same_names_and_keeps_the_rest() {
+        let old = serde_json::json!({"schemaVersion": 2, "manifests": [
+            entry("sha256:a", Some("x:1")), entry("sha256:b", Some("y:1")), entry("sha256:c", None),
+        ]});
+        let out = merged_index(
+            Some(&serde_json::to_vec(&old).unwrap()),
+            vec![entry("sha256:d", Some("x:1")), entry("sha256:c", None)],
+        )
+        .unwrap();
+        let out: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let digests: Vec<&str> = out["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["digest"].as_str().unwrap())
+            .collect();
+        assert_eq!(digests, ["sha256:b", "sha256:d", "sha256:c"]);
+    }
+
+    #[test]
+    fn an_index_that_is_not_an_index_is_refused_not_overwritten() {
+        for bad in [&b"[]"[..], b"\"x\"", b"{\"manifests\": 3}", b"{not json"] {
+            assert!(merged_index(Some(bad), vec![]).is_err(), "{bad:?}");
+        }
     }
 }

@@ -9,6 +9,7 @@ mod import;
 mod keys;
 mod pack;
 mod pull;
+mod safety;
 mod sources;
 mod util;
 mod volumes;
