@@ -19,7 +19,7 @@ use crate::model::image::{media, parse_manifest, Descriptor, Parsed, MAX_MANIFES
 use crate::model::reference::Reference;
 use crate::model::Digest;
 use crate::progress::Progress;
-use crate::registry::cache::{BlobCache, Download};
+use crate::registry::cache::{BlobCache, Download, Report};
 use crate::registry::{read_limited, Client, Registries, RegistryError, MANIFEST_ACCEPT};
 use crate::source::{Root, Source};
 
@@ -352,7 +352,10 @@ impl Source for RegistrySource {
                         from_offset,
                     })
                 },
-                &|n| bar.inc(n),
+                &Report {
+                    bytes: &|n| bar.inc(n),
+                    note: &|line| bar.note(line),
+                },
             )
             .inspect(|_| bar.finish())
     }
