@@ -44,7 +44,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use sha2::{Digest as _, Sha256};
@@ -65,7 +65,15 @@ pub struct BlobCache {
     /// Bytes downloaded through this cache by this process, whichever
     /// thread asked for them.
     downloaded: AtomicU64,
+    /// Descriptors kept in `Done` slots, at most [`HELD_MAX`].
+    held: AtomicUsize,
 }
+
+/// Hashed descriptors kept for readers to come. The download pool may run
+/// far ahead of the bundle writer (a catalog of cached blobs); past this
+/// many, a blob is hashed again when read instead of holding a descriptor,
+/// so a large pack does not run out of them.
+const HELD_MAX: usize = 256;
 
 enum Slot {
     /// Claimed by a thread that is checking the cache, or waiting for
@@ -121,6 +129,7 @@ impl BlobCache {
             inflight: Mutex::new(HashMap::new()),
             changed: Condvar::new(),
             downloaded: AtomicU64::new(0),
+            held: AtomicUsize::new(0),
         })
     }
 
@@ -198,6 +207,9 @@ impl BlobCache {
             }
         };
         drop(slots);
+        if taken.is_some() {
+            self.held.fetch_sub(1, Ordering::Relaxed);
+        }
         let file = match taken {
             Some(file) => file,
             // Read before: hash it again rather than trust the path.
@@ -288,8 +300,13 @@ impl BlobCache {
         let result = self.obtain(&want, attempts, &mut download);
         let mut slots = self.inflight.lock().expect("not poisoned");
         let followed = matches!(slots.get(d), Some(Slot::Downloading { followed: true, .. }));
+        let keep = !followed && self.held.load(Ordering::Relaxed) < HELD_MAX;
         let slot = match &result {
-            Ok(file) => Slot::Done((!followed).then(|| file.clone())),
+            Ok(file) if keep => {
+                self.held.fetch_add(1, Ordering::Relaxed);
+                Slot::Done(Some(file.clone()))
+            }
+            Ok(_) => Slot::Done(None),
             Err(_) => Slot::Failed,
         };
         slots.insert(d.clone(), slot);
