@@ -9,7 +9,7 @@
 //! ```
 //!
 //! **Shared by any number of processes.** A process writes a partial file
-//! only while it holds an exclusive `flock` on it ([`claim`]). Another
+//! only while it holds an exclusive `flock` on it (`claim.rs`). Another
 //! process that wants the blob waits for that lock, says so, and then looks
 //! again: the blob is in `blobs/` (it checks that copy and uses it), or the
 //! holder stopped (killed, cut off) and the waiter continues the partial
