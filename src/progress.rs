@@ -28,6 +28,15 @@ pub struct Progress {
     parent: Option<ProgressBar>,
     multi: Option<MultiProgress>,
     plain: Option<Arc<Plain>>,
+    /// Where [`Progress::note`] goes; none when quiet.
+    notes: Option<Notes>,
+}
+
+#[derive(Clone)]
+enum Notes {
+    /// Above the bars of a terminal.
+    Bars(MultiProgress),
+    Stderr,
 }
 
 struct Plain {
@@ -53,8 +62,9 @@ impl Progress {
             return Progress {
                 bar,
                 parent: None,
-                multi: Some(multi),
+                multi: Some(multi.clone()),
                 plain: None,
+                notes: Some(Notes::Bars(multi)),
             };
         }
         // Not a terminal: count silently and report every few seconds.
@@ -84,6 +94,7 @@ impl Progress {
             parent: None,
             multi: None,
             plain: Some(plain),
+            notes: Some(Notes::Stderr),
         }
     }
 
@@ -100,6 +111,7 @@ impl Progress {
                     parent: None,
                     multi: Some(m.clone()),
                     plain: None,
+                    notes: Some(Notes::Bars(m.clone())),
                 }
             }
             _ => Progress::new(total, label, quiet),
@@ -112,6 +124,7 @@ impl Progress {
             parent: None,
             multi: None,
             plain: None,
+            notes: None,
         }
     }
 
@@ -134,6 +147,19 @@ impl Progress {
             parent: Some(self.bar.clone()),
             multi: None,
             plain: None,
+            notes: self.notes.clone(),
+        }
+    }
+
+    /// A line for the user about the work in progress (waiting for another
+    /// process, say), above the bars or on stderr; nothing when quiet.
+    pub fn note(&self, line: &str) {
+        match &self.notes {
+            Some(Notes::Bars(m)) => {
+                let _ = m.println(format!("note: {line}"));
+            }
+            Some(Notes::Stderr) => eprintln!("note: {line}"),
+            None => {}
         }
     }
 

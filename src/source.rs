@@ -33,11 +33,13 @@ pub trait Source: Send + Sync {
     fn open_blob(&self, blob: &Descriptor) -> Result<Box<dyn Read + Send + '_>>;
 
     /// True when this process hashes every blob `open_blob` returns against
-    /// its digest anyway, before the read that ends it returns, so
-    /// [`crate::sink::copy`] checks only its size. A registry source hashes
-    /// each blob as it downloads it into the cache (or, for one cached
-    /// before, when it reuses it); a reader following a download gets its
-    /// end only once that hash matched.
+    /// its digest anyway, before the read that ends it returns, and the
+    /// reader yields exactly the bytes hashed, so [`crate::sink::copy`]
+    /// checks only its size. A registry source hashes each blob as it
+    /// downloads it into the cache (or, for one cached before or by another
+    /// process, when it reuses it) and reads it back through that same file
+    /// descriptor, never a second open of the path; a reader following a
+    /// download gets its end only once that hash matched.
     fn opens_checked_blobs(&self) -> bool {
         false
     }

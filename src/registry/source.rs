@@ -19,7 +19,7 @@ use crate::model::image::{media, parse_manifest, Descriptor, Parsed, MAX_MANIFES
 use crate::model::reference::Reference;
 use crate::model::Digest;
 use crate::progress::Progress;
-use crate::registry::cache::{BlobCache, Download};
+use crate::registry::cache::{BlobCache, Download, Report};
 use crate::registry::{read_limited, Client, Registries, RegistryError, MANIFEST_ACCEPT};
 use crate::source::{Root, Source};
 
@@ -314,10 +314,10 @@ impl Source for RegistrySource {
         }
     }
 
-    /// Manifests are checked when fetched. Other blobs come from the cache:
-    /// hashed in this run by [`BlobCache::ensure`], or followed as they are
-    /// downloaded, in which case the read that ends the blob waits for the
-    /// download's digest check.
+    /// Manifests are checked when fetched. Other blobs come from the cache,
+    /// through the descriptor [`BlobCache::ensure`] hashed in this run, or
+    /// followed as they are downloaded, in which case the read that ends
+    /// the blob waits for the download's digest check.
     fn opens_checked_blobs(&self) -> bool {
         true
     }
@@ -352,7 +352,10 @@ impl Source for RegistrySource {
                         from_offset,
                     })
                 },
-                &|n| bar.inc(n),
+                &Report {
+                    bytes: &|n| bar.inc(n),
+                    note: &|line| bar.note(line),
+                },
             )
             .inspect(|_| bar.finish())
     }

@@ -3,6 +3,7 @@
 //! skopeo, and check results with skopeo, zstd, tar and openssl.
 
 mod bundles;
+mod cache;
 mod export;
 mod harness;
 mod import;
