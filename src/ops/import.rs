@@ -101,8 +101,11 @@ impl ImportRequest {
         Journal::open(&dir, bundle, self.target.spec())
     }
 
+    /// The target's client; `--username` credentials go to it alone.
     fn client(&self) -> Result<Arc<Client>> {
-        Registries::new(self.registry.clone()).client(&self.target.host)
+        let mut opts = self.registry.clone();
+        opts.scope_login([self.target.host.as_str()])?;
+        Registries::new(opts).client(&self.target.host)
     }
 }
 

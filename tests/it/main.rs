@@ -10,5 +10,6 @@ mod keys;
 mod pack;
 mod pull;
 mod sources;
+mod trust_registry;
 mod util;
 mod volumes;
