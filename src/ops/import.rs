@@ -6,8 +6,9 @@
 //! [`RegistrySink`] places the blobs (in parallel; each skipped if the
 //! registry has it, mounted if another of its repositories has it, else
 //! uploaded) and then commits image manifests, indexes and tags, in the
-//! order registries require, with a journal of each confirmed step (see
-//! `src/registry/README.md`).
+//! order registries require, with a journal of each confirmed step (a
+//! hint for a re-run, checked against the registry, and locked so that one
+//! import at a time uses it; see `src/registry/README.md`).
 //!
 //! Not here: any request to the registry, or the naming rules
 //! ([`crate::registry::Target`]).
@@ -110,6 +111,8 @@ impl ImportRequest {
 }
 
 pub fn import(bundle: &Bundle<Verified>, req: ImportRequest) -> Result<ImportReport> {
+    // First, so a second import on the same state is refused at once.
+    let journal = req.journal(bundle.id())?;
     // Nothing goes up from a damaged bundle.
     verify(bundle, &Progress::hidden())?;
 
@@ -117,7 +120,6 @@ pub fn import(bundle: &Bundle<Verified>, req: ImportRequest) -> Result<ImportRep
     let mut plan = Plan::default();
     plan.add_source(0, &source, &[])?;
     let client = req.client()?;
-    let journal = req.journal(bundle.id())?;
     let journal_path = journal.path().map(PathBuf::from);
     let progress = Progress::new(plan.total_bytes(), "push", req.quiet || req.dry_run);
     let mut pushed = Pushed::default();

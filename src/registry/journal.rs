@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -149,7 +149,7 @@ fn line(fact: &Fact) -> Vec<u8> {
 struct Inner {
     state: State,
     /// Opened for appending; `None` for [`Journal::none`].
-    log: Option<File>,
+    log: Option<Arc<File>>,
 }
 
 pub struct Journal {
@@ -231,22 +231,29 @@ impl Journal {
             .append(true)
             .open(path)
             .map_err(|e| Error::io("open", path, e))?;
-        inner.log = Some(log);
+        inner.log = Some(Arc::new(log));
         Ok(())
     }
 
     /// Applies a fact and appends it to the log (syncing it when `sync`):
-    /// constant work, however long the journal is.
+    /// constant work, however long the journal is. The sync happens after
+    /// the lock is released, so other uploads do not wait for the disk.
     fn record(&self, fact: Fact, sync: bool) -> Result<()> {
         let bytes = line(&fact);
-        let mut inner = self.inner.lock().expect("not poisoned");
-        inner.state.apply(fact);
-        let (Some(log), Some(path)) = (inner.log.as_mut(), &self.path) else {
-            return Ok(());
+        let log = {
+            let mut inner = self.inner.lock().expect("not poisoned");
+            inner.state.apply(fact);
+            let (Some(log), Some(path)) = (inner.log.clone(), &self.path) else {
+                return Ok(());
+            };
+            // One write(2) of a whole line to an O_APPEND file.
+            (&*log)
+                .write_all(&bytes)
+                .map_err(|e| Error::io("append to", path, e))?;
+            log
         };
-        log.write_all(&bytes)
-            .map_err(|e| Error::io("append to", path, e))?;
         if sync {
+            let path = self.path.as_deref().unwrap_or(Path::new(""));
             log.sync_data().map_err(|e| Error::io("sync", path, e))?;
         }
         Ok(())
@@ -438,5 +445,41 @@ mod tests {
         Journal::open(t.path(), &d(0), "reg.example/other").unwrap();
         drop(first);
         open(t.path());
+    }
+}
+
+/// Not a check but a measurement (issue #11: the journal's cost per step):
+/// `JOURNAL_FACTS=60000 cargo test --release --lib journal_timing --
+/// --ignored --nocapture` times that many blob facts, then as many facts
+/// with every other one an upload's progress (synced).
+#[cfg(test)]
+mod timing {
+    use super::*;
+
+    #[test]
+    #[ignore = "a measurement; run by hand"]
+    fn journal_timing() {
+        let n: u32 = std::env::var("JOURNAL_FACTS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(60_000);
+        let t = tempfile::tempdir().unwrap();
+        let j = Journal::open(t.path(), &Digest::of(b"b"), "reg.example/x").unwrap();
+        let start = std::time::Instant::now();
+        for i in 0..n {
+            j.blob_done("repo", &Digest::of(&i.to_be_bytes())).unwrap();
+        }
+        println!("{n} blob facts: {:?}", start.elapsed());
+        let start = std::time::Instant::now();
+        for i in 0..n {
+            let d = Digest::of(&(n + i / 2).to_be_bytes());
+            if i % 2 == 0 {
+                j.upload_progress("repo", &d, "http://reg.example/u", u64::from(i))
+                    .unwrap();
+            } else {
+                j.blob_done("repo", &d).unwrap();
+            }
+        }
+        println!("{n} mixed facts: {:?}", start.elapsed());
     }
 }
