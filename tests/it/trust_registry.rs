@@ -169,6 +169,36 @@ fn an_upload_location_on_another_origin_is_sent_no_credentials() {
     );
 }
 
+#[test]
+fn an_upload_location_on_another_origin_that_asks_for_credentials_fails_naming_it() {
+    let reg = Registry::start(Config {
+        basic: Some((USER, PASSWORD)),
+        ..Default::default()
+    });
+    // This other origin passes requests on as they came: the registry
+    // answers 401 to one without credentials.
+    let rec = Recorder::start(Answer::Forward(reg.port, None));
+    let proxy = LocationProxy::start(reg.port, rec.port, false);
+    let t = scratch();
+    let (bundle, public) = bundle(t.path());
+    let p = format!("127.0.0.1:{}", proxy.port);
+    let state = t.path().join("state");
+    let extra = ["--plain-http", &p, "--username", USER, "--password-stdin"];
+    let args = import_args(&bundle, &public, &p, &state, &extra);
+    let out = airlock_with_stdin(&args, t.path(), format!("{PASSWORD}\n").as_bytes());
+    assert_eq!(credentials_seen(&rec), Vec::<String>::new());
+    assert!(!rec.seen().is_empty());
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let other = format!("http://127.0.0.1:{}/v2/", rec.port);
+    assert!(
+        stdout.contains(&other) && stdout.contains("sent without credentials"),
+        "{}",
+        text(&out)
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}
+
 /// The blob keys (`repo@digest`) a journal holds, in either format.
 fn journaled_blobs(journal: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(journal).unwrap();
