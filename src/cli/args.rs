@@ -225,11 +225,15 @@ impl PlatformArgs {
 /// How to reach registries. Host lists take `host` or `host:port`.
 #[derive(Args)]
 pub struct RegistryArgs {
-    /// Log in as this user (with --password-stdin); otherwise docker's
-    /// config.json and credential helpers are used.
+    /// Log in as this user (with --password-stdin) to the one registry the
+    /// command targets: import's --to registry, or the registry all of
+    /// pack's sources share (pack refuses it for sources on several
+    /// registries; use `docker login` for each). Every other registry, and
+    /// any URL off the registry's origin, gets docker's config.json and
+    /// credential helpers, or nothing.
     #[arg(long, value_name = "USER", requires = "password_stdin")]
     pub username: Option<String>,
-    /// Read the password (or token) from standard input.
+    /// Read the password (or token) for --username from standard input.
     #[arg(long, requires = "username")]
     pub password_stdin: bool,
     /// Trust this CA certificate (PEM) for every registry, beside the

@@ -6,8 +6,9 @@
 //! [`RegistrySink`] places the blobs (in parallel; each skipped if the
 //! registry has it, mounted if another of its repositories has it, else
 //! uploaded) and then commits image manifests, indexes and tags, in the
-//! order registries require, with a journal of each confirmed step (see
-//! `src/registry/README.md`).
+//! order registries require, with a journal of each confirmed step (a
+//! hint for a re-run, checked against the registry, and locked so that one
+//! import at a time uses it; see `src/registry/README.md`).
 //!
 //! Not here: any request to the registry, or the naming rules
 //! ([`crate::registry::Target`]).
@@ -19,7 +20,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::bundle::format::{BlobRecord, BundleManifest};
-use crate::bundle::{Bundle, Received, StreamVisitor, Verified};
+use crate::bundle::{Bundle, Received, StreamVisitor, Trusted, Verified};
 use crate::error::Result;
 use crate::model::image::Descriptor;
 use crate::model::Digest;
@@ -101,19 +102,25 @@ impl ImportRequest {
         Journal::open(&dir, bundle, self.target.spec())
     }
 
+    /// The target's client; `--username` credentials go to it alone.
     fn client(&self) -> Result<Arc<Client>> {
-        Registries::new(self.registry.clone()).client(&self.target.host)
+        let mut opts = self.registry.clone();
+        opts.scope_login([self.target.host.as_str()])?;
+        Registries::new(opts).client(&self.target.host)
     }
 }
 
-/// Pushes a bundle whose every member was checked (`Bundle<Verified>`), so
-/// nothing goes up from a damaged one.
-pub fn import(bundle: &Bundle<Verified>, req: ImportRequest) -> Result<ImportReport> {
+/// Takes the journal's lock, verifies every member of the bundle (so
+/// nothing goes up from a damaged one), then pushes it.
+pub fn import(bundle: Bundle<Trusted>, req: ImportRequest) -> Result<ImportReport> {
+    // First, so a second import on the same state is refused at once.
+    let journal = req.journal(bundle.id())?;
+    let bundle: Bundle<Verified> = bundle.verify(&Progress::hidden())?;
+
     let source = bundle.source();
     let mut plan = Plan::default();
     plan.add_source(0, &source, &[])?;
     let client = req.client()?;
-    let journal = req.journal(bundle.id())?;
     let journal_path = journal.path().map(PathBuf::from);
     let progress = Progress::new(plan.total_bytes(), "push", req.quiet || req.dry_run);
     let mut pushed = Pushed::default();

@@ -123,9 +123,21 @@ fn registry_context(
     if !needs_registry {
         return Ok(None);
     }
+    // `--username` belongs to the one registry the sources share.
+    let mut options = req.registry.clone();
+    let named = specs
+        .iter()
+        .filter_map(|(_, s)| match s {
+            SourceSpec::Registry(r) => Some(r),
+            _ => None,
+        })
+        .chain(&req.all_tags)
+        .filter_map(|r| Reference::parse(r).ok().map(|r| r.registry));
+    let names: Vec<String> = named.chain(req.catalogs.iter().cloned()).collect();
+    options.scope_login(names.iter().map(String::as_str))?;
     let dir = req.cache.clone().unwrap_or_else(BlobCache::default_dir);
     Ok(Some(RegistryContext {
-        registries: Arc::new(Registries::new(req.registry.clone())),
+        registries: Arc::new(Registries::new(options)),
         cache: Arc::new(BlobCache::open(&dir)?),
         referrers: req.referrers,
     }))

@@ -1,7 +1,9 @@
 //! Credentials and the registry auth handshakes.
 //!
-//! Credentials come from the command line or from docker's `config.json`
-//! (`auths`, `credHelpers`, `credsStore`, `DOCKER_CONFIG`). A `401` carries a
+//! Credentials come from the command line (for the one registry they were
+//! given for) or from docker's `config.json` (`auths`, `credHelpers`,
+//! `credsStore`, `DOCKER_CONFIG`). The client sends them, and the tokens
+//! they buy, only to its registry's origin (see [`super::client`]). A `401` carries a
 //! challenge: `Basic` means sending the credentials; `Bearer` means asking
 //! the named realm for a token for a scope, which is cached until it expires
 //! and fetched again after that (tokens often live 60 s; a large pull
@@ -40,10 +42,13 @@ impl fmt::Debug for Credentials {
 }
 
 impl Credentials {
-    /// Command-line credentials first, then docker's configuration. Failures
-    /// of a credential helper are not fatal: the pull may be anonymous.
+    /// Command-line credentials first (for the registry they were given
+    /// for, and no other), then docker's configuration, which names each
+    /// registry's own. Failures of a credential helper are not fatal: the
+    /// pull may be anonymous.
     pub fn lookup(opts: &RegistryOptions, registry: &str) -> Credentials {
-        if let (Some(u), Some(p)) = (&opts.username, &opts.password) {
+        let mine = opts.login_registry.as_deref() == Some(registry);
+        if let (Some(u), Some(p), true) = (&opts.username, &opts.password, mine) {
             return Credentials::Basic {
                 username: u.clone(),
                 password: p.clone(),

@@ -1,14 +1,26 @@
 //! One registry: requests with authentication and bounded retries.
+//!
+//! Credentials and tokens go only to the registry's own origin (scheme,
+//! host and port of the URL the client was made for), as docker and
+//! containerd do: a request to a URL on another origin (an upload
+//! `Location`, a `Link` page, a journaled session) is sent without an
+//! `Authorization` header, and a challenge it answers with is not learnt.
+//! Redirects are followed by ureq, which never carries `Authorization`
+//! along (a blob redirected to storage such as S3 is fetched without it).
+//!
+//! Not here: the requests of the protocol ([`super::push`],
+//! [`super::source`]) or where credentials come from ([`super::auth`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ureq::http::{Method, Response};
-use ureq::Body;
+use ureq::{Body, ResponseExt};
 
 use super::auth::{parse_challenge, parse_token, Challenge, Credentials, TokenCache};
 use super::options::RegistryOptions;
+use super::origin::Origin;
 use super::tls;
 use crate::error::registry::{redact, RegistryError};
 use crate::error::Result;
@@ -56,6 +68,8 @@ impl Registries {
 pub struct Client {
     registry: String,
     base: String,
+    /// The origin of `base`: the only one that gets credentials.
+    origin: Origin,
     agent: ureq::Agent,
     credentials: Credentials,
     challenge: Mutex<Option<Challenge>>,
@@ -81,10 +95,18 @@ impl Client {
             .timeout_recv_body(Some(Duration::from_secs(120)))
             .max_idle_connections_per_host(opts.jobs.max(1) * 2)
             .user_agent(format!("airlock/{}", env!("CARGO_PKG_VERSION")))
+            // Stated, not left to a default: a redirect never carries
+            // credentials, not even to the same host on another port.
+            .redirect_auth_headers(ureq::config::RedirectAuthHeaders::Never)
             .build();
+        let base = format!("{}://{host}", if plain { "http" } else { "https" });
+        let origin = Origin::of(&base).ok_or_else(|| {
+            crate::error::Error::Usage(format!("{registry:?} is not a valid registry host"))
+        })?;
         Ok(Client {
             registry: registry.to_string(),
-            base: format!("{}://{host}", if plain { "http" } else { "https" }),
+            base,
+            origin,
             agent: config.into(),
             credentials: Credentials::lookup(opts, registry),
             challenge: Mutex::new(None),
@@ -98,13 +120,23 @@ impl Client {
         &self.registry
     }
 
-    /// `https://host/v2/…` for a path that starts with `/v2/`.
+    /// `https://host/v2/…` for a path that starts with `/v2/`; an absolute
+    /// URL as it is, and `//host/…` on the registry's scheme (a `Location`
+    /// may take each form).
     pub fn url(&self, path: &str) -> String {
         if path.starts_with("http://") || path.starts_with("https://") {
             path.to_string()
+        } else if path.starts_with("//") {
+            format!("{}:{path}", self.origin.scheme)
         } else {
             format!("{}{path}", self.base)
         }
+    }
+
+    /// Whether `url` (absolute, see [`Client::url`]) is on the registry's
+    /// origin, the only one that is sent credentials.
+    pub fn is_own(&self, url: &str) -> bool {
+        Origin::of(url).as_ref() == Some(&self.origin)
     }
 
     /// Sends a request, authenticating and retrying as needed. Returns the
@@ -163,7 +195,7 @@ impl Client {
     ) -> std::result::Result<Response<Body>, RegistryError> {
         let url = self.url(path);
         let what = self.what(&method, &url);
-        let auth = self.authorization(scope, &what)?;
+        let auth = self.authorization(&url, scope, &what)?;
         let length = len.to_string();
         let mut all = vec![("Content-Length", length.as_str())];
         all.extend_from_slice(headers);
@@ -175,9 +207,18 @@ impl Client {
     }
 
     /// How a request is named in messages: its method and URL, with any
-    /// credentials in the URL redacted.
+    /// credentials in the URL redacted, and a note when the URL is on
+    /// another origin (which is why it was sent no credentials).
     pub fn what(&self, method: &Method, path: &str) -> String {
-        format!("{method} {}", redact(&self.url(path)))
+        let url = self.url(path);
+        let mut what = format!("{method} {}", redact(&url));
+        if !self.is_own(&url) {
+            what.push_str(&format!(
+                " (not on the registry's origin {}: sent without credentials)",
+                self.base
+            ));
+        }
+        what
     }
 
     /// Every request to the registry is built here: method, URL, the
@@ -219,7 +260,7 @@ impl Client {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let auth = self.authorization(scope, &what)?;
+            let auth = self.authorization(&url, scope, &what)?;
             let a = auth.as_deref();
             let outcome = match body {
                 None => self
@@ -236,6 +277,12 @@ impl Client {
                         return Err(err);
                     }
                     None
+                }
+                Ok(resp) if resp.status() == 401 && !self.is_own(&resp.get_uri().to_string()) => {
+                    // Another origin (named by a Location, or reached by a
+                    // redirect) gets no credentials, and its challenge is
+                    // not learnt: it could name a realm of its choosing.
+                    return Err(error_from(what, resp));
                 }
                 Ok(resp) if resp.status() == 401 && !refreshed_auth => {
                     // Learn (or relearn) how to authenticate, then try again
@@ -299,12 +346,17 @@ impl Client {
         }
     }
 
-    /// The Authorization header for `scope`, fetching a token if needed.
+    /// The Authorization header for a request to `url` needing `scope`,
+    /// fetching a token if needed; none for a URL on another origin.
     fn authorization(
         &self,
+        url: &str,
         scope: &str,
         what: &str,
     ) -> std::result::Result<Option<String>, RegistryError> {
+        if !self.is_own(url) {
+            return Ok(None);
+        }
         let challenge = self.challenge.lock().expect("not poisoned").clone();
         match challenge {
             None => Ok(None),
@@ -498,6 +550,21 @@ mod tests {
             Some("/v2/_catalog?last=b&n=2")
         );
         assert_eq!(next_link(r#"</x>; rel="prev""#), None);
+    }
+
+    #[test]
+    fn credentials_are_bound_to_the_registry_origin() {
+        let opts = RegistryOptions {
+            plain_http: vec!["reg.example:5000".into()],
+            ..Default::default()
+        };
+        let c = Client::new(&opts, "reg.example:5000").unwrap();
+        assert!(c.is_own(&c.url("/v2/a/blobs/uploads/x")));
+        assert!(!c.is_own("http://reg.example:5001/v2/x"), "another port");
+        assert!(!c.is_own(&c.url("//other.example:5000/v2/x")));
+        assert!(c
+            .what(&Method::PUT, "http://evil:1/v2/x")
+            .contains("without credentials"));
     }
 
     #[test]

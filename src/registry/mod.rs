@@ -19,8 +19,9 @@
 //! what is there), mount from a repository that has it, else upload
 //! (monolithic or chunked, the last piece sent only after the digest
 //! checked out), then commit. The [`journal`] records what the registry
-//! confirmed, and a re-run asks the registry before it continues an upload
-//! or skips a manifest. Blob data is never resent blindly (see [`push`]).
+//! confirmed, as a hint: a re-run asks the registry before it skips a blob
+//! or a manifest or continues an upload. Credentials go only to the
+//! registry's own origin. Blob data is never resent blindly (see [`push`]).
 //! The reasons at length: `src/registry/README.md`.
 //!
 //! Not here: bundles, the plan, or verifying a source; [`crate::sink::copy`]
@@ -33,6 +34,7 @@ mod client;
 mod commit;
 pub mod journal;
 pub mod options;
+mod origin;
 pub mod push;
 mod sink;
 mod source;

@@ -1,6 +1,8 @@
 //! What the user said about registries: trust, transport, credentials,
 //! retries. One value serves every registry a command touches; the
-//! per-registry settings name their hosts.
+//! per-registry settings name their hosts, and the command-line
+//! credentials name the one registry they are for
+//! ([`RegistryOptions::scope_login`]).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -19,9 +21,12 @@ pub struct RegistryOptions {
     /// Hosts spoken to over plain HTTP.
     pub plain_http: Vec<String>,
     /// Credentials given on the command line; they take precedence over
-    /// docker's config for every registry of this command.
+    /// docker's config for `login_registry` only.
     pub username: Option<String>,
     pub password: Option<String>,
+    /// The one registry `username` and `password` are sent to; with none,
+    /// they are sent to no registry. See [`RegistryOptions::scope_login`].
+    pub login_registry: Option<String>,
     /// Attempts per request for temporary failures (connection, 429, 5xx).
     pub attempts: u32,
     /// First backoff delay; doubled each attempt, with jitter, capped.
@@ -42,6 +47,7 @@ impl Default for RegistryOptions {
             plain_http: Vec::new(),
             username: None,
             password: None,
+            login_registry: None,
             attempts: 6,
             backoff: Duration::from_millis(250),
             jobs: 4,
@@ -50,6 +56,34 @@ impl Default for RegistryOptions {
 }
 
 impl RegistryOptions {
+    /// Binds the command-line credentials to the registry a command
+    /// targets: the only one of `registries` (every registry the command
+    /// will talk to, by the names clients are made for). With several, and
+    /// credentials given, the command is refused: one password for several
+    /// registries would hand each the others' secret.
+    pub fn scope_login<'r>(
+        &mut self,
+        registries: impl IntoIterator<Item = &'r str>,
+    ) -> crate::error::Result<()> {
+        let mut names: Vec<&str> = registries.into_iter().collect();
+        names.sort_unstable();
+        names.dedup();
+        match (&self.username, names.as_slice()) {
+            (None, _) => Ok(()),
+            (Some(_), [one]) => {
+                self.login_registry = Some(one.to_string());
+                Ok(())
+            }
+            (Some(_), []) => Ok(()),
+            (Some(user), many) => Err(crate::error::Error::Usage(format!(
+                "--username {user} names one registry, but this command reads from {}: \
+                 log in to each with `docker login HOST` (airlock reads docker's config.json), \
+                 or pack each registry's images in a command of its own",
+                many.join(", ")
+            ))),
+        }
+    }
+
     /// Does a list of hosts name this registry? `host` matches any port.
     pub(crate) fn names(list: &[String], registry: &str) -> bool {
         let bare = registry.rsplit_once(':').map_or(registry, |(h, _)| h);
@@ -67,7 +101,32 @@ impl fmt::Debug for RegistryOptions {
             .field("plain_http", &self.plain_http)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("login_registry", &self.login_registry)
             .field("attempts", &self.attempts)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_credentials_belong_to_one_registry() {
+        let mut o = RegistryOptions {
+            username: Some("alice".into()),
+            password: Some("pw".into()),
+            ..Default::default()
+        };
+        o.scope_login(["a.example", "a.example"]).unwrap();
+        assert_eq!(o.login_registry.as_deref(), Some("a.example"));
+        let err = o
+            .scope_login(["b.example:5000", "a.example"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("a.example, b.example:5000"), "{err}");
+        let mut anonymous = RegistryOptions::default();
+        anonymous.scope_login(["a.example", "b.example"]).unwrap();
+        assert_eq!(anonymous.login_registry, None);
     }
 }

@@ -3,7 +3,7 @@
 //! source.
 //!
 //! Each blob is placed in every repository whose images need it: skipped
-//! where the journal and a HEAD say it is there, mounted from a repository
+//! where a HEAD finds it (never on the journal's word), mounted from a repository
 //! that holds it, else uploaded ([`super::upload`]). Several blobs go at
 //! once ([`SharedSink`], `-j`). A blob that fails is recorded, not fatal:
 //! the images that need it are reported failed and the others go on.
@@ -178,7 +178,9 @@ impl<'a> RegistrySink<'a> {
         let mut holder: Option<&str> = None;
         let mut buf = Vec::new();
         for &repo in repos {
-            if journal.has_blob(repo, d) || client.blob_exists(repo, d)? {
+            // The registry, not the journal, says what it holds: after a
+            // restore from backup the journal lists blobs that are gone.
+            if client.blob_exists(repo, d)? {
                 if !self.opts.dry_run {
                     journal.blob_done(repo, d)?;
                 }
@@ -222,10 +224,7 @@ impl<'a> RegistrySink<'a> {
         let (client, journal) = (&*self.client, &self.journal);
         for job in &self.jobs {
             for b in job.blobs.iter().filter(|b| !is_manifest(b)) {
-                if job.repo == staging
-                    || tally.failed.contains_key(&b.digest)
-                    || self.opts.dry_run
-                    || journal.has_blob(&job.repo, &b.digest)
+                if job.repo == staging || tally.failed.contains_key(&b.digest) || self.opts.dry_run
                 {
                     continue;
                 }
@@ -370,7 +369,8 @@ impl Sink for RegistrySink<'_> {
         );
         this.out.blobs = tally.counts;
         this.out.bytes = tally.bytes;
-        Ok(())
+        // One rewrite per run keeps the log as short as its state.
+        this.journal.compact()
     }
 }
 

@@ -1,6 +1,7 @@
 //! One blob into one repository's upload session: monolithic (one PUT) up
 //! to [`FINAL_PIECE`], else PATCH chunks and a final PUT; a session the
-//! journal remembers is continued when the registry still has it.
+//! journal remembers is continued when the registry still has it (and it
+//! is on the registry's origin).
 //!
 //! The last piece is held in memory and sent only after the whole blob's
 //! digest checked out, so an unverified blob is never committed. A data
@@ -140,13 +141,16 @@ impl Uploader<'_> {
         opened: Option<String>,
     ) -> std::result::Result<u64, Failure> {
         let d = &blob.digest;
+        // A journaled session is a hint: continued only on the registry's
+        // own origin (a journal file may have been edited to name another)
+        // and only from the offset the registry reports.
         let resumed = match self.journal.upload(repo, d) {
-            Some(u) => self
+            Some(u) if self.client.is_own(&u.location) => self
                 .client
                 .upload_offset(repo, &u.location)?
                 .filter(|&o| o <= blob.size)
                 .map(|o| (u.location, o)),
-            None => None,
+            _ => None,
         };
         let (session, offset) = match (resumed, opened) {
             (Some(s), _) => s,

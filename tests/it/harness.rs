@@ -16,6 +16,9 @@ use base64::Engine as _;
 
 use crate::util::*;
 
+mod origin;
+pub use origin::{Answer, LocationProxy, Recorded, Recorder};
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -217,6 +220,14 @@ impl Registry {
             .spawn()
             .unwrap();
         wait_for_port(self.port);
+    }
+
+    /// Stops the registry, deletes everything it stored, and starts it
+    /// again on the same port: a registry restored from nothing.
+    pub fn wipe(&mut self) {
+        self.stop();
+        std::fs::remove_dir_all(self.dir.path().join("data")).unwrap();
+        self.restart();
     }
 
     pub fn stop(&mut self) {

@@ -12,5 +12,6 @@ mod pack;
 mod pull;
 mod safety;
 mod sources;
+mod trust_registry;
 mod util;
 mod volumes;
