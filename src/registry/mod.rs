@@ -29,13 +29,13 @@
 //! `../shared/PROTOCOL-NOTES.md`.
 
 mod auth;
-pub mod cache;
+pub(crate) mod cache;
 mod client;
 mod commit;
-pub mod journal;
+pub(crate) mod journal;
 pub mod options;
 mod origin;
-pub mod push;
+pub(crate) mod push;
 mod sink;
 mod source;
 mod target;
