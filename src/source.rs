@@ -29,7 +29,7 @@ pub trait Source: Send + Sync {
     fn roots(&self) -> Result<Vec<Root>>;
 
     /// Opens a blob. The bytes are unverified: callers check them against
-    /// the descriptor (see [`crate::integrity::VerifyingReader`]).
+    /// the descriptor (see `integrity::VerifyingReader`).
     fn open_blob(&self, blob: &Descriptor) -> Result<Box<dyn Read + Send + '_>>;
 
     /// True when this process hashes every blob `open_blob` returns against

@@ -25,7 +25,7 @@ use crate::plan::{Plan, PlannedBlob};
 use crate::sink::Sink;
 
 /// Where a finished bundle goes: a file renamed into place, volumes, or a
-/// stream. Frames flow in through [`FrameSink`]; `commit` makes it final.
+/// stream. Frames flow in through `FrameSink`; `commit` makes it final.
 pub trait Output: FrameSink {
     fn commit(self: Box<Self>, bundle_id: &Digest) -> Result<()>;
 }

@@ -199,7 +199,7 @@ impl Error {
     /// Wraps an I/O error with the operation and the path it concerns.
     ///
     /// An integrity failure raised inside a reader (see
-    /// [`crate::integrity::VerifyingReader`]) travels through `io::Error`; it is
+    /// `integrity::VerifyingReader`) travels through `io::Error`; it is
     /// unwrapped here so the user sees the digest problem, not "I/O error".
     pub fn io(op: &'static str, path: impl AsRef<Path>, source: io::Error) -> Error {
         match unwrap_integrity(source) {

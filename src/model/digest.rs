@@ -1,6 +1,6 @@
 //! Content digests (`sha256:<hex>`): a value, parsed and printed.
 //!
-//! Checking bytes against a digest as they stream is [`crate::integrity`]'s
+//! Checking bytes against a digest as they stream is `integrity`'s
 //! job; this module does no I/O.
 //!
 //! Only sha256 is accepted: it is what every registry and tool in the field

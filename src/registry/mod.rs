@@ -1,5 +1,5 @@
 //! The OCI distribution API, both ways: the registry as a source
-//! ([`RegistrySource`], pulling through [`cache`]) and as a sink
+//! ([`RegistrySource`], pulling through `cache`) and as a sink
 //! ([`RegistrySink`], pushing), over one blocking client.
 //!
 //! - [`Client`] talks to one registry: TLS and plain-HTTP settings, retries
@@ -18,10 +18,10 @@
 //! fallback index. Each blob, in each repository that needs it: HEAD (skip
 //! what is there), mount from a repository that has it, else upload
 //! (monolithic or chunked, the last piece sent only after the digest
-//! checked out), then commit. The [`journal`] records what the registry
+//! checked out), then commit. The `journal` records what the registry
 //! confirmed, as a hint: a re-run asks the registry before it skips a blob
 //! or a manifest or continues an upload. Credentials go only to the
-//! registry's own origin. Blob data is never resent blindly (see [`push`]).
+//! registry's own origin. Blob data is never resent blindly (see `push`).
 //! The reasons at length: `src/registry/README.md`.
 //!
 //! Not here: bundles, the plan, or verifying a source; [`crate::sink::copy`]

@@ -94,7 +94,7 @@ fn ends_the_stream(e: &Error) -> bool {
 
 impl<'a> RegistrySink<'a> {
     /// A sink into `target` on `client`'s registry; `finish` writes what it
-    /// did into `out`. With `--dry-run`, pass [`Journal::none`].
+    /// did into `out`. With `--dry-run`, pass `Journal::none`.
     pub fn new(
         client: Arc<Client>,
         journal: Journal,

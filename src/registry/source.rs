@@ -315,7 +315,7 @@ impl Source for RegistrySource {
     }
 
     /// Manifests are checked when fetched. Other blobs come from the cache,
-    /// through the descriptor [`BlobCache::ensure`] hashed in this run, or
+    /// through the descriptor `BlobCache::ensure` hashed in this run, or
     /// followed as they are downloaded, in which case the read that ends
     /// the blob waits for the download's digest check.
     fn opens_checked_blobs(&self) -> bool {
