@@ -23,6 +23,7 @@ mod docker_archive;
 pub mod error;
 mod fs;
 mod integrity;
+mod lock;
 pub mod model;
 mod oci;
 pub mod ops;

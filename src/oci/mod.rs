@@ -4,7 +4,6 @@
 //! and annotations.
 
 mod layout;
-mod lock;
 mod sink;
 
 pub(crate) use layout::{describe_root, Layout};
@@ -38,6 +37,12 @@ pub(crate) fn name_from_annotations(d: &Descriptor, stem: &str) -> Option<Refere
         .collect();
     Reference::parse(&format!("localhost/{}:{ref_name}", repo.trim_matches('-'))).ok()
 }
+
+/// The lock file inside a layout directory that serialises airlock's
+/// writers of `index.json` (read, merge, replace), so two exports into one
+/// layout both land. Not for blobs: they are content addressed and renamed
+/// into place, so concurrent writers of one blob agree.
+pub(crate) const LOCK_FILE: &str = ".airlock.lock";
 
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 pub const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";

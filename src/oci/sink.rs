@@ -11,10 +11,11 @@
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use super::lock::LayoutLock;
+use super::LOCK_FILE;
 use super::{ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
 use crate::atomic::AtomicFile;
 use crate::error::{Error, Result};
+use crate::lock::FileLock;
 use crate::plan::{Plan, PlannedBlob};
 use crate::sink::Sink;
 
@@ -77,7 +78,7 @@ impl Sink for OciDirSink {
     fn finish(self: Box<Self>, plan: &Plan) -> Result<()> {
         // Read-modify-write under the lock: without it, two exports read the
         // same old index and the later rename drops the other's images.
-        let _lock = LayoutLock::acquire(&self.dir)?;
+        let _lock = FileLock::acquire(&self.dir.join(LOCK_FILE))?;
         let index_path = self.dir.join("index.json");
         let old = match std::fs::read(&index_path) {
             Ok(bytes) => Some(bytes),

@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::atomic::AtomicFile;
 use crate::error::{Error, Result};
+use crate::lock::FileLock;
 use crate::model::Digest;
 
 /// The journal's current state, replayed from its facts.
@@ -155,8 +156,8 @@ struct Inner {
 pub struct Journal {
     path: Option<PathBuf>,
     inner: Mutex<Inner>,
-    /// Held (flock'd) while this journal is open.
-    _lock: Option<File>,
+    /// Held while this journal is open.
+    _lock: Option<FileLock>,
 }
 
 fn key(repo: &str, d: &Digest) -> String {
@@ -310,29 +311,15 @@ impl Journal {
 }
 
 /// Takes the lock file of the journal at `journal`, or says which import
-/// holds it. The kernel releases an flock when its holder exits or dies.
-fn lock(path: &Path, journal: &Path) -> Result<File> {
-    use std::os::fd::AsRawFd;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(|e| Error::io("open lock file", path, e))?;
-    // SAFETY: flock on a descriptor this function owns; no memory involved.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc == 0 {
-        return Ok(file);
-    }
-    let e = std::io::Error::last_os_error();
-    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-        return Err(Error::Usage(format!(
+/// holds it.
+fn lock(path: &Path, journal: &Path) -> Result<FileLock> {
+    FileLock::try_acquire(path)?.ok_or_else(|| {
+        Error::Usage(format!(
             "another import of this bundle to this target is running, with the state file {}; \
              wait for it to finish (or stop it), then run this command again",
             journal.display()
-        )));
-    }
-    Err(Error::io("lock", path, e))
+        ))
+    })
 }
 
 #[cfg(test)]

@@ -9,7 +9,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,6 +16,7 @@ use std::time::Duration;
 
 use super::Want;
 use crate::error::{Error, Result};
+use crate::lock::{try_lock, unlock};
 
 /// How often a process waiting for another's claim looks again: short next
 /// to a download, long next to a busy loop.
@@ -101,29 +101,7 @@ impl Drop for Claim {
     /// Explicitly: readers of this process may keep the descriptor open,
     /// and with it the lock.
     fn drop(&mut self) {
-        // SAFETY: a plain syscall on a descriptor this process owns; it
-        // reads no memory of ours.
-        unsafe {
-            libc::flock(self.file.as_raw_fd(), libc::LOCK_UN);
-        }
-    }
-}
-
-/// Takes an exclusive lock on `file` if no other open file (in any
-/// process) holds one; false if one does.
-fn try_lock(file: &File) -> io::Result<bool> {
-    loop {
-        // SAFETY: as in `drop` above.
-        let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if r == 0 {
-            return Ok(true);
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EWOULDBLOCK) => return Ok(false),
-            Some(libc::EINTR) => {}
-            _ => return Err(e),
-        }
+        unlock(&self.file);
     }
 }
 
