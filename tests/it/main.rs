@@ -5,6 +5,7 @@
 mod bundles;
 mod export;
 mod harness;
+mod hostile;
 mod import;
 mod keys;
 mod pack;
