@@ -8,132 +8,15 @@
 //! signed manifest, altered, re-signed with the packing key where the
 //! manifest changes, and laid out again in frames byte by byte.
 
-use std::io::Read;
+mod craft;
+
 use std::path::Path;
 
-use airlock::bundle::format::{ENVELOPE_NAME, PAYLOAD_TYPE};
-use airlock::bundle::sign::{load_private, Envelope};
 use airlock::model::Digest;
-use zeekstd::SeekTable;
+use craft::*;
 
 use crate::harness::{Config, Registry};
-use crate::util::*;
-
-const MIB: usize = 1 << 20;
-
-/// A packed bundle taken apart: its members and its signed manifest.
-#[derive(Clone)]
-struct Parts {
-    members: Vec<(String, Vec<u8>)>,
-    manifest: serde_json::Value,
-}
-
-impl Parts {
-    fn of(bundle: &Path) -> Parts {
-        let tar = zstd::decode_all(&std::fs::read(bundle).unwrap()[..]).unwrap();
-        let mut members = Vec::new();
-        for entry in tar::Archive::new(&tar[..]).entries().unwrap() {
-            let mut entry = entry.unwrap();
-            let name = entry.path().unwrap().to_str().unwrap().to_string();
-            let mut data = Vec::new();
-            entry.read_to_end(&mut data).unwrap();
-            members.push((name, data));
-        }
-        let env: Envelope = serde_json::from_slice(&members[0].1).unwrap();
-        let manifest = serde_json::from_slice(&env.payload_bytes().unwrap()).unwrap();
-        Parts { members, manifest }
-    }
-
-    /// The envelope member, re-signed over the (altered) manifest.
-    fn resign(&mut self, key: &Path) {
-        let key = load_private(key).unwrap();
-        let env = Envelope::new(
-            PAYLOAD_TYPE,
-            &serde_json::to_vec(&self.manifest).unwrap(),
-            Some(&key),
-        );
-        self.members[0] = (ENVELOPE_NAME.into(), serde_json::to_vec(&env).unwrap());
-    }
-
-    /// Adds a blob record and its member, after the others.
-    fn add_blob(&mut self, data: Vec<u8>, media_type: &str) -> Digest {
-        let digest = Digest::of(&data);
-        self.manifest["blobs"].as_array_mut().unwrap().push(
-            serde_json::json!({"digest": digest, "size": data.len(), "mediaType": media_type}),
-        );
-        self.members.push((digest.layout_path(), data));
-        digest
-    }
-
-    /// Decompressed frame contents as the writer lays them out: each
-    /// header alone, data in frames of at most 4 MiB, the end frame.
-    fn frames(&self) -> Vec<Vec<u8>> {
-        let mut out = Vec::new();
-        for (name, data) in &self.members {
-            out.push(header(name, data.len() as u64, tar::EntryType::Regular).to_vec());
-            let mut padded = data.clone();
-            padded.resize(data.len().div_ceil(512) * 512, 0);
-            out.extend(padded.chunks(4 * MIB).map(<[u8]>::to_vec));
-        }
-        out.push(vec![0u8; 1024]);
-        out
-    }
-}
-
-fn header(name: &str, size: u64, kind: tar::EntryType) -> [u8; 512] {
-    let mut h = tar::Header::new_ustar();
-    h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
-    h.set_size(size);
-    h.set_mode(0o644);
-    h.set_entry_type(kind);
-    h.set_cksum();
-    *h.as_bytes()
-}
-
-fn compress(data: &[u8]) -> Vec<u8> {
-    let mut c = zstd::bulk::Compressor::new(3).unwrap();
-    c.include_contentsize(true).unwrap();
-    c.include_checksum(true).unwrap();
-    c.compress(data).unwrap()
-}
-
-/// One seek-table entry: the compressed bytes and the decompressed size
-/// the table gives them.
-type Entry = (Vec<u8>, u32);
-
-fn entries(frames: &[Vec<u8>]) -> Vec<Entry> {
-    frames
-        .iter()
-        .map(|f| (compress(f), f.len() as u32))
-        .collect()
-}
-
-/// The entries back to back, then a seek table that lists them.
-fn write(entries: &[Entry]) -> Vec<u8> {
-    let mut table = SeekTable::new();
-    let mut out = Vec::new();
-    for (c, d) in entries {
-        table.log_frame(c.len() as u32, *d).unwrap();
-        out.extend_from_slice(c);
-    }
-    std::io::copy(&mut table.into_serializer(), &mut out).unwrap();
-    out
-}
-
-fn skippable(magic: u32, len: usize) -> Vec<u8> {
-    let mut s = magic.to_le_bytes().to_vec();
-    s.extend_from_slice(&(len as u32).to_le_bytes());
-    s.extend((0..len).map(|i| (i * 7) as u8));
-    s
-}
-
-/// The frame number of member `name`'s header.
-fn header_frame(frames: &[Vec<u8>], name: &str) -> usize {
-    frames
-        .iter()
-        .position(|f| f.len() == 512 && f.starts_with(name.as_bytes()))
-        .unwrap()
-}
+use crate::util::{airlock, fixtures, keys, layout, packed, run, scratch, verify_signed, Run};
 
 /// A hostile bundle: its label, its bytes, and what the file and stream
 /// readers' messages must contain.
@@ -145,6 +28,15 @@ struct Case {
 }
 
 fn cases(parts: &Parts, key: &Path) -> Vec<Case> {
+    let mut all = frame_cases(parts);
+    all.extend(tar_cases(parts));
+    all.extend(manifest_cases(parts, key));
+    all.extend(size_cases(parts, key));
+    all
+}
+
+/// Bytes no frame accounts for, and frames that break §5.
+fn frame_cases(parts: &Parts) -> Vec<Case> {
     let good = parts.frames();
     let mut cases = Vec::new();
     let mut add = |label, bytes, file, stream| {
@@ -190,6 +82,22 @@ fn cases(parts: &Parts, key: &Path) -> Vec<Case> {
         "content size",
         "content size",
     );
+
+    cases
+}
+
+/// Tar rules (§4) and what may follow the archive.
+fn tar_cases(parts: &Parts) -> Vec<Case> {
+    let good = parts.frames();
+    let mut cases = Vec::new();
+    let mut add = |label, bytes, file, stream| {
+        cases.push(Case {
+            label,
+            bytes,
+            file,
+            stream,
+        })
+    };
 
     // A pax extension header before the first blob.
     let mut f = good.clone();
@@ -277,6 +185,22 @@ fn cases(parts: &Parts, key: &Path) -> Vec<Case> {
         "seek table at byte",
     );
 
+    cases
+}
+
+/// Members that are not the signed list; the manifest re-signed with the
+/// packing key where it changes.
+fn manifest_cases(parts: &Parts, key: &Path) -> Vec<Case> {
+    let mut cases = Vec::new();
+    let mut add = |label, bytes, file, stream| {
+        cases.push(Case {
+            label,
+            bytes,
+            file,
+            stream,
+        })
+    };
+
     // A 5 MiB frame: an extra blob in one frame, re-signed.
     let mut p = parts.clone();
     p.add_blob(vec![0u8; 5 * MIB], "application/octet-stream");
@@ -354,6 +278,21 @@ fn cases(parts: &Parts, key: &Path) -> Vec<Case> {
         "no image uses it",
         "no image uses it",
     );
+
+    cases
+}
+
+/// Sizes in the signed manifest that would make a reader allocate them.
+fn size_cases(parts: &Parts, key: &Path) -> Vec<Case> {
+    let mut cases = Vec::new();
+    let mut add = |label, bytes, file, stream| {
+        cases.push(Case {
+            label,
+            bytes,
+            file,
+            stream,
+        })
+    };
 
     // A manifest record and header claiming a 1 TiB manifest blob.
     let mut p = parts.clone();
