@@ -188,3 +188,17 @@ fn a_huge_manifest_record_is_refused_before_allocating() {
     .unwrap_err();
     assert!(err.to_string().contains("more than the"), "{err}");
 }
+
+#[test]
+fn a_frame_that_decompresses_past_its_declared_size_is_refused() {
+    // index.json's data frame declares 512 bytes (its size field patched)
+    // but holds 5000: decoding stops at the 512-byte buffer.
+    let mut f = frames();
+    f[5].resize(5120, 0);
+    let s = stream(&f, |c| {
+        let fcs_at = 4 + 1; // single segment: no window descriptor
+        assert_eq!(c[5][4] >> 6, 1, "a 2-byte content size field");
+        c[5][fcs_at..fcs_at + 2].copy_from_slice(&(512u16 - 256).to_le_bytes());
+    });
+    refused(&s, "is damaged");
+}
