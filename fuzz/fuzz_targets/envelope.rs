@@ -11,7 +11,9 @@ use ed25519_dalek::SigningKey;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(signed) = decode_envelope(data) else { return };
+    let Ok(signed) = decode_envelope(data) else {
+        return;
+    };
     let key = SigningKey::from_bytes(&[7u8; 32]).verifying_key();
     assert!(signed.verify(&key).is_err(), "a forged signature verified");
     let _ = signed.key_ids();
