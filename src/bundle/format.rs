@@ -77,6 +77,9 @@ pub const PARITY_MAX_DATA: u64 = 1 << 50;
 /// The envelope is parsed in memory; this bounds it (about 200 k blobs).
 /// The payload, the bundle manifest, is inside it and so bounded too.
 pub const MAX_ENVELOPE: u64 = 64 * 1024 * 1024;
+/// The `index.json` member, read whole to check it against the signed
+/// image list: one entry per image record, so bounded like the manifest.
+pub const MAX_INDEX: u64 = MAX_ENVELOPE;
 /// The `oci-layout` member.
 pub const MAX_OCI_LAYOUT: u64 = 4096;
 /// An image manifest or index read from a bundle. The same bound as every

@@ -21,6 +21,7 @@ use super::seek::{read_seek_table, Frame};
 use super::store::BundleBytes;
 use super::tar::{is_zero, parse_header};
 use super::volume::Label;
+use super::zframe::check_entry;
 use crate::error::{into_io, Error, Result};
 use crate::model::Digest;
 
@@ -209,6 +210,13 @@ impl BundleFile {
                     ),
                 )
             })?;
+        // Exactly one data frame, declaring its size: no bytes ride along.
+        check_entry(&compressed, f.d_size).map_err(|p| {
+            Error::bad_bundle(
+                &self.path,
+                format!("{} at byte {}: {p}", what(), f.c_offset),
+            )
+        })?;
         out.resize(f.d_size as usize, 0);
         let n = dctx
             .zstd

@@ -20,11 +20,12 @@
 //! - `assemble.rs`: volumes placed by their labels into one byte range.
 //! - `loss.rs`: the damage report (what a damaged range takes away).
 //! - `check.rs`: volume checksums or parity shards checked, repaired in memory.
+//! - `zframe.rs`: one zstd frame walked and checked (§5), for both readers.
 //! - `seek.rs`, `index.rs`: seek table → frames → members; member readers.
 //! - `source.rs`: a bundle's content as a `Source`.
 //! - `verify.rs`: the full offline check behind `Bundle<Verified>`.
 //! - `open.rs`: the typestate.
-//! - `stream.rs`: reading once, in order, from a pipe.
+//! - `stream.rs`, `stream_frames.rs`: reading once, in order, from a pipe.
 //! - `repair.rs`: the mechanism of `airlock repair` (`ops::repair` writes).
 //! - `frames.rs`, `writer.rs`: the writer, a `Sink`.
 
@@ -42,10 +43,12 @@ pub mod sign;
 mod source;
 pub mod store;
 mod stream;
+mod stream_frames;
 mod tar;
 mod verify;
 pub mod volume;
 mod writer;
+mod zframe;
 
 pub use check::OpenOptions;
 pub use index::{BundleFile, Member, MemberReader};

@@ -26,12 +26,12 @@ pub(crate) struct Frame {
 /// offsets of volume labels (entries with no decompressed bytes).
 pub(crate) fn read_seek_table(path: &Path, bytes: &BundleBytes) -> Result<(Vec<Frame>, Vec<u64>)> {
     let bad = |p: String| Error::bad_bundle(path, p);
+    let len = bytes.len();
     let no_table = |why: &str| {
         bad(format!(
-            "no valid seek table at the end of the file ({why}): it is truncated, damaged, or not an airlock bundle"
+            "no valid seek table ends the file at byte {len} ({why}): it is truncated, damaged, has data appended, or is not an airlock bundle"
         ))
     };
-    let len = bytes.len();
     let (table, table_len) = seek_table_at_end(bytes).map_err(|why| no_table(&why))?;
     if table.size_comp() + table_len != len {
         return Err(bad(format!(
@@ -67,8 +67,8 @@ pub(crate) fn read_seek_table(path: &Path, bytes: &BundleBytes) -> Result<(Vec<F
         .find(|(_, f)| f.d_size as usize > MAX_FRAME_DATA || f.c_size > max_c)
     {
         return Err(bad(format!(
-            "the seek table gives frame {i} {} bytes ({} compressed), more than the format allows",
-            f.d_size, f.c_size
+            "the seek table gives frame {i} at byte {} {} bytes ({} compressed), more than the format allows",
+            f.c_offset, f.d_size, f.c_size
         )));
     }
     Ok((frames, labels))
@@ -112,9 +112,16 @@ fn seek_table_len(footer: &[u8]) -> std::result::Result<(u64, u64), String> {
     if le32(5) != zeekstd::SEEKABLE_MAGIC_NUMBER {
         return Err("the seekable-format magic number is missing".into());
     }
-    let entry = if footer[4] & 0x80 != 0 { 12 } else { 8 };
+    // No per-frame checksums, no reserved bits (§5): 4 unchecked bytes a
+    // frame would be a channel for unsigned data.
+    if footer[4] != 0 {
+        return Err(format!(
+            "its descriptor is {:#04x}; a bundle's seek table has no per-frame checksums",
+            footer[4]
+        ));
+    }
     let frames = le32(0) as u64;
-    Ok((SEEK_TABLE_MIN + frames * entry, frames))
+    Ok((SEEK_TABLE_MIN + frames * 8, frames))
 }
 
 /// Checks that `table` (exactly the length its footer declares, see

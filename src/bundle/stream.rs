@@ -4,12 +4,14 @@
 //! The signed manifest is the first member, so it is checked before a
 //! single blob is looked at; every later member must be the one it names,
 //! with its size and digest. A [`StreamVisitor`] receives each blob as a
-//! reader that fails at its end if the digest is wrong. Nothing here seeks:
-//! the seek table, last in the stream, is never read.
+//! reader that fails at its end if the digest is wrong. At the end come the
+//! end-of-archive frame, the seek table (checked against the frames read,
+//! [`super::stream_frames`]) and nothing else; then the image graph.
 //!
 //! The tar members are read through the same ustar codec as the file reader
-//! ([`super::tar`]), so a stream is accepted exactly when the file would be.
-//! Not for random access (that is [`super::index`]).
+//! ([`super::tar`]) and must lie in frames as the file reader requires, so
+//! a stream is accepted exactly when the file would be. Not for random
+//! access (that is [`super::index`]) nor for frames ([`super::stream_frames`]).
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -21,7 +23,9 @@ use ed25519_dalek::VerifyingKey;
 use super::format::*;
 use super::sign::decode_envelope;
 use super::source::root_of;
+use super::stream_frames::{Next, StreamFrames, STREAM};
 use super::tar::{is_zero, padding, parse_header};
+use super::verify::check_index;
 use crate::error::{into_io, Error, Result};
 use crate::integrity::VerifyingReader;
 use crate::model::image::{media, Descriptor};
@@ -40,8 +44,6 @@ pub trait StreamVisitor {
     fn blob(&mut self, record: &BlobRecord, data: &mut dyn Read) -> Result<()>;
 }
 
-const STREAM: &str = "standard input";
-
 /// A read error inside member `name`: digest and size problems pass
 /// through as they are; anything else means the stream broke.
 fn broken(name: &str, e: std::io::Error) -> Error {
@@ -54,55 +56,49 @@ fn broken(name: &str, e: std::io::Error) -> Error {
     }
 }
 
-/// The tar members of a decompressed stream, read through the one ustar
-/// codec ([`super::tar`]): each header parsed as the file reader parses it,
-/// each member's padding checked, and the end-of-archive blocks.
+fn bad(problem: String) -> Error {
+    Error::bad_bundle(STREAM, problem)
+}
+
+/// Names where in the archive a frame problem was found.
+fn within(what: &str) -> impl Fn(Error) -> Error + '_ {
+    move |e| match e {
+        Error::BadBundle { path, problem } => Error::BadBundle {
+            path,
+            problem: format!("{what}: {problem}"),
+        },
+        e => e,
+    }
+}
+
+/// The tar members of a stream's frames, read through the one ustar codec
+/// ([`super::tar`]) and laid out in frames as the file reader requires
+/// (§5): each header alone in a frame of one block, each member's data and
+/// zero padding ending with a frame, the end-of-archive blocks in a frame
+/// of their own, then the seek table.
 struct Members<R> {
-    input: R,
+    frames: StreamFrames<R>,
     /// Members read so far.
     position: usize,
     /// Data bytes of the current member not yet read.
     remaining: u64,
     /// Padding after the current member's data, not yet read.
     padding: u64,
+    /// The current member's data and padding were read and checked.
+    done: bool,
     name: String,
 }
 
 impl<R: Read> Members<R> {
-    fn new(input: R) -> Members<R> {
+    fn new(frames: StreamFrames<R>) -> Members<R> {
         Members {
-            input,
+            frames,
             position: 0,
             remaining: 0,
             padding: 0,
+            done: true,
             name: String::new(),
         }
-    }
-
-    /// Reads one 512-byte block; `None` at a clean end of the stream.
-    fn block(&mut self, what: &str) -> Result<Option<[u8; BLOCK]>> {
-        let mut block = [0u8; BLOCK];
-        let mut got = 0;
-        while got < BLOCK {
-            match self.input.read(&mut block[got..]) {
-                Ok(0) if got == 0 => return Ok(None),
-                Ok(0) => {
-                    return Err(Error::bad_bundle(
-                        STREAM,
-                        format!("the stream ends inside {what}: it is truncated"),
-                    ))
-                }
-                Ok(n) => got += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    return Err(Error::bad_bundle(
-                        STREAM,
-                        format!("{what}: the stream is damaged or cut short ({e})"),
-                    ))
-                }
-            }
-        }
-        Ok(Some(block))
     }
 
     /// Reads and checks what is left of the current member: its data (when
@@ -113,13 +109,29 @@ impl<R: Read> Members<R> {
         Ok(())
     }
 
+    /// The next frame, a tar header block alone; `None` when the archive's
+    /// frames end (at the seek table or the stream's end).
+    fn header_frame(&mut self, what: &str) -> Result<Option<[u8; BLOCK]>> {
+        if self.frames.next_frame().map_err(within(what))? != Next::Data {
+            return Ok(None);
+        }
+        let Ok(block) = <[u8; BLOCK]>::try_from(self.frames.available()) else {
+            return Err(bad(format!(
+                "the frame at byte {} should hold {what} but holds {} bytes (not written by airlock format v1, or damaged)",
+                self.frames.frame_at(),
+                self.frames.available().len()
+            )));
+        };
+        self.frames.consume(BLOCK);
+        Ok(Some(block))
+    }
+
     /// The next member, which must be `name` (with `size`, when known).
     fn next(&mut self, name: &str, size: Option<u64>) -> Result<MemberData<'_, R>> {
         self.finish_member()?;
         let position = self.position;
-        let bad = |p: String| Error::bad_bundle(STREAM, p);
         let what = format!("the tar header of member {position} ({name})");
-        let block = match self.block(&what)? {
+        let block = match self.header_frame(&what)? {
             Some(b) if !is_zero(&b) => b,
             _ => {
                 return Err(bad(format!(
@@ -142,70 +154,116 @@ impl<R: Read> Members<R> {
         self.position += 1;
         self.remaining = got_size;
         self.padding = padding(got_size);
+        self.done = false;
         self.name = got;
         Ok(MemberData { members: self })
     }
 
-    /// After the last member: the two zero blocks that end the archive.
-    /// What follows them (the seek table) is not read.
+    /// After the last member: the two zero blocks that end the archive, in
+    /// a frame of their own, then the seek table and nothing after it.
     fn end(&mut self) -> Result<()> {
         self.finish_member()?;
-        let bad = |p: String| Error::bad_bundle(STREAM, p);
         let what = "the end of the archive";
-        let Some(first) = self.block(what)? else {
+        if self.frames.next_frame().map_err(within(what))? != Next::Data {
             return Err(bad(
                 "the stream ends without the end-of-archive blocks: it is truncated".into(),
             ));
-        };
-        if !is_zero(&first) {
-            let name = parse_header(&first).map(|(n, _)| n).unwrap_or_default();
+        }
+        let at = self.frames.frame_at();
+        let frame = self.frames.available();
+        if frame.len() == BLOCK {
+            let name = parse_header(frame.try_into().expect("one block"))
+                .map(|(n, _)| n)
+                .unwrap_or_default();
             return Err(bad(format!(
-                "member {name:?} follows the last blob the signed manifest names"
+                "member {name:?} (at byte {at}) follows the last blob the signed manifest names"
             )));
         }
-        match self.block(what)? {
-            Some(second) if is_zero(&second) => Ok(()),
-            Some(_) => Err(bad(
-                "the end of the archive is one zero block, not two".into()
-            )),
-            None => Err(bad(
-                "the stream ends inside the end-of-archive blocks: it is truncated".into(),
-            )),
+        if frame.len() != END_FRAME {
+            return Err(bad(format!(
+                "the frame at byte {at} should end the archive but holds {} bytes",
+                frame.len()
+            )));
         }
+        if !is_zero(frame) {
+            return Err(bad(format!(
+                "the frame at byte {at} should end the archive but is not zero"
+            )));
+        }
+        self.frames.consume(END_FRAME);
+        self.frames.finish().map_err(within("after the archive"))
     }
 }
 
 /// The data of the current member; at its end, the padding is read and
-/// must be zero.
+/// must be zero, and the member's last frame must end there.
 struct MemberData<'a, R> {
     members: &'a mut Members<R>,
 }
 
+impl<R: Read> MemberData<'_, R> {
+    /// Makes the current frame hold unread bytes of this member.
+    fn refill(&mut self) -> Result<()> {
+        let m = &mut *self.members;
+        let what = format!("member {}", m.name);
+        if m.frames.available().is_empty()
+            && m.frames.next_frame().map_err(within(&what))? != Next::Data
+        {
+            return Err(bad(format!(
+                "member {}: the stream ends inside it: it is truncated",
+                m.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// Reads the padding, then checks the frame ends with it.
+    fn close(&mut self) -> Result<()> {
+        while self.members.padding > 0 {
+            self.refill()?;
+            let m = &mut *self.members;
+            let n = m.frames.available().len().min(m.padding as usize);
+            if !is_zero(&m.frames.available()[..n]) {
+                return Err(bad(format!(
+                    "member {}: the padding after its data is not zero",
+                    m.name
+                )));
+            }
+            m.frames.consume(n);
+            m.padding -= n as u64;
+        }
+        let m = &mut *self.members;
+        if !m.frames.available().is_empty() {
+            return Err(bad(format!(
+                "member {}: its last frame (at byte {}) holds {} bytes more than its data and padding: its size is wrong",
+                m.name,
+                m.frames.frame_at(),
+                m.frames.available().len()
+            )));
+        }
+        m.done = true;
+        Ok(())
+    }
+}
+
 impl<R: Read> Read for MemberData<'_, R> {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        let m = &mut *self.members;
-        if m.remaining == 0 {
-            if m.padding > 0 {
-                let mut pad = [0u8; BLOCK];
-                let pad = &mut pad[..m.padding as usize];
-                m.input.read_exact(pad)?;
-                m.padding = 0;
-                if !is_zero(pad) {
-                    return Err(into_io(Error::bad_bundle(
-                        STREAM,
-                        format!("member {}: the padding after its data is not zero", m.name),
-                    )));
-                }
-            }
+        if self.members.done {
             return Ok(0);
         }
-        let want = out
-            .len()
-            .min(usize::try_from(m.remaining).unwrap_or(usize::MAX));
-        let n = m.input.read(&mut out[..want])?;
-        if n == 0 && want > 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        if self.members.remaining == 0 {
+            self.close().map_err(into_io)?;
+            return Ok(0);
         }
+        self.refill().map_err(into_io)?;
+        let m = &mut *self.members;
+        let available = m.frames.available();
+        let n = out
+            .len()
+            .min(available.len())
+            .min(usize::try_from(m.remaining).unwrap_or(usize::MAX));
+        out[..n].copy_from_slice(&available[..n]);
+        m.frames.consume(n);
         m.remaining -= n as u64;
         Ok(n)
     }
@@ -218,13 +276,23 @@ pub fn read_stream(
     key: Option<&VerifyingKey>,
     visitor: &mut dyn StreamVisitor,
 ) -> Result<BundleManifest> {
-    let path = Path::new(STREAM);
-    let decoder = zstd::stream::read::Decoder::new(input)
-        .map_err(|e| Error::bad_bundle(path, format!("not a zstd stream: {e}")))?;
-    let mut members = Members::new(decoder);
+    let mut members = Members::new(StreamFrames::new(input)?);
     let (manifest, payload) = read_manifest(&mut members, key)?;
+    let id = Digest::of(&payload);
+    members.frames.set_bundle(&id)?;
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = manifest.blobs.iter().find(|b| !seen.insert(&b.digest)) {
+        return Err(bad(format!(
+            "the manifest lists blob {} twice: member {} may appear only once",
+            dup.digest,
+            dup.digest.layout_path()
+        )));
+    }
     read_layout_and_index(&mut members, &manifest)?;
-    visitor.start(&manifest, &Digest::of(&payload))?;
+    // Manifests are kept for the image graph check at the end, which both
+    // `verify -` and `import -` must pass.
+    let mut graph = Received::new(&manifest)?;
+    visitor.start(&manifest, &id)?;
     for record in &manifest.blobs {
         let name = record.digest.layout_path();
         let entry = members.next(&name, Some(record.size))?;
@@ -234,13 +302,22 @@ pub fn read_stream(
             record.size,
             format!("member {name}"),
         );
-        visitor.blob(record, &mut data).map_err(|e| match e {
+        let mut held;
+        let reader: &mut dyn Read = match graph.hold(record, &mut data)? {
+            Some(raw) => {
+                held = std::io::Cursor::new(raw);
+                &mut held
+            }
+            None => &mut data,
+        };
+        visitor.blob(record, reader).map_err(|e| match e {
             Error::Io { source, .. } => broken(&name, source),
             e => e,
         })?;
         std::io::copy(&mut data, &mut std::io::sink()).map_err(|e| broken(&name, e))?;
     }
     members.end()?;
+    check_graph(&graph, &manifest)?;
     Ok(manifest)
 }
 
@@ -291,18 +368,23 @@ fn read_layout_and_index<R: Read>(
             "member oci-layout does not hold the expected layout version",
         ));
     }
+    if manifest.index.size > MAX_INDEX {
+        return Err(bad(format!(
+            "member {INDEX_NAME} has {} bytes, more than the {MAX_INDEX} allowed",
+            manifest.index.size
+        )));
+    }
+    let mut index = Vec::with_capacity(manifest.index.size as usize);
     let entry = members.next(INDEX_NAME, Some(manifest.index.size))?;
-    std::io::copy(
-        &mut VerifyingReader::new(
-            entry,
-            manifest.index.digest.clone(),
-            manifest.index.size,
-            "member index.json",
-        ),
-        &mut std::io::sink(),
+    VerifyingReader::new(
+        entry,
+        manifest.index.digest.clone(),
+        manifest.index.size,
+        "member index.json",
     )
+    .read_to_end(&mut index)
     .map_err(|e| broken(INDEX_NAME, e))?;
-    Ok(())
+    check_index(&index, manifest).map_err(|p| bad(format!("member index.json: {p}")))
 }
 
 /// Manifests kept from a stream, as a [`Source`] for planning.
@@ -321,15 +403,29 @@ impl Received {
 
     /// Keeps a manifest or index blob; other blobs are not kept.
     pub fn keep(&mut self, record: &BlobRecord, data: &mut dyn Read) -> Result<bool> {
+        Ok(self.hold(record, data)?.is_some())
+    }
+
+    /// Keeps a manifest or index blob, read whole (and so checked, when
+    /// `data` checks its digest), and returns its bytes.
+    fn hold(&mut self, record: &BlobRecord, data: &mut dyn Read) -> Result<Option<Arc<[u8]>>> {
         if !(media::is_manifest(&record.media_type) || media::is_index(&record.media_type)) {
-            return Ok(false);
+            return Ok(None);
+        }
+        // The size is the manifest's claim: bound it before allocating.
+        if record.size > MAX_MANIFEST {
+            return Err(bad(format!(
+                "blob {} is a manifest of {} bytes, more than the {MAX_MANIFEST} allowed",
+                record.digest, record.size
+            )));
         }
         let mut raw = Vec::with_capacity(record.size as usize);
         data.take(MAX_MANIFEST + 1)
             .read_to_end(&mut raw)
             .map_err(|e| Error::io("read", STREAM, e))?;
-        self.manifests.insert(record.digest.clone(), raw.into());
-        Ok(true)
+        let raw: Arc<[u8]> = raw.into();
+        self.manifests.insert(record.digest.clone(), raw.clone());
+        Ok(Some(raw))
     }
 }
 
@@ -354,54 +450,48 @@ impl Source for Received {
     }
 }
 
-/// `verify -`: reads every member, then checks that each image finds all
-/// its blobs and that no blob is left unused.
-pub fn verify_stream(input: impl Read, key: Option<&VerifyingKey>) -> Result<super::VerifyReport> {
-    struct Check {
-        received: Option<Received>,
-    }
-    impl StreamVisitor for Check {
-        fn start(&mut self, manifest: &BundleManifest, _: &Digest) -> Result<()> {
-            self.received = Some(Received::new(manifest)?);
-            Ok(())
-        }
-        fn blob(&mut self, record: &BlobRecord, data: &mut dyn Read) -> Result<()> {
-            self.received
-                .as_mut()
-                .expect("start comes first")
-                .keep(record, data)?;
-            Ok(())
-        }
-    }
-    let mut check = Check { received: None };
-    let manifest = read_stream(input, key, &mut check)?;
-    let received = check.received.expect("start comes first");
+/// Every image finds all its blobs, and no blob is left unused.
+fn check_graph(received: &Received, manifest: &BundleManifest) -> Result<()> {
     let mut used = std::collections::HashSet::new();
     let mut problems = Vec::new();
     for root in received.roots()? {
         let mut plan = Plan::default();
-        match plan.add_root(0, &received, root, &[]) {
+        match plan.add_root(0, received, root, &[]) {
             Ok(()) => used.extend(plan.blobs.into_iter().map(|b| b.descriptor.digest)),
             Err(e) => problems.push(e),
         }
     }
     for b in &manifest.blobs {
         if !used.contains(&b.digest) {
-            problems.push(Error::bad_bundle(
-                STREAM,
-                format!("blob {} is in the bundle but no image uses it", b.digest),
-            ));
+            problems.push(bad(format!(
+                "blob {} is in the bundle but no image uses it",
+                b.digest
+            )));
         }
     }
     for d in &used {
         if !manifest.blobs.iter().any(|b| &b.digest == d) {
-            problems.push(Error::bad_bundle(
-                STREAM,
-                format!("an image needs blob {d}, which the bundle does not hold"),
-            ));
+            problems.push(bad(format!(
+                "an image needs blob {d}, which the bundle does not hold"
+            )));
         }
     }
-    Error::many(problems)?;
+    Error::many(problems)
+}
+
+/// `verify -`: reads every member, checking each as it arrives, then the
+/// image graph (every image finds all its blobs, no blob is unused).
+pub fn verify_stream(input: impl Read, key: Option<&VerifyingKey>) -> Result<super::VerifyReport> {
+    struct Nothing;
+    impl StreamVisitor for Nothing {
+        fn start(&mut self, _: &BundleManifest, _: &Digest) -> Result<()> {
+            Ok(())
+        }
+        fn blob(&mut self, _: &BlobRecord, _: &mut dyn Read) -> Result<()> {
+            Ok(())
+        }
+    }
+    let manifest = read_stream(input, key, &mut Nothing)?;
     Ok(super::VerifyReport {
         images: manifest.images.len(),
         blobs: manifest.blobs.len(),
@@ -412,88 +502,5 @@ pub fn verify_stream(input: impl Read, key: Option<&VerifyingKey>) -> Result<sup
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::bundle::sign::Envelope;
-    use crate::bundle::tar::build_header;
-
-    /// A tar member: header, data, padding (zero unless `pad` says).
-    fn member(out: &mut Vec<u8>, name: &str, data: &[u8], pad: u8) {
-        out.extend_from_slice(&build_header(name, data.len() as u64, 0));
-        out.extend_from_slice(data);
-        out.resize(out.len() + padding(data.len() as u64) as usize, pad);
-    }
-
-    /// An unsigned bundle stream of no images; `tweak` alters its tar.
-    fn stream(tweak: impl Fn(&mut Vec<u8>)) -> Vec<u8> {
-        let index = br#"{"schemaVersion":2,"manifests":[]}"#.to_vec();
-        let manifest = BundleManifest {
-            format_version: FORMAT_VERSION,
-            tool: "test".into(),
-            created: "2024-01-01T00:00:00Z".into(),
-            index: BlobRecord {
-                digest: Digest::of(&index),
-                size: index.len() as u64,
-                media_type: String::new(),
-            },
-            images: vec![],
-            blobs: vec![],
-        };
-        let env = Envelope::new(PAYLOAD_TYPE, &serde_json::to_vec(&manifest).unwrap(), None);
-        let mut tar = Vec::new();
-        member(
-            &mut tar,
-            ENVELOPE_NAME,
-            &serde_json::to_vec(&env).unwrap(),
-            0,
-        );
-        member(&mut tar, OCI_LAYOUT_NAME, crate::oci::OCI_LAYOUT, 0);
-        member(&mut tar, INDEX_NAME, &index, 0);
-        tar.extend_from_slice(&[0u8; END_FRAME]);
-        tweak(&mut tar);
-        zstd::encode_all(&tar[..], 3).unwrap()
-    }
-
-    fn read(bytes: &[u8]) -> Result<BundleManifest> {
-        struct Nothing;
-        impl StreamVisitor for Nothing {
-            fn start(&mut self, _: &BundleManifest, _: &Digest) -> Result<()> {
-                Ok(())
-            }
-            fn blob(&mut self, _: &BlobRecord, _: &mut dyn Read) -> Result<()> {
-                Ok(())
-            }
-        }
-        read_stream(bytes, None, &mut Nothing)
-    }
-
-    #[test]
-    fn reads_a_well_formed_stream() {
-        read(&stream(|_| {})).unwrap();
-    }
-
-    #[test]
-    fn refuses_what_the_file_reader_refuses() {
-        // Non-zero padding after index.json (the last data before the end).
-        let err = read(&stream(|t| {
-            let end = t.len() - END_FRAME - 1;
-            t[end] = 1;
-        }))
-        .unwrap_err();
-        assert!(err.to_string().contains("padding"), "{err}");
-        // No end-of-archive blocks.
-        let err = read(&stream(|t| t.truncate(t.len() - END_FRAME))).unwrap_err();
-        assert!(err.to_string().contains("truncated"), "{err}");
-        // A pax header where the envelope belongs.
-        let err = read(&stream(|t| {
-            let mut h = tar::Header::new_ustar();
-            h.set_path(ENVELOPE_NAME).unwrap();
-            h.set_size(0);
-            h.set_entry_type(tar::EntryType::XHeader);
-            h.set_cksum();
-            t.splice(0..0, h.as_bytes().iter().copied());
-        }))
-        .unwrap_err();
-        assert!(err.to_string().contains("member 0"), "{err}");
-    }
-}
+#[path = "stream_tests.rs"]
+mod tests;

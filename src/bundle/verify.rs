@@ -101,14 +101,14 @@ fn check_layout_and_index(file: &BundleFile, manifest: &BundleManifest) -> Resul
             "member oci-layout does not hold the expected layout version".into(),
         ));
     }
-    let index = file.read_member(&file.members()[2], manifest.index.size)?;
+    let index = file.read_member(&file.members()[2], MAX_INDEX)?;
     crate::integrity::verify_bytes(
         &index,
         &manifest.index.digest,
         manifest.index.size,
         "member index.json",
     )?;
-    check_index(&index, manifest).map_err(|p| bad(format!("index.json: {p}")))
+    check_index(&index, manifest).map_err(|p| bad(format!("member index.json: {p}")))
 }
 
 /// Which images use each blob.
@@ -217,7 +217,10 @@ fn annotate(e: Error, what: &str) -> Error {
 
 /// index.json must list exactly the manifest's images, by digest, type, size
 /// and name.
-fn check_index(raw: &[u8], manifest: &BundleManifest) -> std::result::Result<(), String> {
+pub(super) fn check_index(
+    raw: &[u8],
+    manifest: &BundleManifest,
+) -> std::result::Result<(), String> {
     #[derive(serde::Deserialize)]
     struct Entry {
         #[serde(rename = "mediaType")]

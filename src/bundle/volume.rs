@@ -81,6 +81,9 @@ impl Label {
                 le32(c, 8)
             ));
         }
+        if le32(c, 20) != 0 {
+            return Err("its volume label's reserved field is not zero".into());
+        }
         Ok(Label {
             number: le32(c, 12),
             count: le32(c, 16),

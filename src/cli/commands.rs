@@ -181,6 +181,8 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
 pub fn export(args: ExportArgs) -> Result<()> {
     let target = ExportTarget::parse(&args.to)?;
     let (bundle, _) = open::trusted(&args.bundle, &args.trust)?;
+    // Nothing leaves a bundle that `verify` would refuse.
+    let bundle = bundle.verify(&Progress::hidden())?;
     let out = &args.output_args;
     let n = ops::export(
         &bundle,

@@ -3,11 +3,13 @@
 //!
 //! Orchestration only: the bundle is the source, the OCI and docker-archive
 //! sinks write, and every digest is checked again on the way. Not for
-//! checking signatures (the caller passes a `Bundle<Trusted>`) or printing.
+//! checking the bundle: the caller passes a `Bundle<Verified>`, so export
+//! refuses whatever `verify` refuses (extra, swapped or unused members, an
+//! index.json that is not the signed one, smuggled frames). Nor for printing.
 
 use std::path::PathBuf;
 
-use crate::bundle::{Bundle, Trusted};
+use crate::bundle::{Bundle, Verified};
 use crate::docker_archive::DockerArchiveSink;
 use crate::error::{Error, Result};
 use crate::model::image::Platform;
@@ -47,11 +49,11 @@ impl ExportTarget {
     }
 }
 
-/// Copies images out of a bundle whose signature checked out, checking every digest again as
+/// Copies images out of a verified bundle, checking every digest again as
 /// it streams. `images` selects by name (all when empty). A docker-archive
 /// holds one platform per image; without `--platform` the host's is chosen.
 pub fn export(
-    bundle: &Bundle<Trusted>,
+    bundle: &Bundle<Verified>,
     target: &ExportTarget,
     images: &[String],
     platforms: &[Platform],
@@ -80,7 +82,7 @@ pub fn export(
     Ok(plan.images.len())
 }
 
-fn created_secs(bundle: &Bundle<Trusted>) -> Result<u64> {
+fn created_secs(bundle: &Bundle<Verified>) -> Result<u64> {
     let created = &bundle.manifest().created;
     time::OffsetDateTime::parse(created, &time::format_description::well_known::Rfc3339)
         .map(|t| t.unix_timestamp().max(0) as u64)

@@ -6,6 +6,7 @@ mod bundles;
 mod cache;
 mod export;
 mod harness;
+mod hostile;
 mod import;
 mod keys;
 mod pack;
