@@ -8,6 +8,7 @@ mod harness;
 mod import;
 mod keys;
 mod pack;
+mod parity_trust;
 mod pull;
 mod sources;
 mod util;
