@@ -124,8 +124,9 @@ fn check_with_parity(
         Guarded::Patches(patches) => patches,
     };
     if let Err(why) = guard::check_rebuilt(name, &a.bytes, &patches, &intact, None) {
-        a.notices
-            .push(unused(format!("the bundle it rebuilds fails its checks: {why}")));
+        a.notices.push(unused(format!(
+            "the bundle it rebuilds fails its checks: {why}"
+        )));
         return check_checksums(a, name);
     }
     for (at, piece) in patches {
@@ -151,7 +152,9 @@ fn repairable_error(a: Assembled, name: &Path, parity: &Parity, damaged: &[u64])
         by_part
             .iter()
             .filter(|(&part, _)| a.bytes.parts()[part].file_len().is_some())
-            .map(|(&part, n)| format!("{}: {n} damaged shard(s)", a.bytes.parts()[part].describe())),
+            .map(|(&part, n)| {
+                format!("{}: {n} damaged shard(s)", a.bytes.parts()[part].describe())
+            }),
     );
     let ranges = shard_ranges(parity, damaged);
     let lost = describe_loss(name, a.bytes, &ranges);

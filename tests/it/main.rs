@@ -10,6 +10,7 @@ mod keys;
 mod pack;
 mod parity_trust;
 mod pull;
+mod scale;
 mod sources;
 mod util;
 mod volumes;

@@ -191,7 +191,13 @@ fn genuine_parity_still_repairs_a_damaged_bundle() {
     repair(&bundle, Some(&public)).ok();
     assert_eq!(sha_of(&bundle), good);
     airlock(
-        &["verify", "--no-repair", "--pub", public.to_str().unwrap(), "b.airlock"],
+        &[
+            "verify",
+            "--no-repair",
+            "--pub",
+            public.to_str().unwrap(),
+            "b.airlock",
+        ],
         t.path(),
     )
     .ok();

@@ -83,7 +83,10 @@ pub(crate) fn self_check(path: &Path, bytes: BundleBytes, key: Option<&Verifying
     let Some(envelope) = file.members().first().filter(|m| m.name == ENVELOPE_NAME) else {
         return Intact::failed(format!("the first member is not {ENVELOPE_NAME}"));
     };
-    let signed = match file.read_member(envelope, MAX_ENVELOPE).map(|raw| decode_envelope(&raw)) {
+    let signed = match file
+        .read_member(envelope, MAX_ENVELOPE)
+        .map(|raw| decode_envelope(&raw))
+    {
         Ok(Ok(s)) => s,
         Ok(Err(why)) => return Intact::failed(format!("{ENVELOPE_NAME}: {why}")),
         Err(e) => return Intact::failed(e.to_string()),
@@ -102,9 +105,11 @@ pub(crate) fn self_check(path: &Path, bytes: BundleBytes, key: Option<&Verifying
     let expected = manifest.members(envelope.size);
     let wanted: HashMap<&str, (Option<&Digest>, u64)> = expected
         .iter()
-        .zip([None, None, Some(&manifest.index.digest)].into_iter().chain(
-            manifest.blobs.iter().map(|b| Some(&b.digest)),
-        ))
+        .zip(
+            [None, None, Some(&manifest.index.digest)]
+                .into_iter()
+                .chain(manifest.blobs.iter().map(|b| Some(&b.digest))),
+        )
         .map(|((name, size), digest)| (name.as_str(), (digest, *size)))
         .collect();
     let checked: Vec<(usize, std::result::Result<(), String>)> = (1..file.members().len())
