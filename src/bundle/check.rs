@@ -20,7 +20,7 @@ use sha2::{Digest as _, Sha256};
 use super::assemble::{assemble, Assembled};
 use super::format::LABEL_LEN;
 use super::loss::{damaged_error, describe_loss};
-use super::parity::guard::{self, Guarded};
+use super::parity::guard::{self, Guarded, Rejected};
 use super::parity::Parity;
 use super::store::BundleBytes;
 use super::volume::Label;
@@ -123,7 +123,9 @@ fn check_with_parity(
         }
         Guarded::Patches(patches) => patches,
     };
-    if let Err(why) = guard::check_rebuilt(name, &a.bytes, &patches, &intact, None) {
+    if let Err(Rejected::Fails(why) | Rejected::Signature(why)) =
+        guard::check_rebuilt(name, &a.bytes, &patches, &intact, None)
+    {
         a.notices.push(unused(format!(
             "the bundle it rebuilds fails its checks: {why}"
         )));

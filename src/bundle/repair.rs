@@ -17,7 +17,7 @@ use ed25519_dalek::VerifyingKey;
 use super::assemble::{assemble, Assembled};
 use super::check::{open_bytes, shard_ranges, OpenOptions};
 use super::loss::{damaged_error, describe_loss};
-use super::parity::guard::{self, Guarded};
+use super::parity::guard::{self, Guarded, Rejected};
 use super::parity::{self, Parity};
 use super::store::BundleBytes;
 use super::volume;
@@ -72,10 +72,15 @@ pub fn plan_repair(path: &Path, key: Option<&VerifyingKey>) -> Result<RepairPlan
             shards_rebuilt: 0,
         });
     }
+    if damaged.is_empty() {
+        let why = intact.problem.or(intact.bad_signature).unwrap_or_default();
+        return Err(Error::bad_bundle(
+            &name,
+            format!("it fails its checks ({why}), and its parity finds nothing to rebuild; nothing was changed on disk"),
+        ));
+    }
     let bad_parity = |why: String| bad_parity_error(&name, &parity, why);
-    let patches = if damaged.is_empty() {
-        Vec::new()
-    } else {
+    let patches = {
         match guard::guarded_rebuild(&parity, &a.bytes, &damaged, &intact) {
             Guarded::Patches(patches) => patches,
             Guarded::Contradicts(why) => return Err(bad_parity(why)),
@@ -99,14 +104,12 @@ pub fn plan_repair(path: &Path, key: Option<&VerifyingKey>) -> Result<RepairPlan
         }
     };
     // The proof, before any file is written: the result checks out alone.
-    guard::check_rebuilt(&name, &a.bytes, &patches, &intact, key).map_err(|why| {
-        if damaged.is_empty() {
-            bad_parity(format!(
-                "the bundle fails its checks ({why}), but the parity finds nothing to rebuild: it was not made from these bytes"
-            ))
-        } else {
-            bad_parity(format!("the bundle it rebuilds fails its checks: {why}"))
-        }
+    guard::check_rebuilt(&name, &a.bytes, &patches, &intact, key).map_err(|r| match r {
+        Rejected::Fails(why) => bad_parity(format!("the bundle it rebuilds fails its checks: {why}")),
+        Rejected::Signature(why) => Error::bad_bundle(
+            &name,
+            format!("rebuilt from parity, every digest checks out but the signature does not ({why}); nothing was changed on disk"),
+        ),
     })?;
     for (at, piece) in patches {
         a.bytes.patch(at, piece);

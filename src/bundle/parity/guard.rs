@@ -39,8 +39,10 @@ pub(crate) struct Intact {
     ranges: Vec<(u64, u64)>,
     /// Digest of the envelope's payload, when the envelope decodes.
     pub payload_id: Option<Digest>,
-    /// The first thing that failed, for messages.
+    /// The first thing that failed, signature aside, for messages.
     pub problem: Option<String>,
+    /// Why the signature failed, when a key was given and it did.
+    pub bad_signature: Option<String>,
 }
 
 impl Intact {
@@ -140,9 +142,9 @@ pub(crate) fn self_check(path: &Path, bytes: BundleBytes, key: Option<&Verifying
             .get_or_insert("the members are not the ones the manifest names".into());
     }
     if let Some(Err(why)) = &signature {
-        out.problem.get_or_insert(why.clone());
+        out.bad_signature = Some(why.clone());
     }
-    out.whole = out.problem.is_none();
+    out.whole = out.problem.is_none() && out.bad_signature.is_none();
     if out.whole {
         out.ranges = vec![(0, len)];
     } else if matches!(signature, Some(Ok(()))) {
@@ -241,28 +243,43 @@ pub(crate) fn guarded_rebuild(
     Guarded::Patches(patches)
 }
 
+/// Why a rebuilt bundle is not accepted.
+pub(crate) enum Rejected {
+    /// It fails a check the parity is to blame for: structure, a digest,
+    /// another signed manifest.
+    Fails(String),
+    /// Every digest checks out but the signature does not hold under the
+    /// key given: the wrong key, or an envelope nobody can repair.
+    Signature(String),
+}
+
 /// Checks a bundle rebuilt from parity as if nothing had helped: every
 /// member against its manifest, the signature when `key` is given, and
 /// the same signed manifest as before when the old envelope decoded.
-/// Returns why it fails.
 pub(crate) fn check_rebuilt(
     path: &Path,
     bytes: &BundleBytes,
     patches: &[(u64, Vec<u8>)],
     before: &Intact,
     key: Option<&VerifyingKey>,
-) -> std::result::Result<(), String> {
-    let after = self_check(path, fresh(bytes, patches).map_err(|e| e.to_string())?, key);
+) -> std::result::Result<(), Rejected> {
+    let view = fresh(bytes, patches).map_err(|e| Rejected::Fails(e.to_string()))?;
+    let after = self_check(path, view, key);
     if let Some(why) = after.problem {
-        return Err(why);
+        return Err(Rejected::Fails(why));
     }
-    match (&before.payload_id, &after.payload_id) {
-        (Some(b), Some(a)) if a != b => Err(format!(
-            "it would replace the bundle manifest {} with {}",
-            b.short(),
-            a.short()
-        )),
-        _ => Ok(()),
+    if let (Some(b), Some(a)) = (&before.payload_id, &after.payload_id) {
+        if a != b {
+            return Err(Rejected::Fails(format!(
+                "it would replace the bundle manifest {} with {}",
+                b.short(),
+                a.short()
+            )));
+        }
+    }
+    match after.bad_signature {
+        Some(why) => Err(Rejected::Signature(why)),
+        None => Ok(()),
     }
 }
 
