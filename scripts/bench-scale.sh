@@ -41,11 +41,11 @@ first=${bins[0]}
 echo "bundle: $(du -h "$work/b.airlock" | cut -f1), 60000 blobs, 2000 images"
 for bin in "${bins[@]}"; do
     echo "== $bin"
-    /usr/bin/time -f "verify: %e s, peak %M KiB" \
+    /usr/bin/time -f "verify: %e s wall, %U s user, %S s sys, peak %M KiB" \
         "$bin" verify -q --pub "$work/k.pub" "$work/b.airlock" >/dev/null
     rm -rf "$work/out"
-    /usr/bin/time -f "export: %e s, peak %M KiB" \
+    /usr/bin/time -f "export: %e s wall, %U s user, %S s sys, peak %M KiB" \
         "$bin" export -q --pub "$work/k.pub" --to "oci:$work/out" "$work/b.airlock" >/dev/null
-    /usr/bin/time -f "inspect: %e s, peak %M KiB" \
+    /usr/bin/time -f "inspect: %e s wall, %U s user, %S s sys, peak %M KiB" \
         "$bin" inspect --json "$work/b.airlock" >/dev/null
 done

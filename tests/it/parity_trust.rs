@@ -75,7 +75,7 @@ fn packed_with_parity(dir: &Path) -> (PathBuf, PathBuf) {
 /// Replaces `BUNDLE.parity` with parity computed over other bytes: the
 /// bundle with `forge` applied. Header and index are valid, and the
 /// shard hashes are consistent with the forged data.
-fn forge_parity(bundle: &Path, forge: impl Fn(&mut Vec<u8>)) {
+fn forge_parity(bundle: &Path, forge: impl Fn(&mut [u8])) {
     let parity_path = airlock::bundle::volume::parity_path(bundle, None);
     let genuine = std::fs::read(&parity_path).unwrap();
     let id = Digest::from_raw(genuine[72..104].try_into().unwrap());
@@ -117,13 +117,13 @@ fn repair(bundle: &Path, public: Option<&Path>) -> Run {
 }
 
 /// A flip in the middle of the big layer: the bytes of one member.
-fn flip_middle(bytes: &mut Vec<u8>) {
+fn flip_middle(bytes: &mut [u8]) {
     let at = bytes.len() / 2;
     bytes[at] ^= 0x55;
 }
 
 /// Different bytes in the same member as `flip_middle`.
-fn forge_middle(bytes: &mut Vec<u8>) {
+fn forge_middle(bytes: &mut [u8]) {
     let at = bytes.len() / 2;
     for b in &mut bytes[at - 64..at + 64] {
         *b = b.wrapping_add(1);
