@@ -8,7 +8,7 @@
 //! does) nor for knowing any format: it sees sources only through
 //! [`crate::source::Source`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::sync::Arc;
 
@@ -72,6 +72,10 @@ pub struct Plan {
     pub images: Vec<PlannedImage>,
     pub blobs: Vec<PlannedBlob>,
     seen: HashMap<Digest, usize>,
+    /// Images by name, and unnamed roots by digest: the duplicate checks
+    /// are lookups, not scans of every image so far.
+    named: HashMap<Reference, usize>,
+    unnamed: HashSet<Digest>,
 }
 
 impl Plan {
@@ -105,7 +109,7 @@ impl Plan {
             None => format!("{}@{}", source.name(), root.descriptor.digest.short()),
         };
         if let Some(name) = &root.name {
-            if let Some(other) = self.images.iter().find(|i| i.name.as_ref() == Some(name)) {
+            if let Some(other) = self.named.get(name).map(|&i| &self.images[i]) {
                 if other.descriptor.digest != root.descriptor.digest
                     || other.source != source.name()
                 {
@@ -118,12 +122,7 @@ impl Plan {
                 return Ok(());
             }
         }
-        if root.name.is_none()
-            && self
-                .images
-                .iter()
-                .any(|i| i.name.is_none() && i.descriptor.digest == root.descriptor.digest)
-        {
+        if root.name.is_none() && self.unnamed.contains(&root.descriptor.digest) {
             // The same unnamed image (a referrer found twice) is carried once.
             return Ok(());
         }
@@ -144,6 +143,14 @@ impl Plan {
             ..node.descriptor.clone()
         };
         self.add_node(origin, source, node, &label, 0)?;
+        match &root.name {
+            Some(name) => {
+                self.named.insert(name.clone(), self.images.len());
+            }
+            None => {
+                self.unnamed.insert(root.descriptor.digest.clone());
+            }
+        }
         self.images.push(PlannedImage {
             name: root.name,
             source: source.name().to_string(),
@@ -306,7 +313,7 @@ fn filter_index(
         // Nothing filtered out: the source's own index, digest intact.
         return Ok(Filtered::Many(Box::new(node.clone())));
     }
-    let kept_digests: Vec<String> = kept_images.iter().map(|d| d.digest.to_string()).collect();
+    let kept_digests: HashSet<String> = kept_images.iter().map(|d| d.digest.to_string()).collect();
     let mut doc: serde_json::Value =
         serde_json::from_slice(&node.raw).map_err(|e| Error::BadJson {
             what: label.to_string(),
@@ -325,7 +332,7 @@ fn filter_index(
             **k || (is_attestation(d)
                 && d.annotations
                     .get(ATTESTATION_DIGEST)
-                    .is_some_and(|t| kept_digests.contains(t)))
+                    .is_some_and(|t| kept_digests.contains(t.as_str())))
         })
         .map(|((v, _), _)| v)
         .collect();

@@ -2,6 +2,10 @@
 //! each volume's checksum, or with parity every shard's hash, and the
 //! rebuilding in memory of what the parity can repair.
 //!
+//! Parity is untrusted ([`super::parity::guard`]): it fills in only bytes
+//! that fail their own checks, and a rebuilt bundle must check out before
+//! it is used; parity that contradicts good bytes is named and set aside.
+//!
 //! Damage that remains is refused with the volumes it is in and what it
 //! takes away ([`super::loss`]). Not for writing anything to disk (that is
 //! `airlock repair`, [`super::repair`] and `ops::repair`), nor for the
@@ -16,10 +20,11 @@ use sha2::{Digest as _, Sha256};
 use super::assemble::{assemble, Assembled};
 use super::format::LABEL_LEN;
 use super::loss::{damaged_error, describe_loss};
+use super::parity::guard::{self, Guarded, Rejected};
 use super::parity::Parity;
 use super::store::BundleBytes;
 use super::volume::Label;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::Digest;
 
 /// How hard opening looks at the bytes before reading them.
@@ -69,6 +74,8 @@ pub(crate) fn open_bytes(path: &Path, options: OpenOptions) -> Result<CheckedByt
 }
 
 /// Finds damaged shards by their hashes and rebuilds them if `repair`.
+/// Parity is a hint, not a source of truth: bytes that check out on their
+/// own are not its to change, and what it rebuilds must check out too.
 fn check_with_parity(
     mut a: Assembled,
     name: &Path,
@@ -88,51 +95,44 @@ fn check_with_parity(
             .extend(a.problems.drain(..).map(|p| format!("{p} (harmless)")));
         return Ok(a);
     }
-    if !repair {
-        let by_part = shards_by_part(&a.bytes, parity, &damaged);
-        let mut problems = a.problems;
-        problems.extend(
-            by_part
-                .iter()
-                .filter(|(&part, _)| a.bytes.parts()[part].file_len().is_some())
-                .map(|(&part, n)| {
-                    format!("{}: {n} damaged shard(s)", a.bytes.parts()[part].describe())
-                }),
-        );
-        let ranges = shard_ranges(parity, &damaged);
-        let lost = describe_loss(name, a.bytes, &ranges);
-        return Err(damaged_error(
-            name,
-            problems,
-            lost,
-            Some(
-                "the parity can repair this: run `airlock repair`, or verify without --no-repair"
-                    .into(),
-            ),
+    let intact = guard::self_check(name, guard::fresh(&a.bytes, &[])?, None);
+    if intact.whole {
+        a.notices.push(format!(
+            "parity {} is damaged or forged and was not used: it calls {} data shard(s) damaged, but every member checks out against the bundle's manifest",
+            guard::names(parity),
+            damaged.len()
         ));
+        a.notices
+            .extend(a.problems.drain(..).map(|p| format!("{p} (harmless)")));
+        return Ok(a);
     }
-    let lost = parity.repair(&mut a.bytes, &damaged);
-    if !lost.is_empty() {
-        let mut problems = a.problems;
-        problems.push(format!(
-            "{} damaged shard(s) of {}; parity rebuilt {} but not {} (too much damage in their stripes)",
-            damaged.len(),
-            parity.layout.originals,
-            damaged.len() - lost.len(),
-            lost.len()
-        ));
-        let ranges = shard_ranges(parity, &lost);
-        let lost = describe_loss(name, a.bytes, &ranges);
-        return Err(damaged_error(
-            name,
-            problems,
-            lost,
-            Some(format!(
-                "the damage is beyond what the parity covers ({} recovery shards per {} data shards); copy the volumes named again from the source media",
-                parity.layout.recovery,
-                parity.layout.width(0)
-            )),
-        ));
+    if !repair {
+        return Err(repairable_error(a, name, parity, &damaged));
+    }
+    let unused = |why: String| {
+        format!(
+            "parity {} is damaged or forged and was not used: {why}",
+            guard::names(parity)
+        )
+    };
+    let patches = match guard::guarded_rebuild(parity, &a.bytes, &damaged, &intact) {
+        Guarded::Lost(lost) => return Err(beyond_parity_error(a, name, parity, &damaged, &lost)),
+        Guarded::Contradicts(why) => {
+            a.notices.push(unused(why));
+            return check_checksums(a, name);
+        }
+        Guarded::Patches(patches) => patches,
+    };
+    if let Err(Rejected::Fails(why) | Rejected::Signature(why)) =
+        guard::check_rebuilt(name, &a.bytes, &patches, &intact, None)
+    {
+        a.notices.push(unused(format!(
+            "the bundle it rebuilds fails its checks: {why}"
+        )));
+        return check_checksums(a, name);
+    }
+    for (at, piece) in patches {
+        a.bytes.patch(at, piece);
     }
     for part in a.bytes.parts() {
         let rebuilt = a.bytes.rebuilt_bytes(part);
@@ -144,6 +144,61 @@ fn check_with_parity(
         }
     }
     Ok(a)
+}
+
+/// Damage the parity could repair, reported instead (`--no-repair`).
+fn repairable_error(a: Assembled, name: &Path, parity: &Parity, damaged: &[u64]) -> Error {
+    let by_part = shards_by_part(&a.bytes, parity, damaged);
+    let mut problems = a.problems;
+    problems.extend(
+        by_part
+            .iter()
+            .filter(|(&part, _)| a.bytes.parts()[part].file_len().is_some())
+            .map(|(&part, n)| {
+                format!("{}: {n} damaged shard(s)", a.bytes.parts()[part].describe())
+            }),
+    );
+    let ranges = shard_ranges(parity, damaged);
+    let lost = describe_loss(name, a.bytes, &ranges);
+    damaged_error(
+        name,
+        problems,
+        lost,
+        Some(
+            "the parity can repair this: run `airlock repair`, or verify without --no-repair"
+                .into(),
+        ),
+    )
+}
+
+/// Damage beyond what the parity rebuilds.
+fn beyond_parity_error(
+    a: Assembled,
+    name: &Path,
+    parity: &Parity,
+    damaged: &[u64],
+    lost: &[u64],
+) -> Error {
+    let mut problems = a.problems;
+    problems.push(format!(
+        "{} damaged shard(s) of {}; parity rebuilt {} but not {} (too much damage in their stripes, or damaged parity)",
+        damaged.len(),
+        parity.layout.originals,
+        damaged.len() - lost.len(),
+        lost.len()
+    ));
+    let ranges = shard_ranges(parity, lost);
+    let lost = describe_loss(name, a.bytes, &ranges);
+    damaged_error(
+        name,
+        problems,
+        lost,
+        Some(format!(
+            "the damage is beyond what the parity covers ({} recovery shards per {} data shards); copy the volumes named again from the source media",
+            parity.layout.recovery,
+            parity.layout.width(0)
+        )),
+    )
 }
 
 /// Without parity: each volume's own checksum names the damage.

@@ -12,7 +12,7 @@
 //! only; whether the members are the ones the manifest names is
 //! [`super::verify`]'s job.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, BufRead, Read};
 use std::path::{Path, PathBuf};
 
@@ -43,6 +43,8 @@ pub struct BundleFile {
     bytes: BundleBytes,
     frames: Vec<Frame>,
     members: Vec<Member>,
+    /// Member positions by name: one lookup per blob, not a scan.
+    by_name: HashMap<String, usize>,
     /// What opening found and did (volumes repaired, out of order…).
     pub(super) notices: Vec<String>,
     /// The bundle id that volume labels and parity claim; the signed
@@ -59,11 +61,13 @@ impl BundleFile {
             bytes,
             frames,
             members: Vec::new(),
+            by_name: HashMap::new(),
             notices: Vec::new(),
             claimed_id: None,
         };
         bundle.check_labels(&labels)?;
         bundle.members = bundle.index_members()?;
+        bundle.by_name = names_of(&bundle.members);
         Ok(bundle)
     }
 
@@ -101,6 +105,7 @@ impl BundleFile {
             path,
             bytes,
             frames,
+            by_name: names_of(&members),
             members,
             notices: Vec::new(),
             claimed_id: None,
@@ -181,7 +186,7 @@ impl BundleFile {
     }
 
     pub fn member(&self, name: &str) -> Option<&Member> {
-        self.members.iter().find(|m| m.name == name)
+        self.by_name.get(name).map(|&i| &self.members[i])
     }
 
     /// Decompresses frame `i` into `out`, which ends up exactly the size the
@@ -189,10 +194,11 @@ impl BundleFile {
     /// it can use more memory.
     fn read_frame(&self, i: usize, dctx: &mut Dctx, out: &mut Vec<u8>) -> Result<()> {
         let f = self.frames[i];
+        // Members are in frame order: find the one holding frame i by bisection.
         let what = || match self
             .members
-            .iter()
-            .find(|m| (m.first_frame - 1..m.end_frame).contains(&i))
+            .get(self.members.partition_point(|m| m.end_frame <= i))
+            .filter(|m| m.first_frame - 1 <= i)
         {
             Some(m) => format!("frame {i} (member {})", m.name),
             None => format!("frame {i}"),
@@ -349,6 +355,15 @@ impl BundleFile {
             .map_err(|e| Error::io("read", &self.path, e))?;
         Ok(out)
     }
+}
+
+/// Member positions by name; the first wins (indexing refuses repeats).
+fn names_of(members: &[Member]) -> HashMap<String, usize> {
+    let mut by_name = HashMap::with_capacity(members.len());
+    for (i, m) in members.iter().enumerate() {
+        by_name.entry(m.name.clone()).or_insert(i);
+    }
+    by_name
 }
 
 /// A zstd decompression context, reused across frames.

@@ -2,6 +2,8 @@
 //! volumes from its parity in memory, and say which files on disk must be
 //! written again, moved aside or removed.
 //!
+//! Parity is untrusted: see [`plan_repair`].
+//!
 //! Nothing here writes a file but [`RepairPlan::write_volume`] and the
 //! parity files [`RepairPlan::parity_files`] hands back uncommitted; the
 //! order of the writes and the report are `ops::repair`'s. Not for
@@ -10,9 +12,12 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use ed25519_dalek::VerifyingKey;
+
 use super::assemble::{assemble, Assembled};
 use super::check::{open_bytes, shard_ranges, OpenOptions};
 use super::loss::{damaged_error, describe_loss};
+use super::parity::guard::{self, Guarded, Rejected};
 use super::parity::{self, Parity};
 use super::store::BundleBytes;
 use super::volume;
@@ -39,7 +44,13 @@ pub struct VolumeFix {
 /// Rebuilds the bundle at `path` in memory from its parity. Refuses, with
 /// the damage report, when there is no usable parity or the damage is
 /// beyond it; nothing on disk is touched.
-pub fn plan_repair(path: &Path) -> Result<RepairPlan> {
+///
+/// Parity is untrusted ([`super::parity::guard`]): it may change only bytes
+/// that fail their own checks, and the rebuilt bundle must check out (every
+/// member against the signed manifest, and the signature when `key` is
+/// given) before the plan is handed out; parity that contradicts bytes that
+/// check out is refused by name.
+pub fn plan_repair(path: &Path, key: Option<&VerifyingKey>) -> Result<RepairPlan> {
     let mut a = assemble(path)?;
     let name = a.name();
     let Some(parity) = a.parity.take() else {
@@ -53,29 +64,75 @@ pub fn plan_repair(path: &Path) -> Result<RepairPlan> {
         return Err(Error::bad_bundle(&name, why));
     };
     let damaged = parity.damaged_shards(&a.bytes);
-    let lost = parity.repair(&mut a.bytes, &damaged);
-    if !lost.is_empty() {
-        let ranges = shard_ranges(&parity, &lost);
-        let problems = vec![format!(
-            "{} of {} damaged shard(s) are beyond what the parity covers",
-            lost.len(),
-            damaged.len()
-        )];
-        return Err(damaged_error(
+    let intact = guard::self_check(&name, guard::fresh(&a.bytes, &[])?, key);
+    if damaged.is_empty() && intact.whole {
+        return Ok(RepairPlan {
+            a,
+            parity,
+            shards_rebuilt: 0,
+        });
+    }
+    if damaged.is_empty() {
+        let why = intact.problem.or(intact.bad_signature).unwrap_or_default();
+        return Err(Error::bad_bundle(
             &name,
-            problems,
-            describe_loss(&name, a.bytes, &ranges),
-            Some(
-                "copy the volumes named again from the source media; nothing was changed on disk"
-                    .into(),
-            ),
+            format!("it fails its checks ({why}), and its parity finds nothing to rebuild; nothing was changed on disk"),
         ));
+    }
+    let bad_parity = |why: String| bad_parity_error(&name, &parity, why);
+    let patches = {
+        match guard::guarded_rebuild(&parity, &a.bytes, &damaged, &intact) {
+            Guarded::Patches(patches) => patches,
+            Guarded::Contradicts(why) => return Err(bad_parity(why)),
+            Guarded::Lost(lost) => {
+                let ranges = shard_ranges(&parity, &lost);
+                let problems = vec![format!(
+                    "{} of {} damaged shard(s) are beyond what the parity covers (or the parity is damaged)",
+                    lost.len(),
+                    damaged.len()
+                )];
+                return Err(damaged_error(
+                    &name,
+                    problems,
+                    describe_loss(&name, a.bytes, &ranges),
+                    Some(
+                        "copy the volumes named again from the source media; nothing was changed on disk"
+                            .into(),
+                    ),
+                ));
+            }
+        }
+    };
+    // The proof, before any file is written: the result checks out alone.
+    guard::check_rebuilt(&name, &a.bytes, &patches, &intact, key).map_err(|r| match r {
+        Rejected::Fails(why) => bad_parity(format!("the bundle it rebuilds fails its checks: {why}")),
+        Rejected::Signature(why) => Error::bad_bundle(
+            &name,
+            format!("rebuilt from parity, every digest checks out but the signature does not ({why}); nothing was changed on disk"),
+        ),
+    })?;
+    for (at, piece) in patches {
+        a.bytes.patch(at, piece);
     }
     Ok(RepairPlan {
         a,
         parity,
         shards_rebuilt: damaged.len(),
     })
+}
+
+/// Parity that contradicts the bundle, or rebuilds one that fails: named,
+/// and nothing written.
+fn bad_parity_error(name: &Path, parity: &Parity, why: String) -> Error {
+    Error::Damaged {
+        path: name.to_path_buf(),
+        problems: vec![format!(
+            "parity {} is damaged or forged: {why}",
+            guard::names(parity)
+        )],
+        lost: Vec::new(),
+        hint: "nothing was changed on disk; do not trust this parity: copy it again from the source media, or verify the bundle without it".into(),
+    }
 }
 
 impl RepairPlan {

@@ -123,6 +123,8 @@ fn check_images(
     let bad = |p: String| Error::bad_bundle(path, p);
     let mut users: Users = HashMap::new();
     let mut problems = Vec::new();
+    let listed: HashMap<&Digest, &BlobRecord> =
+        manifest.blobs.iter().map(|r| (&r.digest, r)).collect();
     for root in source.roots()? {
         let label = root
             .name
@@ -139,11 +141,7 @@ fn check_images(
                 .entry(b.descriptor.digest.clone())
                 .or_default()
                 .push(label.clone());
-            let listed = manifest
-                .blobs
-                .iter()
-                .find(|r| r.digest == b.descriptor.digest);
-            match listed {
+            match listed.get(&b.descriptor.digest) {
                 None => problems.push(bad(format!(
                     "{label} needs blob {}, which the bundle does not hold",
                     b.descriptor.digest

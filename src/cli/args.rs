@@ -180,6 +180,10 @@ pub struct ImportArgs {
 pub struct RepairArgs {
     /// A bundle file, any of its volumes, or their directory.
     pub bundle: PathBuf,
+    /// The signer's public key: the repaired bundle must carry its
+    /// signature before anything is written [default: every digest only].
+    #[arg(long = "pub", value_name = "KEY")]
+    pub public_key: Option<PathBuf>,
     #[command(flatten)]
     pub output_args: OutputArgs,
 }

@@ -162,7 +162,12 @@ pub fn import(args: ImportArgs) -> Result<()> {
 }
 
 pub fn repair(args: RepairArgs) -> Result<()> {
-    let report = ops::repair::repair(&args.bundle)?;
+    let key = args
+        .public_key
+        .as_deref()
+        .map(sign::load_public)
+        .transpose()?;
+    let report = ops::repair::repair(&args.bundle, key.as_ref())?;
     render::report(&args.output_args, &report, render::repaired);
     Ok(())
 }

@@ -185,6 +185,9 @@ pub fn inspection(bundle: &Path, report: &Inspection) {
         size(report.total_bytes),
         size(report.shared_bytes)
     );
+    if let Some(why) = &report.stopped_short {
+        println!("note:     stopped short: {why}");
+    }
     println!();
     for i in &report.images {
         println!("{}", Shown(i.name.as_deref().unwrap_or("(untagged)")));

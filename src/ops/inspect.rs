@@ -4,20 +4,34 @@
 //! Not for trust: it does not check the signature (signers are only
 //! *claimed*) nor hash the layers; that is `verify`'s job. Not for printing;
 //! the caller renders the [`Inspection`].
+//!
+//! What it reads are unverified claims, from anyone: the work is capped per
+//! bundle ([`MAX_DESCRIBED_IMAGES`], [`MAX_MANIFEST_BYTES`]), and the
+//! inspection says where it stopped short.
 
 use std::collections::{HashMap, HashSet};
+use std::io::Read;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde::Serialize;
 
 use crate::bundle::{Bundle, Claims, OpenOptions, Opened};
 use crate::error::{Error, Result};
 use crate::integrity::VerifyingReader;
+use crate::model::image::Descriptor;
 use crate::model::image::{media, platform_of_config, Parsed};
 use crate::model::reference::Reference;
 use crate::model::Digest;
 use crate::plan::{read_node, Plan};
 use crate::source::{Root, Source};
+
+/// Images `inspect` describes at most; the rest are counted, not walked.
+pub const MAX_DESCRIBED_IMAGES: usize = 1_000;
+
+/// Bytes of manifests, indexes and configs `inspect` reads at most, over
+/// the whole bundle (one envelope's worth).
+pub const MAX_MANIFEST_BYTES: u64 = 64 << 20;
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -32,6 +46,9 @@ pub struct Inspection {
     pub total_bytes: u64,
     /// Bytes stored once but used by more than one image.
     pub shared_bytes: u64,
+    /// Why some images are not described, when inspect stopped short.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped_short: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -74,7 +91,7 @@ pub fn open(path: &Path) -> Result<Bundle<Opened>> {
 pub fn inspect(bundle: &Bundle<Opened>) -> Result<Inspection> {
     let claims = bundle.read_claims()?;
     let m = claims.manifest();
-    let per_image = describe_images(&claims)?;
+    let (per_image, stopped_short) = describe_images(&claims)?;
     let shared = shared_blobs(&per_image);
     let mut images: Vec<ImageInfo> = per_image
         .into_iter()
@@ -102,6 +119,7 @@ pub fn inspect(bundle: &Bundle<Opened>) -> Result<Inspection> {
             .filter(|b| shared.contains(&b.digest))
             .map(|b| b.size)
             .sum(),
+        stopped_short,
     })
 }
 
@@ -109,18 +127,46 @@ pub fn inspect(bundle: &Bundle<Opened>) -> Result<Inspection> {
 type Described = (ImageInfo, Vec<(Digest, u64)>);
 
 /// Each image as the manifest records it, with the blobs (digest, size) it
-/// needs; `shared_bytes` and `referrers` are filled in later.
-fn describe_images(claims: &Claims) -> Result<Vec<Described>> {
-    let source = claims.unchecked_source();
+/// needs; `shared_bytes` and `referrers` are filled in later. Stops short
+/// (and says why) at [`MAX_DESCRIBED_IMAGES`] or [`MAX_MANIFEST_BYTES`].
+fn describe_images(claims: &Claims) -> Result<(Vec<Described>, Option<String>)> {
+    let inner = claims.unchecked_source();
+    let source = Budgeted {
+        inner: &inner,
+        left: AtomicU64::new(MAX_MANIFEST_BYTES),
+        exhausted: AtomicBool::new(false),
+    };
+    let records = &claims.manifest().images;
     let mut per_image = Vec::new();
-    for (root, record) in source.roots()?.into_iter().zip(&claims.manifest().images) {
+    for (root, record) in inner.roots()?.into_iter().zip(records) {
+        if per_image.len() == MAX_DESCRIBED_IMAGES {
+            let why = format!(
+                "described the first {MAX_DESCRIBED_IMAGES} of {} images, the most inspect describes",
+                records.len()
+            );
+            return Ok((per_image, Some(why)));
+        }
         let label = record
             .name
             .clone()
             .unwrap_or_else(|| record.digest.to_string());
         let mut plan = Plan::default();
-        plan.add_root(0, &source, root.clone(), &[])?;
-        let platforms = platforms_of(&source, &root, &label)?;
+        let walked = plan
+            .add_root(0, &source, root.clone(), &[])
+            .and_then(|()| platforms_of(&source, &root, &label));
+        let platforms = match walked {
+            Ok(p) => p,
+            Err(_) if source.exhausted.load(Ordering::Relaxed) => {
+                let why = format!(
+                    "described {} of {} images: their manifests and configs exceed the {} MiB inspect reads",
+                    per_image.len(),
+                    records.len(),
+                    MAX_MANIFEST_BYTES >> 20
+                );
+                return Ok((per_image, Some(why)));
+            }
+            Err(e) => return Err(e),
+        };
         let blobs: Vec<(Digest, u64)> = plan
             .blobs
             .iter()
@@ -142,7 +188,43 @@ fn describe_images(claims: &Claims) -> Result<Vec<Described>> {
             blobs,
         ));
     }
-    Ok(per_image)
+    Ok((per_image, None))
+}
+
+/// A source that reads at most a budget of bytes, for claims from anyone.
+struct Budgeted<'a> {
+    inner: &'a dyn Source,
+    left: AtomicU64,
+    exhausted: AtomicBool,
+}
+
+impl Source for Budgeted<'_> {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn roots(&self) -> Result<Vec<Root>> {
+        self.inner.roots()
+    }
+
+    fn open_blob(&self, blob: &Descriptor) -> Result<Box<dyn Read + Send + '_>> {
+        let took = self
+            .left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(blob.size)
+            });
+        if took.is_err() {
+            self.exhausted.store(true, Ordering::Relaxed);
+            return Err(Error::Unsupported {
+                what: format!("{}: blob {}", self.inner.name(), blob.digest),
+                reason: format!(
+                    "inspect reads at most {} MiB of manifests",
+                    MAX_MANIFEST_BYTES >> 20
+                ),
+            });
+        }
+        self.inner.open_blob(blob)
+    }
 }
 
 /// A blob counts as shared when images with different roots use it.
@@ -162,31 +244,34 @@ fn shared_blobs(per_image: &[Described]) -> HashSet<Digest> {
 
 /// Names, for each image, the images that refer to it: by `subject`, or by
 /// a cosign or referrers-fallback tag (`sha256-HEX`, `sha256-HEX.sig`).
+/// One pass to index the referrers by the digest they name, one to look
+/// each image up: linear in the images.
 fn link_referrers(images: &mut [ImageInfo]) {
-    let labels: Vec<(String, Option<Digest>, Option<String>)> = images
-        .iter()
-        .map(|i| {
-            let label = i.name.clone().unwrap_or_else(|| i.digest.to_string());
-            let tag = i
-                .name
-                .as_deref()
-                .and_then(|n| Reference::parse(n).ok())
-                .and_then(|r| r.tag);
-            (label, i.subject.clone(), tag)
-        })
-        .collect();
+    let mut by_hex: HashMap<String, Vec<String>> = HashMap::new();
+    for i in images.iter() {
+        let label = i.name.clone().unwrap_or_else(|| i.digest.to_string());
+        let tag = i
+            .name
+            .as_deref()
+            .and_then(|n| Reference::parse(n).ok())
+            .and_then(|r| r.tag);
+        let named = tag
+            .as_deref()
+            .and_then(|t| t.strip_prefix("sha256-"))
+            .map(|rest| {
+                rest.split_once('.')
+                    .map_or(rest, |(hex, _)| hex)
+                    .to_string()
+            });
+        let subject = i.subject.as_ref().map(|d| d.hex().to_string());
+        let mut targets: Vec<String> = named.into_iter().chain(subject).collect();
+        targets.dedup();
+        for hex in targets {
+            by_hex.entry(hex).or_default().push(label.clone());
+        }
+    }
     for image in images.iter_mut() {
-        let prefix = format!("sha256-{}", image.digest.hex());
-        image.referrers = labels
-            .iter()
-            .filter(|(_, subject, tag)| {
-                subject.as_ref() == Some(&image.digest)
-                    || tag.as_deref().is_some_and(|t| {
-                        t == prefix || t.strip_prefix(&prefix).is_some_and(|s| s.starts_with('.'))
-                    })
-            })
-            .map(|(label, _, _)| label.clone())
-            .collect();
+        image.referrers = by_hex.get(image.digest.hex()).cloned().unwrap_or_default();
     }
 }
 

@@ -8,6 +8,8 @@
 
 use std::path::{Path, PathBuf};
 
+use ed25519_dalek::VerifyingKey;
+
 use crate::bundle::{check_repaired, plan_repair};
 use crate::error::{Error, Result};
 
@@ -25,8 +27,10 @@ pub struct RepairReport {
 /// Rebuilds a bundle's damaged or missing volumes (and parity files) on
 /// disk from its parity, then checks the result from scratch. Nothing is
 /// changed on disk when the damage is beyond the parity.
-pub fn repair(path: &Path) -> Result<RepairReport> {
-    let plan = plan_repair(path)?;
+/// The rebuilt bundle is checked (every member, and the signature against
+/// `key` when given) before any file is written.
+pub fn repair(path: &Path, key: Option<&VerifyingKey>) -> Result<RepairReport> {
+    let plan = plan_repair(path, key)?;
     let mut report = RepairReport {
         rewritten: Vec::new(),
         moved: Vec::new(),

@@ -27,6 +27,7 @@ use super::store::BundleBytes;
 use crate::model::Digest;
 
 mod encode;
+pub(crate) mod guard;
 mod read;
 
 pub use encode::encode;

@@ -177,8 +177,19 @@ impl Parity {
     }
 
     /// Rebuilds the damaged data shards into `bytes`; returns the shards it
-    /// could not rebuild (too much damage in their stripe).
+    /// could not rebuild (too much damage in their stripe). Unguarded: the
+    /// bundle's readers go through [`super::guard`] instead.
     pub fn repair(&self, bytes: &mut BundleBytes, damaged: &[u64]) -> Vec<u64> {
+        let (patches, lost) = self.rebuild(bytes, damaged);
+        for (at, piece) in patches {
+            bytes.patch(at, piece);
+        }
+        lost
+    }
+
+    /// Rebuilds the damaged data shards: the pieces (offset, bytes, each
+    /// matching its hash), and the shards it could not rebuild.
+    pub fn rebuild(&self, bytes: &BundleBytes, damaged: &[u64]) -> (Vec<(u64, Vec<u8>)>, Vec<u64>) {
         let layout = &self.layout;
         let mut by_stripe: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
         for &i in damaged {
@@ -187,23 +198,22 @@ impl Parity {
                 .or_default()
                 .insert(i / layout.stripes);
         }
-        let view: &BundleBytes = bytes;
         let outcomes: Vec<StripeOutcome> = by_stripe
             .par_iter()
-            .map(|(&k, bad)| self.repair_stripe(view, k, bad))
+            .map(|(&k, bad)| self.repair_stripe(bytes, k, bad))
             .collect();
+        let mut patches = Vec::new();
         let mut lost = Vec::new();
         for (restored, unrepaired) in outcomes {
-            for (i, shard) in restored {
+            for (i, mut shard) in restored {
                 let (start, len) = layout.range(i);
-                let mut shard = shard;
                 shard.truncate(len);
-                bytes.patch(start, shard);
+                patches.push((start, shard));
             }
             lost.extend(unrepaired);
         }
         lost.sort_unstable();
-        lost
+        (patches, lost)
     }
 
     fn repair_stripe(&self, bytes: &BundleBytes, k: u64, bad: &BTreeSet<u64>) -> StripeOutcome {
