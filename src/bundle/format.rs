@@ -77,6 +77,9 @@ pub const PARITY_MAX_DATA: u64 = 1 << 50;
 /// The envelope is parsed in memory; this bounds it (about 200 k blobs).
 /// The payload, the bundle manifest, is inside it and so bounded too.
 pub const MAX_ENVELOPE: u64 = 64 * 1024 * 1024;
+/// No bundle, and so no member and no sum of the blob sizes a manifest
+/// states, is larger: sizes from the input stay far from `u64` overflow.
+pub const MAX_BUNDLE: u64 = 1 << 50;
 /// The `index.json` member, read whole to check it against the signed
 /// image list: one entry per image record, so bounded like the manifest.
 pub const MAX_INDEX: u64 = MAX_ENVELOPE;
@@ -161,8 +164,19 @@ impl BundleManifest {
                 supported: FORMAT_VERSION,
             });
         }
-        serde_json::from_value(value)
-            .map_err(|e| bad(format!("the bundle manifest is malformed: {e}")))
+        let manifest: BundleManifest = serde_json::from_value(value)
+            .map_err(|e| bad(format!("the bundle manifest is malformed: {e}")))?;
+        let total = manifest
+            .blobs
+            .iter()
+            .try_fold(manifest.index.size, |sum, b| sum.checked_add(b.size))
+            .filter(|&t| t <= MAX_BUNDLE);
+        if total.is_none() {
+            return Err(bad(format!(
+                "the bundle manifest states sizes that add up to more than the {MAX_BUNDLE} bytes a bundle may hold"
+            )));
+        }
+        Ok(manifest)
     }
 
     /// The tar members this manifest calls for, in order, with their sizes

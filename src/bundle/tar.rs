@@ -8,7 +8,7 @@
 //! only as a view of the header fields; `tar::Archive`, which silently
 //! applies extension headers, is not used anywhere in a bundle reader.
 
-use super::format::{padded, BLOCK};
+use super::format::{padded, BLOCK, MAX_BUNDLE};
 
 /// Builds the ustar header of a regular member, as the writer emits it.
 pub(crate) fn build_header(name: &str, size: u64, mtime: u64) -> [u8; BLOCK] {
@@ -71,6 +71,11 @@ pub(crate) fn parse_header(block: &[u8; BLOCK]) -> std::result::Result<(String, 
     let size = h
         .size()
         .map_err(|_| format!("{name}: the size field is not a number"))?;
+    if size > MAX_BUNDLE {
+        return Err(format!(
+            "{name}: its size {size} is more than the {MAX_BUNDLE} bytes a bundle may hold"
+        ));
+    }
     Ok((name, size))
 }
 

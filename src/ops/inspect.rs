@@ -178,7 +178,8 @@ fn describe_images(claims: &Claims) -> Result<(Vec<Described>, Option<String>)> 
                 digest: record.digest.clone(),
                 media_type: record.media_type.clone(),
                 platforms,
-                size: blobs.iter().map(|b| b.1).sum(),
+                // Sizes here come from unchecked image manifests.
+                size: blobs.iter().fold(0u64, |sum, b| sum.saturating_add(b.1)),
                 shared_bytes: 0,
                 source: record.source.clone(),
                 source_digest: record.source_digest.clone(),

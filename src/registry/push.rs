@@ -170,5 +170,5 @@ impl Client {
 fn range_end(resp: &Response<Body>) -> Option<u64> {
     let v = resp.headers().get("range")?.to_str().ok()?;
     let end: u64 = v.rsplit('-').next()?.trim().parse().ok()?;
-    Some(end + 1)
+    end.checked_add(1)
 }
