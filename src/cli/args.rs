@@ -232,9 +232,10 @@ pub struct RegistryArgs {
     /// Log in as this user (with --password-stdin) to the one registry the
     /// command targets: import's --to registry, or the registry all of
     /// pack's sources share (pack refuses it for sources on several
-    /// registries; use `docker login` for each). Every other registry, and
-    /// any URL off the registry's origin, gets docker's config.json and
-    /// credential helpers, or nothing.
+    /// registries; use `docker login` for each). Every other registry gets
+    /// docker's config.json and credential helpers, or nothing; a URL off a
+    /// registry's own origin (an upload Location, a redirect) gets no
+    /// credentials at all.
     #[arg(long, value_name = "USER", requires = "password_stdin")]
     pub username: Option<String>,
     /// Read the password (or token) for --username from standard input.

@@ -292,10 +292,13 @@ fn three_packs_sharing_a_cache_fetch_a_blob_once_and_all_verify() {
         wire < size + size / 2,
         "{wire} bytes crossed the wire: the layer was fetched more than once"
     );
-    assert_eq!(
-        done.iter().map(Packed::downloaded).sum::<u64>() / size,
-        1,
-        "one pack downloads the layer, the others wait for it"
+    // One pack downloads the layer (and its small config); the others only
+    // what is not the layer.
+    let mut downloads: Vec<u64> = done.iter().map(Packed::downloaded).collect();
+    downloads.sort_unstable();
+    assert!(
+        downloads[2] >= size && downloads[..2].iter().all(|&d| d < size / 100),
+        "one pack downloads the layer, the others wait for it: {downloads:?}"
     );
     assert!(waited >= 1, "no pack said that it waits for another");
     // Waiting costs at most the others' downloads (generous: a shared VM).
