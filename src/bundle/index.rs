@@ -7,6 +7,10 @@
 //! checked here, before any content is trusted: a member that breaks one is
 //! refused with its name and position.
 //!
+//! The volume labels the seek table lists are checked here too, for a set
+//! of files and a one-file bundle alike, and each volume's checksum when
+//! opening did not hash it already ([`Checksums`]).
+//!
 //! Not for finding or checking the bytes (volumes, parity: [`super::check`]),
 //! nor for the signed manifest ([`super::open`]). Indexing checks structure
 //! only; whether the members are the ones the manifest names is
