@@ -19,6 +19,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::assemble::{assemble, Assembled};
 use super::format::LABEL_LEN;
+use super::index::Checksums;
 use super::loss::{damaged_error, describe_loss};
 use super::parity::guard::{self, Guarded, Rejected};
 use super::parity::Parity;
@@ -51,6 +52,8 @@ pub(crate) struct CheckedBytes {
     pub bytes: BundleBytes,
     pub notices: Vec<String>,
     pub claimed_id: Option<Digest>,
+    /// What indexing still has to hash against the volume labels.
+    pub checksums: Checksums,
 }
 
 /// Assembles, checks and (if asked) repairs a bundle's bytes.
@@ -59,29 +62,33 @@ pub(crate) fn open_bytes(path: &Path, options: OpenOptions) -> Result<CheckedByt
     let name = a.name();
     // Problems found on the way in make a full check worth it.
     let check = options.check || !a.problems.is_empty();
+    let mut checksums = Checksums::Skip;
     if check {
-        match a.parity.take() {
-            Some(parity) => a = check_with_parity(a, &name, &parity, options.repair)?,
-            None => a = check_checksums(a, &name)?,
-        }
+        (a, checksums) = match a.parity.take() {
+            Some(parity) => check_with_parity(a, &name, &parity, options.repair)?,
+            None => check_checksums(a, &name)?,
+        };
     }
     Ok(CheckedBytes {
         path: name,
         bytes: a.bytes,
         notices: a.notices,
         claimed_id: a.claimed_id,
+        checksums,
     })
 }
 
 /// Finds damaged shards by their hashes and rebuilds them if `repair`.
 /// Parity is a hint, not a source of truth: bytes that check out on their
 /// own are not its to change, and what it rebuilds must check out too.
+/// Shards matching the parity's hashes say nothing of the labels, so the
+/// volumes are left to indexing to hash.
 fn check_with_parity(
     mut a: Assembled,
     name: &Path,
     parity: &Parity,
     repair: bool,
-) -> Result<Assembled> {
+) -> Result<(Assembled, Checksums)> {
     let damaged = parity.damaged_shards(&a.bytes);
     let bad_recovery = parity.damaged_recovery();
     if bad_recovery > 0 {
@@ -93,7 +100,7 @@ fn check_with_parity(
     if damaged.is_empty() {
         a.notices
             .extend(a.problems.drain(..).map(|p| format!("{p} (harmless)")));
-        return Ok(a);
+        return Ok((a, Checksums::Check));
     }
     let intact = guard::self_check(name, guard::fresh(&a.bytes, &[])?, None);
     if intact.whole {
@@ -104,7 +111,7 @@ fn check_with_parity(
         ));
         a.notices
             .extend(a.problems.drain(..).map(|p| format!("{p} (harmless)")));
-        return Ok(a);
+        return Ok((a, Checksums::Check));
     }
     if !repair {
         return Err(repairable_error(a, name, parity, &damaged));
@@ -143,7 +150,7 @@ fn check_with_parity(
             ));
         }
     }
-    Ok(a)
+    Ok((a, Checksums::Check))
 }
 
 /// Damage the parity could repair, reported instead (`--no-repair`).
@@ -201,9 +208,17 @@ fn beyond_parity_error(
     )
 }
 
-/// Without parity: each volume's own checksum names the damage.
-fn check_checksums(a: Assembled, name: &Path) -> Result<Assembled> {
-    let damaged = checksum_failures(&a.bytes, a.located.is_split());
+/// Without parity: each volume's own checksum names the damage. A set of
+/// volume files is hashed here, one file bundle by indexing (its labels
+/// are found in the seek table).
+fn check_checksums(a: Assembled, name: &Path) -> Result<(Assembled, Checksums)> {
+    let split = a.located.is_split();
+    let damaged = checksum_failures(&a.bytes, split);
+    let checksums = if split {
+        Checksums::Checked
+    } else {
+        Checksums::Check
+    };
     let mut problems = a.problems.clone();
     problems.extend(damaged.iter().map(|&i| {
         format!(
@@ -212,7 +227,7 @@ fn check_checksums(a: Assembled, name: &Path) -> Result<Assembled> {
         )
     }));
     if problems.is_empty() {
-        return Ok(a);
+        return Ok((a, checksums));
     }
     let mut ranges: Vec<(u64, u64)> = damaged
         .iter()

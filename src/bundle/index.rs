@@ -7,6 +7,10 @@
 //! checked here, before any content is trusted: a member that breaks one is
 //! refused with its name and position.
 //!
+//! The volume labels the seek table lists are checked here too, for a set
+//! of files and a one-file bundle alike, and each volume's checksum when
+//! opening did not hash it already ([`Checksums`]).
+//!
 //! Not for finding or checking the bytes (volumes, parity: [`super::check`]),
 //! nor for the signed manifest ([`super::open`]). Indexing checks structure
 //! only; whether the members are the ones the manifest names is
@@ -24,6 +28,19 @@ use super::volume::Label;
 use super::zframe::check_entry;
 use crate::error::{into_io, Error, Result};
 use crate::model::Digest;
+
+/// Whether indexing hashes each volume against its label's checksum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Checksums {
+    /// Not asked (`inspect`'s quick open): labels are checked for
+    /// structure only.
+    Skip,
+    /// Hash every volume here.
+    Check,
+    /// Opening hashed each volume file against the label at its start
+    /// ([`super::check`]); only labels elsewhere are hashed here.
+    Checked,
+}
 
 /// One tar member, located by frame numbers.
 #[derive(Clone, Debug)]
@@ -53,8 +70,19 @@ pub struct BundleFile {
 }
 
 impl BundleFile {
-    /// Indexes a bundle whose bytes are assembled.
+    /// Indexes a bundle whose bytes are assembled, checking its labels'
+    /// structure but not the volumes' checksums.
     pub(crate) fn from_bytes(path: PathBuf, bytes: BundleBytes) -> Result<BundleFile> {
+        BundleFile::from_checked(path, bytes, Checksums::Skip)
+    }
+
+    /// Indexes a bundle whose bytes are assembled, hashing the volumes
+    /// against their labels as `checksums` says.
+    pub(crate) fn from_checked(
+        path: PathBuf,
+        bytes: BundleBytes,
+        checksums: Checksums,
+    ) -> Result<BundleFile> {
         let (frames, labels) = read_seek_table(&path, &bytes)?;
         let mut bundle = BundleFile {
             path,
@@ -65,7 +93,7 @@ impl BundleFile {
             notices: Vec::new(),
             claimed_id: None,
         };
-        bundle.check_labels(&labels)?;
+        bundle.check_labels(&labels, checksums)?;
         bundle.members = bundle.index_members()?;
         bundle.by_name = names_of(&bundle.members);
         Ok(bundle)
@@ -149,32 +177,66 @@ impl BundleFile {
         self.claimed_id.as_ref()
     }
 
-    /// Labels inside the bundle must be well formed and agree on the bundle.
-    fn check_labels(&mut self, labels: &[u64]) -> Result<()> {
-        for &at in labels {
+    /// The labels the seek table lists, held to the stream reader's rules
+    /// (format §13): volume 1's at byte 0, then volumes 1..=count in order,
+    /// each as long as its label says, all of one bundle; then, if asked,
+    /// each volume's bytes against its label's checksum.
+    fn check_labels(&mut self, labels: &[u64], checksums: Checksums) -> Result<()> {
+        let bad = |p: String| Error::bad_bundle(&self.path, p);
+        let mut volumes = Vec::with_capacity(labels.len());
+        for (i, &at) in labels.iter().enumerate() {
+            let what = |p: String| bad(format!("the volume label at byte {at}: {p}"));
             let raw = self
                 .bytes
                 .read(at, LABEL_LEN)
-                .map_err(|gap| Error::bad_bundle(&self.path, self.bytes.describe_gap(gap)))?;
-            let label = Label::decode(&raw).map_err(|why| {
-                Error::bad_bundle(&self.path, format!("the volume label at byte {at}: {why}"))
-            })?;
+                .map_err(|gap| bad(self.bytes.describe_gap(gap)))?;
+            let label = Label::decode(&raw).map_err(what)?;
+            let number = i as u64 + 1;
+            if (at == 0) != (number == 1) {
+                return Err(what("volume 1's label must start the bundle".into()));
+            }
+            if u64::from(label.number) != number || label.count as usize != labels.len() {
+                return Err(what(format!(
+                    "it says volume {} of {}, but volume {number} of {} belongs here",
+                    label.number,
+                    label.count,
+                    labels.len()
+                )));
+            }
+            let end = labels.get(i + 1).copied().unwrap_or(self.bytes.len());
+            if end - at != label.length {
+                return Err(what(format!(
+                    "volume {number} has {} bytes here (to the next label or the end), its label says {}",
+                    end - at,
+                    label.length
+                )));
+            }
             match &self.claimed_id {
                 Some(id) if *id != label.bundle_id => {
-                    return Err(Error::bad_bundle(
-                        &self.path,
-                        format!(
-                            "volume {} belongs to bundle {}, the others to {}",
-                            label.number,
-                            label.bundle_id.short(),
-                            id.short()
-                        ),
-                    ))
+                    return Err(bad(format!(
+                        "volume {} belongs to bundle {}, the others to {}",
+                        label.number,
+                        label.bundle_id.short(),
+                        id.short()
+                    )))
                 }
-                _ => self.claimed_id = Some(label.bundle_id),
+                _ => self.claimed_id = Some(label.bundle_id.clone()),
             }
+            volumes.push((at, label));
         }
-        Ok(())
+        let forged = match checksums {
+            Checksums::Skip => return Ok(()),
+            Checksums::Check => checksum_failures(&self.bytes, &volumes, false),
+            Checksums::Checked => checksum_failures(&self.bytes, &volumes, true),
+        };
+        match forged.first() {
+            None => Ok(()),
+            Some((at, label)) => Err(bad(format!(
+                "volume {} (bytes {at} to {}) does not match its label's checksum: it is damaged or forged",
+                label.number,
+                at + label.length
+            ))),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -355,6 +417,42 @@ impl BundleFile {
             .map_err(|e| Error::io("read", &self.path, e))?;
         Ok(out)
     }
+}
+
+/// The volumes whose bytes after the label do not hash to its checksum.
+/// With `checked`, a volume that is exactly one part of `bytes` was hashed
+/// when opening and is not hashed again.
+fn checksum_failures(
+    bytes: &BundleBytes,
+    volumes: &[(u64, Label)],
+    checked: bool,
+) -> Vec<(u64, Label)> {
+    use rayon::prelude::*;
+    use sha2::{Digest as _, Sha256};
+    let hashed =
+        |at: u64, len: u64| checked && bytes.parts().iter().any(|p| p.start == at && p.len == len);
+    volumes
+        .par_iter()
+        .filter(|(at, label)| {
+            if hashed(*at, label.length) {
+                return false;
+            }
+            let end = at + label.length;
+            let mut hash = Sha256::new();
+            let mut pos = at + LABEL_LEN as u64;
+            while pos < end {
+                let n = (end - pos).min(4 << 20) as usize;
+                match bytes.read(pos, n) {
+                    Ok(chunk) => hash.update(&chunk),
+                    Err(_) => return true,
+                }
+                bytes.release(pos, n);
+                pos += n as u64;
+            }
+            hash.finalize()[..] != label.checksum
+        })
+        .cloned()
+        .collect()
 }
 
 /// Member positions by name; the first wins (indexing refuses repeats).

@@ -64,7 +64,7 @@ impl BundleFile {
 
     pub fn open_with(path: &Path, options: OpenOptions) -> Result<BundleFile> {
         let checked = open_bytes(path, options)?;
-        let mut file = BundleFile::from_bytes(checked.path, checked.bytes)?;
+        let mut file = BundleFile::from_checked(checked.path, checked.bytes, checked.checksums)?;
         file.notices = checked.notices;
         file.claimed_id = checked.claimed_id;
         Ok(file)

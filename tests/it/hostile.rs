@@ -9,11 +9,13 @@
 //! manifest changes, and laid out again in frames byte by byte.
 
 mod craft;
+mod labels;
 
 use std::path::Path;
 
 use airlock::model::Digest;
 use craft::*;
+use labels::{cuts, label_cases};
 
 use crate::harness::{Config, Registry};
 use crate::util::{airlock, fixtures, keys, layout, packed, run, scratch, verify_signed, Run};
@@ -32,6 +34,7 @@ fn cases(parts: &Parts, key: &Path) -> Vec<Case> {
     all.extend(tar_cases(parts));
     all.extend(manifest_cases(parts, key));
     all.extend(size_cases(parts, key));
+    all.extend(label_cases(parts));
     all
 }
 
@@ -121,6 +124,15 @@ fn tar_cases(parts: &Parts) -> Vec<Case> {
         header("././@LongLink", 200, tar::EntryType::GNULongName).to_vec(),
     );
     add("GNU long name", write(&entries(&f)), "member 3", "member 3");
+
+    // index.json's size in base-256 (GNU binary), near u64::MAX.
+    let mut f = good.clone();
+    let at = header_frame(&f, "index.json");
+    let mut size = [0xFF; 12];
+    size[..4].copy_from_slice(&[0x80, 0, 0, 0]);
+    f[at] = with_size_field(&f[at], size);
+    let (file, stream) = ("index.json: its size", "index.json: its size");
+    add("base-256 size", write(&entries(&f)), file, stream);
 
     // Non-zero padding after index.json.
     let mut f = good.clone();
@@ -355,6 +367,10 @@ fn every_reader_refuses_every_hostile_bundle_and_nothing_leaks() {
     let check = t.path().join("check.airlock");
     std::fs::write(&check, write(&entries(&parts.frames()))).unwrap();
     verify_signed(&check, &public).ok();
+    let e = entries(&parts.frames());
+    let set = volumes(&e, &cuts(&e), &parts.id(), |_| ());
+    std::fs::write(&check, set).unwrap();
+    verify_signed(&check, &public).ok();
     run(
         "sh",
         &[
@@ -366,7 +382,7 @@ fn every_reader_refuses_every_hostile_bundle_and_nothing_leaks() {
     .ok();
 
     let cases = cases(&parts, &key);
-    assert_eq!(cases.len(), 18);
+    assert_eq!(cases.len(), 23);
     let mut failures = Vec::new();
     for case in cases {
         // A fresh registry: import FILE runs first and must leave it empty.
@@ -509,4 +525,30 @@ fn concatenated_volumes_read_as_one_stream_and_a_forged_label_is_refused() {
     );
     let err = run("sh", &["-c", &cmd], t.path()).fails();
     assert!(err.contains("volume label at byte"), "{err}");
+}
+
+#[test]
+fn an_unsigned_manifest_whose_sizes_overflow_is_refused_without_a_panic() {
+    let t = scratch();
+    let (bundle, _) = packed(t.path(), &[&format!("oci:{}:app-1", layout().display())]);
+    let mut p = Parts::of(&bundle);
+    for i in 0..2u8 {
+        p.manifest["blobs"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({
+            "digest": Digest::of(&[i]), "size": u64::MAX - 1,
+            "mediaType": "application/octet-stream"}));
+    }
+    p.unsign();
+    let file = t.path().join("overflow.airlock");
+    std::fs::write(&file, write(&entries(&p.frames()))).unwrap();
+    let f = file.to_str().unwrap();
+    for args in [vec!["verify", f, "--allow-unsigned"], vec!["inspect", f]] {
+        let r = airlock(&args, t.path());
+        let err = r.stderr();
+        assert_eq!(r.out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(err.contains("add up to more than"), "{args:?}: {err}");
+    }
 }

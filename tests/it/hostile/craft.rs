@@ -5,9 +5,11 @@
 use std::io::Read;
 use std::path::Path;
 
-use airlock::bundle::format::{ENVELOPE_NAME, PAYLOAD_TYPE};
+use airlock::bundle::format::{ENVELOPE_NAME, LABEL_LEN, PAYLOAD_TYPE};
 use airlock::bundle::sign::{load_private, Envelope};
+use airlock::bundle::volume::Label;
 use airlock::model::Digest;
+use sha2::{Digest as _, Sha256};
 use zeekstd::SeekTable;
 
 pub const MIB: usize = 1 << 20;
@@ -44,6 +46,22 @@ impl Parts {
             Some(&key),
         );
         self.members[0] = (ENVELOPE_NAME.into(), serde_json::to_vec(&env).unwrap());
+    }
+
+    /// The envelope member over the manifest, without a signature.
+    pub fn unsign(&mut self) {
+        let env = Envelope::new(
+            PAYLOAD_TYPE,
+            &serde_json::to_vec(&self.manifest).unwrap(),
+            None,
+        );
+        self.members[0] = (ENVELOPE_NAME.into(), serde_json::to_vec(&env).unwrap());
+    }
+
+    /// The bundle id: the digest of the signed manifest bytes.
+    pub fn id(&self) -> Digest {
+        let env: Envelope = serde_json::from_slice(&self.members[0].1).unwrap();
+        Digest::of(&env.payload_bytes().unwrap())
     }
 
     /// Adds a blob record and its member, after the others.
@@ -124,4 +142,57 @@ pub fn header_frame(frames: &[Vec<u8>], name: &str) -> usize {
         .iter()
         .position(|f| f.len() == 512 && f.starts_with(name.as_bytes()))
         .unwrap()
+}
+
+/// A tar header with its 12-byte size field replaced (and its checksum
+/// made right again).
+pub fn with_size_field(block: &[u8], field: [u8; 12]) -> Vec<u8> {
+    let mut h = tar::Header::new_old();
+    h.as_mut_bytes().copy_from_slice(block);
+    h.as_old_mut().size = field;
+    h.set_cksum();
+    h.as_bytes().to_vec()
+}
+
+/// The entries as a set of volumes concatenated (format §13): a label
+/// before entry 0 and before each entry of `cuts`, the labels written as
+/// the packer writes them, then handed to `forge` before they are sealed
+/// (each label's own hash is always made right).
+pub fn volumes(
+    entries: &[Entry],
+    cuts: &[usize],
+    id: &Digest,
+    forge: impl Fn(&mut [Label]),
+) -> Vec<u8> {
+    let mut e = Vec::new();
+    let mut at = Vec::new();
+    let mut offset = 0u64;
+    for (i, entry) in entries.iter().enumerate() {
+        if i == 0 || cuts.contains(&i) {
+            at.push(offset);
+            e.push((vec![0u8; LABEL_LEN], 0));
+            offset += LABEL_LEN as u64;
+        }
+        e.push(entry.clone());
+        offset += entry.0.len() as u64;
+    }
+    let mut out = write(&e);
+    let ends: Vec<u64> = at[1..].iter().copied().chain([out.len() as u64]).collect();
+    let mut labels: Vec<Label> = at
+        .iter()
+        .zip(&ends)
+        .enumerate()
+        .map(|(i, (&start, &end))| Label {
+            bundle_id: id.clone(),
+            number: i as u32 + 1,
+            count: at.len() as u32,
+            length: end - start,
+            checksum: Sha256::digest(&out[start as usize + LABEL_LEN..end as usize]).into(),
+        })
+        .collect();
+    forge(&mut labels);
+    for (&start, label) in at.iter().zip(&labels) {
+        out[start as usize..start as usize + LABEL_LEN].copy_from_slice(&label.encode());
+    }
+    out
 }
