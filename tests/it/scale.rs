@@ -280,3 +280,37 @@ fn a_huge_manifest_with_parity_calling_it_damaged_is_refused_before_it_is_parsed
         "peak RSS {kib} KiB with parity, {alone} KiB without:\n{err}"
     );
 }
+
+/// `verify -` looked each used digest up by scanning every blob: 60,000 ×
+/// 60,000 comparisons, several times the whole `verify FILE`.
+#[test]
+fn a_stream_of_60000_blobs_verifies_in_time_linear_in_its_blobs() {
+    let t = scratch();
+    let dir = t.path();
+    many_blobs_layout(&dir.join("layout"));
+    let (bundle, public) = packed(dir, &["oci:layout"]);
+    let timed = |stdin: Option<&Path>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_airlock"));
+        cmd.args(["verify", "-q", "--pub", public.to_str().unwrap()]);
+        match stdin {
+            Some(p) => cmd.arg("-").stdin(std::fs::File::open(p).unwrap()),
+            None => cmd.arg(&bundle),
+        };
+        let started = std::time::Instant::now();
+        let out = cmd.output().unwrap();
+        let took = started.elapsed();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        took
+    };
+    let file = timed(None);
+    let stream = timed(Some(&bundle));
+    eprintln!("verify FILE {file:?}, verify - {stream:?}");
+    assert!(
+        stream < file * 2 + std::time::Duration::from_secs(2),
+        "verify - took {stream:?}, verify FILE {file:?}"
+    );
+}
