@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Times verify and export of a 60,000-blob bundle (2,000 images of 28 tiny
+# Times verify (file and stream) and export of a 60,000-blob bundle (2,000 images of 28 tiny
 # layers, a config and a manifest each) with one or more airlock binaries,
 # and the peak memory of `verify --pub` refusing a huge manifest signed by
 # an untrusted key. Issue #11: both must scale linearly.
@@ -43,6 +43,8 @@ for bin in "${bins[@]}"; do
     echo "== $bin"
     /usr/bin/time -f "verify: %e s wall, %U s user, %S s sys, peak %M KiB" \
         "$bin" verify -q --pub "$work/k.pub" "$work/b.airlock" >/dev/null
+    /usr/bin/time -f "verify -: %e s wall, %U s user, %S s sys, peak %M KiB" \
+        "$bin" verify -q --pub "$work/k.pub" - <"$work/b.airlock" >/dev/null
     rm -rf "$work/out"
     /usr/bin/time -f "export: %e s wall, %U s user, %S s sys, peak %M KiB" \
         "$bin" export -q --pub "$work/k.pub" --to "oci:$work/out" "$work/b.airlock" >/dev/null

@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use ed25519_dalek::VerifyingKey;
 use rayon::prelude::*;
 use sha2::{Digest as _, Sha256};
 
@@ -58,6 +59,16 @@ pub(crate) struct CheckedBytes {
 
 /// Assembles, checks and (if asked) repairs a bundle's bytes.
 pub(crate) fn open_bytes(path: &Path, options: OpenOptions) -> Result<CheckedBytes> {
+    open_bytes_keyed(path, options, None)
+}
+
+/// [`open_bytes`] with the trusted key, when the user gave one: parity's
+/// self-check then checks the signature before it parses the payload.
+pub(crate) fn open_bytes_keyed(
+    path: &Path,
+    options: OpenOptions,
+    key: Option<&VerifyingKey>,
+) -> Result<CheckedBytes> {
     let mut a = assemble(path)?;
     let name = a.name();
     // Problems found on the way in make a full check worth it.
@@ -65,7 +76,7 @@ pub(crate) fn open_bytes(path: &Path, options: OpenOptions) -> Result<CheckedByt
     let mut checksums = Checksums::Skip;
     if check {
         (a, checksums) = match a.parity.take() {
-            Some(parity) => check_with_parity(a, &name, &parity, options.repair)?,
+            Some(parity) => check_with_parity(a, &name, &parity, options.repair, key)?,
             None => check_checksums(a, &name)?,
         };
     }
@@ -88,6 +99,7 @@ fn check_with_parity(
     name: &Path,
     parity: &Parity,
     repair: bool,
+    key: Option<&VerifyingKey>,
 ) -> Result<(Assembled, Checksums)> {
     let damaged = parity.damaged_shards(&a.bytes);
     let bad_recovery = parity.damaged_recovery();
@@ -102,7 +114,7 @@ fn check_with_parity(
             .extend(a.problems.drain(..).map(|p| format!("{p} (harmless)")));
         return Ok((a, Checksums::Check));
     }
-    let intact = guard::self_check(name, guard::fresh(&a.bytes, &[])?, None);
+    let intact = guard::self_check(name, guard::fresh(&a.bytes, &[])?, key);
     if intact.whole {
         a.notices.push(format!(
             "parity {} is damaged or forged and was not used: it calls {} data shard(s) damaged, but every member checks out against the bundle's manifest",
@@ -131,7 +143,7 @@ fn check_with_parity(
         Guarded::Patches(patches) => patches,
     };
     if let Err(Rejected::Fails(why) | Rejected::Signature(why)) =
-        guard::check_rebuilt(name, &a.bytes, &patches, &intact, None)
+        guard::check_rebuilt(name, &a.bytes, &patches, &intact, key)
     {
         a.notices.push(unused(format!(
             "the bundle it rebuilds fails its checks: {why}"

@@ -388,7 +388,7 @@ impl BundleFile {
     }
 
     /// Streams a member's data. Damage surfaces as a read error naming it.
-    pub fn open_member(&self, m: &Member) -> Result<MemberReader<'_>> {
+    pub(crate) fn open_member(&self, m: &Member) -> Result<MemberReader<'_>> {
         Ok(MemberReader {
             bundle: self,
             member: m.clone(),
@@ -401,7 +401,7 @@ impl BundleFile {
     }
 
     /// Reads a small member whole.
-    pub fn read_member(&self, m: &Member, limit: u64) -> Result<Vec<u8>> {
+    pub(crate) fn read_member(&self, m: &Member, limit: u64) -> Result<Vec<u8>> {
         if m.size > limit {
             return Err(Error::bad_bundle(
                 &self.path,

@@ -20,7 +20,7 @@ use std::path::Path;
 
 use ed25519_dalek::VerifyingKey;
 
-use super::check::{open_bytes, OpenOptions};
+use super::check::{open_bytes_keyed, OpenOptions};
 use super::format::*;
 use super::index::BundleFile;
 use super::sign::{self, decode_envelope, SignedPayload};
@@ -63,7 +63,17 @@ impl BundleFile {
     }
 
     pub fn open_with(path: &Path, options: OpenOptions) -> Result<BundleFile> {
-        let checked = open_bytes(path, options)?;
+        BundleFile::open_keyed(path, options, None)
+    }
+
+    /// With `key`, parity's self-check verifies the signature before it
+    /// parses the payload ([`super::parity::guard::self_check`]).
+    fn open_keyed(
+        path: &Path,
+        options: OpenOptions,
+        key: Option<&VerifyingKey>,
+    ) -> Result<BundleFile> {
+        let checked = open_bytes_keyed(path, options, key)?;
         let mut file = BundleFile::from_checked(checked.path, checked.bytes, checked.checksums)?;
         file.notices = checked.notices;
         file.claimed_id = checked.claimed_id;
@@ -79,9 +89,32 @@ impl Bundle<Opened> {
     }
 
     /// Opens a bundle, checking its bytes as `options` ask. Does not check
-    /// the signature and does not parse the payload as a manifest.
+    /// the signature and does not parse the payload as a manifest, unless
+    /// parity reports damage: then its self-check parses the payload
+    /// unchecked, so use [`Bundle::open_for_key`] when a key is trusted.
     pub fn open_with(path: &Path, options: OpenOptions) -> Result<Bundle<Opened>> {
-        let file = BundleFile::open_with(path, options)?;
+        Bundle::open_keyed(path, options, None)
+    }
+
+    /// [`Bundle::open_with`] for a bundle that will be checked against
+    /// `key`: if parity reports damage, the signature over the raw payload
+    /// is checked before anything parses it (spec §10), so a hostile
+    /// payload with a hostile parity file costs no more than without.
+    /// The caller still calls [`Bundle::check_signature`].
+    pub fn open_for_key(
+        path: &Path,
+        options: OpenOptions,
+        key: &VerifyingKey,
+    ) -> Result<Bundle<Opened>> {
+        Bundle::open_keyed(path, options, Some(key))
+    }
+
+    fn open_keyed(
+        path: &Path,
+        options: OpenOptions,
+        key: Option<&VerifyingKey>,
+    ) -> Result<Bundle<Opened>> {
+        let file = BundleFile::open_keyed(path, options, key)?;
         let path = file.path().to_path_buf();
         let bad = |p: String| Error::bad_bundle(&path, p);
         let first = file

@@ -58,11 +58,7 @@ impl Source for BundleSource<'_> {
         let m = self
             .file
             .member(&digest.layout_path())
-            .ok_or_else(|| Error::MissingBlob {
-                source_name: self.name.clone(),
-                digest: digest.clone(),
-                image: None,
-            })?;
+            .ok_or_else(|| Error::missing_blob(&self.name, digest))?;
         Ok(Box::new(self.file.open_member(m)?))
     }
 }

@@ -117,12 +117,11 @@ pub fn verify(args: VerifyArgs) -> Result<()> {
             check: true,
             repair: !args.no_repair,
         };
-        let (bundle, key_id) = open::trusted_with(&args.bundle, &args.trust, options, quiet)?;
+        let bundle = open::trusted_with(&args.bundle, &args.trust, options, quiet)?;
         let total = bundle.manifest().blobs.iter().map(|b| b.size).sum();
         let progress = Progress::new(total, "verify", quiet);
-        let mut report = bundle.verify(&progress)?.into_report();
+        let report = bundle.verify(&progress)?.into_report();
         progress.finish();
-        report.signed_by = key_id;
         report
     };
     render::report(out, &report, render::verified);
@@ -149,7 +148,7 @@ pub fn import(args: ImportArgs) -> Result<()> {
         let key = open::stream_key(&args.trust)?;
         ops::import::import_stream(std::io::stdin().lock(), key.as_ref(), request)?
     } else {
-        let (bundle, _) = open::trusted(&args.bundle, &args.trust)?;
+        let bundle = open::trusted(&args.bundle, &args.trust)?;
         ops::import::import(bundle, request)?
     };
     render::report(out, &report, render::imported);
@@ -185,7 +184,7 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
 
 pub fn export(args: ExportArgs) -> Result<()> {
     let target = ExportTarget::parse(&args.to)?;
-    let (bundle, _) = open::trusted(&args.bundle, &args.trust)?;
+    let bundle = open::trusted(&args.bundle, &args.trust)?;
     // Nothing leaves a bundle that `verify` would refuse.
     let bundle = bundle.verify(&Progress::hidden())?;
     let out = &args.output_args;

@@ -15,31 +15,31 @@ use airlock::Result;
 use super::args::TrustArgs;
 use super::render;
 
-/// A bundle whose signature was checked (or waived), and the signer's key id.
-pub type TrustedBundle = (Bundle<Trusted>, Option<String>);
-
-pub fn trusted(path: &Path, trust: &TrustArgs) -> Result<TrustedBundle> {
+pub fn trusted(path: &Path, trust: &TrustArgs) -> Result<Bundle<Trusted>> {
     trusted_with(path, trust, OpenOptions::FULL, false)
 }
 
 /// Opens (checking volumes and parity, repairing if allowed) and checks the
-/// signature. Notices about volumes go to stderr unless `quiet`.
+/// signature; the key goes in with the open, so that parity's self-check
+/// checks the signature before it parses anything. Notices about volumes go
+/// to stderr unless `quiet`.
 pub fn trusted_with(
     path: &Path,
     trust: &TrustArgs,
     options: OpenOptions,
     quiet: bool,
-) -> Result<TrustedBundle> {
-    let bundle = Bundle::<Opened>::open_with(path, options)?;
+) -> Result<Bundle<Trusted>> {
+    let key = stream_key(trust)?;
+    let bundle = match &key {
+        Some(key) => Bundle::<Opened>::open_for_key(path, options, key)?,
+        None => Bundle::<Opened>::open_with(path, options)?,
+    };
     if !quiet {
         render::notices(bundle.file().notices());
     }
-    match &trust.public_key {
-        Some(key_path) => {
-            let key = sign::load_public(key_path)?;
-            Ok((bundle.check_signature(&key)?, Some(sign::key_id(&key))))
-        }
-        None => Ok((bundle.without_signature_check()?, None)),
+    match &key {
+        Some(key) => bundle.check_signature(key),
+        None => bundle.without_signature_check(),
     }
 }
 
@@ -50,7 +50,8 @@ pub fn untrusted(path: &Path) -> Result<Bundle<Opened>> {
     Ok(bundle)
 }
 
-/// The key for a bundle read as a stream, which is checked as it arrives.
+/// The trusted key from `--pub`, if given (for a stream, it is checked as
+/// the stream arrives).
 pub fn stream_key(trust: &TrustArgs) -> Result<Option<VerifyingKey>> {
     trust
         .public_key

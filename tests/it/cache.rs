@@ -301,15 +301,6 @@ fn three_packs_sharing_a_cache_fetch_a_blob_once_and_all_verify() {
         "one pack downloads the layer, the others wait for it: {downloads:?}"
     );
     assert!(waited >= 1, "no pack said that it waits for another");
-    // Waiting costs at most the others' downloads (generous: a shared VM).
-    for p in &done {
-        assert!(
-            p.took < alone.took * 3 + Duration::from_secs(20),
-            "a pack took {:?}, a single one {:?}",
-            p.took,
-            alone.took
-        );
-    }
 }
 
 #[test]

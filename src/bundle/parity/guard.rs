@@ -75,7 +75,10 @@ pub(crate) fn fresh(bytes: &BundleBytes, patches: &[(u64, Vec<u8>)]) -> Result<B
 }
 
 /// Checks every member of `bytes` against the manifest its envelope
-/// carries, in parallel, and the signature when `key` is given.
+/// carries, in parallel, and the signature when `key` is given: first, so
+/// a payload that fails it is never parsed (then nothing is intact).
+/// Without a key (`--allow-unsigned`) the payload is parsed unchecked, as
+/// the user asked.
 pub(crate) fn self_check(path: &Path, bytes: BundleBytes, key: Option<&VerifyingKey>) -> Intact {
     let len = bytes.len();
     let file = match BundleFile::from_bytes(path.to_path_buf(), bytes) {
@@ -95,6 +98,17 @@ pub(crate) fn self_check(path: &Path, bytes: BundleBytes, key: Option<&Verifying
     };
     let payload_id = Some(Digest::of(signed.payload()));
     let signature = key.map(|k| signed.verify(k).map_err(|p| p.to_string()));
+    // Spec §10: with a key, the signature comes before the parse. An
+    // unsigned payload may be up to 64 MiB of hostile JSON; nothing of it
+    // is trusted, so no range is protected and parity's result must pass
+    // the signature itself ([`check_rebuilt`]).
+    if let Some(Err(why)) = &signature {
+        return Intact {
+            payload_id,
+            bad_signature: Some(why.clone()),
+            ..Intact::default()
+        };
+    }
     let manifest = match BundleManifest::from_payload(path, signed.payload()) {
         Ok(m) => m,
         Err(e) => {
@@ -141,10 +155,7 @@ pub(crate) fn self_check(path: &Path, bytes: BundleBytes, key: Option<&Verifying
         out.problem
             .get_or_insert("the members are not the ones the manifest names".into());
     }
-    if let Some(Err(why)) = &signature {
-        out.bad_signature = Some(why.clone());
-    }
-    out.whole = out.problem.is_none() && out.bad_signature.is_none();
+    out.whole = out.problem.is_none();
     if out.whole {
         out.ranges = vec![(0, len)];
     } else if matches!(signature, Some(Ok(()))) {
