@@ -3,7 +3,6 @@
 //! whatever it rebuilds must pass the signature and every digest before
 //! `repair` writes it. A forged parity file is named as the thing at fault.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use airlock::bundle::parity::{self, Layout};
@@ -14,15 +13,6 @@ use rand::{RngCore, SeedableRng};
 use crate::util::*;
 
 const LAYER: usize = 2 << 20;
-
-fn blob(dir: &Path, media_type: &str, bytes: &[u8]) -> serde_json::Value {
-    let d = Digest::of(bytes);
-    std::fs::File::create(dir.join("blobs/sha256").join(d.hex()))
-        .unwrap()
-        .write_all(bytes)
-        .unwrap();
-    serde_json::json!({"mediaType": media_type, "digest": d, "size": bytes.len()})
-}
 
 /// An OCI layout of one image whose 2 MiB random layer fills the middle of
 /// any bundle made from it (incompressible, so stored as it is).

@@ -201,3 +201,11 @@ pub fn export(bundle: &Path, public: &Path, target: &str, extra: &[&str]) -> Run
     args.extend_from_slice(extra);
     airlock(&args, bundle.parent().unwrap())
 }
+
+/// Writes `bytes` into the layout at `dir` as a blob and returns its
+/// descriptor.
+pub fn blob(dir: &Path, media_type: &str, bytes: &[u8]) -> serde_json::Value {
+    let d = airlock::model::Digest::of(bytes);
+    std::fs::write(dir.join("blobs/sha256").join(d.hex()), bytes).unwrap();
+    serde_json::json!({"mediaType": media_type, "digest": d, "size": bytes.len()})
+}
