@@ -29,6 +29,28 @@ struct Case {
     stream: &'static str,
 }
 
+/// The cases one family of attacks builds.
+#[derive(Default)]
+struct Cases(Vec<Case>);
+
+impl Cases {
+    /// A hostile bundle, and what the file and stream readers must say.
+    fn add(
+        &mut self,
+        label: &'static str,
+        bytes: Vec<u8>,
+        file: &'static str,
+        stream: &'static str,
+    ) {
+        self.0.push(Case {
+            label,
+            bytes,
+            file,
+            stream,
+        })
+    }
+}
+
 fn cases(parts: &Parts, key: &Path) -> Vec<Case> {
     let mut all = frame_cases(parts);
     all.extend(tar_cases(parts));
@@ -41,15 +63,7 @@ fn cases(parts: &Parts, key: &Path) -> Vec<Case> {
 /// Bytes no frame accounts for, and frames that break §5.
 fn frame_cases(parts: &Parts) -> Vec<Case> {
     let good = parts.frames();
-    let mut cases = Vec::new();
-    let mut add = |label, bytes, file, stream| {
-        cases.push(Case {
-            label,
-            bytes,
-            file,
-            stream,
-        })
-    };
+    let mut cases = Cases::default();
 
     // 12 MiB of attacker data in skippable frames, appended inside the
     // seek-table entries of three data frames.
@@ -57,7 +71,7 @@ fn frame_cases(parts: &Parts) -> Vec<Case> {
     for i in [2, 4, 6] {
         e[i].0.extend_from_slice(&skippable(0x184D_2A50, 4 * MIB));
     }
-    add(
+    cases.add(
         "smuggled inside entries",
         write(&e),
         "follow its zstd frame",
@@ -67,7 +81,7 @@ fn frame_cases(parts: &Parts) -> Vec<Case> {
     // A skippable frame as an entry of its own, between two members.
     let mut e = entries(&good);
     e.insert(2, (skippable(0x184D_2A53, 1024), 0));
-    add(
+    cases.add(
         "skippable frame between members",
         write(&e),
         "at byte",
@@ -79,28 +93,20 @@ fn frame_cases(parts: &Parts) -> Vec<Case> {
     let mut c = zstd::bulk::Compressor::new(3).unwrap();
     c.include_contentsize(false).unwrap();
     e[4].0 = c.compress(&good[4]).unwrap();
-    add(
+    cases.add(
         "frame without a content size",
         write(&e),
         "content size",
         "content size",
     );
 
-    cases
+    cases.0
 }
 
 /// Tar rules (§4) and what may follow the archive.
 fn tar_cases(parts: &Parts) -> Vec<Case> {
     let good = parts.frames();
-    let mut cases = Vec::new();
-    let mut add = |label, bytes, file, stream| {
-        cases.push(Case {
-            label,
-            bytes,
-            file,
-            stream,
-        })
-    };
+    let mut cases = Cases::default();
 
     // A pax extension header before the first blob.
     let mut f = good.clone();
@@ -113,7 +119,7 @@ fn tar_cases(parts: &Parts) -> Vec<Case> {
         at,
         header("PaxHeader", pax.len() as u64, tar::EntryType::XHeader).to_vec(),
     );
-    add("pax header", write(&entries(&f)), "member 3", "member 3");
+    cases.add("pax header", write(&entries(&f)), "member 3", "member 3");
 
     // A GNU long-name header before the first blob.
     let mut f = good.clone();
@@ -123,7 +129,7 @@ fn tar_cases(parts: &Parts) -> Vec<Case> {
         at,
         header("././@LongLink", 200, tar::EntryType::GNULongName).to_vec(),
     );
-    add("GNU long name", write(&entries(&f)), "member 3", "member 3");
+    cases.add("GNU long name", write(&entries(&f)), "member 3", "member 3");
 
     // index.json's size in base-256 (GNU binary), near u64::MAX.
     let mut f = good.clone();
@@ -132,13 +138,13 @@ fn tar_cases(parts: &Parts) -> Vec<Case> {
     size[..4].copy_from_slice(&[0x80, 0, 0, 0]);
     f[at] = with_size_field(&f[at], size);
     let (file, stream) = ("index.json: its size", "index.json: its size");
-    add("base-256 size", write(&entries(&f)), file, stream);
+    cases.add("base-256 size", write(&entries(&f)), file, stream);
 
     // Non-zero padding after index.json.
     let mut f = good.clone();
     let at = header_frame(&f, "index.json") + 1;
     *f[at].last_mut().unwrap() = b'!';
-    add(
+    cases.add(
         "non-zero padding",
         write(&entries(&f)),
         "padding",
@@ -148,7 +154,7 @@ fn tar_cases(parts: &Parts) -> Vec<Case> {
     // Non-zero end-of-archive blocks.
     let mut f = good.clone();
     f.last_mut().unwrap()[700] = 1;
-    add(
+    cases.add(
         "non-zero end blocks",
         write(&entries(&f)),
         "not zero",
@@ -158,7 +164,7 @@ fn tar_cases(parts: &Parts) -> Vec<Case> {
     // A frame after the end of the archive, listed in the seek table.
     let mut f = good.clone();
     f.push(vec![7u8; 512]);
-    add(
+    cases.add(
         "frame after the end",
         write(&entries(&f)),
         "follow the end of the archive",
@@ -168,7 +174,7 @@ fn tar_cases(parts: &Parts) -> Vec<Case> {
     // Bytes after the seek table.
     let mut b = write(&entries(&good));
     b.extend_from_slice(&skippable(0x184D_2A50, 4096));
-    add(
+    cases.add(
         "data after the seek table",
         b,
         "appended",
@@ -190,28 +196,20 @@ fn tar_cases(parts: &Parts) -> Vec<Case> {
     b.extend_from_slice(&0x184D_2A5Eu32.to_le_bytes());
     b.extend_from_slice(&(t.len() as u32).to_le_bytes());
     b.extend_from_slice(&t);
-    add(
+    cases.add(
         "seek table with checksums",
         b,
         "seek table",
         "seek table at byte",
     );
 
-    cases
+    cases.0
 }
 
 /// Members that are not the signed list; the manifest re-signed with the
 /// packing key where it changes.
 fn manifest_cases(parts: &Parts, key: &Path) -> Vec<Case> {
-    let mut cases = Vec::new();
-    let mut add = |label, bytes, file, stream| {
-        cases.push(Case {
-            label,
-            bytes,
-            file,
-            stream,
-        })
-    };
+    let mut cases = Cases::default();
 
     // A 5 MiB frame: an extra blob in one frame, re-signed.
     let mut p = parts.clone();
@@ -222,7 +220,7 @@ fn manifest_cases(parts: &Parts, key: &Path) -> Vec<Case> {
     let tail = f.pop().unwrap();
     f.last_mut().unwrap().extend_from_slice(&tail);
     f.push(end);
-    add(
+    cases.add(
         "a 5 MiB frame",
         write(&entries(&f)),
         "more than the format allows",
@@ -235,7 +233,7 @@ fn manifest_cases(parts: &Parts, key: &Path) -> Vec<Case> {
     blobs.push(blobs.last().unwrap().clone());
     p.members.push(p.members.last().unwrap().clone());
     p.resign(key);
-    add(
+    cases.add(
         "duplicated blob",
         write(&entries(&p.frames())),
         "appears twice",
@@ -251,7 +249,7 @@ fn manifest_cases(parts: &Parts, key: &Path) -> Vec<Case> {
     p.manifest["index"] = serde_json::json!({"digest": Digest::of(&raw), "size": raw.len()});
     p.members[2].1 = raw;
     p.resign(key);
-    add(
+    cases.add(
         "index.json not the image list",
         write(&entries(&p.frames())),
         "does not match the signed image list",
@@ -262,7 +260,7 @@ fn manifest_cases(parts: &Parts, key: &Path) -> Vec<Case> {
     let mut p = parts.clone();
     p.members
         .push((Digest::of(b"extra").layout_path(), b"extra".to_vec()));
-    add(
+    cases.add(
         "extra member",
         write(&entries(&p.frames())),
         "is not in the signed manifest",
@@ -273,7 +271,7 @@ fn manifest_cases(parts: &Parts, key: &Path) -> Vec<Case> {
     let mut p = parts.clone();
     let n = p.members.len();
     p.members.swap(n - 1, n - 2);
-    add(
+    cases.add(
         "swapped members",
         write(&entries(&p.frames())),
         "the signed manifest expects",
@@ -284,27 +282,19 @@ fn manifest_cases(parts: &Parts, key: &Path) -> Vec<Case> {
     let mut p = parts.clone();
     p.add_blob(b"nobody uses me".to_vec(), "application/octet-stream");
     p.resign(key);
-    add(
+    cases.add(
         "unused blob",
         write(&entries(&p.frames())),
         "no image uses it",
         "no image uses it",
     );
 
-    cases
+    cases.0
 }
 
 /// Sizes in the signed manifest that would make a reader allocate them.
 fn size_cases(parts: &Parts, key: &Path) -> Vec<Case> {
-    let mut cases = Vec::new();
-    let mut add = |label, bytes, file, stream| {
-        cases.push(Case {
-            label,
-            bytes,
-            file,
-            stream,
-        })
-    };
+    let mut cases = Cases::default();
 
     // A manifest record and header claiming a 1 TiB manifest blob.
     let mut p = parts.clone();
@@ -321,7 +311,7 @@ fn size_cases(parts: &Parts, key: &Path) -> Vec<Case> {
     f.push(header(&fake.layout_path(), 1 << 40, tar::EntryType::Regular).to_vec());
     f.push(vec![0u8; 4 * MIB]);
     f.push(end);
-    add(
+    cases.add(
         "1 TiB manifest record",
         write(&entries(&f)),
         "cut short",
@@ -342,9 +332,9 @@ fn size_cases(parts: &Parts, key: &Path) -> Vec<Case> {
     ));
     e.extend((0..(1 << 40) / (4 * MIB)).map(|_| (vec![0u8], (4 * MIB) as u32)));
     e.extend(entries(&f[at + 2..]));
-    add("1 TiB index.json", write(&e), "index.json", "index.json");
+    cases.add("1 TiB index.json", write(&e), "index.json", "index.json");
 
-    cases
+    cases.0
 }
 
 #[test]
