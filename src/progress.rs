@@ -240,3 +240,10 @@ mod tests {
         assert_eq!(line, "pull: 50.0 of 100.0 MiB (50%), 10.0 MiB/s, eta 5s");
     }
 }
+
+/// Prints one line on standard error, above any progress bar that is
+/// drawn, so that log lines and notes never tear a bar. The logger
+/// (`cli/`) and retry notices go through here.
+pub fn eprint_line(line: &str) {
+    eprintln!("{line}");
+}
