@@ -17,7 +17,7 @@ use super::parity;
 use super::sign::Envelope;
 use super::store::{BundleBytes, Part};
 use super::tar::build_header;
-use super::volume::{remove_stale, SplitOutput};
+use super::volume::{volume_path, SplitOutput};
 use crate::atomic::{sweep_stale, AtomicFile, Swept};
 use crate::error::{Error, Result};
 use crate::model::Digest;
@@ -77,7 +77,9 @@ impl Output for FileOutput {
             None => Vec::new(),
         };
         file.commit()?;
-        remove_stale(&target, 0, &parity);
+        let mut kept = parity;
+        kept.push(target.clone());
+        remove_others(&target, &kept);
         Ok(())
     }
 }
@@ -129,7 +131,9 @@ impl Output for VolumeOutput {
         for v in volumes.into_iter().rev() {
             v.commit()?;
         }
-        remove_stale(&self.target, count, &parity);
+        let mut kept = parity;
+        kept.extend((1..=count).map(|n| volume_path(&self.target, n)));
+        remove_others(&self.target, &kept);
         Ok(())
     }
 }
@@ -176,6 +180,18 @@ pub fn existing_outputs(target: &Path) -> Vec<PathBuf> {
         .collect();
     found.sort();
     found
+}
+
+/// Removes the files of an earlier bundle at `target` (an unsplit file,
+/// volumes, parity) that are not among the new bundle's `kept` files, so
+/// no stale file looks like part of it or shadows it. Runs once the new
+/// bundle is complete; best effort.
+fn remove_others(target: &Path, kept: &[PathBuf]) {
+    for old in existing_outputs(target) {
+        if !kept.iter().any(|k| k.file_name() == old.file_name()) {
+            let _ = std::fs::remove_file(old);
+        }
+    }
 }
 
 /// Removes the partial files that killed or failed packs to `target` left

@@ -120,7 +120,10 @@ fn manifest_of(
             what: image.label(),
             reason: format!(
                 "its record says {} but its blob {} is an image index; the bundle contradicts itself: pack it again from the source",
-                d.media_type, d.digest
+                d.media_type,
+                // The digest the source (the bundle) knows it by, before
+                // the plan filtered its platforms.
+                image.source_digest.as_ref().unwrap_or(&d.digest)
             ),
         }),
     }
