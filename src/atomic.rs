@@ -107,7 +107,9 @@ impl AtomicFile {
 
 /// A new partial file for `name` in `dir`, locked. A sweep may remove the
 /// file between its creation and the lock (it was free then); a file that is
-/// no longer at its path once locked is given up and another made.
+/// no longer at its path once locked is given up and another made. On a
+/// file system without `flock` the file stays unlocked: a sweep there cannot
+/// lock it either, so it never removes it.
 fn locked_temp(dir: &Path, name: &str) -> Result<tempfile::NamedTempFile> {
     loop {
         let temp = tempfile::Builder::new()
@@ -116,8 +118,7 @@ fn locked_temp(dir: &Path, name: &str) -> Result<tempfile::NamedTempFile> {
             .suffix(SUFFIX)
             .tempfile_in(dir)
             .map_err(|e| Error::io("create a temporary file in", dir, e))?;
-        lock(temp.as_file()).map_err(|e| Error::io("lock", temp.path(), e))?;
-        if same_file(temp.as_file(), temp.path()) {
+        if lock(temp.as_file()).is_err() || same_file(temp.as_file(), temp.path()) {
             return Ok(temp);
         }
     }

@@ -98,24 +98,22 @@ fn slow_layout(dir: &Path) -> PathBuf {
     lay
 }
 
-#[test]
-fn a_killed_pack_leaves_partial_files_that_the_next_pack_removes() {
-    let t = scratch();
-    let lay = slow_layout(t.path());
-    let out = t.path().join("b.airlock");
+/// Starts a pack of the slow layout into `dir/b.airlock` and returns once
+/// it has written into a partial file, still running.
+fn slow_pack(dir: &Path, extra: &[&str]) -> std::process::Child {
+    let lay = slow_layout(dir);
     let mut child = Command::new(env!("CARGO_BIN_EXE_airlock"))
-        .args(["pack", "-q", "--level", "19", "--split", "4M", "-o"])
-        .arg(&out)
+        .args(["pack", "-q", "--level", "19", "-o", "b.airlock"])
+        .args(extra)
         .arg(format!("oci:{}", lay.display()))
-        .current_dir(t.path())
+        .current_dir(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Killed once it has written into a volume.
     let deadline = Instant::now() + Duration::from_secs(120);
     let written = || {
-        partials(t.path())
+        partials(dir)
             .iter()
             .any(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 0))
     };
@@ -123,10 +121,18 @@ fn a_killed_pack_leaves_partial_files_that_the_next_pack_removes() {
         assert!(Instant::now() < deadline, "pack wrote nothing in 120 s");
         assert!(
             child.try_wait().unwrap().is_none(),
-            "pack ended before it could be killed"
+            "pack ended before it wrote"
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+    child
+}
+
+#[test]
+fn a_killed_pack_leaves_partial_files_that_the_next_pack_removes() {
+    let t = scratch();
+    let out = t.path().join("b.airlock");
+    let mut child = slow_pack(t.path(), &["--split", "4M"]);
     assert!(
         child.try_wait().unwrap().is_none(),
         "pack ended before the kill"
@@ -169,6 +175,29 @@ fn a_killed_pack_leaves_partial_files_that_the_next_pack_removes() {
     );
     assert_eq!(partials(t.path()), Vec::<PathBuf>::new());
     airlock(&["verify", "--allow-unsigned", "b.airlock"], t.path()).ok();
+}
+
+#[test]
+fn a_second_pack_to_the_same_output_keeps_the_first_ones_partial_file() {
+    let t = scratch();
+    let mut first = slow_pack(t.path(), &[]);
+    let writing = partials(t.path());
+    assert_eq!(writing.len(), 1, "{writing:?}");
+    let second = airlock(
+        &[
+            "pack",
+            "-o",
+            "b.airlock",
+            &format!("oci:{}:app-1", layout().display()),
+        ],
+        t.path(),
+    )
+    .ok();
+    assert_eq!(notes(&second.stderr()), Vec::<String>::new());
+    assert!(writing[0].exists(), "the live pack's partial file went");
+    assert!(first.try_wait().unwrap().is_none(), "the first pack ended");
+    first.kill().unwrap();
+    first.wait().unwrap();
 }
 
 #[test]
