@@ -86,6 +86,8 @@ fn benches(c: &mut Criterion) {
             registry: Default::default(),
             cache: None,
             referrers: true,
+            // Packs the same output again and again.
+            force: true,
             quiet: true,
         })
         .unwrap();

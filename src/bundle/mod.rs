@@ -57,4 +57,4 @@ pub use repair::{check_repaired, plan_repair, RepairPlan, VolumeFix};
 pub use source::BundleSource;
 pub use stream::{read_stream, verify_stream, Received, StreamVisitor};
 pub use verify::VerifyReport;
-pub use writer::{rfc3339, BundleWriter, Output, PackOptions};
+pub use writer::{existing_outputs, rfc3339, sweep_partials, BundleWriter, Output, PackOptions};

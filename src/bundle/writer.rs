@@ -17,8 +17,8 @@ use super::parity;
 use super::sign::Envelope;
 use super::store::{BundleBytes, Part};
 use super::tar::build_header;
-use super::volume::{remove_stale, SplitOutput};
-use crate::atomic::AtomicFile;
+use super::volume::{volume_path, SplitOutput};
+use crate::atomic::{sweep_stale, AtomicFile, Swept};
 use crate::error::{Error, Result};
 use crate::model::Digest;
 use crate::plan::{Plan, PlannedBlob};
@@ -77,7 +77,9 @@ impl Output for FileOutput {
             None => Vec::new(),
         };
         file.commit()?;
-        remove_stale(&target, 0, &parity);
+        let mut kept = parity;
+        kept.push(target.clone());
+        remove_others(&target, &kept);
         Ok(())
     }
 }
@@ -129,8 +131,76 @@ impl Output for VolumeOutput {
         for v in volumes.into_iter().rev() {
             v.commit()?;
         }
-        remove_stale(&self.target, count, &parity);
+        let mut kept = parity;
+        kept.extend((1..=count).map(|n| volume_path(&self.target, n)));
+        remove_others(&self.target, &kept);
         Ok(())
+    }
+}
+
+/// Whether `file_name` is one of the files a bundle written to `target_name`
+/// consists of: `NAME`, `NAME.NNN`, `NAME.parity` or `NAME.parity.NNN`.
+fn is_output_of(target_name: &str, file_name: &str) -> bool {
+    let volume = |s: &str| s.len() >= 3 && s.bytes().all(|b| b.is_ascii_digit());
+    match file_name.strip_prefix(target_name) {
+        Some("") => true,
+        Some(rest) => rest.strip_prefix('.').is_some_and(|rest| {
+            volume(rest) || rest == "parity" || rest.strip_prefix("parity.").is_some_and(volume)
+        }),
+        None => false,
+    }
+}
+
+fn dir_and_name(target: &Path) -> Option<(PathBuf, String)> {
+    let name = target.file_name()?.to_str()?.to_string();
+    let dir = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    Some((dir, name))
+}
+
+/// The files of an earlier bundle that a pack to `target` would replace or
+/// remove: the bundle file, its volumes and its parity, sorted.
+pub fn existing_outputs(target: &Path) -> Vec<PathBuf> {
+    let Some((dir, name)) = dir_and_name(target) else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| is_output_of(&name, n))
+        })
+        .map(|e| target.with_file_name(e.file_name()))
+        .collect();
+    found.sort();
+    found
+}
+
+/// Removes the files of an earlier bundle at `target` (an unsplit file,
+/// volumes, parity) that are not among the new bundle's `kept` files, so
+/// no stale file looks like part of it or shadows it. Runs once the new
+/// bundle is complete; best effort.
+fn remove_others(target: &Path, kept: &[PathBuf]) {
+    for old in existing_outputs(target) {
+        if !kept.iter().any(|k| k.file_name() == old.file_name()) {
+            let _ = std::fs::remove_file(old);
+        }
+    }
+}
+
+/// Removes the partial files that killed or failed packs to `target` left
+/// (of the bundle file, its volumes and its parity), except those a live
+/// pack is writing.
+pub fn sweep_partials(target: &Path) -> Swept {
+    match dir_and_name(target) {
+        Some((dir, name)) => sweep_stale(&dir, |t| is_output_of(&name, t)),
+        None => Swept::default(),
     }
 }
 
@@ -351,5 +421,28 @@ impl Sink for BundleWriter {
             .finish()
             .map_err(|e| Error::io("write", &path, e))?;
         out.commit(self.id.as_ref().expect("begin ran"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_output_of;
+
+    #[test]
+    fn a_bundles_files_are_told_from_others() {
+        for yes in ["b", "b.001", "b.1000", "b.parity", "b.parity.002"] {
+            assert!(is_output_of("b", yes), "{yes}");
+        }
+        for no in [
+            "b.01",
+            "b.x",
+            "bb",
+            "b.parity.x",
+            "b.parityx",
+            "a",
+            "b.001.x",
+        ] {
+            assert!(!is_output_of("b", no), "{no}");
+        }
     }
 }

@@ -113,6 +113,10 @@ pub struct PackArgs {
     /// much damage anywhere, or a lost volume if PCT exceeds its share.
     #[arg(long, value_name = "PCT", value_parser = clap::value_parser!(u32).range(1..=100))]
     pub parity: Option<u32>,
+    /// Replace an existing bundle of this name, with its volumes and
+    /// parity (they go once the new bundle is complete).
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub output_args: OutputArgs,
 }

@@ -69,6 +69,7 @@ pub fn pack(args: PackArgs) -> Result<()> {
         level,
         split,
         parity,
+        force,
         output_args,
     } = args;
     set_jobs(jobs)?;
@@ -95,6 +96,7 @@ pub fn pack(args: PackArgs) -> Result<()> {
         registry: registry.options(jobs)?,
         cache,
         referrers: !no_referrers,
+        force,
         quiet: output_args.quiet,
     })?;
     render::report(&output_args, &summary, |s| {
@@ -184,6 +186,7 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
 
 pub fn export(args: ExportArgs) -> Result<()> {
     let target = ExportTarget::parse(&args.to)?;
+    ops::stdio::check_export_output(&target, args.output_args.json)?;
     let bundle = open::trusted(&args.bundle, &args.trust)?;
     // Nothing leaves a bundle that `verify` would refuse.
     let bundle = bundle.verify(&Progress::hidden())?;

@@ -6,5 +6,5 @@
 mod sink;
 mod source;
 
-pub use sink::DockerArchiveSink;
+pub use sink::{sweep_partials, DockerArchiveSink};
 pub(crate) use source::DockerArchive;

@@ -6,27 +6,66 @@
 //! decompresses them itself. Each image must be a single platform, because
 //! `docker load` loads one. It does not choose that platform: the plan
 //! does, from `--platform` or the host's.
+//!
+//! The tar goes to a file that appears only once complete, or to standard
+//! output (`docker-archive:-`), where a failed export leaves a tar without
+//! its `manifest.json`, which `docker load` refuses.
 
-use std::io::Read;
-use std::path::Path;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
 
-use crate::atomic::AtomicFile;
+use crate::atomic::{sweep_stale, AtomicFile, Swept};
 use crate::error::{Error, Result};
-use crate::model::image::{Node, Parsed};
+use crate::model::image::{Descriptor, Node, Parsed};
 use crate::model::reference::{Reference, DEFAULT_REGISTRY};
 use crate::oci::{index_entries, OCI_LAYOUT};
 use crate::plan::{Plan, PlannedBlob};
 use crate::sink::Sink;
 
+/// Where the tar goes.
+enum Out {
+    File(AtomicFile),
+    Stdout(io::Stdout),
+}
+
+impl Write for Out {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Out::File(f) => f.write(buf),
+            Out::Stdout(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Out::File(f) => f.flush(),
+            Out::Stdout(s) => s.flush(),
+        }
+    }
+}
+
 pub struct DockerArchiveSink {
-    tar: tar::Builder<AtomicFile>,
+    tar: tar::Builder<Out>,
+    /// For messages: the file, or "standard output".
+    target: PathBuf,
     mtime: u64,
 }
 
+/// `-` as the archive's path: standard output.
+fn is_stdout(path: &Path) -> bool {
+    path == Path::new("-")
+}
+
 impl DockerArchiveSink {
+    /// A sink writing to `path`, or to standard output for `-`.
     pub fn new(path: &Path, mtime: u64) -> Result<DockerArchiveSink> {
+        let (out, target) = if is_stdout(path) {
+            (Out::Stdout(io::stdout()), PathBuf::from("standard output"))
+        } else {
+            (Out::File(AtomicFile::create(path)?), path.to_path_buf())
+        };
         Ok(DockerArchiveSink {
-            tar: tar::Builder::new(AtomicFile::create(path)?),
+            tar: tar::Builder::new(out),
+            target,
             mtime,
         })
     }
@@ -37,10 +76,56 @@ impl DockerArchiveSink {
         h.set_mode(0o644);
         h.set_mtime(self.mtime);
         h.set_entry_type(tar::EntryType::Regular);
-        let target = self.tar.get_ref().target().to_path_buf();
         self.tar
             .append_data(&mut h, name, data)
-            .map_err(|e| Error::io("write", &target, e))
+            .map_err(|e| Error::io("write", &self.target, e))
+    }
+}
+
+/// Removes the partial files that killed or failed exports to the archive
+/// `path` left, except one a live export is writing.
+pub fn sweep_partials(path: &Path) -> Swept {
+    if is_stdout(path) {
+        return Swept::default();
+    }
+    let (Some(name), dir) = (path.file_name().and_then(|n| n.to_str()), path.parent()) else {
+        return Swept::default();
+    };
+    let dir = dir
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    sweep_stale(dir, |t| t == name)
+}
+
+/// The config and layers of an image's manifest. A bundle whose image
+/// record says "manifest" over a blob that is an index contradicts itself:
+/// refused, naming the image and the blob.
+fn manifest_of(
+    plan: &Plan,
+    image: &crate::plan::PlannedImage,
+) -> Result<(Descriptor, Vec<Descriptor>)> {
+    let d = &image.descriptor;
+    let blob = plan
+        .blobs
+        .iter()
+        .find(|b| b.descriptor.digest == d.digest)
+        .and_then(|b| b.inline.clone())
+        .ok_or_else(|| Error::Unsupported {
+            what: image.label(),
+            reason: format!("the plan holds no bytes of its manifest {}", d.digest),
+        })?;
+    match Node::parse(d.clone(), blob, &image.label())?.parsed {
+        Parsed::Manifest { config, layers } => Ok((config, layers)),
+        Parsed::Index { .. } => Err(Error::Unsupported {
+            what: image.label(),
+            reason: format!(
+                "its record says {} but its blob {} is an image index; the bundle contradicts itself: pack it again from the source",
+                d.media_type,
+                // The digest the source (the bundle) knows it by, before
+                // the plan filtered its platforms.
+                image.source_digest.as_ref().unwrap_or(&d.digest)
+            ),
+        }),
     }
 }
 
@@ -66,6 +151,8 @@ impl Sink for DockerArchiveSink {
                     image.label()
                 )));
             }
+            // Refused before anything is written, not when the tar is done.
+            manifest_of(plan, image)?;
         }
         Ok(())
     }
@@ -81,16 +168,7 @@ impl Sink for DockerArchiveSink {
     fn finish(mut self: Box<Self>, plan: &Plan) -> Result<()> {
         let mut legacy = Vec::new();
         for image in &plan.images {
-            let blob = plan
-                .blobs
-                .iter()
-                .find(|b| b.descriptor.digest == image.descriptor.digest)
-                .and_then(|b| b.inline.clone())
-                .expect("a plan holds every image's manifest bytes");
-            let node = Node::parse(image.descriptor.clone(), blob, &image.label())?;
-            let Parsed::Manifest { config, layers } = node.parsed else {
-                unreachable!("begin() refused indexes")
-            };
+            let (config, layers) = manifest_of(plan, image)?;
             legacy.push(serde_json::json!({
                 "Config": config.digest.layout_path(),
                 "RepoTags": image.name.iter().map(familiar).collect::<Vec<_>>(),
@@ -111,12 +189,15 @@ impl Sink for DockerArchiveSink {
             manifest_json.len() as u64,
             &mut &manifest_json[..],
         )?;
-        let target = self.tar.get_ref().target().to_path_buf();
-        let file = self
+        let target = self.target.clone();
+        match self
             .tar
             .into_inner()
-            .map_err(|e| Error::io("write", &target, e))?;
-        file.commit()
+            .map_err(|e| Error::io("write", &target, e))?
+        {
+            Out::File(file) => file.commit(),
+            Out::Stdout(mut out) => out.flush().map_err(|e| Error::io("write", &target, e)),
+        }
     }
 }
 

@@ -126,6 +126,15 @@ pub enum Error {
     #[error("{}", Shown(.0))]
     Usage(String),
 
+    /// An output this run will not write: it would replace files, or put
+    /// binary data on a terminal.
+    #[error("{}: {}", Shown(what), Shown(reason))]
+    Refused {
+        what: String,
+        reason: String,
+        hint: String,
+    },
+
     /// A registry refused or failed a request.
     #[error("{0}")]
     Registry(Box<registry::RegistryError>),
@@ -277,7 +286,7 @@ impl Error {
             Error::BadBundle { .. } => {
                 "the bundle is damaged or incomplete; copy it again from the source media".into()
             }
-            Error::Damaged { hint, .. } => hint.clone(),
+            Error::Damaged { hint, .. } | Error::Refused { hint, .. } => hint.clone(),
             Error::UnsupportedVersion { .. } => {
                 "use the airlock release that wrote the bundle, or a newer one".into()
             }

@@ -52,7 +52,12 @@ impl<F: Fs> Layout<F> {
             &index_path.display().to_string(),
         )?
         else {
-            unreachable!("parsed as an index")
+            // Parsed as the index its media type names; an error, not a
+            // panic, should that rule ever change.
+            return Err(Error::BadJson {
+                what: index_path.display().to_string(),
+                reason: "not an image index".into(),
+            });
         };
         let all: Vec<Root> = manifests
             .into_iter()

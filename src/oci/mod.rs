@@ -7,8 +7,8 @@ mod layout;
 mod sink;
 
 pub(crate) use layout::{describe_root, Layout};
-pub use sink::OciDirSink;
 pub(crate) use sink::{index_entries, OCI_LAYOUT};
+pub use sink::{sweep_partials, OciDirSink};
 
 use crate::model::{Descriptor, Reference};
 

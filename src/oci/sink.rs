@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use super::LOCK_FILE;
 use super::{ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
-use crate::atomic::AtomicFile;
+use crate::atomic::{sweep_stale, AtomicFile, Swept};
 use crate::error::{Error, Result};
 use crate::lock::FileLock;
 use crate::plan::{Plan, PlannedBlob};
@@ -33,6 +33,15 @@ impl OciDirSink {
             dir: dir.to_path_buf(),
         })
     }
+}
+
+/// Removes the partial files that killed or failed exports into the layout
+/// at `dir` left (blobs, `index.json`, `oci-layout`), except those a live
+/// export is writing.
+pub fn sweep_partials(dir: &Path) -> Swept {
+    let mut swept = sweep_stale(dir, |t| t == "index.json" || t == "oci-layout");
+    swept.add(sweep_stale(&dir.join("blobs/sha256"), |_| true));
+    swept
 }
 
 /// The index.json entries for a plan's images: the full name goes in both

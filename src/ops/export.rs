@@ -24,10 +24,16 @@ use crate::source::{Root, Source};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExportTarget {
     OciDir(PathBuf),
+    /// A file, or standard output for `-`.
     DockerArchive(PathBuf),
 }
 
 impl ExportTarget {
+    /// `docker-archive:-`: the archive goes to standard output.
+    pub fn is_stdout(&self) -> bool {
+        matches!(self, ExportTarget::DockerArchive(p) if p.as_os_str() == "-")
+    }
+
     pub fn parse(s: &str) -> Result<ExportTarget> {
         let target = if let Some(p) = s.strip_prefix("oci:") {
             ExportTarget::OciDir(p.into())
@@ -69,13 +75,20 @@ pub fn export(
     for root in roots {
         plan.add_root(0, &source, root, &platforms)?;
     }
+    let progress = Progress::new(plan.total_bytes(), "export", quiet);
+    let swept = match target {
+        ExportTarget::OciDir(dir) => crate::oci::sweep_partials(dir),
+        ExportTarget::DockerArchive(file) => crate::docker_archive::sweep_partials(file),
+    };
+    if let Some(note) = swept.note() {
+        progress.note(&note);
+    }
     let sink: Box<dyn Sink> = match target {
         ExportTarget::OciDir(dir) => Box::new(OciDirSink::new(dir)?),
         ExportTarget::DockerArchive(file) => {
             Box::new(DockerArchiveSink::new(file, created_secs(bundle)?)?)
         }
     };
-    let progress = Progress::new(plan.total_bytes(), "export", quiet);
     let sources: Vec<Box<dyn Source + '_>> = vec![Box::new(source)];
     copy(&plan, &sources, sink, &progress)?;
     progress.finish();

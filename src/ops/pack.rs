@@ -12,7 +12,8 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::transport::SourceSpec;
-use crate::bundle::{BundleWriter, PackOptions};
+use crate::atomic::Swept;
+use crate::bundle::{existing_outputs, sweep_partials, BundleWriter, PackOptions};
 use crate::error::{Error, Result};
 use crate::model::image::Platform;
 use crate::model::reference::Reference;
@@ -50,6 +51,9 @@ pub struct PackRequest {
     pub cache: Option<PathBuf>,
     /// Bring signatures, SBOMs and attestations along.
     pub referrers: bool,
+    /// Replace an existing bundle of the output's name (file, volumes,
+    /// parity); without it, pack refuses to.
+    pub force: bool,
     pub quiet: bool,
 }
 
@@ -62,6 +66,9 @@ pub struct PackRequest {
 pub fn pack(req: PackRequest) -> Result<PackSummary> {
     if req.sources.is_empty() && req.all_tags.is_empty() && req.catalogs.is_empty() {
         return Err(Error::Usage("name at least one source to pack".into()));
+    }
+    if !req.force {
+        refuse_to_clobber(&req.output)?;
     }
     let specs: Vec<(String, SourceSpec)> = req
         .sources
@@ -93,6 +100,16 @@ pub fn pack(req: PackRequest) -> Result<PackSummary> {
         None => Progress::hidden(),
     };
     let progress = pull.sibling(plan.total_bytes(), "pack", req.quiet);
+    let mut swept = Swept::default();
+    if let Some(ctx) = &registry {
+        swept.add(ctx.cache.sweep());
+    }
+    if req.output != Path::new("-") {
+        swept.add(sweep_partials(&req.output));
+    }
+    if let Some(note) = swept.note() {
+        progress.note(&note);
+    }
     let writer = BundleWriter::to_file(&req.output, req.options)?;
     let jobs = registry.as_ref().map(|_| req.registry.jobs);
     let written = write_while_downloading(&plan, &sources, writer, jobs, &pull, &progress);
@@ -108,6 +125,32 @@ pub fn pack(req: PackRequest) -> Result<PackSummary> {
         bytes: plan.total_bytes(),
         downloaded,
         output: req.output.clone(),
+    })
+}
+
+/// A pack replaces the bundle at `output`, and removes the volumes and
+/// parity of an older one of that name, only when asked to (`--force`).
+fn refuse_to_clobber(output: &Path) -> Result<()> {
+    if output == Path::new("-") {
+        return Ok(());
+    }
+    let found = existing_outputs(output);
+    if found.is_empty() {
+        return Ok(());
+    }
+    let reason = if found.iter().any(|f| f == output) {
+        "exists".to_string()
+    } else {
+        let names: Vec<String> = found.iter().map(|f| f.display().to_string()).collect();
+        format!(
+            "the volumes or parity of a bundle of this name exist ({})",
+            names.join(", ")
+        )
+    };
+    Err(Error::Refused {
+        what: output.display().to_string(),
+        reason,
+        hint: "pass --force to replace it (the old files go once the new bundle is complete), or choose another -o".into(),
     })
 }
 

@@ -4,8 +4,10 @@
 //! These are rules on a request, checked before anything is read or
 //! written. Not for reading or writing the streams themselves.
 
+use std::io::IsTerminal;
 use std::path::Path;
 
+use super::export::ExportTarget;
 use crate::error::{Error, Result};
 
 /// `-` as a path: the bundle goes through standard input or output.
@@ -14,14 +16,61 @@ fn is_stdio(path: &Path) -> bool {
 }
 
 /// `pack -o -` writes the bundle to standard output, so a JSON report
-/// cannot go there too.
+/// cannot go there too, and it must not be a terminal.
 pub fn check_pack_output(output: &Path, json_report: bool) -> Result<()> {
-    if is_stdio(output) && json_report {
+    pack_output(output, json_report, std::io::stdout().is_terminal())
+}
+
+fn pack_output(output: &Path, json_report: bool, stdout_is_terminal: bool) -> Result<()> {
+    if !is_stdio(output) {
+        return Ok(());
+    }
+    if json_report {
         return Err(Error::Usage(
             "--json prints to standard output, which -o - already uses for the bundle".into(),
         ));
     }
+    if stdout_is_terminal {
+        return Err(on_terminal("-o -", "a bundle", "-o FILE"));
+    }
     Ok(())
+}
+
+/// `export --to docker-archive:-` writes the archive to standard output,
+/// with the same rules as `pack -o -`.
+pub fn check_export_output(target: &ExportTarget, json_report: bool) -> Result<()> {
+    export_output(target, json_report, std::io::stdout().is_terminal())
+}
+
+fn export_output(target: &ExportTarget, json_report: bool, stdout_is_terminal: bool) -> Result<()> {
+    if !target.is_stdout() {
+        return Ok(());
+    }
+    if json_report {
+        return Err(Error::Usage(
+            "--json prints to standard output, which docker-archive:- already uses for the archive"
+                .into(),
+        ));
+    }
+    if stdout_is_terminal {
+        return Err(on_terminal(
+            "docker-archive:-",
+            "an archive",
+            "--to docker-archive:FILE",
+        ));
+    }
+    Ok(())
+}
+
+/// Binary data is not for a terminal, as zstd and tar refuse too.
+fn on_terminal(flag: &str, what: &str, instead: &str) -> Error {
+    Error::Refused {
+        what: flag.into(),
+        reason: format!("standard output is a terminal; refusing to write {what} to it"),
+        hint: format!(
+            "redirect standard output to a file or a pipe (> FILE, | ssh …), or use {instead}"
+        ),
+    }
 }
 
 /// `import -` reads the bundle from standard input, so the password cannot
@@ -40,10 +89,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_bundle_on_stdout_leaves_no_room_for_json() {
-        assert!(check_pack_output(Path::new("-"), true).is_err());
-        assert!(check_pack_output(Path::new("-"), false).is_ok());
-        assert!(check_pack_output(Path::new("b.airlock"), true).is_ok());
+    fn a_bundle_on_stdout_leaves_no_room_for_json_nor_a_terminal() {
+        assert!(pack_output(Path::new("-"), true, false).is_err());
+        assert!(pack_output(Path::new("-"), false, false).is_ok());
+        assert!(pack_output(Path::new("-"), false, true).is_err());
+        assert!(pack_output(Path::new("b.airlock"), true, true).is_ok());
+    }
+
+    #[test]
+    fn an_archive_on_stdout_has_the_same_rules() {
+        let out = ExportTarget::parse("docker-archive:-").unwrap();
+        let file = ExportTarget::parse("docker-archive:a.tar").unwrap();
+        assert!(export_output(&out, true, false).is_err());
+        assert!(export_output(&out, false, true).is_err());
+        assert!(export_output(&out, false, false).is_ok());
+        assert!(export_output(&file, true, true).is_ok());
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! signed manifest, altered, re-signed with the packing key where the
 //! manifest changes, and laid out again in frames byte by byte.
 
-mod craft;
+pub(crate) mod craft;
 mod labels;
 
 use std::path::Path;

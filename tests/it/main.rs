@@ -9,6 +9,7 @@ mod harness;
 mod hostile;
 mod import;
 mod keys;
+mod leftovers;
 mod pack;
 mod parity_trust;
 mod pull;

@@ -14,9 +14,11 @@ use crate::util::*;
 /// `airlock pack -q --json --cache CACHE ARGS… -o OUT` in `dir`.
 fn pack(dir: &Path, args: &[&str]) -> Run {
     let cache = dir.join("cache");
+    // Tests pack into out.airlock again and again.
     let mut all = vec![
         "pack",
         "-q",
+        "--force",
         "--json",
         "--cache",
         cache.to_str().unwrap(),
@@ -276,6 +278,7 @@ fn pack_with_password(
         "--username",
         "tester",
         "--password-stdin",
+        "--force",
         "-o",
         "out.airlock",
         "--cache",

@@ -223,7 +223,7 @@ fn docker_archive_selects_by_tag_and_by_position() {
     ] {
         let out = t.path().join("d.airlock");
         airlock(
-            &["pack", "-q", &spec, "-o", out.to_str().unwrap()],
+            &["pack", "-q", "--force", &spec, "-o", out.to_str().unwrap()],
             t.path(),
         )
         .ok();

@@ -427,6 +427,7 @@ fn a_single_file_with_parity_survives_sectors_and_truncation() {
         &[
             "pack",
             "-q",
+            "--force",
             "-o",
             &name,
             "--key",
@@ -459,6 +460,6 @@ fn a_single_file_with_parity_survives_sectors_and_truncation() {
     airlock(&["repair", &name], dir).ok();
     assert_eq!(snapshot(dir), good);
     // Packing without parity removes the stale parity file.
-    airlock(&["pack", "-q", "-o", &name, &sources()[1]], dir).ok();
+    airlock(&["pack", "-q", "--force", "-o", &name, &sources()[1]], dir).ok();
     assert!(!dir.join(format!("{name}.parity")).exists());
 }

@@ -31,6 +31,12 @@
 //! its end-of-file waits for the digest verdict, and a file that shrinks
 //! under it (another program) is an error at once, never a wait.
 //!
+//! **Leftovers.** A partial file that no process holds and no download can
+//! use is removed by [`BlobCache::sweep`] at the start of a pack: an empty
+//! one (a download that failed before its first byte) or one whose blob is
+//! complete in `blobs/`. One that holds a prefix of a blob not yet cached
+//! is kept: the next pack that wants the blob continues it.
+//!
 //! Not for manifests (the registry source keeps those in memory), and no
 //! eviction: the cache grows until the user removes it.
 
@@ -49,6 +55,7 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use sha2::{Digest as _, Sha256};
 
+use crate::atomic::{remove_if_free, Swept};
 use crate::error::{Error, Result};
 use crate::integrity::hash_reader;
 use crate::model::Digest;
@@ -146,6 +153,30 @@ impl BlobCache {
 
     fn partial(&self, d: &Digest) -> PathBuf {
         self.root.join("partial/sha256").join(d.hex())
+    }
+
+    /// Removes the partial files that no process holds (see the module
+    /// docs) and that are empty, complete in `blobs/` already, or not named
+    /// by a digest. Best effort: what cannot be removed stays.
+    pub fn sweep(&self) -> Swept {
+        let mut swept = Swept::default();
+        let dir = self.root.join("partial/sha256");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return swept;
+        };
+        for entry in entries.filter_map(|e| e.ok()) {
+            let name = entry.file_name();
+            let digest = name
+                .to_str()
+                .and_then(|hex| format!("sha256:{hex}").parse::<Digest>().ok());
+            let cached = digest.as_ref().is_some_and(|d| self.path(d).is_file());
+            let useless = |len: u64| len == 0 || cached || digest.is_none();
+            if let Some(bytes) = remove_if_free(&entry.path(), useless) {
+                swept.files += 1;
+                swept.bytes += bytes;
+            }
+        }
+        swept
     }
 
     /// A good cached copy, opened and hashed; the descriptor is the one to
