@@ -354,6 +354,7 @@ impl Source for RegistrySource {
                 },
                 &Report {
                     bytes: &|n| bar.inc(n),
+                    held: &|n| bar.held(n),
                     note: &|line| bar.note(line),
                 },
             )
