@@ -121,9 +121,10 @@ pub fn imported(report: &ImportReport) {
             .as_deref()
             .map(|e| format!(": {}", Shown(e)))
             .unwrap_or_default();
+        // Padded as a string: `Shown` writes through, ignoring widths.
         println!(
             "{:10} {} -> {}{why}",
-            Shown(&i.status),
+            Shown(&i.status).to_string(),
             Shown(&i.source),
             Shown(&i.target)
         );

@@ -11,6 +11,7 @@ mod import;
 mod keys;
 mod pack;
 mod parity_trust;
+mod progress_truth;
 mod pull;
 mod safety;
 mod scale;
