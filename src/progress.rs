@@ -137,12 +137,7 @@ impl Progress {
         let plain = Arc::new(Plain {
             stop: AtomicBool::new(false),
         });
-        let (b, p, h, label) = (
-            bar.clone(),
-            plain.clone(),
-            held.clone(),
-            label.to_string(),
-        );
+        let (b, p, h, label) = (bar.clone(), plain.clone(), held.clone(), label.to_string());
         let every = plain_every();
         std::thread::spawn(move || {
             let start = Instant::now();
@@ -364,7 +359,13 @@ mod tests {
     /// 40 MiB were in the cache: the 10 MiB moved in 5 s set the rate.
     #[test]
     fn plain_lines_rate_only_what_this_run_moved() {
-        let line = plain_line("pull", 50 << 20, 40 << 20, 100 << 20, Duration::from_secs(5));
+        let line = plain_line(
+            "pull",
+            50 << 20,
+            40 << 20,
+            100 << 20,
+            Duration::from_secs(5),
+        );
         assert_eq!(line, "pull: 50.0 of 100.0 MiB (50%), 2.0 MiB/s, eta 25s");
     }
 
