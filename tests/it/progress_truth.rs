@@ -139,8 +139,7 @@ fn a_pull_from_the_cache_reports_only_what_it_moved() {
     let last_pull = |stderr: &str| {
         stderr
             .lines()
-            .filter(|l| l.starts_with("pull: "))
-            .next_back()
+            .rfind(|l| l.starts_with("pull: "))
             .unwrap_or_else(|| panic!("no pull line in\n{stderr}"))
             .to_string()
     };
