@@ -109,6 +109,15 @@ fn import_progress_advances_as_chunks_go_up() {
     );
     let (done, total) = *lines.last().unwrap();
     assert_eq!(done, total, "{lines:?}");
+
+    // A re-run finds every blob there: the total is reached, nothing moved.
+    let again = airlock_showing_progress(&args, t.path()).ok().stderr();
+    let last = again.lines().rfind(|l| l.starts_with("push: ")).unwrap();
+    assert_eq!(
+        last,
+        format!("push: {total:.1} of {total:.1} MiB (100%), 0.0 MiB/s"),
+        "{again}"
+    );
 }
 
 /// A second pack of the same image finds every blob in the cache: nothing
