@@ -339,10 +339,15 @@ impl<R: Read> Read for Counted<R> {
 /// (`cli/`) and retry notices go through here.
 pub fn eprint_line(line: &str) {
     let live = LIVE.lock().expect("not poisoned").clone();
+    above(live.as_ref(), || eprintln!("{line}"));
+}
+
+/// Runs `print` with the bars of `live` cleared, then draws them again
+/// below what it printed.
+fn above(live: Option<&MultiProgress>, print: impl FnOnce()) {
     match live {
-        // Clears the bars, prints, draws them again below the line.
-        Some(m) => m.suspend(|| eprintln!("{line}")),
-        None => eprintln!("{line}"),
+        Some(m) => m.suspend(print),
+        None => print(),
     }
 }
 
@@ -367,6 +372,75 @@ mod tests {
             Duration::from_secs(5),
         );
         assert_eq!(line, "pull: 50.0 of 100.0 MiB (50%), 2.0 MiB/s, eta 25s");
+    }
+
+    /// A terminal that records what is done to it.
+    #[derive(Clone, Debug, Default)]
+    struct Screen(Arc<Mutex<Vec<String>>>);
+
+    impl Screen {
+        fn log(&self, what: String) {
+            self.0.lock().unwrap().push(what);
+        }
+    }
+
+    impl indicatif::TermLike for Screen {
+        fn width(&self) -> u16 {
+            80
+        }
+        fn move_cursor_up(&self, n: usize) -> io::Result<()> {
+            if n > 0 {
+                self.log(format!("up {n}"));
+            }
+            Ok(())
+        }
+        fn move_cursor_down(&self, n: usize) -> io::Result<()> {
+            if n > 0 {
+                self.log(format!("down {n}"));
+            }
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> io::Result<()> {
+            self.log(format!("line {s}"));
+            Ok(())
+        }
+        fn write_str(&self, s: &str) -> io::Result<()> {
+            // Padding to the width is not drawing.
+            if !s.trim().is_empty() {
+                self.log(format!("str {s}"));
+            }
+            Ok(())
+        }
+        fn clear_line(&self) -> io::Result<()> {
+            self.log("clear".into());
+            Ok(())
+        }
+        fn flush(&self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The bar is wiped before a log line and drawn again after it, so the
+    /// line stands on its own above the bar.
+    #[test]
+    fn log_lines_go_above_a_live_bar() {
+        let screen = Screen::default();
+        let target = ProgressDrawTarget::term_like(Box::new(screen.clone()));
+        let multi = MultiProgress::with_draw_target(target);
+        let bar = multi.add(ProgressBar::new(100));
+        bar.set_style(ProgressStyle::with_template("bar {pos}/{len}").unwrap());
+        bar.set_position(40);
+        bar.tick();
+        screen.0.lock().unwrap().clear();
+        above(Some(&multi), || screen.log("LOG LINE".into()));
+        let seen = screen.0.lock().unwrap().join("\n");
+        assert_eq!(seen, "clear\nLOG LINE\nstr bar 40/100");
     }
 
     #[test]
