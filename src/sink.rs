@@ -52,11 +52,15 @@ pub trait SharedSink: Sync {
     /// Places one blob. `open` returns a fresh reader over the blob from its
     /// first byte, verified like [`Sink::put_blob`]'s `data`; the sink need
     /// not call it (the far end has the blob), and may call it again to
-    /// restart a broken transfer.
+    /// restart a broken transfer. `progress` is the blob's own: the sink
+    /// counts bytes as it sends them ([`Progress::moved_to`]) and what the
+    /// far end held already ([`Progress::held_to`]); whatever it did not
+    /// count is counted as held once the blob is placed.
     fn put_shared<'s>(
         &self,
         blob: &PlannedBlob,
         open: &dyn Fn() -> Result<Box<dyn Read + 's>>,
+        progress: &Progress,
     ) -> Result<()>;
 }
 
@@ -112,6 +116,12 @@ fn open_verified<'s>(
     }))
 }
 
+/// A blob's bar label: the start of its digest's hex.
+fn blob_label(blob: &PlannedBlob) -> String {
+    let short = blob.descriptor.digest.short();
+    short.strip_prefix("sha256:").unwrap_or(short).to_string()
+}
+
 /// [`open_verified`] for a [`SharedSink`], which may open a blob twice.
 fn open_unshown<'s>(
     blob: &PlannedBlob,
@@ -121,9 +131,10 @@ fn open_unshown<'s>(
 }
 
 /// Drives a [`SharedSink`] from its threads, the largest blobs first so the
-/// long transfers do not start last. Progress counts whole blobs as they
-/// are placed (a blob the far end has is never read). The first error
-/// stops the threads from taking more blobs.
+/// long transfers do not start last. Progress counts what the sink sends
+/// as it goes (a chunked upload advances chunk by chunk); a blob the far
+/// end had (never read) advances the position without counting into the
+/// rate. The first error stops the threads from taking more blobs.
 fn copy_shared(
     plan: &Plan,
     sources: &[Box<dyn Source + '_>],
@@ -140,8 +151,14 @@ fn copy_shared(
                 let next = queue.lock().expect("not poisoned").next();
                 let Some(blob) = next else { break };
                 let open = || open_unshown(blob, sources);
-                match sink.put_shared(blob, &open) {
-                    Ok(()) => progress.inc(blob.descriptor.size),
+                let bar = progress.child(blob.descriptor.size, &blob_label(blob));
+                let placed = sink.put_shared(blob, &open, &bar);
+                if placed.is_ok() {
+                    bar.held_to(blob.descriptor.size);
+                }
+                bar.finish();
+                match placed {
+                    Ok(()) => {}
                     Err(e) => {
                         failed.lock().expect("not poisoned").get_or_insert(e);
                         // Leave the rest to no one: the copy has failed.

@@ -112,6 +112,8 @@ pub fn verified(report: &VerifyReport) {
     );
 }
 
+/// One line per image (`pushed`, `exists`, `failed`, `would push`), a
+/// warning on stderr for each tag a dry run would move, then the totals.
 pub fn imported(report: &ImportReport) {
     for i in &report.images {
         let why = i
@@ -119,20 +121,30 @@ pub fn imported(report: &ImportReport) {
             .as_deref()
             .map(|e| format!(": {}", Shown(e)))
             .unwrap_or_default();
+        // Padded as a string: `Shown` writes through, ignoring widths.
         println!(
             "{:10} {} -> {}{why}",
-            Shown(&i.status),
+            Shown(&i.status).to_string(),
             Shown(&i.source),
             Shown(&i.target)
         );
     }
-    let (verb, sent) = if report.dry_run {
-        ("to push", "would be sent")
+    for i in &report.images {
+        if let Some(old) = &i.tag_moves_from {
+            eprintln!(
+                "warning: tag {} names {old} now; this import would move it to {}",
+                Shown(&i.target),
+                i.digest
+            );
+        }
+    }
+    let (verb, mounted, sent) = if report.dry_run {
+        ("to push", "to mount", "would be sent")
     } else {
-        ("pushed", "sent")
+        ("pushed", "mounted", "sent")
     };
     println!(
-        "{}: {} blob(s) {verb}, {} mounted, {} already there; {} of {} {sent}",
+        "{}: {} blob(s) {verb}, {} {mounted}, {} already there; {} of {} {sent}",
         if report.dry_run { "dry run" } else { "import" },
         report.blobs.pushed,
         report.blobs.mounted,

@@ -9,7 +9,7 @@
 //!
 //! Not here: blobs ([`super::sink`]).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -27,10 +27,25 @@ pub struct ImageOutcome {
     pub source: String,
     pub target: String,
     pub digest: Digest,
-    /// `pushed`, `failed`, or with `--dry-run` `would push`.
+    /// `pushed`, `exists` (its manifests and tag were there: nothing was
+    /// committed), `failed`, or with `--dry-run` `would push` or `exists`.
     pub status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// With `--dry-run`: the digest the tag names on the target now, when
+    /// the import would move it to another one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag_moves_from: Option<Digest>,
+}
+
+/// What committing an image found.
+#[derive(Default)]
+struct Committed {
+    /// Something of it was put (a manifest, its tag, a fallback index),
+    /// or would be in a dry run.
+    sent: bool,
+    /// For a dry run: the other digest its tag names now.
+    moves_from: Option<Digest>,
 }
 
 /// One image to push: where it goes and what it needs.
@@ -70,7 +85,7 @@ pub fn commit_images(
     host: &str,
 ) -> Vec<ImageOutcome> {
     let mut outcomes = Vec::new();
-    let mut pushed_manifests: BTreeSet<(String, Digest)> = BTreeSet::new();
+    let mut pushed_manifests: BTreeMap<(String, Digest), bool> = BTreeMap::new();
     let fallback_tags: BTreeSet<(String, String)> = jobs
         .iter()
         .filter_map(|j| Some((j.repo.clone(), j.tag.clone()?)))
@@ -90,7 +105,7 @@ pub fn commit_images(
                 "blob {} was not pushed: {e}",
                 b.digest
             ))),
-            None if dry_run => Ok(()),
+            None if dry_run => would_commit(client, job),
             None => {
                 let mut commit = Commit {
                     client,
@@ -101,48 +116,88 @@ pub fn commit_images(
                 commit.image(job, &fallback_tags)
             }
         };
+        let status = match (&result, dry_run) {
+            (Err(_), _) => "failed",
+            (Ok(c), _) if !c.sent => "exists",
+            (Ok(_), true) => "would push",
+            (Ok(_), false) => "pushed",
+        };
+        let (error, tag_moves_from) = match result {
+            Ok(c) => (None, c.moves_from),
+            Err(e) => (Some(e.to_string()), None),
+        };
         outcomes.push(ImageOutcome {
             source: job.label.clone(),
             target,
             digest: digest.clone(),
-            status: match (&result, dry_run) {
-                (Err(_), _) => "failed".into(),
-                (Ok(()), true) => "would push".into(),
-                (Ok(()), false) => "pushed".into(),
-            },
-            error: result.err().map(|e| e.to_string()),
+            status: status.into(),
+            error,
+            tag_moves_from,
         });
     }
     outcomes
+}
+
+/// What a dry run would commit for an image: nothing when the target
+/// serves it under its tag (or its digest, untagged) already, and for a
+/// tag that names another digest now, that digest.
+fn would_commit(client: &Client, job: &Job) -> Result<Committed> {
+    let d = &job.image.descriptor.digest;
+    let reference = job.tag.clone().unwrap_or_else(|| d.to_string());
+    // The bytes, not a HEAD: the digest a registry reports is optional.
+    let now = client
+        .get_manifest(&job.repo, &reference)?
+        .map(|raw| Digest::of(&raw));
+    Ok(match now {
+        Some(now) if &now == d => Committed::default(),
+        Some(now) if job.tag.is_some() => Committed {
+            sent: true,
+            moves_from: Some(now),
+        },
+        _ => Committed {
+            sent: true,
+            moves_from: None,
+        },
+    })
 }
 
 struct Commit<'a> {
     client: &'a Client,
     journal: &'a Journal,
     inline: &'a HashMap<Digest, Arc<[u8]>>,
-    /// `(repo, digest)` of manifests this run committed already.
-    done: &'a mut BTreeSet<(String, Digest)>,
+    /// `(repo, digest)` of manifests this run committed already, and
+    /// whether it put them (or found them there).
+    done: &'a mut BTreeMap<(String, Digest), bool>,
 }
 
 impl Commit<'_> {
     /// Pushes an image's manifests and indexes by digest, then its tag, and
     /// keeps the referrers fallback tag of its subject up to date. A
-    /// journaled manifest is skipped only when a HEAD confirms it.
-    fn image(&mut self, job: &Job, fallback_tags: &BTreeSet<(String, String)>) -> Result<()> {
+    /// journaled manifest is skipped only when a HEAD confirms it. Says
+    /// whether anything was put.
+    fn image(
+        &mut self,
+        job: &Job,
+        fallback_tags: &BTreeSet<(String, String)>,
+    ) -> Result<Committed> {
         let (client, journal) = (self.client, self.journal);
+        let mut sent = false;
         for d in job.blobs.iter().filter(|b| is_manifest(b)) {
-            if !self.done.insert((job.repo.clone(), d.digest.clone())) {
+            let done = (job.repo.clone(), d.digest.clone());
+            if let Some(&put) = self.done.get(&done) {
+                sent |= put;
                 continue;
             }
             let key = format!("{}@{}", job.repo, d.digest);
-            if journal.has_manifest(&key, &d.digest)
-                && client.manifest_is(&job.repo, d.digest.as_str(), &d.digest)?
-            {
-                continue;
+            let there = journal.has_manifest(&key, &d.digest)
+                && client.manifest_is(&job.repo, d.digest.as_str(), &d.digest)?;
+            if !there {
+                let bytes = raw(self.inline, job, &d.digest)?;
+                client.put_manifest(&job.repo, d.digest.as_str(), &d.media_type, bytes)?;
+                journal.manifest_done(&key, &d.digest)?;
+                sent = true;
             }
-            let bytes = raw(self.inline, job, &d.digest)?;
-            client.put_manifest(&job.repo, d.digest.as_str(), &d.media_type, bytes)?;
-            journal.manifest_done(&key, &d.digest)?;
+            self.done.insert(done, !there);
         }
         let d = &job.image.descriptor;
         if let Some(tag) = &job.tag {
@@ -153,6 +208,7 @@ impl Commit<'_> {
                 let bytes = raw(self.inline, job, &d.digest)?;
                 client.put_manifest(&job.repo, tag, &d.media_type, bytes)?;
                 journal.manifest_done(&key, &d.digest)?;
+                sent = true;
             }
         }
         if let Some(subject) = &job.image.subject {
@@ -161,15 +217,19 @@ impl Commit<'_> {
             if !fallback_tags.contains(&(job.repo.clone(), tag.clone()))
                 && !client.has_referrers_api(&job.repo, subject)?
             {
-                self.add_to_fallback_index(&job.repo, &tag, job)?;
+                sent |= self.add_to_fallback_index(&job.repo, &tag, job)?;
             }
         }
-        Ok(())
+        Ok(Committed {
+            sent,
+            moves_from: None,
+        })
     }
 
     /// Appends a referrer to its subject's `sha256-<hex>` index (read, add,
     /// write back), as clients of registries without the referrers API do.
-    fn add_to_fallback_index(&self, repo: &str, tag: &str, job: &Job) -> Result<()> {
+    /// Says whether it was added (it was not there yet).
+    fn add_to_fallback_index(&self, repo: &str, tag: &str, job: &Job) -> Result<bool> {
         let bad = |reason: String| Error::BadJson {
             what: format!("{repo}:{tag}"),
             reason,
@@ -187,7 +247,7 @@ impl Commit<'_> {
             .as_array_mut()
             .ok_or_else(|| bad("no manifests array".into()))?;
         if manifests.iter().any(|m| m["digest"] == d.digest.as_str()) {
-            return Ok(());
+            return Ok(false);
         }
         let doc: serde_json::Value =
             serde_json::from_slice(raw(self.inline, job, &d.digest)?).unwrap_or_default();
@@ -207,6 +267,6 @@ impl Commit<'_> {
         let raw = serde_json::to_vec(&index).expect("JSON values serialise");
         self.client
             .put_manifest(repo, tag, media::OCI_INDEX, &raw)?;
-        Ok(())
+        Ok(true)
     }
 }

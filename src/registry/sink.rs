@@ -33,6 +33,7 @@ use crate::model::image::{Descriptor, Node};
 use crate::model::reference::Reference;
 use crate::model::Digest;
 use crate::plan::{Plan, PlannedBlob};
+use crate::progress::Progress;
 use crate::sink::{SharedSink, Sink};
 
 #[derive(Clone, Debug)]
@@ -164,8 +165,10 @@ impl<'a> RegistrySink<'a> {
         }
     }
 
-    /// HEAD, then mount, then upload, in each repository: the first gets the
-    /// blob by upload (unless it has it), the others by mount.
+    /// HEAD, then mount, then upload, in each repository: a blob that one
+    /// of them holds is mounted from there into the others; else the first
+    /// gets it by upload, the others by mount. A dry run counts the same
+    /// (a planned upload adds its bytes once; a planned mount none).
     fn place_in(
         &self,
         blob: &Descriptor,
@@ -175,22 +178,32 @@ impl<'a> RegistrySink<'a> {
         let (client, journal, d) = (&*self.client, &self.journal, &blob.digest);
         let mut counts = BlobCounts::default();
         let mut bytes = 0;
-        let mut holder: Option<&str> = None;
         let mut buf = Vec::new();
+        // The registry, not the journal, says what it holds: after a
+        // restore from backup the journal lists blobs that are gone.
+        let mut missing = Vec::new();
+        let mut holder: Option<&str> = None;
         for &repo in repos {
-            // The registry, not the journal, says what it holds: after a
-            // restore from backup the journal lists blobs that are gone.
             if client.blob_exists(repo, d)? {
                 if !self.opts.dry_run {
                     journal.blob_done(repo, d)?;
                 }
                 counts.existed += 1;
                 holder.get_or_insert(repo);
-                continue;
+            } else {
+                missing.push(repo);
             }
+        }
+        for repo in missing {
             if self.opts.dry_run {
-                counts.pushed += 1;
-                bytes += blob.size;
+                match holder {
+                    Some(_) => counts.mounted += 1,
+                    None => {
+                        counts.pushed += 1;
+                        bytes += blob.size;
+                        holder = Some(repo);
+                    }
+                }
                 continue;
             }
             let mut opened = None;
@@ -401,8 +414,9 @@ impl SharedSink for RegistrySink<'_> {
         &self,
         blob: &PlannedBlob,
         open: &dyn Fn() -> Result<Box<dyn Read + 's>>,
+        progress: &Progress,
     ) -> Result<()> {
-        self.place(blob, Data::Reopen(open))
+        self.place(blob, Data::Reopen(open, progress))
     }
 }
 

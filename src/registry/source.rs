@@ -34,6 +34,17 @@ pub struct RegistrySource {
     roots: Vec<Root>,
     cache: Arc<BlobCache>,
     manifests: Mutex<HashMap<Digest, Arc<[u8]>>>,
+    /// Bytes of each blob that its fetch moved and found held (cached, a
+    /// partial file), whoever fetched it: the writer may fetch a blob
+    /// before the download pool gets there, with no progress of its own,
+    /// and the pool's progress then counts what that fetch did.
+    accounted: Mutex<HashMap<Digest, Accounted>>,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Accounted {
+    moved: u64,
+    held: u64,
 }
 
 /// Shared by every registry source of one command.
@@ -70,6 +81,7 @@ impl RegistrySource {
             roots: Vec::new(),
             cache: ctx.cache.clone(),
             manifests: Mutex::new(HashMap::new()),
+            accounted: Mutex::new(HashMap::new()),
         })
     }
 
@@ -332,6 +344,12 @@ impl Source for RegistrySource {
         let bar = progress.child(blob.size, &blob.digest.short()["sha256:".len()..]);
         let client = &self.client;
         let scope = &self.scope;
+        let account = |moved: u64, held: u64| {
+            let mut all = self.accounted.lock().expect("not poisoned");
+            let a = all.entry(blob.digest.clone()).or_default();
+            a.moved += moved;
+            a.held += held;
+        };
         self.cache
             .ensure(
                 &blob.digest,
@@ -353,11 +371,31 @@ impl Source for RegistrySource {
                     })
                 },
                 &Report {
-                    bytes: &|n| bar.inc(n),
+                    bytes: &|n| {
+                        bar.inc(n);
+                        account(n, 0);
+                    },
+                    held: &|n| {
+                        bar.held(n);
+                        account(0, n);
+                    },
                     note: &|line| bar.note(line),
                 },
             )
-            .inspect(|_| bar.finish())
+            .inspect(|_| {
+                // What another fetch of this blob did (this one waited).
+                let a = self
+                    .accounted
+                    .lock()
+                    .expect("not poisoned")
+                    .get(&blob.digest)
+                    .copied()
+                    .unwrap_or_default();
+                let (held, moved) = (bar.held_bytes(), bar.position() - bar.held_bytes());
+                bar.held(a.held.saturating_sub(held));
+                bar.inc(a.moved.saturating_sub(moved));
+                bar.finish();
+            })
     }
 }
 

@@ -9,6 +9,11 @@
 //! the registry is asked where the session stands, and the blob is read
 //! again from the start when it can be (a file; a stream cannot).
 //!
+//! Progress counts bytes as they stream into each PATCH and the final
+//! PUT, each byte of a blob once (a restarted blob re-sends what it counted
+//! before); bytes a continued session holds already count as held, not
+//! into the rate.
+//!
 //! Not here: whether the blob is needed at all (HEAD, mount), which is
 //! [`super::sink`]'s decision.
 
@@ -18,6 +23,7 @@ use super::journal::Journal;
 use super::Client;
 use crate::error::{Error, Result};
 use crate::model::image::Descriptor;
+use crate::progress::Progress;
 
 /// The last bytes of a blob (and a whole blob up to this size) are held in
 /// memory and sent with the final PUT, after the digest checked out.
@@ -28,17 +34,27 @@ const ATTEMPTS: u32 = 4;
 
 /// Where an upload reads its blob from.
 pub enum Data<'o, 's> {
-    /// A fresh verified reader from the first byte, as often as needed.
-    Reopen(&'o dyn Fn() -> Result<Box<dyn Read + 's>>),
-    /// One reader, read once (a stream): no second attempt.
+    /// A fresh verified reader from the first byte, as often as needed, and
+    /// the blob's progress, which the upload advances as it sends.
+    Reopen(&'o dyn Fn() -> Result<Box<dyn Read + 's>>, &'o Progress),
+    /// One reader, read once (a stream, counted as it is received): no
+    /// second attempt.
     Once(Option<Box<dyn Read + 's>>),
 }
 
-impl<'s> Data<'_, 's> {
+impl<'o, 's> Data<'o, 's> {
+    /// Where the bytes sent are counted, if anywhere.
+    fn progress(&self) -> Option<&'o Progress> {
+        match self {
+            Data::Reopen(_, p) => Some(*p),
+            Data::Once(_) => None,
+        }
+    }
+
     /// The blob from its start, or `None` when it cannot be read again.
     fn open(&mut self) -> Option<Result<Box<dyn Read + 's>>> {
         match self {
-            Data::Reopen(open) => Some(open()),
+            Data::Reopen(open, _) => Some(open()),
             Data::Once(reader) => reader.take().map(Ok),
         }
     }
@@ -101,9 +117,11 @@ impl Uploader<'_> {
         mut opened: Option<String>,
     ) -> std::result::Result<u64, Failure> {
         let mut last = None;
+        let hidden = Progress::hidden();
+        let progress = data.progress().unwrap_or(&hidden);
         for _ in 0..ATTEMPTS {
             let Some(reader) = data.open() else { break };
-            let result = self.try_upload(repo, blob, reader?, buf, opened.take());
+            let result = self.try_upload(repo, blob, reader?, buf, opened.take(), progress);
             if matches!(data, Data::Once(_)) {
                 return result;
             }
@@ -139,6 +157,7 @@ impl Uploader<'_> {
         mut reader: Box<dyn Read + '_>,
         buf: &mut Vec<u8>,
         opened: Option<String>,
+        progress: &Progress,
     ) -> std::result::Result<u64, Failure> {
         let d = &blob.digest;
         // A journaled session is a hint: continued only on the registry's
@@ -158,12 +177,17 @@ impl Uploader<'_> {
             (None, None) => (self.client.start_upload(repo)?, 0),
         };
         let label = format!("blob {d} for {repo}");
-        self.send(repo, blob, &mut reader, buf, (session, offset), &label)
+        let to = Session {
+            location: session,
+            offset,
+            progress,
+        };
+        self.send(repo, blob, &mut reader, buf, to, &label)
             .map_err(Failure::Sent)
     }
 
     /// Sends a blob from `reader` (which verifies it and is at offset 0)
-    /// into `session`, which already holds `offset` bytes: those are read
+    /// into the session, which already holds `offset` bytes: those are read
     /// and hashed locally only. The session is committed only after the
     /// final read checked the digest.
     fn send(
@@ -172,13 +196,15 @@ impl Uploader<'_> {
         blob: &Descriptor,
         reader: &mut dyn Read,
         buf: &mut Vec<u8>,
-        (mut session, mut offset): (String, u64),
+        to: Session<'_>,
         label: &str,
     ) -> Result<u64> {
         let d = &blob.digest;
+        let (mut session, mut offset, progress) = (to.location, to.offset, to.progress);
         let read_err = |e| Error::io("read", label, e);
         // Bytes the registry already holds are read (and hashed) locally only.
         std::io::copy(&mut reader.take(offset), &mut std::io::sink()).map_err(read_err)?;
+        progress.held_to(offset);
         let start = offset;
         loop {
             // The last piece stays in memory so the digest is checked before
@@ -191,11 +217,16 @@ impl Uploader<'_> {
                 let mut probe = [0u8; 1];
                 reader.read(&mut probe).map_err(read_err)?;
                 self.client.finish_upload(repo, &session, d, buf)?;
+                progress.moved_to(blob.size);
                 return Ok(blob.size - start);
             }
             // Earlier chunks stream straight from the source.
             let take = self.chunk.min(remaining - tail);
-            let mut piece = (&mut *reader).take(take);
+            let mut piece = Sending {
+                inner: (&mut *reader).take(take),
+                at: offset,
+                progress,
+            };
             let (next, end) = self
                 .client
                 .patch(repo, &session, offset, &mut piece, take)?;
@@ -209,5 +240,32 @@ impl Uploader<'_> {
             offset = end;
             self.journal.upload_progress(repo, d, &session, offset)?;
         }
+    }
+}
+
+/// Where an attempt sends a blob: a session, the bytes it holds, and the
+/// blob's progress.
+struct Session<'p> {
+    location: String,
+    offset: u64,
+    progress: &'p Progress,
+}
+
+/// A chunk counted as the request streams it (the registry confirms the
+/// whole chunk with its 202; a chunk cut halfway is sent again, and counted
+/// once).
+struct Sending<'p, R> {
+    inner: R,
+    /// The blob's offset of the next byte.
+    at: u64,
+    progress: &'p Progress,
+}
+
+impl<R: Read> Read for Sending<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.at += n as u64;
+        self.progress.moved_to(self.at);
+        Ok(n)
     }
 }

@@ -50,6 +50,44 @@ fn import_with_state(
     airlock(&all, dir)
 }
 
+/// `repo@digest` of the uploads a journal in `state` shows open: a session
+/// recorded (after a 202), and the blob not yet recorded done.
+fn open_uploads(state: &Path) -> Vec<String> {
+    let mut open = std::collections::BTreeSet::new();
+    for facts in journal_lines(state) {
+        let Ok(fact) = serde_json::from_str::<serde_json::Value>(&facts) else {
+            continue; // a line torn by a kill
+        };
+        let key = fact["key"].as_str().unwrap_or_default().to_string();
+        match fact["fact"].as_str() {
+            Some("upload") => {
+                open.insert(key);
+            }
+            Some("blob" | "forget") => {
+                open.remove(&key);
+            }
+            _ => {}
+        }
+    }
+    open.into_iter().collect()
+}
+
+/// The lines of the import journal(s) in `state`.
+fn journal_lines(state: &Path) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(state) else {
+        return Vec::new();
+    };
+    let mut lines = Vec::new();
+    for entry in dir {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            lines.extend(text.lines().map(String::from));
+        }
+    }
+    lines
+}
+
 fn report(run: Run) -> serde_json::Value {
     serde_json::from_str(&run.ok().stdout()).unwrap()
 }
@@ -374,7 +412,40 @@ fn continues_after_cut_uploads_and_registry_restarts() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(700));
+        // Stop the registry while the journal shows an upload session open
+        // (a PATCH confirmed, the blob not committed), and check that the
+        // registry had not committed that blob before it stopped.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let open = loop {
+            let open = open_uploads(&state);
+            if !open.is_empty() {
+                break open;
+            }
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "secret={secret}: the import ended before an upload was open"
+            );
+            assert!(Instant::now() < deadline, "no upload session ever opened");
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        fresh.stop();
+        let log = fresh.log();
+        let still_open = open_uploads(&state);
+        let (_, layer) = open[0].split_once('@').unwrap();
+        assert!(
+            still_open.iter().any(|k| k.ends_with(layer)),
+            "secret={secret}: {open:?} was no longer open when the registry stopped"
+        );
+        let commits = |log: &str| {
+            log.lines()
+                .filter(|l| l.contains(&format!("digest={layer}")) && l.contains("\" 201 "))
+                .count()
+        };
+        assert_eq!(
+            commits(&log),
+            0,
+            "secret={secret}: the registry committed {layer} before it stopped"
+        );
         fresh.restart();
         let _ = child.wait();
         // Whatever the first run managed, a re-run completes the import.
@@ -386,7 +457,14 @@ fn continues_after_cut_uploads_and_registry_restarts() {
             &s,
             &["--plain-http", &s, "--chunk-size", "256K"],
         ));
-        assert_eq!(r["images"][0]["status"], "pushed", "secret={secret}: {r:#}");
+        // The access log shows the commit (so the check above could see one).
+        assert_eq!(commits(&fresh.log()), 1, "secret={secret}");
+        // `exists` when the first run finished after the restart.
+        let status = r["images"][0]["status"].as_str().unwrap();
+        assert!(
+            ["pushed", "exists"].contains(&status),
+            "secret={secret}: {r:#}"
+        );
         assert_eq!(
             fresh.digest("large:large", &["--tls-verify=false"]),
             want,
@@ -398,6 +476,9 @@ fn continues_after_cut_uploads_and_registry_restarts() {
 
 #[test]
 fn kill_nine_at_random_moments_and_the_result_is_always_complete() {
+    /// Kills per round, each after the run made progress, before a run
+    /// left to finish.
+    const KILLS: u64 = 10;
     let t = scratch();
     let (bundle, public) = packed(
         t.path(),
@@ -416,10 +497,12 @@ fn kill_nine_at_random_moments_and_the_result_is_always_complete() {
             secret: true,
             ..Default::default()
         });
+        // Every answer is 40 ms late: a run takes seconds, and the work
+        // left after any confirmed step takes longer than a kill's delay.
         let proxy = FaultProxy::start(
             reg.port,
             Faults {
-                throttle: Some(Duration::from_millis(2)),
+                throttle: Some(Duration::from_millis(40)),
                 ..Default::default()
             },
         );
@@ -430,9 +513,10 @@ fn kill_nine_at_random_moments_and_the_result_is_always_complete() {
         let started = Instant::now();
         loop {
             assert!(
-                started.elapsed() < Duration::from_secs(120),
+                started.elapsed() < Duration::from_secs(180),
                 "never finished"
             );
+            let before = journal_lines(&state);
             let mut child = Command::new(env!("CARGO_BIN_EXE_airlock"))
                 .args([
                     "import",
@@ -450,33 +534,34 @@ fn kill_nine_at_random_moments_and_the_result_is_always_complete() {
                 .stderr(std::process::Stdio::null())
                 .spawn()
                 .unwrap();
-            // Ten kills at random moments, then a run left to finish.
-            let delay = if kills < 10 {
-                Duration::from_millis(rng.random_range(80..600))
-            } else {
-                Duration::from_secs(90)
-            };
-            let deadline = Instant::now() + delay;
-            let mut finished = None;
-            while Instant::now() < deadline {
-                if let Some(status) = child.try_wait().unwrap() {
-                    finished = Some(status);
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(10));
+            if kills == KILLS {
+                // A run left to finish.
+                let status = child.wait().unwrap();
+                assert!(status.success(), "an import run failed on its own");
+                break;
             }
-            match finished {
-                Some(status) => {
-                    assert!(status.success(), "an import run failed on its own");
-                    break;
-                }
-                None => {
-                    child.kill().unwrap();
-                    child.wait().unwrap();
-                    kills += 1;
-                }
+            // Kill at a random moment after the journal shows this run
+            // made progress (a chunk, a blob or a manifest confirmed):
+            // mid-request, between chunks, or among the manifests.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while journal_lines(&state).iter().all(|l| before.contains(l)) {
+                assert!(
+                    child.try_wait().unwrap().is_none(),
+                    "round {round}: run {kills} ended before it made progress"
+                );
+                assert!(Instant::now() < deadline, "round {round}: no progress");
+                std::thread::sleep(Duration::from_millis(2));
             }
+            std::thread::sleep(Duration::from_millis(rng.random_range(0..40)));
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "round {round}: run {kills} finished before its kill"
+            );
+            child.kill().unwrap();
+            child.wait().unwrap();
+            kills += 1;
         }
+        assert_eq!(kills, KILLS, "round {round}");
         for image in inspect_images(&bundle) {
             let name = image["name"].as_str().unwrap();
             let repo_tag = name.split_once('/').unwrap().1;

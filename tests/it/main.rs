@@ -12,6 +12,7 @@ mod keys;
 mod leftovers;
 mod pack;
 mod parity_trust;
+mod progress_truth;
 mod pull;
 mod safety;
 mod scale;

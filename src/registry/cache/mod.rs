@@ -107,11 +107,13 @@ pub struct Download {
     pub from_offset: bool,
 }
 
-/// Where [`BlobCache::ensure`] reports: bytes of the blob accounted for
-/// (downloaded, found cached, or downloaded by a process it waits for),
-/// and lines for the user (waiting for another process, taking over).
+/// Where [`BlobCache::ensure`] reports: bytes of the blob accounted for,
+/// `bytes` as they move in this run (downloaded, or by a process it waits
+/// for) and `held` for those it found (cached, or in a partial file), and
+/// lines for the user (waiting for another process, taking over).
 pub struct Report<'a> {
     pub bytes: &'a dyn Fn(u64),
+    pub held: &'a dyn Fn(u64),
     pub note: &'a dyn Fn(&str),
 }
 
@@ -352,7 +354,7 @@ impl BlobCache {
         let mut shown = 0;
         loop {
             if let Some(file) = self.cached(d, size)? {
-                (want.report.bytes)(size.saturating_sub(shown));
+                (want.report.held)(size.saturating_sub(shown));
                 return Ok(Arc::new(file));
             }
             let Some(claim) = Claim::take(self.partial(d), &self.root, want, &mut shown)? else {
@@ -361,7 +363,7 @@ impl BlobCache {
             // Its last holder may have finished between the look and the lock.
             if let Some(file) = self.cached(d, size)? {
                 claim.remove()?;
-                (want.report.bytes)(size.saturating_sub(shown));
+                (want.report.held)(size.saturating_sub(shown));
                 return Ok(Arc::new(file));
             }
             return self.fetch(want, claim, shown, attempts, download);
@@ -386,7 +388,7 @@ impl BlobCache {
                 "blob {d}: the process that was downloading it stopped; continuing from its {offset} bytes"
             ));
         }
-        (want.report.bytes)(offset.saturating_sub(shown));
+        (want.report.held)(offset.saturating_sub(shown));
         self.set_slot(
             d,
             Slot::Downloading {

@@ -80,6 +80,7 @@ fn ensure(
 ) -> Result<()> {
     let report = Report {
         bytes: &|_| {},
+        held: &|_| {},
         note: &|line| notes.lock().unwrap().push(line.to_string()),
     };
     cache.ensure(d, size, "test blob", 1, download, &report)
