@@ -172,7 +172,7 @@ pub fn key_id(key: &VerifyingKey) -> String {
 pub fn generate() -> Result<SigningKey> {
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed)
-        .map_err(|e| Error::Usage(format!("no random source available: {e}")))?;
+        .map_err(|e| Error::Failed(format!("no random source available: {e}")))?;
     Ok(SigningKey::from_bytes(&seed))
 }
 

@@ -24,6 +24,10 @@ use super::size::{parse_media_size, parse_size};
     about = "Carry container images across an air gap"
 )]
 pub struct Cli {
+    /// Log what airlock does on standard error: -v info (retries), -vv
+    /// debug. RUST_LOG, when set, adds env_logger directives on top.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
     #[command(subcommand)]
     pub command: Command,
 }

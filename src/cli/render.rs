@@ -25,6 +25,62 @@ use airlock::Error;
 
 use super::args::OutputArgs;
 
+/// `println!` that does not panic: when standard output is closed (`| head
+/// -1`), the process ends as a SIGPIPE death would; see [`out_line`].
+macro_rules! outln {
+    () => {
+        out_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        out_line(format_args!($($arg)*))
+    };
+}
+
+/// Writes one line to standard output. A closed pipe ends the process
+/// quietly with the status of a SIGPIPE death (141 in a shell), as other
+/// Unix tools end; any other write error is reported and exits 1.
+///
+/// SIGPIPE stays ignored for the process (Rust's default): airlock writes to
+/// credential-helper pipes, and a helper that exits early is an error to
+/// report, not a reason to die. Only standard output gets this treatment.
+pub fn out_line(args: std::fmt::Arguments) {
+    let mut out = std::io::stdout().lock();
+    let written = out
+        .write_fmt(args)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+    if let Err(e) = written {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            die_of_closed_stdout();
+        }
+        let _ = writeln!(
+            std::io::stderr(),
+            "airlock: error: write to standard output: {e}"
+        );
+        std::process::exit(1);
+    }
+}
+
+/// True for a write to standard output that failed because its reader is
+/// gone (`pack -o - | head -c 100`).
+pub fn is_closed_stdout(e: &Error) -> bool {
+    matches!(e, Error::Io { source, path, .. }
+        if source.kind() == std::io::ErrorKind::BrokenPipe
+            && path == std::path::Path::new("standard output"))
+}
+
+/// Ends the process as SIGPIPE's default action would, without a message.
+pub fn die_of_closed_stdout() -> ! {
+    // SAFETY: resetting a signal's disposition and raising it are
+    // async-signal-safe libc calls with no memory effects on this process.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::raise(libc::SIGPIPE);
+    }
+    // Not reached on Unix; the shell's status for a SIGPIPE death otherwise.
+    std::process::exit(128 + libc::SIGPIPE)
+}
+
 /// The one error renderer: each problem, then what to do about it.
 pub fn error(e: &Error) {
     let mut err = std::io::stderr().lock();
@@ -49,7 +105,7 @@ pub fn error(e: &Error) {
 }
 
 pub fn json(value: &impl serde::Serialize) {
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(value).expect("reports serialise")
     );
@@ -78,7 +134,7 @@ fn size(bytes: u64) -> BinaryBytes {
 }
 
 pub fn keygen(files: &KeyFiles) {
-    println!("{}", files.key_id);
+    outln!("{}", files.key_id);
     eprintln!(
         "wrote private key {} (keep it secret) and public key {}",
         Shown(files.private.display()),
@@ -100,7 +156,7 @@ pub fn packed(s: &PackSummary, key_id: Option<&str>) {
 }
 
 pub fn verified(report: &VerifyReport) {
-    println!(
+    outln!(
         "OK: {} image(s), {} blob(s), {} checked; {}",
         report.images,
         report.blobs,
@@ -119,7 +175,7 @@ pub fn imported(report: &ImportReport) {
             .as_deref()
             .map(|e| format!(": {}", Shown(e)))
             .unwrap_or_default();
-        println!(
+        outln!(
             "{:10} {} -> {}{why}",
             Shown(&i.status),
             Shown(&i.source),
@@ -131,7 +187,7 @@ pub fn imported(report: &ImportReport) {
     } else {
         ("pushed", "sent")
     };
-    println!(
+    outln!(
         "{}: {} blob(s) {verb}, {} mounted, {} already there; {} of {} {sent}",
         if report.dry_run { "dry run" } else { "import" },
         report.blobs.pushed,
@@ -167,18 +223,18 @@ pub fn exported(n: usize, to: &str) {
 /// The `inspect` table: the bundle, then one block per image. Every field
 /// but the counts comes from the unverified bundle.
 pub fn inspection(bundle: &Path, report: &Inspection) {
-    println!("bundle:   {}", Shown(bundle.display()));
-    println!(
+    outln!("bundle:   {}", Shown(bundle.display()));
+    outln!(
         "format:   v{} ({}), created {}",
         report.format_version,
         Shown(&report.tool),
         Shown(&report.created)
     );
-    println!(
+    outln!(
         "signer:   {} (claimed; run `airlock verify --pub KEY` to check)",
         list_or(&report.signed_by, "unsigned")
     );
-    println!(
+    outln!(
         "content:  {} image(s), {} blob(s), {} stored, {} shared between images",
         report.images.len(),
         report.blobs,
@@ -186,19 +242,19 @@ pub fn inspection(bundle: &Path, report: &Inspection) {
         size(report.shared_bytes)
     );
     if let Some(why) = &report.stopped_short {
-        println!("note:     stopped short: {why}");
+        outln!("note:     stopped short: {why}");
     }
-    println!();
+    outln!();
     for i in &report.images {
-        println!("{}", Shown(i.name.as_deref().unwrap_or("(untagged)")));
-        println!("  digest:    {}", i.digest);
+        outln!("{}", Shown(i.name.as_deref().unwrap_or("(untagged)")));
+        outln!("  digest:    {}", i.digest);
         if let Some(s) = &i.source_digest {
-            println!("  source:    {} (digest there {s})", Shown(&i.source));
+            outln!("  source:    {} (digest there {s})", Shown(&i.source));
         } else {
-            println!("  source:    {}", Shown(&i.source));
+            outln!("  source:    {}", Shown(&i.source));
         }
-        println!("  platforms: {}", list_or(&i.platforms, "-"));
-        println!(
+        outln!("  platforms: {}", list_or(&i.platforms, "-"));
+        outln!(
             "  size:      {} ({} shared)",
             size(i.size),
             size(i.shared_bytes)
