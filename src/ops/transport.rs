@@ -47,7 +47,7 @@ impl SourceSpec {
         let registry = |r: &str| match Reference::parse(r) {
             Ok(_) => Ok(SourceSpec::Registry(r.to_string())),
             Err(Error::InvalidReference { reason, .. }) => {
-                Err(bad(&format!("not a valid image reference: {reason}")))
+                Err(bad(&format!("invalid image reference: {reason}")))
             }
             Err(e) => Err(e),
         };

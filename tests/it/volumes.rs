@@ -150,9 +150,9 @@ fn volumes_fit_their_size_name_themselves_and_concatenate_to_a_plain_bundle() {
         )
     );
     // Volumes are files: a stream cannot be split.
-    let err = airlock(&["pack", "-o", "-", "--split", "1M", &sources()[0]], dir).fails();
+    let err = airlock(&["pack", "-o", "-", "--split", "1M", &sources()[0]], dir).fails_usage();
     assert!(err.contains("cannot be used with -o -"), "{err}");
-    let err = airlock(&["pack", "-o", "x", "--split", "100K", &sources()[0]], dir).fails();
+    let err = airlock(&["pack", "-o", "x", "--split", "100K", &sources()[0]], dir).fails_usage();
     assert!(err.contains("at least 1000000 bytes"), "{err}");
 }
 
