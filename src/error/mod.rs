@@ -121,7 +121,12 @@ pub enum Error {
     Signature { path: PathBuf, problem: SigProblem },
 
     #[error("key {}: {}", Shown(path.display()), Shown(reason))]
-    Key { path: PathBuf, reason: String },
+    Key {
+        path: PathBuf,
+        reason: String,
+        /// What to do, when the general advice on key files is not it.
+        hint: Option<String>,
+    },
 
     /// A mistake in how the command was called (exit status 2), found
     /// after parsing: a bad flag value, flags that do not go together.
@@ -300,7 +305,8 @@ impl Error {
                 }
             },
             Error::Registry(e) => e.hint(),
-            Error::Key { .. } => {
+            Error::Key { hint: Some(h), .. } => h.clone(),
+            Error::Key { hint: None, .. } => {
                 "keys are PKCS#8 PEM ed25519 files, as written by `airlock keygen`".into()
             }
             _ => return None,
