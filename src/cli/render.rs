@@ -200,7 +200,11 @@ pub fn imported(report: &ImportReport) {
 
 pub fn repaired(report: &RepairReport) {
     if report.rewritten.is_empty() && report.moved.is_empty() {
-        eprintln!("nothing to repair: every volume and parity file checks out");
+        if report.parity {
+            eprintln!("nothing to repair: every volume and parity file checks out");
+        } else {
+            eprintln!("nothing to repair: the bundle checks out (it has no parity)");
+        }
     }
     for line in &report.moved {
         eprintln!("moved {}", Shown(line));
@@ -208,11 +212,13 @@ pub fn repaired(report: &RepairReport) {
     for line in &report.rewritten {
         eprintln!("rewrote {}", Shown(line));
     }
-    if !report.rewritten.is_empty() {
+    if report.shards_rebuilt > 0 {
         eprintln!(
             "repaired: {} shard(s) rebuilt; the bundle checks out",
             report.shards_rebuilt
         );
+    } else if !report.rewritten.is_empty() || !report.moved.is_empty() {
+        eprintln!("repaired: the bundle checks out");
     }
 }
 
