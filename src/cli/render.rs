@@ -10,6 +10,7 @@
 //! forge a line ("OK … signed by …") or send terminal escapes. Errors escape
 //! their own fields. JSON needs nothing: serde escapes it.
 
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::Path;
 
@@ -20,6 +21,7 @@ use airlock::error::Shown;
 use airlock::ops::import::ImportReport;
 use airlock::ops::keygen::KeyFiles;
 use airlock::ops::repair::RepairReport;
+use airlock::ops::inspect::ImageInfo;
 use airlock::ops::{Inspection, PackSummary};
 use airlock::Error;
 
@@ -226,9 +228,29 @@ pub fn exported(n: usize, to: &str) {
     eprintln!("exported {n} image(s) to {}", Shown(to));
 }
 
-/// The `inspect` table: the bundle, then one block per image. Every field
-/// but the counts comes from the unverified bundle.
+/// The `inspect` table: the bundle, then one block per image, with the
+/// signatures, SBOMs and attestations that refer to it nested under it
+/// (as `--json` lists them under `referrers`). Every field but the counts
+/// comes from the unverified bundle.
 pub fn inspection(bundle: &Path, report: &Inspection) {
+    let by_label: HashMap<String, usize> = report
+        .images
+        .iter()
+        .enumerate()
+        .map(|(n, i)| (image_label(i), n))
+        .collect();
+    // Referrers whose image is here are shown under it, not on their own.
+    let nested: HashSet<usize> = report
+        .images
+        .iter()
+        .enumerate()
+        .flat_map(|(n, i)| {
+            let by_label = &by_label;
+            i.referrers
+                .iter()
+                .filter_map(move |r| by_label.get(r).copied().filter(|&m| m != n))
+        })
+        .collect();
     outln!("bundle:   {}", Shown(bundle.display()));
     outln!(
         "format:   v{} ({}), created {}",
@@ -240,9 +262,14 @@ pub fn inspection(bundle: &Path, report: &Inspection) {
         "signer:   {} (claimed; run `airlock verify --pub KEY` to check)",
         list_or(&report.signed_by, "unsigned")
     );
+    let referrers = if nested.is_empty() {
+        String::new()
+    } else {
+        format!(" and {} referrer(s)", nested.len())
+    };
     outln!(
-        "content:  {} image(s), {} blob(s), {} stored, {} shared between images",
-        report.images.len(),
+        "content:  {} image(s){referrers}, {} blob(s), {} stored, {} shared between images",
+        report.images.len() - nested.len(),
         report.blobs,
         size(report.total_bytes),
         size(report.shared_bytes)
@@ -250,21 +277,78 @@ pub fn inspection(bundle: &Path, report: &Inspection) {
     if let Some(why) = &report.stopped_short {
         outln!("note:     stopped short: {why}");
     }
+    let mut shown = vec![false; report.images.len()];
+    let tree = Tree {
+        images: &report.images,
+        by_label: &by_label,
+    };
     outln!();
-    for i in &report.images {
-        outln!("{}", Shown(i.name.as_deref().unwrap_or("(untagged)")));
-        outln!("  digest:    {}", i.digest);
-        if let Some(s) = &i.source_digest {
-            outln!("  source:    {} (digest there {s})", Shown(&i.source));
-        } else {
-            outln!("  source:    {}", Shown(&i.source));
+    for n in (0..report.images.len()).filter(|n| !nested.contains(n)) {
+        tree.block(n, 0, &mut shown);
+    }
+    // Referrers only of each other (a cycle) have no image to sit under.
+    for n in 0..report.images.len() {
+        if !shown[n] {
+            tree.block(n, 0, &mut shown);
         }
-        outln!("  platforms: {}", list_or(&i.platforms, "-"));
+    }
+}
+
+/// How `inspect` names an image in `referrers`.
+fn image_label(i: &ImageInfo) -> String {
+    i.name.clone().unwrap_or_else(|| i.digest.to_string())
+}
+
+/// Referrers nest no deeper than this (a signature of an attestation of
+/// an image is two levels).
+const MAX_REFERRER_DEPTH: usize = 4;
+
+struct Tree<'a> {
+    images: &'a [ImageInfo],
+    by_label: &'a HashMap<String, usize>,
+}
+
+impl Tree<'_> {
+    /// One image's block at `depth`, then its referrers one level deeper;
+    /// each image is shown once.
+    fn block(&self, n: usize, depth: usize, shown: &mut [bool]) {
+        shown[n] = true;
+        let i = &self.images[n];
+        let pad = "    ".repeat(depth);
+        let name = Shown(i.name.as_deref().unwrap_or("(untagged)"));
+        if depth == 0 {
+            outln!("{name}");
+        } else {
+            outln!("{pad}- {name}");
+        }
+        outln!("{pad}  digest:    {}", i.digest);
+        if let Some(s) = &i.source_digest {
+            outln!("{pad}  source:    {} (digest there {s})", Shown(&i.source));
+        } else {
+            outln!("{pad}  source:    {}", Shown(&i.source));
+        }
+        outln!("{pad}  platforms: {}", list_or(&i.platforms, "-"));
         outln!(
-            "  size:      {} ({} shared)",
+            "{pad}  size:      {} ({} shared)",
             size(i.size),
             size(i.shared_bytes)
         );
+        let children: Vec<usize> = i
+            .referrers
+            .iter()
+            .filter_map(|r| self.by_label.get(r).copied())
+            .filter(|&m| !shown[m])
+            .collect();
+        if children.is_empty() {
+            return;
+        }
+        outln!("{pad}  referrers:");
+        for m in children {
+            if depth + 1 >= MAX_REFERRER_DEPTH || shown[m] {
+                continue;
+            }
+            self.block(m, depth + 1, shown);
+        }
     }
 }
 
