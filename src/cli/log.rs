@@ -1,6 +1,7 @@
 //! The logger behind `-v`: `log` records from airlock at warn (default),
-//! info (`-v`) or debug (`-vv`), with `RUST_LOG` directives applied on top
-//! when set (`RUST_LOG=ureq=debug`, `RUST_LOG=trace`).
+//! info (`-v`) or debug (`-vv`); `RUST_LOG`, when set, adds env_logger
+//! directives (`RUST_LOG=debug`, `RUST_LOG=airlock=trace,ureq=debug`), and
+//! without `-v` it alone decides.
 //!
 //! Lines go to standard error through `airlock::progress::eprint_line`, so
 //! they do not tear a progress bar, and never to standard output, which
@@ -44,12 +45,16 @@ pub fn init(verbose: u8) {
         1 => LevelFilter::Info,
         _ => LevelFilter::Debug,
     };
+    let rust_log = std::env::var("RUST_LOG").ok().filter(|s| !s.is_empty());
     let mut builder = env_logger::Builder::new();
-    builder
-        .filter_level(LevelFilter::Warn)
-        .filter_module("airlock", ours);
-    if let Ok(spec) = std::env::var("RUST_LOG") {
-        builder.parse_filters(&spec);
+    builder.filter_level(LevelFilter::Warn);
+    // Without -v, RUST_LOG alone decides (RUST_LOG=debug includes airlock).
+    if verbose > 0 || rust_log.is_none() {
+        builder.filter_module("airlock", ours);
+    }
+    if let Some(spec) = &rust_log {
+        // A directive for airlock itself replaces the one -v made.
+        builder.parse_filters(spec);
     }
     let filter = builder.build();
     let max = filter.filter();
