@@ -341,7 +341,7 @@ fn username_is_refused_when_the_sources_span_several_registries() {
     ];
     let out = airlock_with_stdin(&args, t.path(), format!("{PASSWORD}\n").as_bytes());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
         err.contains(&a.host) && err.contains(&b.host) && err.contains("docker login"),
         "{err}"
