@@ -269,10 +269,7 @@ pub fn load_private(path: &Path) -> Result<SigningKey> {
 /// the air gap by mistake.
 pub fn load_public(path: &Path) -> Result<VerifyingKey> {
     let pem = read_pem(path)?;
-    if matches!(
-        pem_kind(&pem),
-        PemKind::Private | PemKind::EncryptedPrivate
-    ) {
+    if matches!(pem_kind(&pem), PemKind::Private | PemKind::EncryptedPrivate) {
         return Err(key_error_hint(
             path,
             "this is a private key, not the public key that checks signatures",

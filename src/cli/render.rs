@@ -19,9 +19,9 @@ use indicatif::BinaryBytes;
 use airlock::bundle::VerifyReport;
 use airlock::error::Shown;
 use airlock::ops::import::ImportReport;
+use airlock::ops::inspect::ImageInfo;
 use airlock::ops::keygen::KeyFiles;
 use airlock::ops::repair::RepairReport;
-use airlock::ops::inspect::ImageInfo;
 use airlock::ops::{Inspection, PackSummary};
 use airlock::Error;
 

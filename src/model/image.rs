@@ -369,7 +369,10 @@ mod tests {
 
     #[test]
     fn normalized_spelling_is_containerds() {
-        assert_eq!(p("linux/aarch64/v8").normalized().to_string(), "linux/arm64");
+        assert_eq!(
+            p("linux/aarch64/v8").normalized().to_string(),
+            "linux/arm64"
+        );
         assert_eq!(p("linux/x86_64").normalized().to_string(), "linux/amd64");
         assert_eq!(p("linux/armhf").normalized().to_string(), "linux/arm/v7");
         assert_eq!(p("macos/arm64").normalized().to_string(), "darwin/arm64");

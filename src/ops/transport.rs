@@ -238,7 +238,13 @@ mod tests {
 
     #[test]
     fn tagged_hub_images_are_not_transport_typos() {
-        for r in ["nginx:1.25", "docker:24-dind", "alpine:3", "oci", "busybox:latest"] {
+        for r in [
+            "nginx:1.25",
+            "docker:24-dind",
+            "alpine:3",
+            "oci",
+            "busybox:latest",
+        ] {
             assert_eq!(
                 SourceSpec::parse(r).unwrap(),
                 SourceSpec::Registry(r.into()),

@@ -171,7 +171,11 @@ fn unknown_images_paths_and_transports_are_named() {
     assert!(err.contains("/does/not/exist"), "{err}");
     let err = airlock(&["pack", "-q", "dir:/tmp/x", "-o", "out.airlock"], t.path()).fails_usage();
     assert!(err.contains("dir: transport is not supported"), "{err}");
-    let err = airlock(&["pack", "-q", "Not/A:Valid:Ref", "-o", "out.airlock"], t.path()).fails_usage();
+    let err = airlock(
+        &["pack", "-q", "Not/A:Valid:Ref", "-o", "out.airlock"],
+        t.path(),
+    )
+    .fails_usage();
     assert!(err.contains("invalid image reference"), "{err}");
     let err = pack_fails(
         t.path(),

@@ -4,6 +4,7 @@
 //! an empty password on stdin and `-v`. Messages that matter are checked
 //! whole.
 
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -45,13 +46,31 @@ fn every_usage_mistake_exits_2_and_others_exit_1() {
         vec!["pack", "-o", "x", "--platform", "linux", &src],
         vec!["pack", "-o", "x", "-j", "0", &src],
         vec!["verify", &b, "--pub", &p, "-j", "0"],
-        vec!["import", &b, "--pub", &p, "--to", "127.0.0.1:1", "--map", "nomap"],
+        vec![
+            "import",
+            &b,
+            "--pub",
+            &p,
+            "--to",
+            "127.0.0.1:1",
+            "--map",
+            "nomap",
+        ],
         vec!["import", &b, "--pub", &p, "--to", "127.0.0.1:1/UPPER case"],
         vec!["export", &b, "--pub", &p, "--to", "tarball:x"],
         vec!["pack", "-o", "x", "dokcer://host/a:1"],
         // Accepted before #12.
         vec!["import", &b, "--pub", &p, "--to", "127.0.0.1:1", "-j", "0"],
-        vec!["import", &b, "--pub", &p, "--to", "127.0.0.1:1", "--chunk-size", "100"],
+        vec![
+            "import",
+            &b,
+            "--pub",
+            &p,
+            "--to",
+            "127.0.0.1:1",
+            "--chunk-size",
+            "100",
+        ],
         vec!["pack", "-o", "x", "--catalog", "127.0.0.1:1/ns"],
         // clap's own.
         vec!["pack", "--no-such-flag"],
@@ -75,7 +94,16 @@ fn usage_messages_say_what_to_pass() {
     let err = airlock(&["pack", "-o", "x", "--split", "100", &src], dir).fails_usage();
     insta::assert_snapshot!(err, @"airlock: error: --split 100: volumes must hold at least 1000000 bytes (1M)");
     let err = airlock(
-        &["import", &b, "--pub", &p, "--to", "127.0.0.1:1", "--chunk-size", "100"],
+        &[
+            "import",
+            &b,
+            "--pub",
+            &p,
+            "--to",
+            "127.0.0.1:1",
+            "--chunk-size",
+            "100",
+        ],
         dir,
     )
     .fails_usage();
@@ -94,7 +122,11 @@ fn usage_messages_say_what_to_pass() {
 
     For more information, try '--help'.
     ");
-    let err = airlock(&["pack", "-o", "x", "--catalog", "reg.local:5000/team"], dir).fails_usage();
+    let err = airlock(
+        &["pack", "-o", "x", "--catalog", "reg.local:5000/team"],
+        dir,
+    )
+    .fails_usage();
     insta::assert_snapshot!(err, @r#"
     error: invalid value 'reg.local:5000/team' for '--catalog <REGISTRY>': "reg.local:5000/team": a registry's catalog lists every repository of reg.local:5000; it cannot be limited to "team". Pass --catalog reg.local:5000, or --all-tags reg.local:5000/REPO for each repository under team
 
@@ -130,8 +162,15 @@ fn transport_typos_and_bare_paths_are_named() {
 
 /// Runs airlock with standard output a pipe whose reader is already gone.
 fn with_closed_stdout(args: &[&str], dir: &Path) -> Output {
-    let (reader, writer) = std::io::pipe().unwrap();
-    drop(reader);
+    // libc, not std::io::pipe: the MSRV (1.85) predates it.
+    let mut fds = [0; 2];
+    // SAFETY: pipe() fills both descriptors; the read end is closed at once
+    // and the write end owned by `writer` from here on.
+    let writer = unsafe {
+        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+        libc::close(fds[0]);
+        OwnedFd::from_raw_fd(fds[1])
+    };
     Command::new(env!("CARGO_BIN_EXE_airlock"))
         .args(args)
         .current_dir(dir)
@@ -220,7 +259,15 @@ fn platforms_match_in_containerds_normal_form() {
     for wanted in ["linux/arm64/v8", "linux/aarch64", "linux/arm64"] {
         let out = dir.join("one.airlock");
         airlock(
-            &["pack", "-q", &multi, "--platform", wanted, "-o", out.to_str().unwrap()],
+            &[
+                "pack",
+                "-q",
+                &multi,
+                "--platform",
+                wanted,
+                "-o",
+                out.to_str().unwrap(),
+            ],
             dir,
         )
         .ok();
@@ -235,7 +282,14 @@ fn a_single_platform_image_outside_the_filter_fails_as_an_index_does() {
     let dir = t.path();
     copy_dir(&layout(), &dir.join("lay"));
     let err = airlock(
-        &["pack", "oci:lay:app-1", "--platform", "linux/arm64", "-o", "x"],
+        &[
+            "pack",
+            "oci:lay:app-1",
+            "--platform",
+            "linux/arm64",
+            "-o",
+            "x",
+        ],
         dir,
     )
     .fails();
@@ -246,7 +300,15 @@ fn a_single_platform_image_outside_the_filter_fails_as_an_index_does() {
     assert!(!dir.join("x").exists());
     // The platform it has is kept, in any of its spellings.
     airlock(
-        &["pack", "-q", "oci:lay:app-1", "--platform", "linux/x86_64", "-o", "x"],
+        &[
+            "pack",
+            "-q",
+            "oci:lay:app-1",
+            "--platform",
+            "linux/x86_64",
+            "-o",
+            "x",
+        ],
         dir,
     )
     .ok();
@@ -268,7 +330,16 @@ fn repair_without_parity_has_nothing_to_do_or_renames_volumes() {
         format!("oci:{}", fixtures().join("large").display()),
     ];
     airlock(
-        &["pack", "-q", "-o", "v", "--split", "1M", &sources[0], &sources[1]],
+        &[
+            "pack",
+            "-q",
+            "-o",
+            "v",
+            "--split",
+            "1M",
+            &sources[0],
+            &sources[1],
+        ],
         dir,
     )
     .ok();
@@ -315,7 +386,11 @@ fn a_foreign_volume_is_named_even_when_parity_rebuilds_its_slot() {
     .ok();
     let other = dir.join("other");
     std::fs::create_dir(&other).unwrap();
-    airlock(&["pack", "-q", "-o", "b.airlock", "--split", "1M", &large], &other).ok();
+    airlock(
+        &["pack", "-q", "-o", "b.airlock", "--split", "1M", &large],
+        &other,
+    )
+    .ok();
     std::fs::copy(other.join("b.airlock.002"), dir.join("b.airlock.002")).unwrap();
     let run = airlock(
         &["verify", "b.airlock.001", "--pub", public.to_str().unwrap()],
@@ -357,7 +432,8 @@ fn add_signature(lay: &Path, tag: &str) -> String {
     let payload = blob(
         lay,
         "application/vnd.dev.cosign.simplesigning.v1+json",
-        format!(r#"{{"critical":{{"image":{{"docker-manifest-digest":"{subject}"}}}}}}"#).as_bytes(),
+        format!(r#"{{"critical":{{"image":{{"docker-manifest-digest":"{subject}"}}}}}}"#)
+            .as_bytes(),
     );
     let manifest = serde_json::json!({
         "schemaVersion": 2,
@@ -431,8 +507,16 @@ fn key_mix_ups_are_named() {
     let (b, _) = small_bundle(dir);
     let st = Command::new("openssl")
         .args([
-            "pkcs8", "-topk8", "-v2", "aes-256-cbc", "-in", "signer", "-out", "locked",
-            "-passout", "pass:secret",
+            "pkcs8",
+            "-topk8",
+            "-v2",
+            "aes-256-cbc",
+            "-in",
+            "signer",
+            "-out",
+            "locked",
+            "-passout",
+            "pass:secret",
         ])
         .current_dir(dir)
         .status()
