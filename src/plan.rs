@@ -78,6 +78,10 @@ pub struct Plan {
     /// are lookups, not scans of every image so far.
     named: HashMap<Reference, usize>,
     unnamed: HashSet<Digest>,
+    /// The platforms given are a default (export's host platform for a
+    /// docker-archive), not the user's filter: they choose among an
+    /// index's entries, but a single-platform image passes as it is.
+    pub platforms_are_default: bool,
 }
 
 impl Plan {
@@ -137,7 +141,9 @@ impl Plan {
                     Filtered::Many(index) => *index,
                 }
             }
-            (Parsed::Manifest { config, .. }, false) if root.subject.is_none() => {
+            (Parsed::Manifest { config, .. }, false)
+                if root.subject.is_none() && !self.platforms_are_default =>
+            {
                 check_platform(source, config, platforms, &label)?;
                 node
             }

@@ -315,6 +315,24 @@ fn a_single_platform_image_outside_the_filter_fails_as_an_index_does() {
 }
 
 #[test]
+fn the_host_platform_of_a_docker_archive_export_is_a_default_not_a_filter() {
+    let t = scratch();
+    let dir = t.path();
+    // amd64 and arm64: one of them is not this host's platform.
+    let (bundle, public) = packed(
+        dir,
+        &[
+            &format!("oci:{}:app-1", layout().display()),
+            &format!("oci:{}:arm-1", layout().display()),
+        ],
+    );
+    export(&bundle, &public, "docker-archive:both.tar", &[]).ok();
+    let out = run("tar", &["-xOf", "both.tar", "manifest.json"], dir).ok();
+    let manifest: serde_json::Value = serde_json::from_str(&out.stdout()).unwrap();
+    assert_eq!(manifest.as_array().unwrap().len(), 2, "{manifest}");
+}
+
+#[test]
 fn repair_without_parity_has_nothing_to_do_or_renames_volumes() {
     let t = scratch();
     let dir = t.path();
