@@ -291,7 +291,7 @@ fn continues_after_cut_uploads_and_registry_restarts() {
         &bundle,
         &public,
         &p,
-        &["--plain-http", &p, "--chunk-size", "256K", "-j", "1"],
+        &["--plain-http", &p, "--chunk-size", "1M", "-j", "1"],
     ));
     assert_eq!(r["images"][0]["status"], "pushed", "{r:#}");
     let want = skopeo_digest(
@@ -363,7 +363,7 @@ fn continues_after_cut_uploads_and_registry_restarts() {
             ])
             .args([
                 "--chunk-size",
-                "256K",
+                "1M",
                 "-j",
                 "1",
                 "--retries",
@@ -384,7 +384,7 @@ fn continues_after_cut_uploads_and_registry_restarts() {
             &bundle,
             &public,
             &s,
-            &["--plain-http", &s, "--chunk-size", "256K"],
+            &["--plain-http", &s, "--chunk-size", "1M"],
         ));
         assert_eq!(r["images"][0]["status"], "pushed", "secret={secret}: {r:#}");
         assert_eq!(
@@ -425,7 +425,7 @@ fn kill_nine_at_random_moments_and_the_result_is_always_complete() {
         );
         let p = format!("127.0.0.1:{}", proxy.port);
         let state = t.path().join(format!("kill-state-{round}"));
-        let chunk: u64 = 256 * 1024;
+        let chunk: u64 = 1024 * 1024;
         let mut kills = 0u64;
         let started = Instant::now();
         loop {
@@ -445,7 +445,7 @@ fn kill_nine_at_random_moments_and_the_result_is_always_complete() {
                     "--plain-http",
                     &p,
                 ])
-                .args(["--chunk-size", "256K", "-j", "2", "--state"])
+                .args(["--chunk-size", "1M", "-j", "2", "--state"])
                 .arg(&state)
                 .stderr(std::process::Stdio::null())
                 .spawn()
@@ -508,7 +508,7 @@ fn kill_nine_at_random_moments_and_the_result_is_always_complete() {
             .max()
             .unwrap();
         assert!(
-            sent <= total + kills * 2 * largest + 256 * 1024,
+            sent <= total + kills * 2 * largest + 1024 * 1024,
             "round {round}: {sent} bytes sent for {total} bytes of images after {kills} kills"
         );
         eprintln!("round {round}: {kills} kills, {sent} bytes sent for {total} (chunk {chunk})");
@@ -539,13 +539,13 @@ fn an_upload_whose_session_survived_continues_from_its_last_chunk() {
         },
     );
     let p = format!("127.0.0.1:{}", proxy.port);
-    let chunk = 256 * 1024;
+    let chunk = 1024 * 1024;
     let r = report(import(
         t.path(),
         &bundle,
         &public,
         &p,
-        &["--plain-http", &p, "--chunk-size", "256K", "-j", "1"],
+        &["--plain-http", &p, "--chunk-size", "1M", "-j", "1"],
     ));
     assert_eq!(r["images"][0]["status"], "pushed", "{r:#}");
     let sent = proxy.bytes_up.load(Ordering::SeqCst);
