@@ -339,15 +339,15 @@ impl Tree<'_> {
             .filter_map(|r| self.by_label.get(r).copied())
             .filter(|&m| !shown[m])
             .collect();
-        if children.is_empty() {
+        // Deeper ones are shown on their own, after the images.
+        if children.is_empty() || depth + 1 >= MAX_REFERRER_DEPTH {
             return;
         }
         outln!("{pad}  referrers:");
         for m in children {
-            if depth + 1 >= MAX_REFERRER_DEPTH || shown[m] {
-                continue;
+            if !shown[m] {
+                self.block(m, depth + 1, shown);
             }
-            self.block(m, depth + 1, shown);
         }
     }
 }
