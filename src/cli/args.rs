@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use airlock::model::Platform;
+use airlock::model::{Platform, Reference};
 use airlock::registry::RegistryOptions;
 use airlock::{Error, Result};
 
@@ -77,6 +77,18 @@ fn catalog_host(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+/// `--all-tags REGISTRY/REPO`: a valid repository name, checked before
+/// anything is opened.
+fn repository(s: &str) -> Result<String, String> {
+    match Reference::parse(s) {
+        Ok(_) => Ok(s.to_string()),
+        Err(Error::InvalidReference { reason, .. }) => {
+            Err(format!("{s:?} is not a repository name: {reason}"))
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 // Parsed once per run; the size of the largest variant does not matter.
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
@@ -129,7 +141,7 @@ pub struct PackArgs {
     #[command(flatten)]
     pub platform: PlatformArgs,
     /// Every tag of this repository (REGISTRY/REPO); repeatable.
-    #[arg(long = "all-tags", value_name = "REPO")]
+    #[arg(long = "all-tags", value_name = "REPO", value_parser = repository)]
     pub all_tags: Vec<String>,
     /// Every repository and tag of this registry (a whole-registry
     /// backup); repeatable.

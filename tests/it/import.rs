@@ -361,15 +361,7 @@ fn continues_after_cut_uploads_and_registry_restarts() {
                 "--plain-http",
                 &s,
             ])
-            .args([
-                "--chunk-size",
-                "1M",
-                "-j",
-                "1",
-                "--retries",
-                "2",
-                "--state",
-            ])
+            .args(["--chunk-size", "1M", "-j", "1", "--retries", "2", "--state"])
             .arg(&state)
             .stderr(std::process::Stdio::null())
             .spawn()

@@ -59,6 +59,7 @@ fn every_usage_mistake_exits_2_and_others_exit_1() {
         vec!["import", &b, "--pub", &p, "--to", "127.0.0.1:1/UPPER case"],
         vec!["export", &b, "--pub", &p, "--to", "tarball:x"],
         vec!["pack", "-o", "x", "dokcer://host/a:1"],
+        vec!["pack", "-o", "x", "--all-tags", "127.0.0.1:1/UPPER"],
         // Accepted before #12.
         vec!["import", &b, "--pub", &p, "--to", "127.0.0.1:1", "-j", "0"],
         vec![
