@@ -143,8 +143,8 @@ pub struct PackArgs {
     /// Every tag of this repository (REGISTRY/REPO); repeatable.
     #[arg(long = "all-tags", value_name = "REPO", value_parser = repository)]
     pub all_tags: Vec<String>,
-    /// Every repository and tag of this registry (a whole-registry
-    /// backup); repeatable.
+    /// Every repository and tag of this registry, HOST[:PORT] (a
+    /// whole-registry backup); repeatable.
     #[arg(long = "catalog", value_name = "REGISTRY", value_parser = catalog_host)]
     pub catalogs: Vec<String>,
     /// Leave signatures, SBOMs and attestations behind.
@@ -224,7 +224,8 @@ pub struct ImportArgs {
     #[arg(long, value_name = "DIR")]
     pub state: Option<PathBuf>,
     /// Blobs larger than 8M (or than this, if smaller) go up in PATCH
-    /// chunks of this size, streamed from the bundle (e.g. 32M).
+    /// chunks of this size (at least 1M), streamed from the bundle (e.g.
+    /// 32M).
     #[arg(long, default_value = "32M", value_name = "SIZE", value_parser = chunk_size)]
     pub chunk_size: u64,
     #[command(flatten)]
@@ -277,6 +278,8 @@ pub struct ExportArgs {
 #[derive(Args)]
 pub struct PlatformArgs {
     /// Keep only os/arch[/variant]; repeat for several [default: all].
+    /// Compared as containerd normalises them: linux/arm64 is
+    /// linux/arm64/v8 and linux/aarch64; linux/amd64 is linux/x86_64.
     #[arg(long = "platform", value_name = "PLATFORM")]
     pub platforms: Vec<String>,
 }
