@@ -1,6 +1,11 @@
 //! The `airlock` binary: parse the command line, run the command, map the
 //! result to an exit code. Nothing else; see `cli/` for flags, commands and
 //! output, and the library for the work.
+//!
+//! Exit status: 0 success, 1 failure, 2 a mistake in how the command was
+//! called (clap's own, and `Error::Usage` found after parsing), 141 (a
+//! SIGPIPE death) when standard output was closed early, as in
+//! `airlock inspect B | head -1`.
 
 mod cli;
 
@@ -12,7 +17,9 @@ use cli::args::{Cli, Command};
 use cli::{commands, render};
 
 fn main() -> ExitCode {
-    let result = match Cli::parse().command {
+    let cli = Cli::parse();
+    cli::log::init(cli.verbose);
+    let result = match cli.command {
         Command::Keygen(args) => commands::keygen(args),
         Command::Pack(args) => commands::pack(args),
         Command::Verify(args) => commands::verify(args),
@@ -23,9 +30,10 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if render::is_closed_stdout(&e) => render::die_of_closed_stdout(),
         Err(e) => {
             render::error(&e);
-            ExitCode::FAILURE
+            ExitCode::from(if e.is_usage() { 2 } else { 1 })
         }
     }
 }

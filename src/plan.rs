@@ -14,7 +14,9 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::integrity::VerifyingReader;
-use crate::model::image::{Descriptor, Node, Parsed, Platform, MAX_MANIFEST_SIZE};
+use crate::model::image::{
+    platform_of_config, Descriptor, Node, Parsed, Platform, MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE,
+};
 use crate::model::reference::Reference;
 use crate::model::Digest;
 use crate::source::{Root, Source};
@@ -76,6 +78,10 @@ pub struct Plan {
     /// are lookups, not scans of every image so far.
     named: HashMap<Reference, usize>,
     unnamed: HashSet<Digest>,
+    /// The platforms given are a default (export's host platform for a
+    /// docker-archive), not the user's filter: they choose among an
+    /// index's entries, but a single-platform image passes as it is.
+    pub platforms_are_default: bool,
 }
 
 impl Plan {
@@ -134,6 +140,12 @@ impl Plan {
                     Filtered::One(child) => read_node(source, &child, &label)?,
                     Filtered::Many(index) => *index,
                 }
+            }
+            (Parsed::Manifest { config, .. }, false)
+                if root.subject.is_none() && !self.platforms_are_default =>
+            {
+                check_platform(source, config, platforms, &label)?;
+                node
             }
             _ => node,
         };
@@ -253,6 +265,41 @@ pub fn read_node(source: &dyn Source, d: &Descriptor, label: &str) -> Result<Nod
         .read_to_end(&mut raw)
         .map_err(|e| Error::io("read", source.name(), e))?;
     Node::parse(d.clone(), raw.into(), &what)
+}
+
+/// A single-platform image passes `--platform` only if its config names a
+/// selected platform, as an index must hold one; an artifact whose config
+/// names no platform passes. Referrers are not filtered: they follow their
+/// subject.
+fn check_platform(
+    source: &dyn Source,
+    config: &Descriptor,
+    platforms: &[Platform],
+    label: &str,
+) -> Result<()> {
+    let what = format!("{label}: config {}", config.digest);
+    if config.size > MAX_CONFIG_SIZE {
+        return Err(Error::Unsupported {
+            what,
+            reason: format!(
+                "declared size {} is larger than the {MAX_CONFIG_SIZE} bytes allowed for a config",
+                config.size
+            ),
+        });
+    }
+    let reader = source.open_blob(config).map_err(|e| e.needed_by(label))?;
+    let mut raw = Vec::with_capacity(config.size as usize);
+    VerifyingReader::new(reader, config.digest.clone(), config.size, what)
+        .read_to_end(&mut raw)
+        .map_err(|e| Error::io("read", source.name(), e))?;
+    match platform_of_config(&raw) {
+        Some(p) if !platforms.iter().any(|w| w.selects(&p)) => Err(Error::NoMatchingPlatform {
+            image: label.to_string(),
+            wanted: platforms.iter().map(|p| p.to_string()).collect(),
+            available: vec![p.to_string()],
+        }),
+        _ => Ok(()),
+    }
 }
 
 enum Filtered {

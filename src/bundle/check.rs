@@ -153,6 +153,9 @@ fn check_with_parity(
     for (at, piece) in patches {
         a.bytes.patch(at, piece);
     }
+    // What was found on disk (a foreign volume in a slot, a truncated
+    // one) stays named: the rebuild hides it from the reader, not the user.
+    a.notices.append(&mut a.problems);
     for part in a.bytes.parts() {
         let rebuilt = a.bytes.rebuilt_bytes(part);
         if rebuilt > 0 {

@@ -472,7 +472,7 @@ struct Dctx {
 fn decompressor() -> Result<Dctx> {
     Ok(Dctx {
         zstd: zstd::bulk::Decompressor::new()
-            .map_err(|e| Error::Usage(format!("cannot start zstd: {e}")))?,
+            .map_err(|e| Error::Failed(format!("cannot start zstd: {e}")))?,
     })
 }
 

@@ -27,7 +27,8 @@ use crate::error::{Error, Result};
 /// A bundle rebuilt in memory from its parity, with what is wrong on disk.
 pub struct RepairPlan {
     a: Assembled,
-    parity: Parity,
+    /// None for a bundle without parity: only names can be fixed.
+    parity: Option<Parity>,
     shards_rebuilt: usize,
 }
 
@@ -54,21 +55,14 @@ pub fn plan_repair(path: &Path, key: Option<&VerifyingKey>) -> Result<RepairPlan
     let mut a = assemble(path)?;
     let name = a.name();
     let Some(parity) = a.parity.take() else {
-        let mut why = format!(
-            "no usable parity was found beside it ({}), so there is nothing to repair from",
-            volume::parity_path(&a.located.target, None).display()
-        );
-        for n in &a.notices {
-            why.push_str(&format!("; {n}"));
-        }
-        return Err(Error::bad_bundle(&name, why));
+        return plan_without_parity(a, key);
     };
     let damaged = parity.damaged_shards(&a.bytes);
     let intact = guard::self_check(&name, guard::fresh(&a.bytes, &[])?, key);
     if damaged.is_empty() && intact.whole {
         return Ok(RepairPlan {
             a,
-            parity,
+            parity: Some(parity),
             shards_rebuilt: 0,
         });
     }
@@ -116,9 +110,36 @@ pub fn plan_repair(path: &Path, key: Option<&VerifyingKey>) -> Result<RepairPlan
     }
     Ok(RepairPlan {
         a,
-        parity,
+        parity: Some(parity),
         shards_rebuilt: damaged.len(),
     })
+}
+
+/// Without parity nothing can be rebuilt, but a bundle that checks out may
+/// still have volumes under the wrong names (their labels say where each
+/// belongs) or foreign files in the way: those are fixed. Anything else is
+/// refused, naming the parity that is not there.
+fn plan_without_parity(a: Assembled, key: Option<&VerifyingKey>) -> Result<RepairPlan> {
+    let name = a.name();
+    let intact = guard::self_check(&name, guard::fresh(&a.bytes, &[])?, key);
+    if intact.whole {
+        return Ok(RepairPlan {
+            a,
+            parity: None,
+            shards_rebuilt: 0,
+        });
+    }
+    let mut why = format!(
+        "no usable parity was found beside it ({}), so there is nothing to repair from",
+        volume::parity_path(&a.located.target, None).display()
+    );
+    for n in a.problems.iter().chain(&a.notices) {
+        why.push_str(&format!("; {n}"));
+    }
+    if let Some(p) = intact.problem.or(intact.bad_signature) {
+        why.push_str(&format!("; {p}"));
+    }
+    Err(Error::bad_bundle(&name, why))
 }
 
 /// Parity that contradicts the bundle, or rebuilds one that fails: named,
@@ -136,6 +157,11 @@ fn bad_parity_error(name: &Path, parity: &Parity, why: String) -> Error {
 }
 
 impl RepairPlan {
+    /// Whether the bundle has usable parity.
+    pub fn has_parity(&self) -> bool {
+        self.parity.is_some()
+    }
+
     /// Data shards rebuilt from parity.
     pub fn shards_rebuilt(&self) -> usize {
         self.shards_rebuilt
@@ -208,7 +234,9 @@ impl RepairPlan {
     /// or missing; uncommitted, so the caller decides when they replace
     /// the old ones. `None` when the parity is intact.
     pub fn parity_files(&self) -> Result<Option<Vec<AtomicFile>>> {
-        let p = &self.parity;
+        let Some(p) = &self.parity else {
+            return Ok(None);
+        };
         if p.damaged_recovery() == 0 && p.problems.is_empty() {
             return Ok(None);
         }

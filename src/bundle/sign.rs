@@ -172,7 +172,7 @@ pub fn key_id(key: &VerifyingKey) -> String {
 pub fn generate() -> Result<SigningKey> {
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed)
-        .map_err(|e| Error::Usage(format!("no random source available: {e}")))?;
+        .map_err(|e| Error::Failed(format!("no random source available: {e}")))?;
     Ok(SigningKey::from_bytes(&seed))
 }
 
@@ -198,31 +198,87 @@ pub fn public_pem(key: &VerifyingKey) -> String {
 
 fn read_pem(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).map_err(|e| Error::io("read key", path, e))?;
-    String::from_utf8(bytes).map_err(|_| Error::Key {
+    String::from_utf8(bytes).map_err(|_| key_error(path, "not a PEM text file"))
+}
+
+/// What a PEM file holds, by its first label; the key parsers' own errors
+/// say little ("unexpected tag") about a file of the wrong kind.
+#[derive(PartialEq)]
+enum PemKind {
+    Private,
+    EncryptedPrivate,
+    Public,
+    Other,
+}
+
+fn pem_kind(pem: &str) -> PemKind {
+    let label = pem
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("-----BEGIN "))
+        .and_then(|l| l.strip_suffix("-----"));
+    match label {
+        Some("PRIVATE KEY") => PemKind::Private,
+        Some("ENCRYPTED PRIVATE KEY") => PemKind::EncryptedPrivate,
+        Some("PUBLIC KEY") => PemKind::Public,
+        _ => PemKind::Other,
+    }
+}
+
+fn key_error(path: &Path, reason: impl Into<String>) -> Error {
+    Error::Key {
         path: path.to_path_buf(),
-        reason: "not a PEM text file".into(),
-    })
+        reason: reason.into(),
+        hint: None,
+    }
+}
+
+fn key_error_hint(path: &Path, reason: &str, hint: &str) -> Error {
+    Error::Key {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+        hint: Some(hint.into()),
+    }
 }
 
 pub fn load_private(path: &Path) -> Result<SigningKey> {
-    SigningKey::from_pkcs8_pem(&read_pem(path)?).map_err(|e| Error::Key {
-        path: path.to_path_buf(),
-        reason: format!("not an ed25519 PKCS#8 private key ({e}); is this the public key?"),
-    })
+    let pem = read_pem(path)?;
+    match pem_kind(&pem) {
+        PemKind::EncryptedPrivate => {
+            return Err(key_error_hint(
+                path,
+                "encrypted keys are not supported yet",
+                "decrypt it with `openssl pkey -in KEY -out PLAIN` (and keep PLAIN as secret), \
+                 or make a new key with `airlock keygen`",
+            ))
+        }
+        PemKind::Public => {
+            return Err(key_error_hint(
+                path,
+                "this is a public key, not the private key that signs",
+                "pass the private key `airlock keygen` wrote (NAME, beside NAME.pub) to --key",
+            ))
+        }
+        PemKind::Private | PemKind::Other => {}
+    }
+    SigningKey::from_pkcs8_pem(&pem)
+        .map_err(|e| key_error(path, format!("not an ed25519 PKCS#8 private key ({e})")))
 }
 
+/// Reads a trusted public key. A private key is refused: it belongs with
+/// the signer, and one found where bundles are checked was copied across
+/// the air gap by mistake.
 pub fn load_public(path: &Path) -> Result<VerifyingKey> {
     let pem = read_pem(path)?;
-    if let Ok(k) = VerifyingKey::from_public_key_pem(&pem) {
-        return Ok(k);
+    if matches!(pem_kind(&pem), PemKind::Private | PemKind::EncryptedPrivate) {
+        return Err(key_error_hint(
+            path,
+            "this is a private key, not the public key that checks signatures",
+            "pass the public key (NAME.pub, written beside NAME by `airlock keygen`) to --pub; \
+             the private key stays with the signer",
+        ));
     }
-    // A private key also names its public half; accept it for convenience.
-    SigningKey::from_pkcs8_pem(&pem)
-        .map(|k| k.verifying_key())
-        .map_err(|e| Error::Key {
-            path: path.to_path_buf(),
-            reason: format!("not an ed25519 public key in PEM ({e})"),
-        })
+    VerifyingKey::from_public_key_pem(&pem)
+        .map_err(|e| key_error(path, format!("not an ed25519 public key in PEM ({e})")))
 }
 
 #[cfg(test)]

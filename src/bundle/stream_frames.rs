@@ -120,7 +120,7 @@ impl<R: Read> StreamFrames<R> {
             table: None,
             labels: Labels::default(),
             dctx: zstd::bulk::Decompressor::new()
-                .map_err(|e| Error::Usage(format!("cannot start zstd: {e}")))?,
+                .map_err(|e| Error::Failed(format!("cannot start zstd: {e}")))?,
         })
     }
 

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use airlock::model::Platform;
+use airlock::model::{Platform, Reference};
 use airlock::registry::RegistryOptions;
 use airlock::{Error, Result};
 
@@ -24,8 +24,69 @@ use super::size::{parse_media_size, parse_size};
     about = "Carry container images across an air gap"
 )]
 pub struct Cli {
+    /// Log what airlock does on standard error: -v info (retries), -vv
+    /// debug. RUST_LOG, when set, adds env_logger directives on top.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `-j N`: at least one worker.
+fn jobs(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{s:?} is not a number of workers")),
+    }
+}
+
+/// Smaller chunks do not save memory worth having, and each costs a
+/// request: 100 bytes would be 10 000 PATCHes per MiB.
+const MIN_CHUNK: u64 = 1 << 20;
+
+/// `--chunk-size`: a binary size of at least 1 MiB.
+fn chunk_size(s: &str) -> Result<u64, String> {
+    let n = parse_size(s)?;
+    if n < MIN_CHUNK {
+        return Err(format!("{s:?} is less than the smallest chunk, 1M"));
+    }
+    Ok(n)
+}
+
+/// `--catalog HOST[:PORT]`: the distribution API lists a whole registry,
+/// never a namespace, so a path after the host is refused rather than
+/// glued into a wrong URL.
+fn catalog_host(s: &str) -> Result<String, String> {
+    if let Some((_, rest)) = s.split_once("://") {
+        return Err(format!(
+            "{s:?}: give the registry as HOST[:PORT], without a scheme (e.g. {})",
+            rest.split('/').next().unwrap_or(rest)
+        ));
+    }
+    if let Some((host, path)) = s.split_once('/') {
+        return Err(format!(
+            "{s:?}: a registry's catalog lists every repository of {host}; it cannot be \
+             limited to {path:?}. Pass --catalog {host}, or --all-tags {host}/REPO for \
+             each repository under {path}"
+        ));
+    }
+    if s.is_empty() {
+        return Err("the registry is empty".into());
+    }
+    Ok(s.to_string())
+}
+
+/// `--all-tags REGISTRY/REPO`: a valid repository name, checked before
+/// anything is opened.
+fn repository(s: &str) -> Result<String, String> {
+    match Reference::parse(s) {
+        Ok(_) => Ok(s.to_string()),
+        Err(Error::InvalidReference { reason, .. }) => {
+            Err(format!("{s:?} is not a repository name: {reason}"))
+        }
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 // Parsed once per run; the size of the largest variant does not matter.
@@ -80,11 +141,11 @@ pub struct PackArgs {
     #[command(flatten)]
     pub platform: PlatformArgs,
     /// Every tag of this repository (REGISTRY/REPO); repeatable.
-    #[arg(long = "all-tags", value_name = "REPO")]
+    #[arg(long = "all-tags", value_name = "REPO", value_parser = repository)]
     pub all_tags: Vec<String>,
-    /// Every repository and tag of this registry (a whole-registry
-    /// backup); repeatable.
-    #[arg(long = "catalog", value_name = "REGISTRY")]
+    /// Every repository and tag of this registry, HOST[:PORT] (a
+    /// whole-registry backup); repeatable.
+    #[arg(long = "catalog", value_name = "REGISTRY", value_parser = catalog_host)]
     pub catalogs: Vec<String>,
     /// Leave signatures, SBOMs and attestations behind.
     #[arg(long)]
@@ -96,7 +157,7 @@ pub struct PackArgs {
     pub registry: RegistryArgs,
     /// Parallel downloads, and threads for hashing and compression
     /// [default: 8 downloads, all cores].
-    #[arg(short = 'j', long, value_name = "N")]
+    #[arg(short = 'j', long, value_name = "N", value_parser = jobs)]
     pub jobs: Option<usize>,
     /// zstd level, 1 (fastest) to 19. Data that does not compress
     /// (gzip or zstd layers) is stored as it is; from level 10 on only
@@ -133,7 +194,7 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub no_repair: bool,
     /// Worker threads for hashing [default: all cores].
-    #[arg(short = 'j', long, value_name = "N")]
+    #[arg(short = 'j', long, value_name = "N", value_parser = jobs)]
     pub jobs: Option<usize>,
     #[command(flatten)]
     pub output_args: OutputArgs,
@@ -167,14 +228,15 @@ pub struct ImportArgs {
     #[arg(long, value_name = "DIR")]
     pub state: Option<PathBuf>,
     /// Blobs larger than 8M (or than this, if smaller) go up in PATCH
-    /// chunks of this size, streamed from the bundle (e.g. 32M).
-    #[arg(long, default_value = "32M", value_name = "SIZE", value_parser = parse_size)]
+    /// chunks of this size (at least 1M), streamed from the bundle (e.g.
+    /// 32M).
+    #[arg(long, default_value = "32M", value_name = "SIZE", value_parser = chunk_size)]
     pub chunk_size: u64,
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// Parallel uploads [default: 4; registries, not networks, are
     /// usually the bottleneck].
-    #[arg(short = 'j', long, value_name = "N")]
+    #[arg(short = 'j', long, value_name = "N", value_parser = jobs)]
     pub jobs: Option<usize>,
     #[command(flatten)]
     pub output_args: OutputArgs,
@@ -220,6 +282,8 @@ pub struct ExportArgs {
 #[derive(Args)]
 pub struct PlatformArgs {
     /// Keep only os/arch[/variant]; repeat for several [default: all].
+    /// Compared as containerd normalises them: linux/arm64 is
+    /// linux/arm64/v8 and linux/aarch64; linux/amd64 is linux/x86_64.
     #[arg(long = "platform", value_name = "PLATFORM")]
     pub platforms: Vec<String>,
 }
@@ -274,7 +338,16 @@ impl RegistryArgs {
             std::io::stdin()
                 .read_line(&mut password)
                 .map_err(|e| Error::io("read password from", "standard input", e))?;
-            opts.password = Some(password.trim_end_matches(['\n', '\r']).to_string());
+            let password = password.trim_end_matches(['\n', '\r']);
+            if password.is_empty() {
+                // Sent, an empty password reads as "wrong password" later.
+                return Err(Error::Usage(format!(
+                    "--password-stdin read an empty password for {}; pipe it in, e.g. \
+                     `printf %s \"$TOKEN\" | airlock … --password-stdin`",
+                    self.username.as_deref().unwrap_or("the user")
+                )));
+            }
+            opts.password = Some(password.to_string());
             opts.username = self.username;
         }
         opts.ca_certs = self.ca_certs;

@@ -35,7 +35,7 @@ fn set_jobs(jobs: Option<usize>) -> Result<()> {
         rayon::ThreadPoolBuilder::new()
             .num_threads(n)
             .build_global()
-            .map_err(|e| Error::Usage(format!("cannot start {n} worker threads: {e}")))?;
+            .map_err(|e| Error::Failed(format!("cannot start {n} worker threads: {e}")))?;
     }
     Ok(())
 }
@@ -156,7 +156,7 @@ pub fn import(args: ImportArgs) -> Result<()> {
     render::report(out, &report, render::imported);
     match report.failed() {
         0 => Ok(()),
-        n => Err(Error::Usage(format!(
+        n => Err(Error::Failed(format!(
             "{n} image(s) failed (listed above); run the same command again to retry them"
         ))),
     }

@@ -1,6 +1,7 @@
 //! The `airlock` command line: flags (`args`), one function per command
 //! (`commands`), the one place bundles are opened and trusted (`open`),
-//! sizes on the command line (`size`) and everything printed (`render`).
+//! sizes on the command line (`size`), the logger behind `-v` (`log`) and
+//! everything printed (`render`).
 //!
 //! Not for rules between flags or for work on images: those live in the
 //! library (`airlock::ops` and below), where tests and other front ends can
@@ -8,6 +9,7 @@
 
 pub mod args;
 pub mod commands;
+pub mod log;
 pub mod open;
 pub mod render;
 pub mod size;

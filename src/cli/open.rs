@@ -9,6 +9,7 @@ use std::path::Path;
 use ed25519_dalek::VerifyingKey;
 
 use airlock::bundle::{sign, Bundle, OpenOptions, Opened, Trusted};
+use airlock::error::Shown;
 use airlock::ops;
 use airlock::Result;
 
@@ -30,6 +31,7 @@ pub fn trusted_with(
     quiet: bool,
 ) -> Result<Bundle<Trusted>> {
     let key = stream_key(trust)?;
+    log::info!("opening bundle {}", Shown(path.display()));
     let bundle = match &key {
         Some(key) => Bundle::<Opened>::open_for_key(path, options, key)?,
         None => Bundle::<Opened>::open_with(path, options)?,
@@ -45,6 +47,7 @@ pub fn trusted_with(
 
 /// For `inspect`: structure only, no signature check; notices go to stderr.
 pub fn untrusted(path: &Path) -> Result<Bundle<Opened>> {
+    log::info!("opening bundle {} (structure only)", Shown(path.display()));
     let bundle = ops::inspect::open(path)?;
     render::notices(bundle.file().notices());
     Ok(bundle)

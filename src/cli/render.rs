@@ -10,6 +10,7 @@
 //! forge a line ("OK … signed by …") or send terminal escapes. Errors escape
 //! their own fields. JSON needs nothing: serde escapes it.
 
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::Path;
 
@@ -18,12 +19,69 @@ use indicatif::BinaryBytes;
 use airlock::bundle::VerifyReport;
 use airlock::error::Shown;
 use airlock::ops::import::ImportReport;
+use airlock::ops::inspect::ImageInfo;
 use airlock::ops::keygen::KeyFiles;
 use airlock::ops::repair::RepairReport;
 use airlock::ops::{Inspection, PackSummary};
 use airlock::Error;
 
 use super::args::OutputArgs;
+
+/// `println!` that does not panic: when standard output is closed (`| head
+/// -1`), the process ends as a SIGPIPE death would; see [`out_line`].
+macro_rules! outln {
+    () => {
+        out_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        out_line(format_args!($($arg)*))
+    };
+}
+
+/// Writes one line to standard output. A closed pipe ends the process
+/// quietly with the status of a SIGPIPE death (141 in a shell), as other
+/// Unix tools end; any other write error is reported and exits 1.
+///
+/// SIGPIPE stays ignored for the process (Rust's default): airlock writes to
+/// credential-helper pipes, and a helper that exits early is an error to
+/// report, not a reason to die. Only standard output gets this treatment.
+pub fn out_line(args: std::fmt::Arguments) {
+    let mut out = std::io::stdout().lock();
+    let written = out
+        .write_fmt(args)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+    if let Err(e) = written {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            die_of_closed_stdout();
+        }
+        let _ = writeln!(
+            std::io::stderr(),
+            "airlock: error: write to standard output: {e}"
+        );
+        std::process::exit(1);
+    }
+}
+
+/// True for a write to standard output that failed because its reader is
+/// gone (`pack -o - | head -c 100`).
+pub fn is_closed_stdout(e: &Error) -> bool {
+    matches!(e, Error::Io { source, path, .. }
+        if source.kind() == std::io::ErrorKind::BrokenPipe
+            && path == std::path::Path::new("standard output"))
+}
+
+/// Ends the process as SIGPIPE's default action would, without a message.
+pub fn die_of_closed_stdout() -> ! {
+    // SAFETY: resetting a signal's disposition and raising it are
+    // async-signal-safe libc calls with no memory effects on this process.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::raise(libc::SIGPIPE);
+    }
+    // Not reached on Unix; the shell's status for a SIGPIPE death otherwise.
+    std::process::exit(128 + libc::SIGPIPE)
+}
 
 /// The one error renderer: each problem, then what to do about it.
 pub fn error(e: &Error) {
@@ -49,7 +107,7 @@ pub fn error(e: &Error) {
 }
 
 pub fn json(value: &impl serde::Serialize) {
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(value).expect("reports serialise")
     );
@@ -78,7 +136,7 @@ fn size(bytes: u64) -> BinaryBytes {
 }
 
 pub fn keygen(files: &KeyFiles) {
-    println!("{}", files.key_id);
+    outln!("{}", files.key_id);
     eprintln!(
         "wrote private key {} (keep it secret) and public key {}",
         Shown(files.private.display()),
@@ -100,7 +158,7 @@ pub fn packed(s: &PackSummary, key_id: Option<&str>) {
 }
 
 pub fn verified(report: &VerifyReport) {
-    println!(
+    outln!(
         "OK: {} image(s), {} blob(s), {} checked; {}",
         report.images,
         report.blobs,
@@ -122,7 +180,7 @@ pub fn imported(report: &ImportReport) {
             .map(|e| format!(": {}", Shown(e)))
             .unwrap_or_default();
         // Padded as a string: `Shown` writes through, ignoring widths.
-        println!(
+        outln!(
             "{:10} {} -> {}{why}",
             Shown(&i.status).to_string(),
             Shown(&i.source),
@@ -143,7 +201,7 @@ pub fn imported(report: &ImportReport) {
     } else {
         ("pushed", "mounted", "sent")
     };
-    println!(
+    outln!(
         "{}: {} blob(s) {verb}, {} {mounted}, {} already there; {} of {} {sent}",
         if report.dry_run { "dry run" } else { "import" },
         report.blobs.pushed,
@@ -156,7 +214,11 @@ pub fn imported(report: &ImportReport) {
 
 pub fn repaired(report: &RepairReport) {
     if report.rewritten.is_empty() && report.moved.is_empty() {
-        eprintln!("nothing to repair: every volume and parity file checks out");
+        if report.parity {
+            eprintln!("nothing to repair: every volume and parity file checks out");
+        } else {
+            eprintln!("nothing to repair: the bundle checks out (it has no parity)");
+        }
     }
     for line in &report.moved {
         eprintln!("moved {}", Shown(line));
@@ -164,11 +226,13 @@ pub fn repaired(report: &RepairReport) {
     for line in &report.rewritten {
         eprintln!("rewrote {}", Shown(line));
     }
-    if !report.rewritten.is_empty() {
+    if report.shards_rebuilt > 0 {
         eprintln!(
             "repaired: {} shard(s) rebuilt; the bundle checks out",
             report.shards_rebuilt
         );
+    } else if !report.rewritten.is_empty() || !report.moved.is_empty() {
+        eprintln!("repaired: the bundle checks out");
     }
 }
 
@@ -176,45 +240,127 @@ pub fn exported(n: usize, to: &str) {
     eprintln!("exported {n} image(s) to {}", Shown(to));
 }
 
-/// The `inspect` table: the bundle, then one block per image. Every field
-/// but the counts comes from the unverified bundle.
+/// The `inspect` table: the bundle, then one block per image, with the
+/// signatures, SBOMs and attestations that refer to it nested under it
+/// (as `--json` lists them under `referrers`). Every field but the counts
+/// comes from the unverified bundle.
 pub fn inspection(bundle: &Path, report: &Inspection) {
-    println!("bundle:   {}", Shown(bundle.display()));
-    println!(
+    let by_label: HashMap<String, usize> = report
+        .images
+        .iter()
+        .enumerate()
+        .map(|(n, i)| (image_label(i), n))
+        .collect();
+    // Referrers whose image is here are shown under it, not on their own.
+    let nested: HashSet<usize> = report
+        .images
+        .iter()
+        .enumerate()
+        .flat_map(|(n, i)| {
+            let by_label = &by_label;
+            i.referrers
+                .iter()
+                .filter_map(move |r| by_label.get(r).copied().filter(|&m| m != n))
+        })
+        .collect();
+    outln!("bundle:   {}", Shown(bundle.display()));
+    outln!(
         "format:   v{} ({}), created {}",
         report.format_version,
         Shown(&report.tool),
         Shown(&report.created)
     );
-    println!(
+    outln!(
         "signer:   {} (claimed; run `airlock verify --pub KEY` to check)",
         list_or(&report.signed_by, "unsigned")
     );
-    println!(
-        "content:  {} image(s), {} blob(s), {} stored, {} shared between images",
-        report.images.len(),
+    let referrers = if nested.is_empty() {
+        String::new()
+    } else {
+        format!(" and {} referrer(s)", nested.len())
+    };
+    outln!(
+        "content:  {} image(s){referrers}, {} blob(s), {} stored, {} shared between images",
+        report.images.len() - nested.len(),
         report.blobs,
         size(report.total_bytes),
         size(report.shared_bytes)
     );
     if let Some(why) = &report.stopped_short {
-        println!("note:     stopped short: {why}");
+        outln!("note:     stopped short: {why}");
     }
-    println!();
-    for i in &report.images {
-        println!("{}", Shown(i.name.as_deref().unwrap_or("(untagged)")));
-        println!("  digest:    {}", i.digest);
-        if let Some(s) = &i.source_digest {
-            println!("  source:    {} (digest there {s})", Shown(&i.source));
-        } else {
-            println!("  source:    {}", Shown(&i.source));
+    let mut shown = vec![false; report.images.len()];
+    let tree = Tree {
+        images: &report.images,
+        by_label: &by_label,
+    };
+    outln!();
+    for n in (0..report.images.len()).filter(|n| !nested.contains(n)) {
+        tree.block(n, 0, &mut shown);
+    }
+    // Referrers only of each other (a cycle) have no image to sit under.
+    for n in 0..report.images.len() {
+        if !shown[n] {
+            tree.block(n, 0, &mut shown);
         }
-        println!("  platforms: {}", list_or(&i.platforms, "-"));
-        println!(
-            "  size:      {} ({} shared)",
+    }
+}
+
+/// How `inspect` names an image in `referrers`.
+fn image_label(i: &ImageInfo) -> String {
+    i.name.clone().unwrap_or_else(|| i.digest.to_string())
+}
+
+/// Referrers nest no deeper than this (a signature of an attestation of
+/// an image is two levels).
+const MAX_REFERRER_DEPTH: usize = 4;
+
+struct Tree<'a> {
+    images: &'a [ImageInfo],
+    by_label: &'a HashMap<String, usize>,
+}
+
+impl Tree<'_> {
+    /// One image's block at `depth`, then its referrers one level deeper;
+    /// each image is shown once.
+    fn block(&self, n: usize, depth: usize, shown: &mut [bool]) {
+        shown[n] = true;
+        let i = &self.images[n];
+        let pad = "    ".repeat(depth);
+        let name = Shown(i.name.as_deref().unwrap_or("(untagged)"));
+        if depth == 0 {
+            outln!("{name}");
+        } else {
+            outln!("{pad}- {name}");
+        }
+        outln!("{pad}  digest:    {}", i.digest);
+        if let Some(s) = &i.source_digest {
+            outln!("{pad}  source:    {} (digest there {s})", Shown(&i.source));
+        } else {
+            outln!("{pad}  source:    {}", Shown(&i.source));
+        }
+        outln!("{pad}  platforms: {}", list_or(&i.platforms, "-"));
+        outln!(
+            "{pad}  size:      {} ({} shared)",
             size(i.size),
             size(i.shared_bytes)
         );
+        let children: Vec<usize> = i
+            .referrers
+            .iter()
+            .filter_map(|r| self.by_label.get(r).copied())
+            .filter(|&m| !shown[m])
+            .collect();
+        // Deeper ones are shown on their own, after the images.
+        if children.is_empty() || depth + 1 >= MAX_REFERRER_DEPTH {
+            return;
+        }
+        outln!("{pad}  referrers:");
+        for m in children {
+            if !shown[m] {
+                self.block(m, depth + 1, shown);
+            }
+        }
     }
 }
 

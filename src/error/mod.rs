@@ -121,8 +121,15 @@ pub enum Error {
     Signature { path: PathBuf, problem: SigProblem },
 
     #[error("key {}: {}", Shown(path.display()), Shown(reason))]
-    Key { path: PathBuf, reason: String },
+    Key {
+        path: PathBuf,
+        reason: String,
+        /// What to do, when the general advice on key files is not it.
+        hint: Option<String>,
+    },
 
+    /// A mistake in how the command was called (exit status 2), found
+    /// after parsing: a bad flag value, flags that do not go together.
     #[error("{}", Shown(.0))]
     Usage(String),
 
@@ -134,6 +141,10 @@ pub enum Error {
         reason: String,
         hint: String,
     },
+    /// A failure that is not the caller's mistake and that no other
+    /// variant describes (exit status 1).
+    #[error("{}", Shown(.0))]
+    Failed(String),
 
     /// A registry refused or failed a request.
     #[error("{0}")]
@@ -271,7 +282,7 @@ impl Error {
                 "references look like [REGISTRY[:PORT]/]REPOSITORY[:TAG][@sha256:HEX], in lower case".into()
             }
             Error::InvalidSource { .. } => {
-                "sources are oci:DIR[:REF], oci-archive:FILE[:REF] or docker-archive:FILE[:REF]".into()
+                "sources are oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:REF] or docker://REF (a bare REF is a registry image)".into()
             }
             Error::DigestMismatch { .. } | Error::SizeMismatch { .. } => {
                 "the content is corrupt or was altered; fetch or copy it again from a good copy".into()
@@ -302,11 +313,22 @@ impl Error {
                 }
             },
             Error::Registry(e) => e.hint(),
-            Error::Key { .. } => {
+            Error::Key { hint: Some(h), .. } => h.clone(),
+            Error::Key { hint: None, .. } => {
                 "keys are PKCS#8 PEM ed25519 files, as written by `airlock keygen`".into()
             }
             _ => return None,
         })
+    }
+
+    /// A mistake in how the command was called, not a failure of the work:
+    /// the CLI exits 2 for these, as for clap's own.
+    pub fn is_usage(&self) -> bool {
+        match self {
+            Error::Usage(_) | Error::InvalidSource { .. } => true,
+            Error::Many(all) => all.iter().all(Error::is_usage),
+            _ => false,
+        }
     }
 
     /// The errors inside, one level deep; `Many` is flattened.

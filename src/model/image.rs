@@ -145,12 +145,51 @@ impl Platform {
         }
     }
 
-    /// Does this (wanted) platform select `candidate`? A wanted platform
-    /// without a variant selects every variant, as docker's matcher does.
+    /// Does this (wanted) platform select `candidate`? Both are compared
+    /// in [`Platform::normalized`] form, so `linux/arm64` and
+    /// `linux/arm64/v8` select each other. A wanted platform written
+    /// without a variant selects every variant, as docker's matcher does
+    /// (`linux/arm` selects arm/v6 too; `armhf` names v7 itself).
     pub fn selects(&self, candidate: &Platform) -> bool {
-        self.os == candidate.os
-            && self.architecture == candidate.architecture
-            && (self.variant.is_none() || self.variant == candidate.variant)
+        let (mut want, have) = (self.normalized(), candidate.normalized());
+        if self.variant.is_none() && want.architecture.eq_ignore_ascii_case(&self.architecture) {
+            want.variant = None;
+        }
+        want.os == have.os
+            && want.architecture == have.architecture
+            && (want.variant.is_none() || want.variant == have.variant)
+    }
+
+    /// The canonical spelling containerd's `platforms.Normalize` gives:
+    /// lower case; `x86_64` is amd64 and its `v1` the default; `aarch64`
+    /// is arm64 and its `v8` the default; `armhf` is arm/v7, `armel`
+    /// arm/v6, plain `arm` means v7; `i386` is 386; `macos` is darwin.
+    pub fn normalized(&self) -> Platform {
+        let os = match self.os.to_ascii_lowercase().as_str() {
+            "macos" => "darwin".to_string(),
+            other => other.to_string(),
+        };
+        let arch = self.architecture.to_ascii_lowercase();
+        let variant = self.variant.as_deref().map(str::to_ascii_lowercase);
+        let (architecture, variant) = match (arch.as_str(), variant.as_deref()) {
+            ("i386", _) => ("386", None),
+            ("x86_64" | "x86-64" | "amd64", Some("v1")) => ("amd64", None),
+            ("x86_64" | "x86-64" | "amd64", v) => ("amd64", v),
+            ("aarch64" | "arm64", Some("8" | "v8" | "v8.0")) => ("arm64", None),
+            ("aarch64" | "arm64", v) => ("arm64", v),
+            ("armhf", _) => ("arm", Some("v7")),
+            ("armel", _) => ("arm", Some("v6")),
+            ("arm", None | Some("7")) => ("arm", Some("v7")),
+            ("arm", Some("5")) => ("arm", Some("v5")),
+            ("arm", Some("6")) => ("arm", Some("v6")),
+            ("arm", Some("8")) => ("arm", Some("v8")),
+            (a, v) => (a, v),
+        };
+        Platform {
+            os,
+            architecture: architecture.to_string(),
+            variant: variant.map(str::to_string),
+        }
     }
 }
 
@@ -280,11 +319,63 @@ mod tests {
         let want = Platform::parse("linux/arm64").unwrap();
         let v8 = Platform::parse("linux/arm64/v8").unwrap();
         assert!(want.selects(&v8));
-        assert!(!v8.selects(&want));
         assert!(!want.selects(&Platform::parse("linux/amd64").unwrap()));
         assert!(Platform::parse("linux").is_err());
         assert!(Platform::parse("linux//v7").is_err());
         assert_eq!(v8.to_string(), "linux/arm64/v8");
+    }
+
+    fn p(s: &str) -> Platform {
+        Platform::parse(s).unwrap()
+    }
+
+    #[test]
+    fn default_variants_select_each_other() {
+        for (a, b) in [
+            ("linux/arm64/v8", "linux/arm64"),
+            ("linux/arm64", "linux/arm64/v8"),
+            ("linux/aarch64", "linux/arm64/v8"),
+            ("linux/amd64/v1", "linux/amd64"),
+            ("linux/x86_64", "linux/amd64"),
+            ("linux/amd64", "linux/x86_64/v1"),
+            ("linux/armhf", "linux/arm/v7"),
+            ("linux/arm", "linux/arm/v7"),
+            ("linux/arm/7", "linux/arm"),
+            ("linux/armel", "linux/arm/v6"),
+            ("linux/i386", "linux/386"),
+            ("Linux/AMD64", "linux/amd64"),
+        ] {
+            assert!(p(a).selects(&p(b)), "{a} should select {b}");
+        }
+    }
+
+    #[test]
+    fn other_variants_and_architectures_stay_apart() {
+        for (a, b) in [
+            ("linux/arm/v7", "linux/arm/v6"),
+            ("linux/armel", "linux/arm/v7"),
+            ("linux/amd64/v3", "linux/amd64"),
+            ("linux/arm64/v9", "linux/arm64/v8"),
+            ("linux/arm64", "linux/amd64"),
+            ("linux/arm", "linux/arm64"),
+            ("windows/amd64", "linux/amd64"),
+        ] {
+            assert!(!p(a).selects(&p(b)), "{a} should not select {b}");
+        }
+        // Without a variant, every variant of the architecture is selected.
+        assert!(p("linux/amd64").selects(&p("linux/amd64/v3")));
+        assert!(p("linux/arm").selects(&p("linux/arm/v6")));
+    }
+
+    #[test]
+    fn normalized_spelling_is_containerds() {
+        assert_eq!(
+            p("linux/aarch64/v8").normalized().to_string(),
+            "linux/arm64"
+        );
+        assert_eq!(p("linux/x86_64").normalized().to_string(), "linux/amd64");
+        assert_eq!(p("linux/armhf").normalized().to_string(), "linux/arm/v7");
+        assert_eq!(p("macos/arm64").normalized().to_string(), "darwin/arm64");
     }
 
     #[test]

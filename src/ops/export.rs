@@ -67,11 +67,14 @@ pub fn export(
 ) -> Result<usize> {
     let source = bundle.source();
     let roots = select_roots(&source, images)?;
-    let platforms: Vec<Platform> = match (target, platforms.is_empty()) {
-        (ExportTarget::DockerArchive(_), true) => vec![Platform::host()],
-        _ => platforms.to_vec(),
+    let host_default = matches!(target, ExportTarget::DockerArchive(_)) && platforms.is_empty();
+    let platforms: Vec<Platform> = if host_default {
+        vec![Platform::host()]
+    } else {
+        platforms.to_vec()
     };
     let mut plan = Plan::default();
+    plan.platforms_are_default = host_default;
     for root in roots {
         plan.add_root(0, &source, root, &platforms)?;
     }

@@ -26,7 +26,9 @@ pub fn keygen(output: &Path, force: bool) -> Result<KeyFiles> {
     let public = PathBuf::from(format!("{}.pub", output.display()));
     for p in [output, public.as_path()] {
         if p.exists() && !force {
-            return Err(Error::Usage(format!(
+            // Exit 1, not 2: the command is right, the file system is in
+            // the way (as for `zstd` and `cp -n`).
+            return Err(Error::Failed(format!(
                 "{} exists; pass --force to overwrite it",
                 p.display()
             )));

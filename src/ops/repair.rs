@@ -1,6 +1,7 @@
 //! `airlock repair`: rewrites a bundle's damaged or missing volumes and
 //! parity files from its parity, in an order that never loses a good file,
-//! then proves the result by checking it from scratch.
+//! then proves the result by checking it from scratch. Without parity it
+//! can still put misnamed volumes under their proper names.
 //!
 //! Only the orchestration: what is rebuilt and which files are wrong is
 //! [`crate::bundle::plan_repair`]'s. Does no printing; the CLI renders the
@@ -22,6 +23,9 @@ pub struct RepairReport {
     pub moved: Vec<String>,
     /// Data shards rebuilt from parity.
     pub shards_rebuilt: usize,
+    /// Whether the bundle has usable parity (without it, only volume names
+    /// and foreign files can be fixed).
+    pub parity: bool,
 }
 
 /// Rebuilds a bundle's damaged or missing volumes (and parity files) on
@@ -35,6 +39,7 @@ pub fn repair(path: &Path, key: Option<&VerifyingKey>) -> Result<RepairReport> {
         rewritten: Vec::new(),
         moved: Vec::new(),
         shards_rebuilt: plan.shards_rebuilt(),
+        parity: plan.has_parity(),
     };
     // Foreign files squat on volume names: keep them, out of the way,
     // before the proper volumes take those names.

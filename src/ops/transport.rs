@@ -42,6 +42,15 @@ impl SourceSpec {
             spec: spec.to_string(),
             reason: reason.to_string(),
         };
+        // Checked here, so that a bad reference is a usage mistake like a
+        // bad transport, found before anything is opened.
+        let registry = |r: &str| match Reference::parse(r) {
+            Ok(_) => Ok(SourceSpec::Registry(r.to_string())),
+            Err(Error::InvalidReference { reason, .. }) => {
+                Err(bad(&format!("invalid image reference: {reason}")))
+            }
+            Err(e) => Err(e),
+        };
         let split = |rest: &str| -> Result<(PathBuf, Option<String>)> {
             let (path, reference) = match rest.split_once(':') {
                 Some((p, r)) => (p, Some(r.to_string()).filter(|r| !r.is_empty())),
@@ -62,21 +71,22 @@ impl SourceSpec {
             let (path, reference) = split(rest)?;
             Ok(SourceSpec::DockerArchive { path, reference })
         } else if let Some(rest) = spec.strip_prefix("docker://") {
-            Ok(SourceSpec::Registry(rest.to_string()))
-        } else if let Some((transport, _)) = spec.split_once(':').filter(|(t, _)| {
-            [
-                "dir",
-                "docker-daemon",
-                "containers-storage",
-                "ostree",
-                "sif",
-            ]
-            .contains(t)
-        }) {
+            registry(rest)
+        } else if let Some((transport, _)) = spec
+            .split_once(':')
+            .filter(|(t, _)| UNSUPPORTED.contains(t))
+        {
             Err(bad(&format!("the {transport}: transport is not supported")))
+        } else if let Some(transport) = mistyped_transport(spec) {
+            Err(bad(&format!(
+                "unknown transport {transport:?}; the known ones are {}",
+                KNOWN.join(", ")
+            )))
+        } else if let Some(hint) = bare_path(spec) {
+            Err(bad(&hint))
         } else {
             // A bare reference means a registry, as with skopeo and crane.
-            Ok(SourceSpec::Registry(spec.to_string()))
+            registry(spec)
         }
     }
 
@@ -109,6 +119,75 @@ impl SourceSpec {
 impl SourceSpec {
     pub fn is_registry(&self) -> bool {
         matches!(self, SourceSpec::Registry(_))
+    }
+}
+
+/// The transports airlock reads, as they are written.
+const KNOWN: [&str; 4] = ["oci:", "oci-archive:", "docker-archive:", "docker://"];
+
+/// skopeo's transports that airlock does not read.
+const UNSUPPORTED: [&str; 5] = [
+    "dir",
+    "docker-daemon",
+    "containers-storage",
+    "ostree",
+    "sif",
+];
+
+/// The transport of `spec` when it is not one airlock knows but looks like
+/// one: any `SCHEME://` (no reference holds "://"), or a `NAME:` a typo
+/// away from a known or unsupported transport. `NAME:REST` is also how a
+/// Docker Hub reference with a tag looks (`nginx:1.25`), so only names
+/// close to a transport's count; `docker:24` is the docker image.
+fn mistyped_transport(spec: &str) -> Option<&str> {
+    if let Some((scheme, _)) = spec.split_once("://") {
+        return (scheme != "docker").then_some(scheme);
+    }
+    let (name, _) = spec.split_once(':')?;
+    let names = KNOWN
+        .iter()
+        .map(|k| k.trim_end_matches(['/', ':']))
+        .chain(UNSUPPORTED);
+    let close = |known: &str| {
+        let d = edit_distance(name, known);
+        d > 0 && d <= if known.len() <= 4 { 1 } else { 2 }
+    };
+    (name != "docker" && names.into_iter().any(close)).then_some(name)
+}
+
+/// Levenshtein distance; names here are a few bytes long.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let here = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(here + 1);
+            prev = here;
+        }
+    }
+    row[b.len()]
+}
+
+/// A source written as a bare path to an OCI layout or an archive, which
+/// would otherwise be read as a registry reference: what to write instead.
+fn bare_path(spec: &str) -> Option<String> {
+    let path = std::path::Path::new(spec);
+    let looks_like_path = spec.starts_with(['/', '.', '~']) || spec.ends_with('/');
+    if path.is_dir() && (looks_like_path || path.join("oci-layout").is_file()) {
+        Some(format!(
+            "{spec} is a directory; name an OCI layout as oci:{spec}"
+        ))
+    } else if path.is_file() && (looks_like_path || spec.ends_with(".tar")) {
+        Some(format!(
+            "{spec} is a file; name an archive as oci-archive:{spec} or docker-archive:{spec}"
+        ))
+    } else {
+        None
     }
 }
 
@@ -155,5 +234,51 @@ mod tests {
         );
         assert!(SourceSpec::parse("oci:").is_err());
         assert!(SourceSpec::parse("dir:/x").is_err());
+    }
+
+    #[test]
+    fn tagged_hub_images_are_not_transport_typos() {
+        for r in [
+            "nginx:1.25",
+            "docker:24-dind",
+            "alpine:3",
+            "oci",
+            "busybox:latest",
+        ] {
+            assert_eq!(
+                SourceSpec::parse(r).unwrap(),
+                SourceSpec::Registry(r.into()),
+                "{r}"
+            );
+        }
+    }
+
+    #[test]
+    fn transport_typos_are_named() {
+        for (spec, transport) in [
+            ("dokcer://host/a:1", "dokcer"),
+            ("oci-archiv:f", "oci-archiv"),
+            ("docker-archiv:f.tar", "docker-archiv"),
+            ("ocl:dir", "ocl"),
+            ("https://host/a:1", "https"),
+        ] {
+            match SourceSpec::parse(spec) {
+                Err(Error::InvalidSource { reason, .. }) => assert_eq!(
+                    reason,
+                    format!(
+                        "unknown transport {transport:?}; the known ones are oci:, oci-archive:, docker-archive:, docker://"
+                    )
+                ),
+                other => panic!("{spec}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn edit_distance_counts_edits() {
+        assert_eq!(edit_distance("oci-archiv", "oci-archive"), 1);
+        assert_eq!(edit_distance("dokcer", "docker"), 2);
+        assert_eq!(edit_distance("", "oci"), 3);
+        assert_eq!(edit_distance("oci", "oci"), 0);
     }
 }

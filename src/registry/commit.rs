@@ -66,7 +66,7 @@ pub fn is_manifest(d: &Descriptor) -> bool {
 /// The raw bytes of a manifest or index the plan read.
 fn raw<'r>(inline: &'r HashMap<Digest, Arc<[u8]>>, job: &Job, d: &Digest) -> Result<&'r [u8]> {
     inline.get(d).map(|r| &r[..]).ok_or_else(|| {
-        Error::Usage(format!(
+        Error::Failed(format!(
             "{}: manifest {d} was not read from the source",
             job.label
         ))
@@ -101,7 +101,7 @@ pub fn commit_images(
             .iter()
             .find_map(|b| failed_blobs.get(&b.digest).map(|e| (b, e)));
         let result = match blob_error {
-            Some((b, e)) => Err(Error::Usage(format!(
+            Some((b, e)) => Err(Error::Failed(format!(
                 "blob {} was not pushed: {e}",
                 b.digest
             ))),

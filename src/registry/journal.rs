@@ -314,7 +314,7 @@ impl Journal {
 /// holds it.
 fn lock(path: &Path, journal: &Path) -> Result<FileLock> {
     FileLock::try_acquire(path)?.ok_or_else(|| {
-        Error::Usage(format!(
+        Error::Failed(format!(
             "another import of this bundle to this target is running, with the state file {}; \
              wait for it to finish (or stop it), then run this command again",
             journal.display()

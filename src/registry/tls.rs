@@ -68,7 +68,7 @@ pub fn config(opts: &RegistryOptions, registry: &str) -> Result<TlsConfig> {
             read_pem_certs(&cert, &mut chain)?;
             let key_pem = std::fs::read(&key).map_err(|e| Error::io("read", &key, e))?;
             let key = PrivateKey::from_pem(&key_pem)
-                .map_err(|e| Error::Usage(format!("{}: {e}", key.display())))?;
+                .map_err(|e| Error::Failed(format!("{}: {e}", key.display())))?;
             client_cert = Some(ClientCert::new_with_certs(&chain, key));
         }
     }

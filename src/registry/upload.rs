@@ -143,7 +143,7 @@ impl Uploader<'_> {
             last = Some(failure);
         }
         Err(last.unwrap_or_else(|| {
-            Failure::Other(Error::Usage(format!(
+            Failure::Other(Error::Failed(format!(
                 "blob {} for {repo}: its data cannot be read again",
                 blob.digest
             )))
@@ -231,7 +231,7 @@ impl Uploader<'_> {
                 .client
                 .patch(repo, &session, offset, &mut piece, take)?;
             if end != offset + take {
-                return Err(Error::Usage(format!(
+                return Err(Error::Failed(format!(
                     "{label}: the registry holds {end} bytes after a chunk ending at {}",
                     offset + take
                 )));

@@ -145,7 +145,7 @@ fn exports_a_docker_archive_that_skopeo_loads() {
         ],
         t.path(),
     )
-    .fails();
+    .fails_usage();
     assert!(err.contains("one platform per image"), "{err}");
     assert!(!t.path().join("two.tar").exists());
 }
@@ -169,6 +169,6 @@ fn export_refuses_unknown_images_and_targets() {
         err.contains("localhost/layout:app-1"),
         "lists what there is: {err}"
     );
-    let err = airlock(&["export", b, "--pub", p, "--to", "tarball:x"], t.path()).fails();
+    let err = airlock(&["export", b, "--pub", p, "--to", "tarball:x"], t.path()).fails_usage();
     assert!(err.contains("oci:DIR or docker-archive:FILE"), "{err}");
 }

@@ -329,7 +329,7 @@ fn continues_after_cut_uploads_and_registry_restarts() {
         &bundle,
         &public,
         &p,
-        &["--plain-http", &p, "--chunk-size", "256K", "-j", "1"],
+        &["--plain-http", &p, "--chunk-size", "1M", "-j", "1"],
     ));
     assert_eq!(r["images"][0]["status"], "pushed", "{r:#}");
     let want = skopeo_digest(
@@ -399,15 +399,7 @@ fn continues_after_cut_uploads_and_registry_restarts() {
                 "--plain-http",
                 &s,
             ])
-            .args([
-                "--chunk-size",
-                "256K",
-                "-j",
-                "1",
-                "--retries",
-                "2",
-                "--state",
-            ])
+            .args(["--chunk-size", "1M", "-j", "1", "--retries", "2", "--state"])
             .arg(&state)
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -455,7 +447,7 @@ fn continues_after_cut_uploads_and_registry_restarts() {
             &bundle,
             &public,
             &s,
-            &["--plain-http", &s, "--chunk-size", "256K"],
+            &["--plain-http", &s, "--chunk-size", "1M"],
         ));
         // The access log shows the commit (so the check above could see one).
         assert_eq!(commits(&fresh.log()), 1, "secret={secret}");
@@ -508,7 +500,7 @@ fn kill_nine_at_random_moments_and_the_result_is_always_complete() {
         );
         let p = format!("127.0.0.1:{}", proxy.port);
         let state = t.path().join(format!("kill-state-{round}"));
-        let chunk: u64 = 256 * 1024;
+        let chunk: u64 = 1024 * 1024;
         let mut kills = 0u64;
         let started = Instant::now();
         loop {
@@ -529,7 +521,7 @@ fn kill_nine_at_random_moments_and_the_result_is_always_complete() {
                     "--plain-http",
                     &p,
                 ])
-                .args(["--chunk-size", "256K", "-j", "2", "--state"])
+                .args(["--chunk-size", "1M", "-j", "2", "--state"])
                 .arg(&state)
                 .stderr(std::process::Stdio::null())
                 .spawn()
@@ -593,7 +585,7 @@ fn kill_nine_at_random_moments_and_the_result_is_always_complete() {
             .max()
             .unwrap();
         assert!(
-            sent <= total + kills * 2 * largest + 256 * 1024,
+            sent <= total + kills * 2 * largest + 1024 * 1024,
             "round {round}: {sent} bytes sent for {total} bytes of images after {kills} kills"
         );
         eprintln!("round {round}: {kills} kills, {sent} bytes sent for {total} (chunk {chunk})");
@@ -624,13 +616,13 @@ fn an_upload_whose_session_survived_continues_from_its_last_chunk() {
         },
     );
     let p = format!("127.0.0.1:{}", proxy.port);
-    let chunk = 256 * 1024;
+    let chunk = 1024 * 1024;
     let r = report(import(
         t.path(),
         &bundle,
         &public,
         &p,
-        &["--plain-http", &p, "--chunk-size", "256K", "-j", "1"],
+        &["--plain-http", &p, "--chunk-size", "1M", "-j", "1"],
     ));
     assert_eq!(r["images"][0]["status"], "pushed", "{r:#}");
     let sent = proxy.bytes_up.load(Ordering::SeqCst);

@@ -18,5 +18,6 @@ mod safety;
 mod scale;
 mod sources;
 mod trust_registry;
+mod usage;
 mod util;
 mod volumes;

@@ -244,7 +244,7 @@ fn platform_filter_keeps_the_chosen_platforms() {
         ],
         t.path(),
     )
-    .fails();
+    .fails_usage();
     assert!(err.contains("os/arch"), "{err}");
 }
 
@@ -343,7 +343,7 @@ fn packs_to_standard_output_with_the_same_bytes_as_a_file() {
         streamed.out.stdout,
         std::fs::read(t.path().join("file.airlock")).unwrap()
     );
-    let err = airlock(&["pack", &src, "-o", "-", "--json"], t.path()).fails();
+    let err = airlock(&["pack", &src, "-o", "-", "--json"], t.path()).fails_usage();
     assert!(err.contains("--json"), "{err}");
 }
 

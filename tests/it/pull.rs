@@ -89,7 +89,8 @@ fn pulls_over_plain_http_with_digests_skopeo_agrees_with() {
     assert_eq!(again["downloaded"], 0);
 
     // Platform filter works on registry indexes too.
-    let mut one = argv.clone();
+    // Without demo/app:2, an amd64-only image that the filter refuses.
+    let mut one = argv[..argv.len() - 1].to_vec();
     one.extend(["--platform", "linux/arm64"]);
     pack_json(pack(t.path(), &one));
     let report = inspect(t.path());

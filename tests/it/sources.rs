@@ -169,9 +169,13 @@ fn unknown_images_paths_and_transports_are_named() {
     assert!(err.contains("localhost/layout:app-1"), "{err}");
     let err = pack_fails(t.path(), "oci:/does/not/exist");
     assert!(err.contains("/does/not/exist"), "{err}");
-    let err = pack_fails(t.path(), "dir:/tmp/x");
+    let err = airlock(&["pack", "-q", "dir:/tmp/x", "-o", "out.airlock"], t.path()).fails_usage();
     assert!(err.contains("dir: transport is not supported"), "{err}");
-    let err = pack_fails(t.path(), "Not/A:Valid:Ref");
+    let err = airlock(
+        &["pack", "-q", "Not/A:Valid:Ref", "-o", "out.airlock"],
+        t.path(),
+    )
+    .fails_usage();
     assert!(err.contains("invalid image reference"), "{err}");
     let err = pack_fails(
         t.path(),

@@ -341,7 +341,7 @@ fn username_is_refused_when_the_sources_span_several_registries() {
     ];
     let out = airlock_with_stdin(&args, t.path(), format!("{PASSWORD}\n").as_bytes());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
         err.contains(&a.host) && err.contains(&b.host) && err.contains("docker login"),
         "{err}"
@@ -388,7 +388,7 @@ fn a_second_import_on_the_same_state_is_refused_while_the_first_runs() {
     let (bundle, public) = bundle(t.path());
     let s = format!("127.0.0.1:{}", slow.port);
     let state = t.path().join("state");
-    let extra = ["--plain-http", &s, "--chunk-size", "256K", "-j", "1"];
+    let extra = ["--plain-http", &s, "--chunk-size", "1M", "-j", "1"];
     let args = import_args(&bundle, &public, &s, &state, &extra);
     let mut first = Command::new(bin())
         .args(&args)

@@ -97,6 +97,22 @@ impl Run {
     }
 }
 
+impl Run {
+    /// Asserts a usage mistake: exit code 2, no panic, a rendered error;
+    /// returns stderr.
+    pub fn fails_usage(self) -> String {
+        assert_eq!(
+            self.out.status.code(),
+            Some(2),
+            "expected exit 2\n{}",
+            self.dump()
+        );
+        let err = self.stderr();
+        assert!(!err.contains("panicked"), "panicked\n{}", self.dump());
+        err
+    }
+}
+
 pub fn run(program: &str, args: &[&str], cwd: &Path) -> Run {
     let out = Command::new(program)
         .args(args)

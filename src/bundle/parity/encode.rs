@@ -129,21 +129,21 @@ fn encode_stripe(
         layout.recovery as usize,
         layout.shard as usize,
     )
-    .map_err(|e| Error::Usage(format!("parity: {e}")))?;
+    .map_err(|e| Error::Failed(format!("parity: {e}")))?;
     let mut hashes = Vec::with_capacity(width as usize);
     for j in 0..width {
         let i = layout.shard_index(k, j);
         let shard = data_shard(bytes, layout, i).ok_or_else(|| {
-            Error::Usage(format!("parity: shard {i} of the bundle is unreadable"))
+            Error::Failed(format!("parity: shard {i} of the bundle is unreadable"))
         })?;
         hashes.push((i, sha(&shard)));
         encoder
             .add_original_shard(&shard)
-            .map_err(|e| Error::Usage(format!("parity: {e}")))?;
+            .map_err(|e| Error::Failed(format!("parity: {e}")))?;
     }
     let result = encoder
         .encode()
-        .map_err(|e| Error::Usage(format!("parity: {e}")))?;
+        .map_err(|e| Error::Failed(format!("parity: {e}")))?;
     let mut recovery = Vec::with_capacity(layout.recovery as usize);
     for (r, shard) in result.recovery_iter().enumerate() {
         let g = layout.recovery_index(k, r as u64);
