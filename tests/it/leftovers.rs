@@ -451,7 +451,7 @@ fn export_to_docker_archive_dash_writes_the_archive_to_standard_output() {
     skopeo(&["inspect", "docker-archive:piped.tar"], t.path()).ok();
 
     // --json cannot share standard output with the archive.
-    let err = export(&bundle, &public, "docker-archive:-", &["--json"]).fails();
+    let err = export(&bundle, &public, "docker-archive:-", &["--json"]).fails_usage();
     insta::assert_snapshot!(err, @"airlock: error: --json prints to standard output, which docker-archive:- already uses for the archive");
 }
 

@@ -69,7 +69,7 @@ fn json(run: Run) -> serde_json::Value {
     serde_json::from_str(&run.ok().stdout()).unwrap()
 }
 
-/// The 6 MiB layer goes up in 24 chunks of 256 KiB through a link that
+/// The 6 MiB layer goes up in 6 chunks of 1 MiB (the smallest allowed) through a link that
 /// answers slowly: the progress line must move while it does. (It stayed
 /// at the small blobs' bytes until the whole layer was committed.)
 #[test]
@@ -87,7 +87,7 @@ fn import_progress_advances_as_chunks_go_up() {
     let p = format!("127.0.0.1:{}", slow.port);
     let mut args = import_args(&bundle, &public, &p);
     let state = t.path().join("state");
-    args.extend(["--plain-http", &p, "--chunk-size", "256K", "-j", "1"]);
+    args.extend(["--plain-http", &p, "--chunk-size", "1M", "-j", "1"]);
     args.extend(["--state", state.to_str().unwrap()]);
     let run = airlock_showing_progress(&args, t.path()).ok();
     let lines = progress_lines(&run.stderr(), "push");
