@@ -152,11 +152,16 @@ pub fn import(args: ImportArgs) -> Result<()> {
         ops::import::import(bundle, request)?
     };
     render::report(out, &report, render::imported);
+    if out.quiet || out.json {
+        // The text report did not show them: failures are never hidden.
+        render::import_failures(&report);
+    }
     match report.failed() {
         0 => Ok(()),
-        n => Err(Error::Usage(format!(
-            "{n} image(s) failed (listed above); run the same command again to retry them"
-        ))),
+        failed => Err(Error::ImagesFailed {
+            failed,
+            retry_helps: report.retry_helps,
+        }),
     }
 }
 

@@ -59,6 +59,9 @@ pub struct Pushed {
     pub blobs: BlobCounts,
     /// Bytes sent (for a dry run: the bytes it would send).
     pub bytes: u64,
+    /// Some failure was one a later run may not meet (a 5xx, a cut
+    /// connection): running the same command again is the cure.
+    pub retry_helps: bool,
 }
 
 #[derive(Default)]
@@ -67,6 +70,8 @@ struct Tally {
     bytes: u64,
     /// Blobs that could not be placed, with the reason.
     failed: HashMap<Digest, String>,
+    /// One of them may go in on a later run.
+    retry_helps: bool,
 }
 
 pub struct RegistrySink<'a> {
@@ -81,6 +86,19 @@ pub struct RegistrySink<'a> {
     routes: HashMap<Digest, BTreeSet<String>>,
     tally: Mutex<Tally>,
     out: &'a mut Pushed,
+}
+
+/// A failure of the registry as a whole (unreachable, untrusted, wrong
+/// protocol, credentials refused or missing, no right to push, or the
+/// run's retry budget spent): every other blob would fail the same way, so
+/// the import stops at once with this one cause.
+fn whole_target(e: &Error) -> bool {
+    matches!(e, Error::Registry(r) if r.is_whole_target())
+}
+
+/// A failure that running the same command again may cure.
+fn retry_cures(e: &Error) -> bool {
+    matches!(e, Error::Registry(r) if r.retry_cures())
 }
 
 /// A blob that failed its digest or size check on a stream, or a broken
@@ -155,7 +173,9 @@ impl<'a> RegistrySink<'a> {
             // damaged blob, ends the import there.
             Err(Failure::Sent(e)) if self.staging.is_some() && ends_the_stream(&e) => Err(e),
             Err(Failure::Other(e)) if self.staging.is_some() => Err(e),
+            Err(f) if whole_target(f.error()) => Err(f.into_error()),
             Err(f) => {
+                tally.retry_helps |= retry_cures(f.error());
                 tally
                     .failed
                     .insert(d.digest.clone(), f.into_error().to_string());
@@ -238,6 +258,7 @@ impl<'a> RegistrySink<'a> {
                         Ok(Mount::Session(_)) => {
                             Err(format!("the registry would not mount it from {staging}"))
                         }
+                        Err(e) if e.is_whole_target() => return Err(e.into()),
                         Err(e) => Err(e.to_string()),
                     },
                 };
@@ -382,8 +403,14 @@ impl Sink for RegistrySink<'_> {
             this.opts.dry_run,
             &this.target.host,
         );
+        // A registry that died during the commits failed each image left
+        // with the same cause: that is one failure, said once.
+        if let Some(e) = this.client.target_failure() {
+            return Err(e.into());
+        }
         this.out.blobs = tally.counts;
         this.out.bytes = tally.bytes;
+        this.out.retry_helps = tally.retry_helps || this.client.had_transient_failure();
         // One rewrite per run keeps the log as short as its state.
         this.journal.compact()
     }
