@@ -255,7 +255,7 @@ impl RegistryError {
             Failure::CredentialsRefused { .. } => format!("check the password: `docker login {host}` stores a new one, or pass --username USER --password-stdin"),
             Failure::NotLoggedIn { .. } => format!("log in with `docker login {host}`, or pass --username USER --password-stdin"),
             Failure::PushDenied => "the credentials are valid but may not push here; log in as a user who may, or ask the registry's administrator".into(),
-            Failure::CredentialStore(_) => format!("fix or remove that entry of the docker config, or pass --username USER --password-stdin for {host}"),
+            Failure::CredentialStore(_) => format!("fix the docker config or the credential helper named above, or pass --username USER --password-stdin for {host}"),
         }
     }
 }
@@ -274,8 +274,7 @@ impl fmt::Display for RegistryError {
             )?,
             Failure::NotLoggedIn { looked_in } => write!(
                 f,
-                "{} needs a login, and no credentials for {} were found in {} ({}: HTTP 401)",
-                Shown(&self.registry),
+                "the registry needs a login, and no credentials for {} were found in {} ({}: HTTP 401)",
                 Shown(&self.registry),
                 Shown(looked_in),
                 Shown(&self.request)

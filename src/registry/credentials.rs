@@ -105,7 +105,7 @@ pub fn lookup(opts: &RegistryOptions, registry: &str) -> Result<Lookup, String> 
         Ok(raw) => raw,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Ok(Lookup::Nothing {
-                looked_in: format!("{shown} (there is no such file)"),
+                looked_in: format!("{shown}, which does not exist"),
             })
         }
         Err(e) => return Err(format!("cannot read {shown}: {e}")),

@@ -15,6 +15,7 @@ mod pull;
 mod safety;
 mod scale;
 mod sources;
+mod target_failures;
 mod trust_registry;
 mod util;
 mod volumes;
