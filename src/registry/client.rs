@@ -758,6 +758,9 @@ pub fn error_from(what: String, mut resp: Response<Body>) -> RegistryError {
 
 #[cfg(test)]
 mod tests {
+    use base64::engine::general_purpose::STANDARD as B64;
+    use base64::Engine as _;
+
     use super::*;
 
     #[test]
@@ -782,6 +785,108 @@ mod tests {
         assert!(c
             .what(&Method::PUT, "http://evil:1/v2/x")
             .contains("without credentials"));
+    }
+
+    /// Log records of every test in this binary, kept for inspection.
+    fn captured() -> &'static Mutex<Vec<(log::Level, String)>> {
+        struct Capture;
+        static LINES: Mutex<Vec<(log::Level, String)>> = Mutex::new(Vec::new());
+        impl log::Log for Capture {
+            fn enabled(&self, _: &log::Metadata) -> bool {
+                true
+            }
+            fn log(&self, r: &log::Record) {
+                LINES
+                    .lock()
+                    .unwrap()
+                    .push((r.level(), r.args().to_string()));
+            }
+            fn flush(&self) {}
+        }
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            log::set_logger(&Capture).unwrap();
+            log::set_max_level(log::LevelFilter::Info);
+        });
+        &LINES
+    }
+
+    /// Answers 401 (Basic) to a request without credentials and 503 to
+    /// one with them, forever.
+    fn failing_registry() -> u16 {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let mut reader = BufReader::new(&conn);
+                let mut authorized = false;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                        break;
+                    }
+                    authorized |= line.to_ascii_lowercase().starts_with("authorization:");
+                }
+                let answer = if authorized {
+                    "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                } else {
+                    "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"t\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                };
+                let _ = (&conn).write_all(answer.as_bytes());
+            }
+        });
+        port
+    }
+
+    #[test]
+    fn retries_are_logged_without_credentials_and_announced_once_past_2_s() {
+        let lines = captured();
+        let port = failing_registry();
+        let host = format!("127.0.0.1:{port}");
+        let opts = RegistryOptions {
+            plain_http: vec![host.clone()],
+            username: Some("alice".into()),
+            password: Some("hunter2-secret".into()),
+            login_registry: Some(host.clone()),
+            attempts: 100,
+            backoff: Duration::from_millis(400),
+            retry_window: Duration::from_secs(3),
+            ..Default::default()
+        };
+        let c = Client::new(&opts, &host).unwrap();
+        let started = std::time::Instant::now();
+        let err = c.ping().unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(6), "bounded by the window");
+        assert!(err.is_whole_target(), "{err}");
+        assert_eq!(
+            err.to_string(),
+            format!("GET http://{host}/v2/: HTTP 503; gave up after 3 s of retries")
+        );
+        let mine: Vec<(log::Level, String)> = lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, l)| l.contains(&host))
+            .cloned()
+            .collect();
+        let secret = B64.encode("alice:hunter2-secret");
+        assert!(
+            mine.iter().all(|(_, l)| !l.contains("hunter2") && !l.contains(&secret)),
+            "{mine:?}"
+        );
+        let retries = mine.iter().filter(|(lvl, _)| *lvl == log::Level::Info).count();
+        assert!(retries >= 2, "each retry is logged: {mine:?}");
+        let warnings: Vec<&String> = mine
+            .iter()
+            .filter(|(lvl, _)| *lvl == log::Level::Warn)
+            .map(|(_, l)| l)
+            .collect();
+        assert_eq!(
+            warnings,
+            [&format!("registry {host} is not answering (HTTP 503); retrying for up to 3 s")],
+            "{mine:?}"
+        );
     }
 
     #[test]
