@@ -857,7 +857,10 @@ mod tests {
         let c = Client::new(&opts, &host).unwrap();
         let started = std::time::Instant::now();
         let err = c.ping().unwrap_err();
-        assert!(started.elapsed() < Duration::from_secs(6), "bounded by the window");
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "bounded by the window"
+        );
         assert!(err.is_whole_target(), "{err}");
         assert_eq!(
             err.to_string(),
@@ -872,10 +875,14 @@ mod tests {
             .collect();
         let secret = B64.encode("alice:hunter2-secret");
         assert!(
-            mine.iter().all(|(_, l)| !l.contains("hunter2") && !l.contains(&secret)),
+            mine.iter()
+                .all(|(_, l)| !l.contains("hunter2") && !l.contains(&secret)),
             "{mine:?}"
         );
-        let retries = mine.iter().filter(|(lvl, _)| *lvl == log::Level::Info).count();
+        let retries = mine
+            .iter()
+            .filter(|(lvl, _)| *lvl == log::Level::Info)
+            .count();
         assert!(retries >= 2, "each retry is logged: {mine:?}");
         let warnings: Vec<&String> = mine
             .iter()
@@ -884,7 +891,9 @@ mod tests {
             .collect();
         assert_eq!(
             warnings,
-            [&format!("registry {host} is not answering (HTTP 503); retrying for up to 3 s")],
+            [&format!(
+                "registry {host} is not answering (HTTP 503); retrying for up to 3 s"
+            )],
             "{mine:?}"
         );
     }

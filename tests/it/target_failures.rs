@@ -72,6 +72,7 @@ fn filters(t: &Path) -> Vec<(String, &'static str)> {
     vec![
         (r"127\.0\.0\.1:\d+".to_string(), "[REG]"),
         (t.display().to_string().replace('.', r"\."), "[DIR]"),
+        (r"sha256:[0-9a-f]{64}".to_string(), "[DIGEST]"),
     ]
 }
 
@@ -107,6 +108,23 @@ fn a_registry_that_is_down_is_given_up_on_in_under_30_s_and_said_once() {
     assert!(r.took < Duration::from_secs(30), "took {:?}", r.took);
     snapshot!(t.path(), r.stderr, @r"
     airlock: error: GET http://[REG]/v2/: connection failed, nothing answers there (io: Connection refused (os error 111)); gave up after 20 s of retries
+      hint: check the host name, the port, proxies (HTTPS_PROXY, NO_PROXY) and that the registry is up
+    ");
+}
+
+#[test]
+fn a_registry_that_dies_mid_run_ends_it_promptly_with_one_cause() {
+    let reg = Registry::start(Config::default());
+    let proxy = StatusProxy::dying(reg.port, "PUT ", "/blobs/uploads/");
+    let to = format!("127.0.0.1:{}", proxy.port);
+    let t = scratch();
+    bundle(t.path());
+    let r = import(t.path(), &to, &["--plain-http", &to, "-j", "1"], &[], "");
+    assert_eq!(r.status, Some(1));
+    assert_eq!(proxy.answered.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert!(r.took < Duration::from_secs(30), "took {:?}", r.took);
+    snapshot!(t.path(), r.stderr, @r"
+    airlock: error: HEAD http://[REG]/v2/layout/blobs/[DIGEST]: connection failed, nothing answers there (io: Connection refused (os error 111)); gave up after 20 s of retries
       hint: check the host name, the port, proxies (HTTPS_PROXY, NO_PROXY) and that the registry is up
     ");
 }

@@ -1,6 +1,8 @@
 //! [`StatusProxy`]: an HTTP proxy in front of a registry that answers
 //! chosen requests with a status of its own (a 403 to every upload, a 500
-//! to one tag's manifest) and forwards the rest. One request per
+//! to one tag's manifest) and forwards the rest; or, [`StatusProxy::dying`],
+//! that stops listening after a chosen request (a registry that dies
+//! mid-run: every later connection is refused). One request per
 //! connection (`Connection: close`), bodies read by `Content-Length`.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -27,6 +29,17 @@ impl StatusProxy {
         status: &'static str,
         code: &'static str,
     ) -> StatusProxy {
+        StatusProxy::run(upstream, (method, path_part, status, code), false)
+    }
+
+    /// Forwards every request until the first that starts with `method`
+    /// and contains `path_part`; forwards that one too, then stops
+    /// listening.
+    pub fn dying(upstream: u16, method: &'static str, path_part: &'static str) -> StatusProxy {
+        StatusProxy::run(upstream, (method, path_part, "", ""), true)
+    }
+
+    fn run(upstream: u16, rule: Rule, die: bool) -> StatusProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -39,13 +52,17 @@ impl StatusProxy {
                     std::thread::sleep(Duration::from_millis(5));
                     continue;
                 };
+                if s.load(Ordering::SeqCst) {
+                    break;
+                }
                 conn.set_nonblocking(false).unwrap();
-                let a = a.clone();
+                let (a, s) = (a.clone(), s.clone());
                 std::thread::spawn(move || {
-                    let _ = handle(&conn, upstream, (method, path_part, status, code), &a);
+                    let _ = handle(&conn, upstream, rule, die, &a, &s);
                     let _ = conn.shutdown(std::net::Shutdown::Both);
                 });
             }
+            // The listener is dropped here: connections are refused.
         });
         StatusProxy {
             port,
@@ -61,11 +78,16 @@ impl Drop for StatusProxy {
     }
 }
 
+/// Method, part of the path, status and error code.
+type Rule = (&'static str, &'static str, &'static str, &'static str);
+
 fn handle(
     conn: &TcpStream,
     upstream: u16,
-    (method, path_part, status, code): (&str, &str, &str, &str),
+    (method, path_part, status, code): Rule,
+    die: bool,
     answered: &AtomicUsize,
+    stop: &AtomicBool,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(conn);
     let mut line = String::new();
@@ -91,7 +113,11 @@ fn handle(
     let mut body = vec![0; len];
     reader.read_exact(&mut body)?;
     let mut conn = conn;
-    if line.starts_with(method) && line.contains(path_part) {
+    let matched = line.starts_with(method) && line.contains(path_part);
+    if matched && die {
+        answered.fetch_add(1, Ordering::SeqCst);
+        stop.store(true, Ordering::SeqCst);
+    } else if matched {
         answered.fetch_add(1, Ordering::SeqCst);
         let body =
             format!(r#"{{"errors":[{{"code":"{code}","message":"answered by the test proxy"}}]}}"#);
