@@ -23,9 +23,9 @@ pub struct RegistryError {
     /// request to it can do better, so the run stops here (see
     /// [`RegistryError::is_whole_target`]).
     pub whole_target: bool,
-    /// Retries ended because the run's retry budget is spent (the registry
-    /// failed every request for this long).
-    pub gave_up_after: Option<std::time::Duration>,
+    /// Retries ended because the run's retry budget is spent: the registry
+    /// failed every request for this many seconds.
+    pub gave_up_after: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,10 +43,7 @@ pub enum Failure {
     /// The host name does not resolve: no retry can help.
     UnknownHost(String),
     /// A 401 although credentials were sent: they are wrong.
-    CredentialsRefused {
-        user: String,
-        from: String,
-    },
+    CredentialsRefused(Box<Login>),
     /// A 401 and no credentials for the registry anywhere airlock looked.
     NotLoggedIn {
         looked_in: String,
@@ -56,6 +53,14 @@ pub enum Failure {
     /// The credentials could not be read: a malformed docker config, or a
     /// credential helper missing or failing.
     CredentialStore(String),
+}
+
+/// Credentials that were sent: the user, and where they came from
+/// (`--username`, a config file, a helper).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Login {
+    pub user: String,
+    pub from: String,
 }
 
 #[derive(Deserialize)]
@@ -172,7 +177,7 @@ impl RegistryError {
                 Failure::Certificate(_)
                     | Failure::Protocol(_)
                     | Failure::UnknownHost(_)
-                    | Failure::CredentialsRefused { .. }
+                    | Failure::CredentialsRefused(_)
                     | Failure::NotLoggedIn { .. }
                     | Failure::PushDenied
                     | Failure::CredentialStore(_)
@@ -224,7 +229,7 @@ impl RegistryError {
     pub fn status_code(&self) -> Option<u16> {
         match self.kind {
             Failure::Status(s) => Some(s),
-            Failure::CredentialsRefused { .. } | Failure::NotLoggedIn { .. } => Some(401),
+            Failure::CredentialsRefused(_) | Failure::NotLoggedIn { .. } => Some(401),
             Failure::PushDenied => Some(403),
             _ => None,
         }
@@ -252,7 +257,7 @@ impl RegistryError {
             Failure::Protocol(_) => format!("if the registry speaks plain HTTP, pass --plain-http {host}"),
             Failure::Connection(_) | Failure::Unreachable(_) => "check the host name, the port, proxies (HTTPS_PROXY, NO_PROXY) and that the registry is up".into(),
             Failure::UnknownHost(_) => "check the host name (and the DNS or /etc/hosts entry that should resolve it)".into(),
-            Failure::CredentialsRefused { .. } => format!("check the password: `docker login {host}` stores a new one, or pass --username USER --password-stdin"),
+            Failure::CredentialsRefused(_) => format!("check the password: `docker login {host}` stores a new one, or pass --username USER --password-stdin"),
             Failure::NotLoggedIn { .. } => format!("log in with `docker login {host}`, or pass --username USER --password-stdin"),
             Failure::PushDenied => "the credentials are valid but may not push here; log in as a user who may, or ask the registry's administrator".into(),
             Failure::CredentialStore(_) => format!("fix the docker config or the credential helper named above, or pass --username USER --password-stdin for {host}"),
@@ -265,11 +270,11 @@ impl fmt::Display for RegistryError {
         // The URL holds names from the bundle and the rest comes from the
         // server: all of it is escaped before it reaches a terminal.
         match &self.kind {
-            Failure::CredentialsRefused { user, from } => write!(
+            Failure::CredentialsRefused(login) => write!(
                 f,
                 "the registry refused the credentials for {} from {} ({}: HTTP 401)",
-                Shown(user),
-                Shown(from),
+                Shown(&login.user),
+                Shown(&login.from),
                 Shown(&self.request)
             )?,
             Failure::NotLoggedIn { looked_in } => write!(
@@ -312,8 +317,8 @@ impl fmt::Display for RegistryError {
         for (code, message) in &self.codes {
             write!(f, "; {}: {}", Shown(code), Shown(message))?;
         }
-        if let Some(d) = self.gave_up_after {
-            write!(f, "; gave up after {} s of retries", d.as_secs())?;
+        if let Some(secs) = self.gave_up_after {
+            write!(f, "; gave up after {secs} s of retries")?;
         }
         Ok(())
     }

@@ -25,7 +25,7 @@ use super::options::RegistryOptions;
 use super::origin::Origin;
 use super::retry::Budget;
 use super::tls;
-use crate::error::registry::{redact, Failure, RegistryError};
+use crate::error::registry::{redact, Failure, Login, RegistryError};
 use crate::error::Result;
 
 /// Every manifest type airlock reads. Schema 1 is listed last so that a
@@ -218,10 +218,10 @@ impl Client {
         };
         let kind = match (sent, self.found()) {
             (_, Err(e)) => return e,
-            (true, Ok(Some(f))) => Failure::CredentialsRefused {
+            (true, Ok(Some(f))) => Failure::CredentialsRefused(Box::new(Login {
                 user: f.user.clone(),
                 from: f.from.clone(),
-            },
+            })),
             _ => Failure::NotLoggedIn {
                 looked_in: match self.credentials.get() {
                     Some(Ok(Lookup::Nothing { looked_in })) => looked_in.clone(),

@@ -108,7 +108,7 @@ impl Budget {
         let elapsed = now - *s.failing_since.get_or_insert(now);
         if elapsed >= self.window {
             let mut spent = err.clone().on(&self.registry).concerns_target();
-            spent.gave_up_after = Some(self.window);
+            spent.gave_up_after = Some(u32::try_from(self.window.as_secs()).unwrap_or(u32::MAX));
             s.spent = Some(spent.clone());
             return Err(spent);
         }
