@@ -277,21 +277,12 @@ fn a_credential_helper_that_is_missing_or_fails_is_reported() {
 
     // A helper that exits without reading its input, as a locked keychain
     // does: its own failure is shown, not a broken pipe of ours.
-    let bin = t.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let helper = bin.join("docker-credential-airlock-test-locked");
-    std::fs::write(
-        &helper,
+    let path = helper(
+        t.path(),
+        "airlock-test-locked",
         "#!/bin/sh\necho 'error: the keychain is locked' >&2\necho 'second line' >&2\nexit 3\n",
-    )
-    .unwrap();
-    std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&helper)
-        .status()
-        .unwrap();
+    );
     docker_config(t.path(), r#"{"credsStore": "airlock-test-locked"}"#);
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let fails = import(t.path(), h, &["--plain-http", h], &[("PATH", path)], "");
     assert_eq!(fails.status, Some(1));
     snapshot!(t.path(), fails.stderr, @r"
@@ -326,4 +317,87 @@ fn a_passing_failure_with_quiet_lists_the_image_and_says_run_again() {
     airlock: error: 1 image(s) failed (listed above)
       hint: run the same command again to retry them; what went in is not sent again
     ");
+}
+
+#[test]
+fn the_bearer_flow_tells_a_wrong_password_from_no_login_too() {
+    let token = TokenServer::start("tester", "tok-pass", 300);
+    let reg = Registry::start(Config {
+        token: Some(&token),
+        ..Default::default()
+    });
+    let h = reg.host.as_str();
+    let t = scratch();
+    bundle(t.path());
+    let wrong = import(
+        t.path(),
+        h,
+        &[
+            "--plain-http",
+            h,
+            "--username",
+            "tester",
+            "--password-stdin",
+        ],
+        &[],
+        "wrong\n",
+    );
+    assert_eq!(wrong.status, Some(1));
+    snapshot!(t.path(), wrong.stderr, @r"
+    airlock: error: the registry refused the credentials for tester from --username (token for GET http://[REG]/v2/ from http://[REG]/token: HTTP 401); UNAUTHORIZED: bad credentials
+      hint: check the password: `docker login [REG]` stores a new one, or pass --username USER --password-stdin
+    ");
+    let none = import(t.path(), h, &["--plain-http", h], &[], "");
+    assert_eq!(none.status, Some(1));
+    snapshot!(t.path(), none.stderr, @r"
+    airlock: error: the registry needs a login, and no credentials for [REG] were found in [DIR]/docker/config.json, which does not exist (token for GET http://[REG]/v2/ from http://[REG]/token: HTTP 401); UNAUTHORIZED: bad credentials
+      hint: log in with `docker login [REG]`, or pass --username USER --password-stdin
+    ");
+}
+
+/// Writes an executable `docker-credential-NAME` script into DIR/bin;
+/// returns a PATH with it first.
+fn helper(t: &Path, name: &str, script: &str) -> String {
+    let bin = t.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let file = bin.join(format!("docker-credential-{name}"));
+    std::fs::write(&file, script).unwrap();
+    let st = Command::new("chmod").arg("+x").arg(&file).status().unwrap();
+    assert!(st.success());
+    format!("{}:{}", bin.display(), std::env::var("PATH").unwrap())
+}
+
+#[test]
+fn a_credential_helper_gets_the_server_on_stdin_and_its_answer_logs_in() {
+    let reg = htpasswd_registry();
+    let h = reg.host.as_str();
+    let t = scratch();
+    bundle(t.path());
+    // Answers only for the server it is asked about, as docker's helpers do.
+    let script = format!(
+        "#!/bin/sh\n[ \"$1\" = get ] || exit 9\nread server\n[ \"$server\" = '{h}' ] || {{ echo \"asked for $server\" >&2; exit 4; }}\n\
+         echo '{{\"ServerURL\":\"{h}\",\"Username\":\"alice\",\"Secret\":\"s3cret-pass\"}}'\n"
+    );
+    let path = helper(t.path(), "airlock-test-ok", &script);
+    docker_config(
+        t.path(),
+        &format!(
+            r#"{{"credHelpers": {{"{h}": "airlock-test-ok"}}, "credsStore": "airlock-test-absent"}}"#
+        ),
+    );
+    let r = import(t.path(), h, &["--plain-http", h], &[("PATH", path)], "");
+    assert_eq!(r.status, Some(0), "{}", r.stderr);
+    assert_eq!(r.stderr, "");
+}
+
+#[test]
+fn a_broken_helper_does_not_stop_a_registry_that_asks_for_no_credentials() {
+    let reg = Registry::start(Config::default());
+    let h = reg.host.as_str();
+    let t = scratch();
+    bundle(t.path());
+    docker_config(t.path(), r#"{"credsStore": "airlock-test-absent"}"#);
+    let r = import(t.path(), h, &["--plain-http", h], &[], "");
+    assert_eq!(r.status, Some(0), "{}", r.stderr);
+    assert_eq!(r.stderr, "");
 }
