@@ -1,8 +1,10 @@
 //! `airlock import`: a verified bundle into a registry, resuming where a
 //! previous run stopped.
 //!
-//! The whole bundle is verified before anything is pushed; a damaged bundle
-//! pushes nothing. Then it is `copy(bundle source → registry sink)`: the
+//! The registry is pinged first (`GET /v2/` with the auth handshake), so
+//! one that cannot be reached, trusted or logged in to is said once before
+//! any work. The whole bundle is verified before anything is pushed; a
+//! damaged bundle pushes nothing. Then it is `copy(bundle source → registry sink)`: the
 //! [`RegistrySink`] places the blobs (in parallel; each skipped if the
 //! registry has it, mounted if another of its repositories has it, else
 //! uploaded) and then commits image manifests, indexes and tags, in the

@@ -2,9 +2,8 @@
 //!
 //! Credentials come from the command line (for the one registry they were
 //! given for) or from docker's `config.json` ([`super::credentials`]). The
-//! client sends them, and the tokens
-//! they buy, only to its registry's origin (see [`super::client`]). A `401` carries a
-//! challenge: `Basic` means sending the credentials; `Bearer` means asking
+//! client sends them, and the tokens they buy, only to its registry's
+//! origin (see [`super::client`]). A `401` carries a challenge: `Basic` means sending the credentials; `Bearer` means asking
 //! the named realm for a token for a scope, which is cached until it expires
 //! and fetched again after that (tokens often live 60 s; a large pull
 //! outlives many).

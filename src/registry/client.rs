@@ -1,5 +1,12 @@
 //! One registry: requests with authentication and bounded retries.
 //!
+//! Retries share one budget per run ([`super::retry`]); a failure that
+//! concerns the registry as a whole (nothing answers, unknown host, TLS
+//! trust or protocol, credentials refused or missing or unreadable, a 403
+//! on the first write) is marked so, and kept for
+//! [`Client::target_failure`], so the caller can stop the run with it once.
+//! Credentials are looked up when the registry first asks (a 401).
+//!
 //! Credentials and tokens go only to the registry's own origin (scheme,
 //! host and port of the URL the client was made for), as docker and
 //! containerd do: a request to a URL on another origin (an upload

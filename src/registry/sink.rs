@@ -6,7 +6,9 @@
 //! where a HEAD finds it (never on the journal's word), mounted from a repository
 //! that holds it, else uploaded ([`super::upload`]). Several blobs go at
 //! once ([`SharedSink`], `-j`). A blob that fails is recorded, not fatal:
-//! the images that need it are reported failed and the others go on.
+//! the images that need it are reported failed and the others go on;
+//! unless the failure concerns the whole registry (see
+//! `RegistryError::is_whole_target`), which ends the run with that cause.
 //! [`Sink::finish`] then commits manifests, indexes and tags in order
 //! ([`super::commit`]). See `README.md` beside this file for why the order.
 //!
