@@ -3,10 +3,13 @@
 //! Credentials come from the command line (for the one registry they were
 //! given for) or from docker's `config.json` ([`super::credentials`]). The
 //! client sends them, and the tokens they buy, only to its registry's
-//! origin (see [`super::client`]). A `401` carries a challenge: `Basic` means sending the credentials; `Bearer` means asking
-//! the named realm for a token for a scope, which is cached until it expires
-//! and fetched again after that (tokens often live 60 s; a large pull
-//! outlives many).
+//! origin (see [`super::client`]). A `401` carries a challenge: `Basic`
+//! means sending the credentials; `Bearer` means asking the named realm for
+//! a token for a scope, which is cached until it expires and fetched again
+//! after that (tokens often live 60 s; a large pull outlives many). The
+//! client reports a 401 after credentials were sent as those credentials
+//! refused (naming the user and where they came from), and one with none
+//! to send as no login (naming where airlock looked).
 
 use std::collections::HashMap;
 use std::fmt;
