@@ -132,6 +132,8 @@ pub fn verify(args: VerifyArgs) -> Result<()> {
 
 pub fn import(args: ImportArgs) -> Result<()> {
     let out = &args.output_args;
+    // Before the password is read: on `import -` standard input is the bundle.
+    ops::stdio::check_import_input(&args.bundle, args.registry.password_stdin)?;
     let request = ImportRequest {
         target: Target::parse(
             &args.to,
@@ -145,7 +147,6 @@ pub fn import(args: ImportArgs) -> Result<()> {
         registry: args.registry.options(Some(args.jobs.unwrap_or(4)))?,
         quiet: out.quiet || out.json,
     };
-    ops::stdio::check_import_input(&args.bundle, request.registry.password.is_some())?;
     let report = if is_stdin(&args.bundle) {
         let key = open::stream_key(&args.trust)?;
         ops::import::import_stream(std::io::stdin().lock(), key.as_ref(), request)?
@@ -154,11 +155,16 @@ pub fn import(args: ImportArgs) -> Result<()> {
         ops::import::import(bundle, request)?
     };
     render::report(out, &report, render::imported);
+    if out.quiet || out.json {
+        // The text report did not show them: failures are never hidden.
+        render::import_failures(&report);
+    }
     match report.failed() {
         0 => Ok(()),
-        n => Err(Error::Failed(format!(
-            "{n} image(s) failed (listed above); run the same command again to retry them"
-        ))),
+        failed => Err(Error::ImagesFailed {
+            failed,
+            retry_helps: report.retry_helps,
+        }),
     }
 }
 

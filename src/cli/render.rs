@@ -212,6 +212,19 @@ pub fn imported(report: &ImportReport) {
     );
 }
 
+/// The images an import could not push, with the reason, on stderr: for
+/// `-q` and `--json`, whose output does not list them as text.
+pub fn import_failures(report: &ImportReport) {
+    for i in report.failures() {
+        eprintln!(
+            "failed {} -> {}: {}",
+            Shown(&i.source),
+            Shown(&i.target),
+            Shown(i.error.as_deref().unwrap_or("no reason given"))
+        );
+    }
+}
+
 pub fn repaired(report: &RepairReport) {
     if report.rewritten.is_empty() && report.moved.is_empty() {
         if report.parity {

@@ -150,6 +150,15 @@ pub enum Error {
     #[error("{0}")]
     Registry(Box<registry::RegistryError>),
 
+    /// Images an import could not push, each listed with its reason before
+    /// this is shown.
+    #[error("{failed} image(s) failed (listed above)")]
+    ImagesFailed {
+        failed: usize,
+        /// Their failures were passing ones (a 5xx, a cut connection).
+        retry_helps: bool,
+    },
+
     /// Several independent failures, reported together at the end of a run.
     #[error("{} problem(s):\n{}", .0.len(), numbered(.0))]
     Many(Vec<Error>),
@@ -313,6 +322,12 @@ impl Error {
                 }
             },
             Error::Registry(e) => e.hint(),
+            Error::ImagesFailed { retry_helps: true, .. } => {
+                "run the same command again to retry them; what went in is not sent again".into()
+            }
+            Error::ImagesFailed { .. } => {
+                "each image's reason says what to change before it can go in".into()
+            }
             Error::Key { hint: Some(h), .. } => h.clone(),
             Error::Key { hint: None, .. } => {
                 "keys are PKCS#8 PEM ed25519 files, as written by `airlock keygen`".into()

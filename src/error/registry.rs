@@ -16,6 +16,16 @@ pub struct RegistryError {
     pub kind: Failure,
     /// `CODE: message` pairs from the registry's error body.
     pub codes: Vec<(String, String)>,
+    /// The registry (`HOST[:PORT]`) it concerns, when the client knows it:
+    /// hints name it (`--plain-http HOST`, `docker login HOST`).
+    pub registry: String,
+    /// The failure concerns the whole registry, not this request: no other
+    /// request to it can do better, so the run stops here (see
+    /// [`RegistryError::is_whole_target`]).
+    pub whole_target: bool,
+    /// Retries ended because the run's retry budget is spent: the registry
+    /// failed every request for this many seconds.
+    pub gave_up_after: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +35,32 @@ pub enum Failure {
     Certificate(String),
     /// A server that speaks plain HTTP where TLS was expected, or the reverse.
     Protocol(String),
+    /// The connection broke during an exchange (reset, cut, timeout): a
+    /// retry may succeed.
     Connection(String),
+    /// Nothing accepts connections there (refused, or no answer to connect).
+    Unreachable(String),
+    /// The host name does not resolve: no retry can help.
+    UnknownHost(String),
+    /// A 401 although credentials were sent: they are wrong.
+    CredentialsRefused(Box<Login>),
+    /// A 401 and no credentials for the registry anywhere airlock looked.
+    NotLoggedIn {
+        looked_in: String,
+    },
+    /// A 403 on the first request that writes: this login may not push.
+    PushDenied,
+    /// The credentials could not be read: a malformed docker config, or a
+    /// credential helper missing or failing.
+    CredentialStore(String),
+}
+
+/// Credentials that were sent: the user, and where they came from
+/// (`--username`, a config file, a helper).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Login {
+    pub user: String,
+    pub from: String,
 }
 
 #[derive(Deserialize)]
@@ -42,19 +77,43 @@ struct Item {
     message: String,
 }
 
+/// The io error inside a ureq error, if that is what it is.
+fn io_kind(error: &ureq::Error) -> Option<std::io::ErrorKind> {
+    match error {
+        ureq::Error::Io(e) => Some(e.kind()),
+        _ => None,
+    }
+}
+
 impl RegistryError {
+    fn new(request: String, kind: Failure, codes: Vec<(String, String)>) -> RegistryError {
+        RegistryError {
+            request,
+            kind,
+            codes,
+            registry: String::new(),
+            whole_target: false,
+            gave_up_after: None,
+        }
+    }
+
     pub fn status(request: String, status: u16, body: &[u8]) -> RegistryError {
         let codes = serde_json::from_slice::<Body>(body)
             .map(|b| b.errors.into_iter().map(|e| (e.code, e.message)).collect())
             .unwrap_or_default();
-        RegistryError {
-            request,
-            kind: Failure::Status(status),
-            codes,
-        }
+        RegistryError::new(request, Failure::Status(status), codes)
+    }
+
+    /// A failure of the registry as a whole (credentials, TLS trust, …) for
+    /// `registry`, found by `request`.
+    pub fn target(request: String, registry: &str, kind: Failure) -> RegistryError {
+        RegistryError::new(request, kind, Vec::new())
+            .on(registry)
+            .concerns_target()
     }
 
     pub fn transport(request: String, error: &ureq::Error) -> RegistryError {
+        use std::io::ErrorKind as K;
         let text = error.to_string();
         let kind = match error {
             ureq::Error::Rustls(_) | ureq::Error::Tls(_) => {
@@ -68,6 +127,11 @@ impl RegistryError {
                 }
             }
             ureq::Error::Protocol(_) => Failure::Protocol(text),
+            ureq::Error::HostNotFound => Failure::UnknownHost(text),
+            ureq::Error::Timeout(ureq::Timeout::Resolve) => Failure::UnknownHost(text),
+            ureq::Error::Timeout(ureq::Timeout::Connect) | ureq::Error::ConnectionFailed => {
+                Failure::Unreachable(text)
+            }
             _ if text.contains("InvalidCertificate") || text.contains("UnknownIssuer") => {
                 Failure::Certificate(text)
             }
@@ -75,27 +139,98 @@ impl RegistryError {
             _ if text.contains("corrupt message") || text.contains("InvalidContentType") => {
                 Failure::Protocol(text)
             }
+            // std's resolver reports a failed lookup as an uncategorised
+            // I/O error with getaddrinfo's message.
+            _ if text.contains("failed to lookup address") => Failure::UnknownHost(text),
+            _ if matches!(
+                io_kind(error),
+                Some(K::ConnectionRefused | K::HostUnreachable | K::NetworkUnreachable)
+            ) =>
+            {
+                Failure::Unreachable(text)
+            }
             _ => Failure::Connection(text),
         };
-        RegistryError {
-            request,
-            kind,
-            codes: Vec::new(),
-        }
+        RegistryError::new(request, kind, Vec::new())
+    }
+
+    /// Names the registry this error concerns (for the hint).
+    pub fn on(mut self, registry: &str) -> RegistryError {
+        self.registry = registry.to_string();
+        self
+    }
+
+    /// Marks the failure as one of the whole registry.
+    pub fn concerns_target(mut self) -> RegistryError {
+        self.whole_target = true;
+        self
+    }
+
+    /// Whether the failure concerns the whole registry (it cannot be
+    /// reached, trusted, spoken to, or logged in to, or it failed every
+    /// request for the run's retry budget): the run stops at once and says
+    /// so once, instead of failing image after image.
+    pub fn is_whole_target(&self) -> bool {
+        self.whole_target
+            || matches!(
+                self.kind,
+                Failure::Certificate(_)
+                    | Failure::Protocol(_)
+                    | Failure::UnknownHost(_)
+                    | Failure::CredentialsRefused(_)
+                    | Failure::NotLoggedIn { .. }
+                    | Failure::PushDenied
+                    | Failure::CredentialStore(_)
+            )
     }
 
     /// Whether the same request may succeed if tried again.
     pub fn is_temporary(&self) -> bool {
+        if self.whole_target {
+            return false;
+        }
+        match self.kind {
+            Failure::Status(s) => s == 429 || s == 408 || (500..600).contains(&s),
+            Failure::Connection(_) | Failure::Unreachable(_) => true,
+            _ => false,
+        }
+    }
+
+    /// Whether running the same command again later is the cure: the
+    /// registry failed for a while (5xx, 429, a cut connection), nothing
+    /// the user must change first.
+    pub fn retry_cures(&self) -> bool {
         match self.kind {
             Failure::Status(s) => s == 429 || s == 408 || (500..600).contains(&s),
             Failure::Connection(_) => true,
-            Failure::Certificate(_) | Failure::Protocol(_) => false,
+            _ => false,
+        }
+    }
+
+    /// The failure in a few words, for a log line: `HTTP 503`,
+    /// `connection refused`.
+    pub fn brief(&self) -> String {
+        let short = |t: &str| {
+            let t = t.strip_prefix("io: ").unwrap_or(t);
+            let t = t.split(" (os error").next().unwrap_or(t);
+            Shown(t.to_lowercase()).to_string()
+        };
+        match &self.kind {
+            Failure::Status(s) => format!("HTTP {s}"),
+            Failure::Connection(t)
+            | Failure::Unreachable(t)
+            | Failure::UnknownHost(t)
+            | Failure::Certificate(t)
+            | Failure::Protocol(t) => short(t),
+            _ => "refused".into(),
         }
     }
 
     pub fn status_code(&self) -> Option<u16> {
         match self.kind {
             Failure::Status(s) => Some(s),
+            Failure::CredentialsRefused(_) | Failure::NotLoggedIn { .. } => Some(401),
+            Failure::PushDenied => Some(403),
             _ => None,
         }
     }
@@ -106,16 +241,26 @@ impl RegistryError {
 
     /// What the user can do about it.
     pub fn hint(&self) -> String {
+        let host = if self.registry.is_empty() {
+            "HOST"
+        } else {
+            self.registry.as_str()
+        };
         match &self.kind {
-            Failure::Status(401) => "log in: `docker login HOST`, or pass --username USER --password-stdin".into(),
+            Failure::Status(401) => format!("log in: `docker login {host}`, or pass --username USER --password-stdin"),
             Failure::Status(403) => "the credentials are valid but lack permission for this repository; ask the registry's administrator".into(),
             Failure::Status(404) => "check the repository name and the tag or digest (names are case-sensitive and lower-case)".into(),
             Failure::Status(429) => "the registry is rate-limiting; wait, log in for a higher limit, or lower --jobs".into(),
             Failure::Status(s) if (500..600).contains(s) => "the registry failed; retry later or ask its administrator".into(),
             Failure::Status(_) => "see the registry's message".into(),
-            Failure::Certificate(_) => "the registry's certificate is not trusted: pass its CA with --ca-cert FILE, put it in /etc/docker/certs.d/HOST:PORT/ca.crt, or (only on a trusted network) --insecure HOST".into(),
-            Failure::Protocol(_) => "if the registry speaks plain HTTP, pass --plain-http HOST".into(),
-            Failure::Connection(_) => "check the host name, the port, proxies (HTTPS_PROXY, NO_PROXY) and that the registry is up".into(),
+            Failure::Certificate(_) => format!("the registry's certificate is not trusted: pass its CA with --ca-cert FILE, put it in /etc/docker/certs.d/{host}/ca.crt, or (only on a trusted network) --insecure {host}"),
+            Failure::Protocol(_) => format!("if the registry speaks plain HTTP, pass --plain-http {host}"),
+            Failure::Connection(_) | Failure::Unreachable(_) => "check the host name, the port, proxies (HTTPS_PROXY, NO_PROXY) and that the registry is up".into(),
+            Failure::UnknownHost(_) => "check the host name (and the DNS or /etc/hosts entry that should resolve it)".into(),
+            Failure::CredentialsRefused(_) => format!("check the password: `docker login {host}` stores a new one, or pass --username USER --password-stdin"),
+            Failure::NotLoggedIn { .. } => format!("log in with `docker login {host}`, or pass --username USER --password-stdin"),
+            Failure::PushDenied => "the credentials are valid but may not push here; log in as a user who may, or ask the registry's administrator".into(),
+            Failure::CredentialStore(_) => format!("fix the docker config or the credential helper named above, or pass --username USER --password-stdin for {host}"),
         }
     }
 }
@@ -124,15 +269,56 @@ impl fmt::Display for RegistryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The URL holds names from the bundle and the rest comes from the
         // server: all of it is escaped before it reaches a terminal.
-        write!(f, "{}: ", Shown(&self.request))?;
         match &self.kind {
-            Failure::Status(s) => write!(f, "HTTP {s}")?,
-            Failure::Certificate(t) => write!(f, "TLS certificate not trusted ({})", Shown(t))?,
-            Failure::Protocol(t) => write!(f, "protocol error ({})", Shown(t))?,
-            Failure::Connection(t) => write!(f, "connection failed ({})", Shown(t))?,
+            Failure::CredentialsRefused(login) => write!(
+                f,
+                "the registry refused the credentials for {} from {} ({}: HTTP 401)",
+                Shown(&login.user),
+                Shown(&login.from),
+                Shown(&self.request)
+            )?,
+            Failure::NotLoggedIn { looked_in } => write!(
+                f,
+                "the registry needs a login, and no credentials for {} were found in {} ({}: HTTP 401)",
+                Shown(&self.registry),
+                Shown(looked_in),
+                Shown(&self.request)
+            )?,
+            Failure::PushDenied => write!(
+                f,
+                "the registry does not let this login push ({}: HTTP 403)",
+                Shown(&self.request)
+            )?,
+            Failure::CredentialStore(t) => write!(
+                f,
+                "cannot read the credentials for {}: {}",
+                Shown(&self.registry),
+                Shown(t)
+            )?,
+            kind => {
+                write!(f, "{}: ", Shown(&self.request))?;
+                match kind {
+                    Failure::Status(s) => write!(f, "HTTP {s}")?,
+                    Failure::Certificate(t) => {
+                        write!(f, "TLS certificate not trusted ({})", Shown(t))?
+                    }
+                    Failure::Protocol(t) => write!(f, "protocol error ({})", Shown(t))?,
+                    Failure::Connection(t) => write!(f, "connection failed ({})", Shown(t))?,
+                    Failure::Unreachable(t) => {
+                        write!(f, "connection failed, nothing answers there ({})", Shown(t))?
+                    }
+                    Failure::UnknownHost(t) => {
+                        write!(f, "unknown host, the name does not resolve ({})", Shown(t))?
+                    }
+                    _ => {}
+                }
+            }
         }
         for (code, message) in &self.codes {
             write!(f, "; {}: {}", Shown(code), Shown(message))?;
+        }
+        if let Some(secs) = self.gave_up_after {
+            write!(f, "; gave up after {secs} s of retries")?;
         }
         Ok(())
     }
@@ -178,11 +364,11 @@ mod tests {
             e.to_string(),
             "GET https://r/v2/a\\u{1b}]0;t/manifests/x: HTTP 400; DENIED\\r: no\\nOK: 5 image(s) \\u{1b}[32mfine"
         );
-        let c = RegistryError {
-            request: "GET x".into(),
-            kind: Failure::Connection("reset\r\nOK".into()),
-            codes: vec![],
-        };
+        let c = RegistryError::new(
+            "GET x".into(),
+            Failure::Connection("reset\r\nOK".into()),
+            vec![],
+        );
         assert_eq!(c.to_string(), "GET x: connection failed (reset\\r\\nOK)");
     }
 

@@ -1,8 +1,10 @@
 //! `airlock import`: a verified bundle into a registry, resuming where a
 //! previous run stopped.
 //!
-//! The whole bundle is verified before anything is pushed; a damaged bundle
-//! pushes nothing. Then it is `copy(bundle source → registry sink)`: the
+//! The registry is pinged first (`GET /v2/` with the auth handshake), so
+//! one that cannot be reached, trusted or logged in to is said once before
+//! any work. The whole bundle is verified before anything is pushed; a
+//! damaged bundle pushes nothing. Then it is `copy(bundle source → registry sink)`: the
 //! [`RegistrySink`] places the blobs (in parallel; each skipped if the
 //! registry has it, mounted if another of its repositories has it, else
 //! uploaded) and then commits image manifests, indexes and tags, in the
@@ -59,11 +61,20 @@ pub struct ImportReport {
     pub bytes_total: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub journal: Option<PathBuf>,
+    /// A failed image may go in on a later run (a 5xx, a cut connection):
+    /// running the same command again is the cure.
+    #[serde(skip)]
+    pub retry_helps: bool,
 }
 
 impl ImportReport {
     pub fn failed(&self) -> usize {
         self.images.iter().filter(|i| i.status == "failed").count()
+    }
+
+    /// The images that failed, each with its reason.
+    pub fn failures(&self) -> impl Iterator<Item = &ImageOutcome> {
+        self.images.iter().filter(|i| i.status == "failed")
     }
 
     fn new(
@@ -80,6 +91,7 @@ impl ImportReport {
             bytes_pushed: pushed.bytes,
             bytes_total: manifest.blobs.iter().map(|b| b.size).sum(),
             journal,
+            retry_helps: pushed.retry_helps,
         }
     }
 }
@@ -102,11 +114,16 @@ impl ImportRequest {
         Journal::open(&dir, bundle, self.target.spec())
     }
 
-    /// The target's client; `--username` credentials go to it alone.
+    /// The target's client; `--username` credentials go to it alone. Its
+    /// first request is a ping with the auth handshake, so a registry that
+    /// cannot be reached, trusted, spoken to or logged in to stops the
+    /// import here, said once, before any blob work.
     fn client(&self) -> Result<Arc<Client>> {
         let mut opts = self.registry.clone();
         opts.scope_login([self.target.host.as_str()])?;
-        Registries::new(opts).client(&self.target.host)
+        let client = Registries::new(opts).client(&self.target.host)?;
+        client.ping()?;
+        Ok(client)
     }
 }
 
@@ -115,12 +132,14 @@ impl ImportRequest {
 pub fn import(bundle: Bundle<Trusted>, req: ImportRequest) -> Result<ImportReport> {
     // First, so a second import on the same state is refused at once.
     let journal = req.journal(bundle.id())?;
+    // Then the registry, so that one that cannot be used is said before
+    // the (long) verification, not after it.
+    let client = req.client()?;
     let bundle: Bundle<Verified> = bundle.verify(&Progress::hidden())?;
 
     let source = bundle.source();
     let mut plan = Plan::default();
     plan.add_source(0, &source, &[])?;
-    let client = req.client()?;
     let journal_path = journal.path().map(PathBuf::from);
     let progress = Progress::new(plan.total_bytes(), "push", req.quiet || req.dry_run);
     let mut pushed = Pushed::default();

@@ -1,13 +1,15 @@
 //! Credentials and the registry auth handshakes.
 //!
 //! Credentials come from the command line (for the one registry they were
-//! given for) or from docker's `config.json` (`auths`, `credHelpers`,
-//! `credsStore`, `DOCKER_CONFIG`). The client sends them, and the tokens
-//! they buy, only to its registry's origin (see [`super::client`]). A `401` carries a
-//! challenge: `Basic` means sending the credentials; `Bearer` means asking
-//! the named realm for a token for a scope, which is cached until it expires
-//! and fetched again after that (tokens often live 60 s; a large pull
-//! outlives many).
+//! given for) or from docker's `config.json` ([`super::credentials`]). The
+//! client sends them, and the tokens they buy, only to its registry's
+//! origin (see [`super::client`]). A `401` carries a challenge: `Basic`
+//! means sending the credentials; `Bearer` means asking the named realm for
+//! a token for a scope, which is cached until it expires and fetched again
+//! after that (tokens often live 60 s; a large pull outlives many). The
+//! client reports a 401 after credentials were sent as those credentials
+//! refused (naming the user and where they came from), and one with none
+//! to send as no login (naming where airlock looked).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -16,8 +18,6 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use serde::Deserialize;
-
-use super::options::RegistryOptions;
 
 #[derive(Clone, Default)]
 pub enum Credentials {
@@ -42,29 +42,6 @@ impl fmt::Debug for Credentials {
 }
 
 impl Credentials {
-    /// Command-line credentials first (for the registry they were given
-    /// for, and no other), then docker's configuration, which names each
-    /// registry's own. Failures of a credential helper are not fatal: the
-    /// pull may be anonymous.
-    pub fn lookup(opts: &RegistryOptions, registry: &str) -> Credentials {
-        let mine = opts.login_registry.as_deref() == Some(registry);
-        if let (Some(u), Some(p), true) = (&opts.username, &opts.password, mine) {
-            return Credentials::Basic {
-                username: u.clone(),
-                password: p.clone(),
-            };
-        }
-        match docker_credential::get_credential(registry) {
-            Ok(docker_credential::DockerCredential::UsernamePassword(username, password)) => {
-                Credentials::Basic { username, password }
-            }
-            Ok(docker_credential::DockerCredential::IdentityToken(t)) => {
-                Credentials::IdentityToken(t)
-            }
-            Err(_) => Credentials::Anonymous,
-        }
-    }
-
     pub fn basic_header(&self) -> Option<String> {
         match self {
             Credentials::Basic { username, password } => Some(format!(

@@ -1,5 +1,12 @@
 //! One registry: requests with authentication and bounded retries.
 //!
+//! Retries share one budget per run ([`super::retry`]); a failure that
+//! concerns the registry as a whole (nothing answers, unknown host, TLS
+//! trust or protocol, credentials refused or missing or unreadable, a 403
+//! on the first write) is marked so, and kept for
+//! [`Client::target_failure`], so the caller can stop the run with it once.
+//! Credentials are looked up when the registry first asks (a 401).
+//!
 //! Credentials and tokens go only to the registry's own origin (scheme,
 //! host and port of the URL the client was made for), as docker and
 //! containerd do: a request to a URL on another origin (an upload
@@ -12,17 +19,20 @@
 //! [`super::source`]) or where credentials come from ([`super::auth`]).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use ureq::http::{Method, Response};
 use ureq::{Body, ResponseExt};
 
 use super::auth::{parse_challenge, parse_token, Challenge, Credentials, TokenCache};
+use super::credentials::{self, Found, Lookup};
 use super::options::RegistryOptions;
 use super::origin::Origin;
+use super::retry::Budget;
 use super::tls;
-use crate::error::registry::{redact, RegistryError};
+use crate::error::registry::{redact, Failure, Login, RegistryError};
 use crate::error::Result;
 
 /// Every manifest type airlock reads. Schema 1 is listed last so that a
@@ -71,11 +81,30 @@ pub struct Client {
     /// The origin of `base`: the only one that gets credentials.
     origin: Origin,
     agent: ureq::Agent,
-    credentials: Credentials,
+    /// For the credentials lookup, done when the registry first asks.
+    opts: RegistryOptions,
+    credentials: OnceLock<std::result::Result<Lookup, String>>,
     challenge: Mutex<Option<Challenge>>,
     tokens: Mutex<TokenCache>,
     attempts: u32,
     backoff: Duration,
+    /// Retries of every thread using this client, for the whole run.
+    budget: Budget,
+    /// A request that writes (POST, PUT, PATCH) succeeded: a 403 after that
+    /// concerns one repository, before it the whole login.
+    wrote: AtomicBool,
+    /// The first failure of the whole registry a request returned.
+    target_failure: Mutex<Option<RegistryError>>,
+    /// A request gave up on a temporary failure (5xx, a cut connection).
+    transient: AtomicBool,
+}
+
+type R<T> = std::result::Result<T, RegistryError>;
+
+/// Requests that write: a 403 on the first of them is a login that may
+/// not push at all.
+fn writes(method: &Method) -> bool {
+    matches!(*method, Method::POST | Method::PUT | Method::PATCH)
 }
 
 impl Client {
@@ -90,7 +119,9 @@ impl Client {
             .http_status_as_error(false)
             .tls_config(tls::config(opts, registry)?)
             .proxy(ureq::Proxy::try_from_env())
-            .timeout_connect(Some(Duration::from_secs(30)))
+            // Short enough that a host that drops connections is given up
+            // on within the retry window.
+            .timeout_connect(Some(Duration::from_secs(10)))
             .timeout_recv_response(Some(Duration::from_secs(120)))
             .timeout_recv_body(Some(Duration::from_secs(120)))
             .max_idle_connections_per_host(opts.jobs.max(1) * 2)
@@ -108,12 +139,106 @@ impl Client {
             base,
             origin,
             agent: config.into(),
-            credentials: Credentials::lookup(opts, registry),
+            opts: opts.clone(),
+            credentials: OnceLock::new(),
             challenge: Mutex::new(None),
             tokens: Mutex::new(TokenCache::default()),
             attempts: opts.attempts.max(1),
             backoff: opts.backoff,
+            budget: Budget::new(registry, opts.retry_window),
+            wrote: AtomicBool::new(false),
+            target_failure: Mutex::new(None),
+            transient: AtomicBool::new(false),
         })
+    }
+
+    /// The first failure of the whole registry a request met (it cannot
+    /// be reached, trusted or logged in to, or it failed every request for
+    /// the whole retry window), if one did.
+    pub fn target_failure(&self) -> Option<RegistryError> {
+        let first = self.target_failure.lock().expect("not poisoned").clone();
+        first.or_else(|| self.budget.spent())
+    }
+
+    /// Whether a request gave up on a failure that a later run may not
+    /// meet (a 5xx, a cut connection).
+    pub fn had_transient_failure(&self) -> bool {
+        self.transient.load(Ordering::Relaxed)
+    }
+
+    /// Every error a request returns passes here: it names the registry,
+    /// and what it says about the registry as a whole is kept.
+    fn noted(&self, e: RegistryError) -> RegistryError {
+        let e = e.on(&self.registry);
+        if e.is_whole_target() {
+            self.target_failure
+                .lock()
+                .expect("not poisoned")
+                .get_or_insert_with(|| e.clone());
+        } else if e.retry_cures() {
+            self.transient.store(true, Ordering::Relaxed);
+        }
+        e
+    }
+
+    /// `GET /v2/` with the auth handshake: the first request of a run, so
+    /// that a registry that cannot be reached, trusted, spoken to or logged
+    /// in to is reported once, before any blob work.
+    pub fn ping(&self) -> R<()> {
+        let what = self.what(&Method::GET, "/v2/");
+        let resp = self.send(Method::GET, "/v2/", "", &[])?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(error_from(what, resp).on(&self.registry).concerns_target())
+        }
+    }
+
+    /// The registry's credentials, looked up the first time they are
+    /// needed; a config or helper that fails is an error then.
+    fn found(&self) -> R<Option<&Found>> {
+        let lookup = self
+            .credentials
+            .get_or_init(|| credentials::lookup(&self.opts, &self.registry));
+        match lookup {
+            Ok(Lookup::Found(f)) => Ok(Some(f)),
+            Ok(Lookup::Nothing { .. }) => Ok(None),
+            Err(e) => Err(RegistryError::target(
+                "the docker config".into(),
+                &self.registry,
+                Failure::CredentialStore(e.clone()),
+            )),
+        }
+    }
+
+    /// The error for a 401 to `what`: the credentials sent were refused, or
+    /// there were none to send.
+    fn unauthorized(
+        &self,
+        what: String,
+        resp: Option<Response<Body>>,
+        sent: bool,
+    ) -> RegistryError {
+        let base = match resp {
+            Some(r) => error_from(what.clone(), r),
+            None => RegistryError::status(what.clone(), 401, b""),
+        };
+        let kind = match (sent, self.found()) {
+            (_, Err(e)) => return e,
+            (true, Ok(Some(f))) => Failure::CredentialsRefused(Box::new(Login {
+                user: f.user.clone(),
+                from: f.from.clone(),
+            })),
+            _ => Failure::NotLoggedIn {
+                looked_in: match self.credentials.get() {
+                    Some(Ok(Lookup::Nothing { looked_in })) => looked_in.clone(),
+                    _ => "the docker config".into(),
+                },
+            },
+        };
+        let mut e = RegistryError::target(what, &self.registry, kind);
+        e.codes = base.codes;
+        e
     }
 
     pub fn registry(&self) -> &str {
@@ -193,17 +318,47 @@ impl Client {
         body: &mut dyn std::io::Read,
         len: u64,
     ) -> std::result::Result<Response<Body>, RegistryError> {
+        if let Some(spent) = self.budget.spent() {
+            return Err(spent);
+        }
         let url = self.url(path);
         let what = self.what(&method, &url);
-        let auth = self.authorization(&url, scope, &what)?;
+        let auth = self
+            .authorization(&url, scope, &what)
+            .map_err(|e| self.noted(e))?;
         let length = len.to_string();
         let mut all = vec![("Content-Length", length.as_str())];
         all.extend_from_slice(headers);
         let body = ureq::SendBody::from_reader(body);
         let req = self.build(&method, &url, &all, auth.as_deref(), body, &what)?;
-        self.agent
-            .run(req)
-            .map_err(|e| RegistryError::transport(what, &e))
+        match self.agent.run(req) {
+            Ok(resp) => Ok(self.answered(&method, resp)),
+            Err(e) => {
+                let err = RegistryError::transport(what, &e).on(&self.registry);
+                Err(self.noted(if err.is_temporary() {
+                    self.budget.failed(err)
+                } else {
+                    err
+                }))
+            }
+        }
+    }
+
+    /// Notes what an answer says about the registry: a temporary failure
+    /// counts toward the retry budget, anything else shows it is there.
+    fn answered(&self, method: &Method, resp: Response<Body>) -> Response<Body> {
+        let s = resp.status().as_u16();
+        if s == 429 || s == 408 || (500..600).contains(&s) {
+            let _ = self
+                .budget
+                .failed(RegistryError::status(format!("{method}"), s, b""));
+        } else {
+            self.budget.success();
+            if writes(method) && resp.status().is_success() {
+                self.wrote.store(true, Ordering::Relaxed);
+            }
+        }
+        resp
     }
 
     /// How a request is named in messages: its method and URL, with any
@@ -253,12 +408,34 @@ impl Client {
         headers: &[(&str, &str)],
         body: Option<&[u8]>,
         attempts: u32,
-    ) -> std::result::Result<Response<Body>, RegistryError> {
+    ) -> R<Response<Body>> {
+        let result = self.request_inner(method, path, scope, headers, body, attempts);
+        if let Ok(resp) = &result {
+            let s = resp.status().as_u16();
+            if s == 429 || s == 408 || (500..600).contains(&s) {
+                self.transient.store(true, Ordering::Relaxed);
+            }
+        }
+        result.map_err(|e| self.noted(e))
+    }
+
+    fn request_inner(
+        &self,
+        method: Method,
+        path: &str,
+        scope: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+        attempts: u32,
+    ) -> R<Response<Body>> {
         let url = self.url(path);
         let what = self.what(&method, &url);
         let mut refreshed_auth = false;
         let mut attempt = 0;
         loop {
+            if let Some(spent) = self.budget.spent() {
+                return Err(spent);
+            }
             attempt += 1;
             let auth = self.authorization(&url, scope, &what)?;
             let a = auth.as_deref();
@@ -270,52 +447,90 @@ impl Client {
                     .agent
                     .run(self.build(&method, &url, headers, a, b, &what)?),
             };
-            let temporary_wait = match outcome {
+            let (err, wanted) = match outcome {
                 Err(e) => {
-                    let err = RegistryError::transport(what.clone(), &e);
-                    if !err.is_temporary() || attempt >= attempts {
+                    let err = RegistryError::transport(what.clone(), &e).on(&self.registry);
+                    if !err.is_temporary() {
                         return Err(err);
                     }
-                    None
+                    // Nothing answering is retried for the run's whole
+                    // window, however few the attempts (a registry that
+                    // restarts comes back within it), and then is the
+                    // registry's failure, not this request's.
+                    let unreachable = matches!(err.kind, Failure::Unreachable(_));
+                    if attempt >= attempts && !unreachable {
+                        return Err(self.budget.failed(err));
+                    }
+                    (err, None)
                 }
                 Ok(resp) if resp.status() == 401 && !self.is_own(&resp.get_uri().to_string()) => {
                     // Another origin (named by a Location, or reached by a
                     // redirect) gets no credentials, and its challenge is
                     // not learnt: it could name a realm of its choosing.
+                    self.budget.success();
                     return Err(error_from(what, resp));
                 }
-                Ok(resp) if resp.status() == 401 && !refreshed_auth => {
-                    // Learn (or relearn) how to authenticate, then try again
-                    // once with fresh credentials; this is not a failure.
-                    refreshed_auth = true;
-                    attempt -= 1;
+                Ok(resp) if resp.status() == 401 => {
+                    self.budget.success();
                     let header = resp
                         .headers()
                         .get("www-authenticate")
                         .and_then(|h| h.to_str().ok())
                         .and_then(parse_challenge);
-                    let had_auth = auth.is_some();
+                    let sent = auth.is_some();
+                    if refreshed_auth || header.is_none() {
+                        return Err(self.unauthorized(what, Some(resp), sent));
+                    }
+                    // Learn (or relearn) how to authenticate, then try again
+                    // once with fresh credentials; this is not a failure.
+                    refreshed_auth = true;
+                    attempt -= 1;
                     *self.challenge.lock().expect("not poisoned") = header.clone();
                     self.tokens.lock().expect("not poisoned").forget(scope);
-                    if header.is_none() || (had_auth && matches!(header, Some(Challenge::Basic))) {
-                        return Err(error_from(what, resp));
+                    if header == Some(Challenge::Basic) {
+                        // Sent, or none to send: trying again cannot help.
+                        if sent || self.found()?.is_none() {
+                            return Err(self.unauthorized(what, Some(resp), sent));
+                        }
                     }
                     continue;
+                }
+                Ok(resp)
+                    if resp.status() == 403
+                        && writes(&method)
+                        && !self.wrote.load(Ordering::Relaxed) =>
+                {
+                    self.budget.success();
+                    let base = error_from(what.clone(), resp);
+                    let mut e = RegistryError::target(what, &self.registry, Failure::PushDenied);
+                    e.codes = base.codes;
+                    return Err(e);
                 }
                 Ok(resp) => {
                     let s = resp.status().as_u16();
                     let retryable = s == 429 || s == 408 || (500..600).contains(&s);
-                    if !retryable || attempt >= attempts {
-                        return Ok(resp);
+                    if !retryable {
+                        return Ok(self.answered(&method, resp));
                     }
-                    resp.headers()
+                    if attempt >= attempts {
+                        let resp = self.answered(&method, resp);
+                        return match self.budget.spent() {
+                            Some(spent) => Err(spent),
+                            None => Ok(resp),
+                        };
+                    }
+                    let wanted = resp
+                        .headers()
                         .get("retry-after")
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(|secs| Duration::from_secs(secs.min(60)))
+                        .map(|secs| Duration::from_secs(secs.min(60)));
+                    (error_from(what.clone(), resp).on(&self.registry), wanted)
                 }
             };
-            std::thread::sleep(temporary_wait.unwrap_or_else(|| self.delay(attempt)));
+            let wanted = wanted.unwrap_or_else(|| self.delay(attempt));
+            let delay = self.budget.retry(&err, attempt, wanted)?;
+            std::thread::sleep(delay);
         }
     }
 
@@ -360,7 +575,7 @@ impl Client {
         let challenge = self.challenge.lock().expect("not poisoned").clone();
         match challenge {
             None => Ok(None),
-            Some(Challenge::Basic) => Ok(self.credentials.basic_header()),
+            Some(Challenge::Basic) => Ok(self.found()?.and_then(|f| f.credentials.basic_header())),
             Some(Challenge::Bearer { realm, service }) => {
                 if let Some(t) = self.tokens.lock().expect("not poisoned").get(scope) {
                     return Ok(Some(format!("Bearer {t}")));
@@ -388,9 +603,16 @@ impl Client {
             query.push(format!("scope={}", encode(s)));
         }
         let token_what = format!("token for {what} from {}", redact(realm));
-        let mut last = None;
-        for attempt in 1..=self.attempts {
-            let result = match &self.credentials {
+        let found = self.found()?;
+        let anonymous = Credentials::Anonymous;
+        let creds = found.map_or(&anonymous, |f| &f.credentials);
+        let mut attempt = 0;
+        loop {
+            if let Some(spent) = self.budget.spent() {
+                return Err(spent);
+            }
+            attempt += 1;
+            let result = match creds {
                 Credentials::IdentityToken(refresh) => {
                     let mut form = vec![
                         ("grant_type", "refresh_token".to_string()),
@@ -419,30 +641,32 @@ impl Client {
                     req.call()
                 }
             };
-            match result {
+            let err = match result {
                 Ok(mut resp) if resp.status().is_success() => {
+                    self.budget.success();
                     let body = read_limited(&mut resp, SMALL_BODY, &token_what)?;
                     return parse_token(&body)
                         .ok_or_else(|| RegistryError::status(token_what.clone(), 200, b""));
                 }
-                Ok(resp) => {
-                    let err = error_from(token_what.clone(), resp);
-                    if !err.is_temporary() || attempt == self.attempts {
-                        return Err(err);
-                    }
-                    last = Some(err);
+                // The realm refused the credentials (or wants some).
+                Ok(resp) if matches!(resp.status().as_u16(), 401 | 403) => {
+                    self.budget.success();
+                    let sent = found.is_some();
+                    return Err(self.unauthorized(token_what, Some(resp), sent));
                 }
-                Err(e) => {
-                    let err = RegistryError::transport(token_what.clone(), &e);
-                    if !err.is_temporary() || attempt == self.attempts {
-                        return Err(err);
-                    }
-                    last = Some(err);
-                }
+                Ok(resp) => error_from(token_what.clone(), resp),
+                Err(e) => RegistryError::transport(token_what.clone(), &e),
+            };
+            let err = err.on(&self.registry);
+            if !err.is_temporary() {
+                return Err(err);
             }
-            std::thread::sleep(self.delay(attempt));
+            if attempt >= self.attempts {
+                return Err(self.budget.failed(err));
+            }
+            let delay = self.budget.retry(&err, attempt, self.delay(attempt))?;
+            std::thread::sleep(delay);
         }
-        Err(last.expect("at least one attempt"))
     }
 
     /// Follows `Link: <…>; rel="next"` pages of a JSON list, collecting the
@@ -541,6 +765,9 @@ pub fn error_from(what: String, mut resp: Response<Body>) -> RegistryError {
 
 #[cfg(test)]
 mod tests {
+    use base64::engine::general_purpose::STANDARD as B64;
+    use base64::Engine as _;
+
     use super::*;
 
     #[test]
@@ -565,6 +792,117 @@ mod tests {
         assert!(c
             .what(&Method::PUT, "http://evil:1/v2/x")
             .contains("without credentials"));
+    }
+
+    /// Log records of every test in this binary, kept for inspection.
+    fn captured() -> &'static Mutex<Vec<(log::Level, String)>> {
+        struct Capture;
+        static LINES: Mutex<Vec<(log::Level, String)>> = Mutex::new(Vec::new());
+        impl log::Log for Capture {
+            fn enabled(&self, _: &log::Metadata) -> bool {
+                true
+            }
+            fn log(&self, r: &log::Record) {
+                LINES
+                    .lock()
+                    .unwrap()
+                    .push((r.level(), r.args().to_string()));
+            }
+            fn flush(&self) {}
+        }
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            log::set_logger(&Capture).unwrap();
+            log::set_max_level(log::LevelFilter::Info);
+        });
+        &LINES
+    }
+
+    /// Answers 401 (Basic) to a request without credentials and 503 to
+    /// one with them, forever.
+    fn failing_registry() -> u16 {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let mut reader = BufReader::new(&conn);
+                let mut authorized = false;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                        break;
+                    }
+                    authorized |= line.to_ascii_lowercase().starts_with("authorization:");
+                }
+                let answer = if authorized {
+                    "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                } else {
+                    "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"t\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                };
+                let _ = (&conn).write_all(answer.as_bytes());
+            }
+        });
+        port
+    }
+
+    #[test]
+    fn retries_are_logged_without_credentials_and_announced_once_past_2_s() {
+        let lines = captured();
+        let port = failing_registry();
+        let host = format!("127.0.0.1:{port}");
+        let opts = RegistryOptions {
+            plain_http: vec![host.clone()],
+            username: Some("alice".into()),
+            password: Some("hunter2-secret".into()),
+            login_registry: Some(host.clone()),
+            attempts: 100,
+            backoff: Duration::from_millis(400),
+            retry_window: Duration::from_secs(3),
+            ..Default::default()
+        };
+        let c = Client::new(&opts, &host).unwrap();
+        let started = std::time::Instant::now();
+        let err = c.ping().unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "bounded by the window"
+        );
+        assert!(err.is_whole_target(), "{err}");
+        assert_eq!(
+            err.to_string(),
+            format!("GET http://{host}/v2/: HTTP 503; gave up after 3 s of retries")
+        );
+        let mine: Vec<(log::Level, String)> = lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, l)| l.contains(&host))
+            .cloned()
+            .collect();
+        let secret = B64.encode("alice:hunter2-secret");
+        assert!(
+            mine.iter()
+                .all(|(_, l)| !l.contains("hunter2") && !l.contains(&secret)),
+            "{mine:?}"
+        );
+        let retries = mine
+            .iter()
+            .filter(|(lvl, _)| *lvl == log::Level::Info)
+            .count();
+        assert!(retries >= 2, "each retry is logged: {mine:?}");
+        let warnings: Vec<&String> = mine
+            .iter()
+            .filter(|(lvl, _)| *lvl == log::Level::Warn)
+            .map(|(_, l)| l)
+            .collect();
+        assert_eq!(
+            warnings,
+            [&format!(
+                "registry {host} is not answering (HTTP 503); retrying for up to 3 s"
+            )],
+            "{mine:?}"
+        );
     }
 
     #[test]

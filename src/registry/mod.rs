@@ -3,8 +3,10 @@
 //! ([`RegistrySink`], pushing), over one blocking client.
 //!
 //! - [`Client`] talks to one registry: TLS and plain-HTTP settings, retries
-//!   with backoff, and authentication (Basic, Bearer tokens cached per scope
-//!   and renewed when they expire, docker `config.json` and its helpers).
+//!   with backoff within one budget per run (`retry`), failures of the whole
+//!   registry told from those of one request, and authentication (Basic,
+//!   Bearer tokens cached per scope and renewed when they expire, docker
+//!   `config.json` and its helpers, read by `credentials`).
 //! - [`options::RegistryOptions`] holds what the user said on the command
 //!   line; [`Registries`] hands out one client per registry host;
 //!   [`Target`] says where each pushed image goes.
@@ -32,10 +34,12 @@ mod auth;
 pub(crate) mod cache;
 mod client;
 mod commit;
+mod credentials;
 pub(crate) mod journal;
 pub mod options;
 mod origin;
 pub(crate) mod push;
+mod retry;
 mod sink;
 mod source;
 mod target;

@@ -31,6 +31,11 @@ pub struct RegistryOptions {
     pub attempts: u32,
     /// First backoff delay; doubled each attempt, with jitter, capped.
     pub backoff: Duration,
+    /// How long a registry may fail every request (no success in between)
+    /// before the run gives up on it: one budget per registry and run,
+    /// shared by every thread, so a dead registry is given up on in this
+    /// time however many images and blobs are left.
+    pub retry_window: Duration,
     /// Connections per registry; the size of the network pool.
     pub jobs: usize,
 }
@@ -50,6 +55,7 @@ impl Default for RegistryOptions {
             login_registry: None,
             attempts: 6,
             backoff: Duration::from_millis(250),
+            retry_window: Duration::from_secs(20),
             jobs: 4,
         }
     }
@@ -103,6 +109,7 @@ impl fmt::Debug for RegistryOptions {
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("login_registry", &self.login_registry)
             .field("attempts", &self.attempts)
+            .field("retry_window", &self.retry_window)
             .finish()
     }
 }

@@ -6,7 +6,9 @@
 //! where a HEAD finds it (never on the journal's word), mounted from a repository
 //! that holds it, else uploaded ([`super::upload`]). Several blobs go at
 //! once ([`SharedSink`], `-j`). A blob that fails is recorded, not fatal:
-//! the images that need it are reported failed and the others go on.
+//! the images that need it are reported failed and the others go on;
+//! unless the failure concerns the whole registry (see
+//! `RegistryError::is_whole_target`), which ends the run with that cause.
 //! [`Sink::finish`] then commits manifests, indexes and tags in order
 //! ([`super::commit`]). See `README.md` beside this file for why the order.
 //!
@@ -60,6 +62,9 @@ pub struct Pushed {
     pub blobs: BlobCounts,
     /// Bytes sent (for a dry run: the bytes it would send).
     pub bytes: u64,
+    /// Some failure was one a later run may not meet (a 5xx, a cut
+    /// connection): running the same command again is the cure.
+    pub retry_helps: bool,
 }
 
 #[derive(Default)]
@@ -68,6 +73,8 @@ struct Tally {
     bytes: u64,
     /// Blobs that could not be placed, with the reason.
     failed: HashMap<Digest, String>,
+    /// One of them may go in on a later run.
+    retry_helps: bool,
 }
 
 pub struct RegistrySink<'a> {
@@ -82,6 +89,19 @@ pub struct RegistrySink<'a> {
     routes: HashMap<Digest, BTreeSet<String>>,
     tally: Mutex<Tally>,
     out: &'a mut Pushed,
+}
+
+/// A failure of the registry as a whole (unreachable, untrusted, wrong
+/// protocol, credentials refused or missing, no right to push, or the
+/// run's retry budget spent): every other blob would fail the same way, so
+/// the import stops at once with this one cause.
+fn whole_target(e: &Error) -> bool {
+    matches!(e, Error::Registry(r) if r.is_whole_target())
+}
+
+/// A failure that running the same command again may cure.
+fn retry_cures(e: &Error) -> bool {
+    matches!(e, Error::Registry(r) if r.retry_cures())
 }
 
 /// A blob that failed its digest or size check on a stream, or a broken
@@ -156,7 +176,9 @@ impl<'a> RegistrySink<'a> {
             // damaged blob, ends the import there.
             Err(Failure::Sent(e)) if self.staging.is_some() && ends_the_stream(&e) => Err(e),
             Err(Failure::Other(e)) if self.staging.is_some() => Err(e),
+            Err(f) if whole_target(f.error()) => Err(f.into_error()),
             Err(f) => {
+                tally.retry_helps |= retry_cures(f.error());
                 tally
                     .failed
                     .insert(d.digest.clone(), f.into_error().to_string());
@@ -251,6 +273,7 @@ impl<'a> RegistrySink<'a> {
                         Ok(Mount::Session(_)) => {
                             Err(format!("the registry would not mount it from {staging}"))
                         }
+                        Err(e) if e.is_whole_target() => return Err(e.into()),
                         Err(e) => Err(e.to_string()),
                     },
                 };
@@ -395,8 +418,14 @@ impl Sink for RegistrySink<'_> {
             this.opts.dry_run,
             &this.target.host,
         );
+        // A registry that died during the commits failed each image left
+        // with the same cause: that is one failure, said once.
+        if let Some(e) = this.client.target_failure() {
+            return Err(e.into());
+        }
         this.out.blobs = tally.counts;
         this.out.bytes = tally.bytes;
+        this.out.retry_helps = tally.retry_helps || this.client.had_transient_failure();
         // One rewrite per run keeps the log as short as its state.
         this.journal.compact()
     }

@@ -17,7 +17,9 @@ use base64::Engine as _;
 use crate::util::*;
 
 mod origin;
+mod status;
 pub use origin::{Answer, LocationProxy, Recorded, Recorder};
+pub use status::StatusProxy;
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

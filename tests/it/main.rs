@@ -17,6 +17,7 @@ mod pull;
 mod safety;
 mod scale;
 mod sources;
+mod target_failures;
 mod trust_registry;
 mod usage;
 mod util;

@@ -1,0 +1,403 @@
+//! Import into a registry that cannot be used as a whole: down, unknown,
+//! untrusted, spoken to in the wrong protocol, refusing the credentials or
+//! the push, or with credentials that cannot be read. Each stops at once
+//! and says the cause once, with what to do; stderr is checked whole.
+//! And the failures that a later run may cure still say "run again", with
+//! `-q` too.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+use crate::util::*;
+
+struct Ran {
+    status: Option<i32>,
+    stderr: String,
+    took: Duration,
+}
+
+/// `airlock import -q BUNDLE --pub PUB --to TO --state DIR/state EXTRA…`
+/// with DOCKER_CONFIG at DIR/docker (and `env`), `stdin` as its input.
+fn import(t: &Path, to: &str, extra: &[&str], env: &[(&str, String)], stdin: &str) -> Ran {
+    let (bundle, public) = bundle(t);
+    let state = t.join("state");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_airlock"));
+    cmd.args(["import", "-q"])
+        .arg(&bundle)
+        .arg("--pub")
+        .arg(&public)
+        .args(["--to", to, "--state"])
+        .arg(&state)
+        .args(extra)
+        .env("DOCKER_CONFIG", t.join("docker"))
+        .current_dir(t)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let started = Instant::now();
+    let mut child = cmd.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    Ran {
+        status: out.status.code(),
+        stderr,
+        took: started.elapsed(),
+    }
+}
+
+/// The fixture layout, packed and signed once per test directory.
+fn bundle(t: &Path) -> (PathBuf, PathBuf) {
+    let b = t.join("b.airlock");
+    if b.exists() {
+        return (b, t.join("signer.pub"));
+    }
+    packed(t, &[&format!("oci:{}", layout().display())])
+}
+
+/// Hides ports and the test's directory.
+fn filters(t: &Path) -> Vec<(String, &'static str)> {
+    vec![
+        (r"127\.0\.0\.1:\d+".to_string(), "[REG]"),
+        (t.display().to_string().replace('.', r"\."), "[DIR]"),
+        (r"sha256:[0-9a-f]{64}".to_string(), "[DIGEST]"),
+    ]
+}
+
+macro_rules! snapshot {
+    ($t:expr, $text:expr, @$snap:literal) => {
+        let f = filters($t);
+        let f: Vec<(&str, &str)> = f.iter().map(|(a, b)| (a.as_str(), *b)).collect();
+        insta::with_settings!({filters => f}, {
+            insta::assert_snapshot!($text, @$snap);
+        });
+    };
+}
+
+fn docker_config(t: &Path, json: &str) {
+    std::fs::create_dir_all(t.join("docker")).unwrap();
+    std::fs::write(t.join("docker/config.json"), json).unwrap();
+}
+
+fn htpasswd_registry() -> Registry {
+    Registry::start(Config {
+        basic: Some(("alice", "s3cret-pass")),
+        ..Default::default()
+    })
+}
+
+#[test]
+fn a_registry_that_is_down_is_given_up_on_in_under_30_s_and_said_once() {
+    let t = scratch();
+    bundle(t.path());
+    let to = format!("127.0.0.1:{}", free_port());
+    let r = import(t.path(), &to, &["--plain-http", &to], &[], "");
+    assert_eq!(r.status, Some(1));
+    assert!(r.took < Duration::from_secs(30), "took {:?}", r.took);
+    snapshot!(t.path(), r.stderr, @r"
+    airlock: error: GET http://[REG]/v2/: connection failed, nothing answers there (io: Connection refused (os error 111)); gave up after 20 s of retries
+      hint: check the host name, the port, proxies (HTTPS_PROXY, NO_PROXY) and that the registry is up
+    ");
+}
+
+#[test]
+fn a_registry_that_dies_mid_run_ends_it_promptly_with_one_cause() {
+    let reg = Registry::start(Config::default());
+    let proxy = StatusProxy::dying(reg.port, "PUT ", "/blobs/uploads/");
+    let to = format!("127.0.0.1:{}", proxy.port);
+    let t = scratch();
+    bundle(t.path());
+    let r = import(t.path(), &to, &["--plain-http", &to, "-j", "1"], &[], "");
+    assert_eq!(r.status, Some(1));
+    assert_eq!(proxy.answered.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert!(r.took < Duration::from_secs(30), "took {:?}", r.took);
+    snapshot!(t.path(), r.stderr, @r"
+    airlock: error: HEAD http://[REG]/v2/layout/blobs/[DIGEST]: connection failed, nothing answers there (io: Connection refused (os error 111)); gave up after 20 s of retries
+      hint: check the host name, the port, proxies (HTTPS_PROXY, NO_PROXY) and that the registry is up
+    ");
+}
+
+#[test]
+fn an_unknown_host_is_not_retried() {
+    let t = scratch();
+    bundle(t.path());
+    let r = import(t.path(), "no-such-host.invalid", &[], &[], "");
+    assert_eq!(r.status, Some(1));
+    assert!(r.took < Duration::from_secs(5), "took {:?}", r.took);
+    snapshot!(t.path(), r.stderr, @r"
+    airlock: error: GET https://no-such-host.invalid/v2/: unknown host, the name does not resolve (io: failed to lookup address information: Name or service not known)
+      hint: check the host name (and the DNS or /etc/hosts entry that should resolve it)
+    ");
+}
+
+#[test]
+fn a_wrong_password_and_no_login_are_told_apart() {
+    let reg = htpasswd_registry();
+    let h = reg.host.as_str();
+    let t = scratch();
+    bundle(t.path());
+    let wrong = import(
+        t.path(),
+        h,
+        &["--plain-http", h, "--username", "alice", "--password-stdin"],
+        &[],
+        "not-the-password\n",
+    );
+    assert_eq!(wrong.status, Some(1));
+    snapshot!(t.path(), wrong.stderr, @r"
+    airlock: error: the registry refused the credentials for alice from --username (GET http://[REG]/v2/: HTTP 401); UNAUTHORIZED: authentication required
+      hint: check the password: `docker login [REG]` stores a new one, or pass --username USER --password-stdin
+    ");
+
+    let none = import(t.path(), h, &["--plain-http", h], &[], "");
+    assert_eq!(none.status, Some(1));
+    snapshot!(t.path(), none.stderr, @r"
+    airlock: error: the registry needs a login, and no credentials for [REG] were found in [DIR]/docker/config.json, which does not exist (GET http://[REG]/v2/: HTTP 401); UNAUTHORIZED: authentication required
+      hint: log in with `docker login [REG]`, or pass --username USER --password-stdin
+    ");
+
+    // A wrong password in docker's config names the file it came from.
+    docker_config(
+        t.path(),
+        r#"{"auths":{"HOST":{"auth":"YWxpY2U6b2xkLXBhc3N3b3Jk"}}}"#
+            .replace("HOST", h)
+            .as_str(),
+    );
+    let stale = import(t.path(), h, &["--plain-http", h], &[], "");
+    assert_eq!(stale.status, Some(1));
+    snapshot!(t.path(), stale.stderr, @r"
+    airlock: error: the registry refused the credentials for alice from [DIR]/docker/config.json (GET http://[REG]/v2/: HTTP 401); UNAUTHORIZED: authentication required
+      hint: check the password: `docker login [REG]` stores a new one, or pass --username USER --password-stdin
+    ");
+}
+
+#[test]
+fn a_plain_http_registry_without_plain_http_names_the_flag_once() {
+    let reg = Registry::start(Config::default());
+    let t = scratch();
+    bundle(t.path());
+    let r = import(t.path(), &reg.host, &[], &[], "");
+    assert_eq!(r.status, Some(1));
+    snapshot!(t.path(), r.stderr, @r"
+    airlock: error: GET https://[REG]/v2/: protocol error (io: received corrupt message of type InvalidContentType)
+      hint: if the registry speaks plain HTTP, pass --plain-http [REG]
+    ");
+}
+
+#[test]
+fn an_untrusted_certificate_names_ca_cert_once() {
+    let t = scratch();
+    let certs = Certs::make(&t.path().join("pki"));
+    let reg = Registry::start(Config {
+        tls: Some(&certs),
+        ..Default::default()
+    });
+    bundle(t.path());
+    let empty = t.path().join("no-certs.d");
+    let r = import(
+        t.path(),
+        &reg.host,
+        &["--certs-dir", empty.to_str().unwrap()],
+        &[],
+        "",
+    );
+    assert_eq!(r.status, Some(1));
+    snapshot!(t.path(), r.stderr, @r"
+    airlock: error: GET https://[REG]/v2/: TLS certificate not trusted (io: invalid peer certificate: UnknownIssuer)
+      hint: the registry's certificate is not trusted: pass its CA with --ca-cert FILE, put it in /etc/docker/certs.d/[REG]/ca.crt, or (only on a trusted network) --insecure [REG]
+    ");
+}
+
+#[test]
+fn a_403_on_the_first_push_stops_the_run() {
+    let reg = Registry::start(Config::default());
+    let proxy = StatusProxy::start(
+        reg.port,
+        "POST ",
+        "/blobs/uploads/",
+        "403 Forbidden",
+        "DENIED",
+    );
+    let to = format!("127.0.0.1:{}", proxy.port);
+    let t = scratch();
+    bundle(t.path());
+    let r = import(t.path(), &to, &["--plain-http", &to, "-j", "1"], &[], "");
+    assert_eq!(r.status, Some(1));
+    snapshot!(t.path(), r.stderr, @r"
+    airlock: error: the registry does not let this login push (POST http://[REG]/v2/layout/blobs/uploads/: HTTP 403); DENIED: answered by the test proxy
+      hint: the credentials are valid but may not push here; log in as a user who may, or ask the registry's administrator
+    ");
+    assert_eq!(
+        proxy.answered.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one refused push is enough to stop"
+    );
+}
+
+#[test]
+fn a_malformed_docker_config_is_reported_with_its_parse_error() {
+    let reg = htpasswd_registry();
+    let h = reg.host.as_str();
+    let t = scratch();
+    bundle(t.path());
+    docker_config(t.path(), r#"{"auths": {"#);
+    let r = import(t.path(), h, &["--plain-http", h], &[], "");
+    assert_eq!(r.status, Some(1));
+    snapshot!(t.path(), r.stderr, @r"
+    airlock: error: cannot read the credentials for [REG]: [DIR]/docker/config.json is not valid JSON (EOF while parsing an object at line 1 column 11)
+      hint: fix the docker config or the credential helper named above, or pass --username USER --password-stdin for [REG]
+    ");
+}
+
+#[test]
+fn a_credential_helper_that_is_missing_or_fails_is_reported() {
+    let reg = htpasswd_registry();
+    let h = reg.host.as_str();
+    let t = scratch();
+    bundle(t.path());
+    docker_config(t.path(), r#"{"credsStore": "airlock-test-absent"}"#);
+    let missing = import(t.path(), h, &["--plain-http", h], &[], "");
+    assert_eq!(missing.status, Some(1));
+    snapshot!(t.path(), missing.stderr, @r"
+    airlock: error: cannot read the credentials for [REG]: the credential helper docker-credential-airlock-test-absent (credsStore in [DIR]/docker/config.json) is not on PATH
+      hint: fix the docker config or the credential helper named above, or pass --username USER --password-stdin for [REG]
+    ");
+
+    // A helper that exits without reading its input, as a locked keychain
+    // does: its own failure is shown, not a broken pipe of ours.
+    let path = helper(
+        t.path(),
+        "airlock-test-locked",
+        "#!/bin/sh\necho 'error: the keychain is locked' >&2\necho 'second line' >&2\nexit 3\n",
+    );
+    docker_config(t.path(), r#"{"credsStore": "airlock-test-locked"}"#);
+    let fails = import(t.path(), h, &["--plain-http", h], &[("PATH", path)], "");
+    assert_eq!(fails.status, Some(1));
+    snapshot!(t.path(), fails.stderr, @r"
+    airlock: error: cannot read the credentials for [REG]: the credential helper docker-credential-airlock-test-locked (credsStore in [DIR]/docker/config.json) failed (exit status: 3): error: the keychain is locked
+      hint: fix the docker config or the credential helper named above, or pass --username USER --password-stdin for [REG]
+    ");
+}
+
+#[test]
+fn a_passing_failure_with_quiet_lists_the_image_and_says_run_again() {
+    let reg = Registry::start(Config::default());
+    let proxy = StatusProxy::start(
+        reg.port,
+        "PUT ",
+        "/manifests/app-1 ",
+        "500 Internal Server Error",
+        "UNKNOWN",
+    );
+    let to = format!("127.0.0.1:{}", proxy.port);
+    let t = scratch();
+    bundle(t.path());
+    let r = import(
+        t.path(),
+        &to,
+        &["--plain-http", &to, "--retries", "2"],
+        &[],
+        "",
+    );
+    assert_eq!(r.status, Some(1));
+    snapshot!(t.path(), r.stderr, @r"
+    failed localhost/layout:app-1 -> [REG]/layout:app-1: PUT http://[REG]/v2/layout/manifests/app-1: HTTP 500; UNKNOWN: answered by the test proxy
+    airlock: error: 1 image(s) failed (listed above)
+      hint: run the same command again to retry them; what went in is not sent again
+    ");
+}
+
+#[test]
+fn the_bearer_flow_tells_a_wrong_password_from_no_login_too() {
+    let token = TokenServer::start("tester", "tok-pass", 300);
+    let reg = Registry::start(Config {
+        token: Some(&token),
+        ..Default::default()
+    });
+    let h = reg.host.as_str();
+    let t = scratch();
+    bundle(t.path());
+    let wrong = import(
+        t.path(),
+        h,
+        &[
+            "--plain-http",
+            h,
+            "--username",
+            "tester",
+            "--password-stdin",
+        ],
+        &[],
+        "wrong\n",
+    );
+    assert_eq!(wrong.status, Some(1));
+    snapshot!(t.path(), wrong.stderr, @r"
+    airlock: error: the registry refused the credentials for tester from --username (token for GET http://[REG]/v2/ from http://[REG]/token: HTTP 401); UNAUTHORIZED: bad credentials
+      hint: check the password: `docker login [REG]` stores a new one, or pass --username USER --password-stdin
+    ");
+    let none = import(t.path(), h, &["--plain-http", h], &[], "");
+    assert_eq!(none.status, Some(1));
+    snapshot!(t.path(), none.stderr, @r"
+    airlock: error: the registry needs a login, and no credentials for [REG] were found in [DIR]/docker/config.json, which does not exist (token for GET http://[REG]/v2/ from http://[REG]/token: HTTP 401); UNAUTHORIZED: bad credentials
+      hint: log in with `docker login [REG]`, or pass --username USER --password-stdin
+    ");
+}
+
+/// Writes an executable `docker-credential-NAME` script into DIR/bin;
+/// returns a PATH with it first.
+fn helper(t: &Path, name: &str, script: &str) -> String {
+    let bin = t.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let file = bin.join(format!("docker-credential-{name}"));
+    std::fs::write(&file, script).unwrap();
+    let st = Command::new("chmod").arg("+x").arg(&file).status().unwrap();
+    assert!(st.success());
+    format!("{}:{}", bin.display(), std::env::var("PATH").unwrap())
+}
+
+#[test]
+fn a_credential_helper_gets_the_server_on_stdin_and_its_answer_logs_in() {
+    let reg = htpasswd_registry();
+    let h = reg.host.as_str();
+    let t = scratch();
+    bundle(t.path());
+    // Answers only for the server it is asked about, as docker's helpers do.
+    let script = format!(
+        "#!/bin/sh\n[ \"$1\" = get ] || exit 9\nread server\n[ \"$server\" = '{h}' ] || {{ echo \"asked for $server\" >&2; exit 4; }}\n\
+         echo '{{\"ServerURL\":\"{h}\",\"Username\":\"alice\",\"Secret\":\"s3cret-pass\"}}'\n"
+    );
+    let path = helper(t.path(), "airlock-test-ok", &script);
+    docker_config(
+        t.path(),
+        &format!(
+            r#"{{"credHelpers": {{"{h}": "airlock-test-ok"}}, "credsStore": "airlock-test-absent"}}"#
+        ),
+    );
+    let r = import(t.path(), h, &["--plain-http", h], &[("PATH", path)], "");
+    assert_eq!(r.status, Some(0), "{}", r.stderr);
+    assert_eq!(r.stderr, "");
+}
+
+#[test]
+fn a_broken_helper_does_not_stop_a_registry_that_asks_for_no_credentials() {
+    let reg = Registry::start(Config::default());
+    let h = reg.host.as_str();
+    let t = scratch();
+    bundle(t.path());
+    docker_config(t.path(), r#"{"credsStore": "airlock-test-absent"}"#);
+    let r = import(t.path(), h, &["--plain-http", h], &[], "");
+    assert_eq!(r.status, Some(0), "{}", r.stderr);
+    assert_eq!(r.stderr, "");
+}
