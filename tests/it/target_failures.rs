@@ -107,6 +107,7 @@ fn a_registry_that_is_down_is_given_up_on_in_under_30_s_and_said_once() {
     assert_eq!(r.status, Some(1));
     assert!(r.took < Duration::from_secs(30), "took {:?}", r.took);
     snapshot!(t.path(), r.stderr, @r"
+    airlock: warning: registry [REG] is not answering (connection refused); retrying for up to 20 s
     airlock: error: GET http://[REG]/v2/: connection failed, nothing answers there (io: Connection refused (os error 111)); gave up after 20 s of retries
       hint: check the host name, the port, proxies (HTTPS_PROXY, NO_PROXY) and that the registry is up
     ");
@@ -124,6 +125,7 @@ fn a_registry_that_dies_mid_run_ends_it_promptly_with_one_cause() {
     assert_eq!(proxy.answered.load(std::sync::atomic::Ordering::SeqCst), 1);
     assert!(r.took < Duration::from_secs(30), "took {:?}", r.took);
     snapshot!(t.path(), r.stderr, @r"
+    airlock: warning: registry [REG] is not answering (connection refused); retrying for up to 20 s
     airlock: error: HEAD http://[REG]/v2/layout/blobs/[DIGEST]: connection failed, nothing answers there (io: Connection refused (os error 111)); gave up after 20 s of retries
       hint: check the host name, the port, proxies (HTTPS_PROXY, NO_PROXY) and that the registry is up
     ");
