@@ -132,9 +132,11 @@ impl RegistryError {
             ureq::Error::Timeout(ureq::Timeout::Connect) | ureq::Error::ConnectionFailed => {
                 Failure::Unreachable(text)
             }
-            _ if text.contains("InvalidCertificate") || text.contains("UnknownIssuer") => {
-                Failure::Certificate(text)
-            }
+            // rustls's certificate errors reach us wrapped in I/O errors:
+            // "invalid peer certificate: UnknownIssuer", "…: NotValidForName",
+            // "…: Other(OtherError(CaUsedAsEndEntity))". None is cured by a
+            // retry, and each is a matter of trust, not of the network.
+            _ if is_certificate_text(&text) => Failure::Certificate(text),
             // rustls reading a plain-HTTP answer, wrapped in an I/O error.
             _ if text.contains("corrupt message") || text.contains("InvalidContentType") => {
                 Failure::Protocol(text)
@@ -253,7 +255,9 @@ impl RegistryError {
             Failure::Status(429) => "the registry is rate-limiting; wait, log in for a higher limit, or lower --jobs".into(),
             Failure::Status(s) if (500..600).contains(s) => "the registry failed; retry later or ask its administrator".into(),
             Failure::Status(_) => "see the registry's message".into(),
+            Failure::Certificate(t) if t.contains("CaUsedAsEndEntity") => format!("the registry presents a CA certificate (basicConstraints CA:TRUE) as its own, which TLS clients refuse even when it is trusted: give the registry a server certificate signed by that CA (CA:FALSE), or (only on a trusted network) --insecure {host}"),
             Failure::Certificate(_) => format!("the registry's certificate is not trusted: pass its CA with --ca-cert FILE, put it in /etc/docker/certs.d/{host}/ca.crt, or (only on a trusted network) --insecure {host}"),
+            Failure::Protocol(t) if t.starts_with(SPEAKS_TLS) => format!("the registry speaks HTTPS: drop --plain-http {host}"),
             Failure::Protocol(_) => format!("if the registry speaks plain HTTP, pass --plain-http {host}"),
             Failure::Connection(_) | Failure::Unreachable(_) => "check the host name, the port, proxies (HTTPS_PROXY, NO_PROXY) and that the registry is up".into(),
             Failure::UnknownHost(_) => "check the host name (and the DNS or /etc/hosts entry that should resolve it)".into(),
@@ -325,6 +329,18 @@ impl fmt::Display for RegistryError {
 }
 
 impl std::error::Error for RegistryError {}
+
+/// How a plain-HTTP request to a TLS port is described (Go's servers, and
+/// so distribution, answer it with a 400 and this body).
+pub const SPEAKS_TLS: &str = "the server speaks HTTPS";
+
+/// Whether a transport error's text is rustls refusing the peer's
+/// certificate (whatever the reason: issuer, name, CA used as an end entity,
+/// expiry).
+fn is_certificate_text(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    t.contains("certificate") || t.contains("unknownissuer") || t.contains("notvalidforname")
+}
 
 /// Drops the query string: presigned URLs and token requests carry secrets.
 pub fn redact(url: &str) -> &str {

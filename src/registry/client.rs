@@ -32,7 +32,7 @@ use super::options::RegistryOptions;
 use super::origin::Origin;
 use super::retry::Budget;
 use super::tls;
-use crate::error::registry::{redact, Failure, Login, RegistryError};
+use crate::error::registry::{redact, Failure, Login, RegistryError, SPEAKS_TLS};
 use crate::error::Result;
 
 /// Every manifest type airlock reads. Schema 1 is listed last so that a
@@ -186,12 +186,24 @@ impl Client {
     /// in to is reported once, before any blob work.
     pub fn ping(&self) -> R<()> {
         let what = self.what(&Method::GET, "/v2/");
-        let resp = self.send(Method::GET, "/v2/", "", &[])?;
+        let mut resp = self.send(Method::GET, "/v2/", "", &[])?;
         if resp.status().is_success() {
-            Ok(())
-        } else {
-            Err(error_from(what, resp).on(&self.registry).concerns_target())
+            return Ok(());
         }
+        if resp.status() == 400 && self.origin.scheme == "http" {
+            // A TLS port asked in plain HTTP: Go's servers say so in the body.
+            let body = read_limited(&mut resp, 64 * 1024, &what).unwrap_or_default();
+            let text = String::from_utf8_lossy(&body);
+            if text.contains("HTTP request to an HTTPS server") {
+                let said = text.trim().chars().take(200).collect::<String>();
+                let kind = Failure::Protocol(format!("{SPEAKS_TLS}; it answered {said:?}"));
+                return Err(RegistryError::target(what, &self.registry, kind));
+            }
+            return Err(RegistryError::status(what, 400, &body)
+                .on(&self.registry)
+                .concerns_target());
+        }
+        Err(error_from(what, resp).on(&self.registry).concerns_target())
     }
 
     /// The registry's credentials, looked up the first time they are
@@ -332,7 +344,7 @@ impl Client {
         let body = ureq::SendBody::from_reader(body);
         let req = self.build(&method, &url, &all, auth.as_deref(), body, &what)?;
         match self.agent.run(req) {
-            Ok(resp) => Ok(self.answered(&method, resp)),
+            Ok(resp) => Ok(self.answered(&what, &method, resp)),
             Err(e) => {
                 let err = RegistryError::transport(what, &e).on(&self.registry);
                 Err(self.noted(if err.is_temporary() {
@@ -346,12 +358,12 @@ impl Client {
 
     /// Notes what an answer says about the registry: a temporary failure
     /// counts toward the retry budget, anything else shows it is there.
-    fn answered(&self, method: &Method, resp: Response<Body>) -> Response<Body> {
+    fn answered(&self, what: &str, method: &Method, resp: Response<Body>) -> Response<Body> {
         let s = resp.status().as_u16();
         if s == 429 || s == 408 || (500..600).contains(&s) {
             let _ = self
                 .budget
-                .failed(RegistryError::status(format!("{method}"), s, b""));
+                .failed(RegistryError::status(what.to_string(), s, b""));
         } else {
             self.budget.success();
             if writes(method) && resp.status().is_success() {
@@ -510,10 +522,10 @@ impl Client {
                     let s = resp.status().as_u16();
                     let retryable = s == 429 || s == 408 || (500..600).contains(&s);
                     if !retryable {
-                        return Ok(self.answered(&method, resp));
+                        return Ok(self.answered(&what, &method, resp));
                     }
                     if attempt >= attempts {
-                        let resp = self.answered(&method, resp);
+                        let resp = self.answered(&what, &method, resp);
                         return match self.budget.spent() {
                             Some(spent) => Err(spent),
                             None => Ok(resp),

@@ -5,6 +5,12 @@
 //! that spent it. So giving up on a dead registry takes the window, however
 //! many images and blobs the run holds, and says why once.
 //!
+//! A registry that answers is not dead: one request that keeps getting a
+//! 5xx (a manifest the registry cannot store, while nothing else is in
+//! flight) fails on its own attempts, and only its image fails. Answers
+//! spend the budget only when two or more different requests failed
+//! through the whole window; nothing answering spends it alone.
+//!
 //! Each retry is logged at info level (`-v`); the first time one is under
 //! way for more than 2 s, a warning says so. Log lines name the request
 //! (URL without its query) and the failure, never credentials or tokens.
@@ -12,10 +18,11 @@
 //! Not here: which failures are worth a retry, or the backoff
 //! ([`super::client`]).
 
+use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::error::registry::RegistryError;
+use crate::error::registry::{Failure, RegistryError};
 
 /// A retry under way longer than this is announced without `-v`.
 const ANNOUNCE_AFTER: Duration = Duration::from_secs(2);
@@ -32,6 +39,8 @@ struct State {
     failing_since: Option<Instant>,
     /// The warning of this run of failures was given.
     warned: bool,
+    /// The requests that failed in this run of failures.
+    failing: HashSet<String>,
     /// What spent the budget: every later request fails with it.
     spent: Option<RegistryError>,
 }
@@ -55,6 +64,7 @@ impl Budget {
         let mut s = self.state.lock().expect("not poisoned");
         s.failing_since = None;
         s.warned = false;
+        s.failing.clear();
     }
 
     /// A request failed with a temporary `err` and wants to try again after
@@ -68,7 +78,12 @@ impl Budget {
     ) -> Result<Duration, RegistryError> {
         let mut s = self.state.lock().expect("not poisoned");
         let elapsed = self.note(&mut s, err)?;
-        let delay = wanted.min(self.window - elapsed);
+        // Past the window only one request is failing: its own attempts
+        // bound it.
+        let delay = match self.window.checked_sub(elapsed) {
+            Some(left) => wanted.min(left),
+            None => wanted,
+        };
         log::info!(
             "{err}; retry {attempt} in {:.1} s (retrying {} for up to {} s)",
             delay.as_secs_f64(),
@@ -77,8 +92,12 @@ impl Budget {
         );
         if !s.warned && elapsed + delay > ANNOUNCE_AFTER {
             s.warned = true;
+            let state = match err.kind {
+                Failure::Status(_) => "is failing",
+                _ => "is not answering",
+            };
             log::warn!(
-                "registry {} is not answering ({}); retrying for up to {} s",
+                "registry {} {state} ({}); retrying for up to {} s",
                 self.registry,
                 err.brief(),
                 self.window.as_secs()
@@ -106,7 +125,9 @@ impl Budget {
         }
         let now = Instant::now();
         let elapsed = now - *s.failing_since.get_or_insert(now);
-        if elapsed >= self.window {
+        s.failing.insert(err.request.clone());
+        let nothing_answers = matches!(err.kind, Failure::Unreachable(_) | Failure::Connection(_));
+        if elapsed >= self.window && (nothing_answers || s.failing.len() > 1) {
             let mut spent = err.clone().on(&self.registry).concerns_target();
             spent.gave_up_after = Some(u32::try_from(self.window.as_secs()).unwrap_or(u32::MAX));
             s.spent = Some(spent.clone());
@@ -119,7 +140,6 @@ impl Budget {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::registry::Failure;
 
     fn refused() -> RegistryError {
         let mut e = RegistryError::status("GET http://r/v2/".into(), 503, b"");
@@ -144,6 +164,27 @@ mod tests {
             spent.to_string(),
             "GET http://r/v2/: connection failed, nothing answers there (Connection refused); \
              gave up after 0 s of retries"
+        );
+    }
+
+    #[test]
+    fn one_request_answered_with_5xx_does_not_spend_the_budget() {
+        let b = Budget::new("r:5000", Duration::from_millis(100));
+        let put = RegistryError::status("PUT http://r/v2/a/manifests/1".into(), 503, b"");
+        b.retry(&put, 1, Duration::ZERO).unwrap();
+        std::thread::sleep(Duration::from_millis(120));
+        let d = b.retry(&put, 2, Duration::from_millis(5)).unwrap();
+        assert_eq!(
+            d,
+            Duration::from_millis(5),
+            "its own backoff, past the window"
+        );
+        assert!(b.spent().is_none());
+        let head = RegistryError::status("HEAD http://r/v2/a/blobs/x".into(), 503, b"");
+        let spent = b.retry(&head, 1, Duration::ZERO).unwrap_err();
+        assert!(
+            spent.is_whole_target(),
+            "two requests failing: the registry's failure"
         );
     }
 

@@ -198,6 +198,70 @@ fn a_plain_http_registry_without_plain_http_names_the_flag_once() {
     ");
 }
 
+/// The reverse mistake: `--plain-http` for a registry that speaks TLS.
+/// (It said "HTTP 400, see the registry's message" and showed no message.)
+#[test]
+fn plain_http_to_a_tls_registry_says_to_drop_the_flag() {
+    let t = scratch();
+    let certs = Certs::make(&t.path().join("pki"));
+    let reg = Registry::start(Config {
+        tls: Some(&certs),
+        ..Default::default()
+    });
+    bundle(t.path());
+    let r = import(t.path(), &reg.host, &["--plain-http", &reg.host], &[], "");
+    assert_eq!(r.status, Some(1));
+    snapshot!(t.path(), r.stderr, @r#"
+    airlock: error: GET http://[REG]/v2/: protocol error (the server speaks HTTPS; it answered "Client sent an HTTP request to an HTTPS server.")
+      hint: the registry speaks HTTPS: drop --plain-http [REG]
+    "#);
+}
+
+/// A self-signed certificate made the usual way (`openssl req -x509`, so
+/// CA:TRUE) served as the registry's own, even with `--ca-cert` naming it:
+/// a matter of trust, said at once with what to change. (It was retried as
+/// a network failure for the whole window, with the "check the host name"
+/// hint.)
+#[test]
+fn a_ca_certificate_served_as_the_registrys_own_is_said_at_once() {
+    let t = scratch();
+    let dir = t.path().join("selfsigned");
+    std::fs::create_dir_all(&dir).unwrap();
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .args(["-keyout", "server.key", "-out", "server.crt"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let certs = Certs {
+        ca: dir.join("server.crt"),
+        cert: dir.join("server.crt"),
+        key: dir.join("server.key"),
+    };
+    let reg = Registry::start(Config {
+        tls: Some(&certs),
+        ..Default::default()
+    });
+    bundle(t.path());
+    let ca = certs.ca.to_str().unwrap();
+    let r = import(t.path(), &reg.host, &["--ca-cert", ca], &[], "");
+    assert_eq!(r.status, Some(1));
+    snapshot!(t.path(), r.stderr, @r"
+    airlock: error: GET https://[REG]/v2/: TLS certificate not trusted (io: invalid peer certificate: Other(OtherError(CaUsedAsEndEntity)))
+      hint: the registry presents a CA certificate (basicConstraints CA:TRUE) as its own, which TLS clients refuse even when it is trusted: give the registry a server certificate signed by that CA (CA:FALSE), or (only on a trusted network) --insecure [REG]
+    ");
+}
+
 #[test]
 fn an_untrusted_certificate_names_ca_cert_once() {
     let t = scratch();
@@ -319,6 +383,43 @@ fn a_passing_failure_with_quiet_lists_the_image_and_says_run_again() {
     airlock: error: 1 image(s) failed (listed above)
       hint: run the same command again to retry them; what went in is not sent again
     ");
+}
+
+/// One manifest the registry keeps answering 503 (Retry-After: 5) for
+/// longer than the retry window, while nothing else is in flight: the
+/// registry answers, so only that image fails and the others go in. (The
+/// per-run budget took the lone failing request for a dead registry and
+/// ended the whole import after 20 s, with one error and no list.)
+#[test]
+fn one_manifest_failing_past_the_retry_window_fails_only_its_image() {
+    let reg = Registry::start(Config::default());
+    let proxy = StatusProxy::start(
+        reg.port,
+        "PUT ",
+        "/manifests/app-1 ",
+        "503 Service Unavailable",
+        "UNAVAILABLE",
+    );
+    let to = format!("127.0.0.1:{}", proxy.port);
+    let t = scratch();
+    bundle(t.path());
+    let r = import(t.path(), &to, &["--plain-http", &to, "-j", "1"], &[], "");
+    assert_eq!(r.status, Some(1));
+    assert_eq!(proxy.answered.load(std::sync::atomic::Ordering::SeqCst), 6);
+    snapshot!(t.path(), r.stderr, @r"
+    airlock: warning: registry [REG] is failing (HTTP 503); retrying for up to 20 s
+    failed localhost/layout:app-1 -> [REG]/layout:app-1: PUT http://[REG]/v2/layout/manifests/app-1: HTTP 503; UNAVAILABLE: answered by the test proxy
+    airlock: error: 1 image(s) failed (listed above)
+      hint: run the same command again to retry them; what went in is not sent again
+    ");
+    for tag in ["base", "app-2", "arm-1", "multi"] {
+        let source = skopeo_digest(&format!("oci:{}:{tag}", layout().display()), t.path());
+        assert_eq!(
+            reg.digest(&format!("layout:{tag}"), &["--tls-verify=false"]),
+            source,
+            "{tag}"
+        );
+    }
 }
 
 #[test]

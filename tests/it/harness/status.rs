@@ -121,9 +121,15 @@ fn handle(
         answered.fetch_add(1, Ordering::SeqCst);
         let body =
             format!(r#"{{"errors":[{{"code":"{code}","message":"answered by the test proxy"}}]}}"#);
+        // A 503 asks for a retry after 5 s, as a registry that is busy does.
+        let retry_after = if status.starts_with("503") {
+            "Retry-After: 5\r\n"
+        } else {
+            ""
+        };
         return write!(
             conn,
-            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{retry_after}Connection: close\r\n\r\n{body}",
             body.len()
         );
     }
