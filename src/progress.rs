@@ -15,7 +15,7 @@
 //! line keeps its own fixed `MiB` figures (one decimal) so that log lines
 //! stay comparable; bars use indicatif's units.
 
-use std::io::{self, IsTerminal, Read};
+use std::io::{self, IsTerminal, Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -339,7 +339,10 @@ impl<R: Read> Read for Counted<R> {
 /// (`cli/`) and retry notices go through here.
 pub fn eprint_line(line: &str) {
     let live = LIVE.lock().expect("not poisoned").clone();
-    above(live.as_ref(), || eprintln!("{line}"));
+    // A closed or full stderr loses the line; it must not abort the work.
+    above(live.as_ref(), || {
+        let _ = writeln!(io::stderr(), "{line}");
+    });
 }
 
 /// Runs `print` with the bars of `live` cleared, then draws them again

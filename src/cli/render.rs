@@ -29,6 +29,15 @@ use super::args::OutputArgs;
 
 /// `println!` that does not panic: when standard output is closed (`| head
 /// -1`), the process ends as a SIGPIPE death would; see [`out_line`].
+/// `eprintln!` that cannot panic: a closed or full standard error loses the
+/// line (there is nowhere left to say anything) but never aborts the work.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 macro_rules! outln {
     () => {
         out_line(format_args!(""))
@@ -127,7 +136,7 @@ pub fn report<T: serde::Serialize>(out: &OutputArgs, value: &T, text: impl FnOnc
 /// order). Each note is one line, naming files from the input.
 pub fn notices(notes: &[String]) {
     for note in notes {
-        eprintln!("note: {}", Shown(note));
+        errln!("note: {}", Shown(note));
     }
 }
 
@@ -137,7 +146,7 @@ fn size(bytes: u64) -> BinaryBytes {
 
 pub fn keygen(files: &KeyFiles) {
     outln!("{}", files.key_id);
-    eprintln!(
+    errln!(
         "wrote private key {} (keep it secret) and public key {}",
         Shown(files.private.display()),
         Shown(files.public.display())
@@ -145,7 +154,7 @@ pub fn keygen(files: &KeyFiles) {
 }
 
 pub fn packed(s: &PackSummary, key_id: Option<&str>) {
-    eprintln!(
+    errln!(
         "packed {} image(s), {} blob(s), {} into {}{}",
         s.images,
         s.blobs,
@@ -189,7 +198,7 @@ pub fn imported(report: &ImportReport) {
     }
     for i in &report.images {
         if let Some(old) = &i.tag_moves_from {
-            eprintln!(
+            errln!(
                 "warning: tag {} names {old} now; this import would move it to {}",
                 Shown(&i.target),
                 i.digest
@@ -216,7 +225,7 @@ pub fn imported(report: &ImportReport) {
 /// `-q` and `--json`, whose output does not list them as text.
 pub fn import_failures(report: &ImportReport) {
     for i in report.failures() {
-        eprintln!(
+        errln!(
             "failed {} -> {}: {}",
             Shown(&i.source),
             Shown(&i.target),
@@ -228,29 +237,29 @@ pub fn import_failures(report: &ImportReport) {
 pub fn repaired(report: &RepairReport) {
     if report.rewritten.is_empty() && report.moved.is_empty() {
         if report.parity {
-            eprintln!("nothing to repair: every volume and parity file checks out");
+            errln!("nothing to repair: every volume and parity file checks out");
         } else {
-            eprintln!("nothing to repair: the bundle checks out (it has no parity)");
+            errln!("nothing to repair: the bundle checks out (it has no parity)");
         }
     }
     for line in &report.moved {
-        eprintln!("moved {}", Shown(line));
+        errln!("moved {}", Shown(line));
     }
     for line in &report.rewritten {
-        eprintln!("rewrote {}", Shown(line));
+        errln!("rewrote {}", Shown(line));
     }
     if report.shards_rebuilt > 0 {
-        eprintln!(
+        errln!(
             "repaired: {} shard(s) rebuilt; the bundle checks out",
             report.shards_rebuilt
         );
     } else if !report.rewritten.is_empty() || !report.moved.is_empty() {
-        eprintln!("repaired: the bundle checks out");
+        errln!("repaired: the bundle checks out");
     }
 }
 
 pub fn exported(n: usize, to: &str) {
-    eprintln!("exported {n} image(s) to {}", Shown(to));
+    errln!("exported {n} image(s) to {}", Shown(to));
 }
 
 /// The `inspect` table: the bundle, then one block per image, with the

@@ -241,6 +241,44 @@ fn a_closed_stdout_ends_quietly_as_sigpipe_would() {
     assert!(!run.stderr().contains("panicked"), "{}", run.stderr());
 }
 
+/// Standard error gone (a closed pipe, a full device): the work goes on
+/// and ends as it would, the lines lost. (The first note or progress line
+/// panicked, exit 101, leaving no bundle.)
+#[test]
+fn a_closed_or_full_stderr_does_not_stop_the_work() {
+    let t = scratch();
+    let dir = t.path();
+    let src = format!("oci:{}", layout().display());
+    let (key, public) = keys(dir, "k");
+    let key = key.to_str().unwrap().to_string();
+    let run_with_stderr = |stderr: Stdio, out: &str| {
+        Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .args(["-v", "pack", "--key", &key, "-o", out, &src])
+            .env("AIRLOCK_PROGRESS_EVERY_MS", "1")
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .status()
+            .unwrap()
+    };
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let status = run_with_stderr(full.into(), "full.airlock");
+    assert!(status.success(), "stderr on /dev/full: {status:?}");
+    let mut fds = [0; 2];
+    // SAFETY: as in with_closed_stdout.
+    let writer = unsafe {
+        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+        libc::close(fds[0]);
+        OwnedFd::from_raw_fd(fds[1])
+    };
+    let status = run_with_stderr(writer.into(), "closed.airlock");
+    assert!(status.success(), "stderr a closed pipe: {status:?}");
+    for b in ["full.airlock", "closed.airlock"] {
+        airlock(&["verify", b, "--pub", public.to_str().unwrap()], dir).ok();
+    }
+}
+
 fn inspect_json(bundle: &Path) -> serde_json::Value {
     let out = airlock(
         &["inspect", "--json", bundle.to_str().unwrap()],
