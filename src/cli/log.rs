@@ -21,7 +21,7 @@ impl Log for Logger {
     }
 
     fn log(&self, record: &Record) {
-        if self.filter.matches(record) {
+        if self.filter.matches(record) && !leaks(record) {
             let level = match record.level() {
                 Level::Error => "error",
                 Level::Warn => "warning",
@@ -34,6 +34,13 @@ impl Log for Logger {
     }
 
     fn flush(&self) {}
+}
+
+/// Trace records of the HTTP and TLS crates: ureq's trace level dumps
+/// each request raw, `Authorization` header and all, so no filter may let
+/// a password or token out that way. Their debug level redacts headers.
+fn leaks(record: &Record) -> bool {
+    record.level() == Level::Trace && !record.target().starts_with("airlock")
 }
 
 /// Installs the logger for `verbose` times `-v`. Other crates (ureq,

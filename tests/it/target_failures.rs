@@ -422,6 +422,46 @@ fn one_manifest_failing_past_the_retry_window_fails_only_its_image() {
     }
 }
 
+/// `RUST_LOG=trace` turns on ureq's raw dump of each request, which holds
+/// the `Authorization` header: no log level may print the password or its
+/// base64 (it did, at every request).
+#[test]
+fn no_log_level_prints_the_password() {
+    let reg = htpasswd_registry();
+    let t = scratch();
+    bundle(t.path());
+    let r = import(
+        t.path(),
+        &reg.host,
+        &[
+            "--plain-http",
+            &reg.host,
+            "--username",
+            "alice",
+            "--password-stdin",
+        ],
+        &[("RUST_LOG", "trace".to_string())],
+        "s3cret-pass\n",
+    );
+    assert_eq!(r.status, Some(0), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("airlock: debug:"),
+        "the logger ran: {}",
+        r.stderr
+    );
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode("alice:s3cret-pass");
+    for secret in ["s3cret-pass", basic.as_str()] {
+        assert!(!r.stderr.contains(secret), "{secret} in the log");
+    }
+    // ureq's dump is hex with a text column, 16 bytes a line, so the
+    // base64 is cut across lines: the header's name shows the dump.
+    assert!(
+        !r.stderr.to_ascii_lowercase().contains("authorization:"),
+        "a raw request dump in the log"
+    );
+}
+
 #[test]
 fn the_bearer_flow_tells_a_wrong_password_from_no_login_too() {
     let token = TokenServer::start("tester", "tok-pass", 300);

@@ -262,7 +262,10 @@ fn a_closed_or_full_stderr_does_not_stop_the_work() {
             .status()
             .unwrap()
     };
-    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
     let status = run_with_stderr(full.into(), "full.airlock");
     assert!(status.success(), "stderr on /dev/full: {status:?}");
     let mut fds = [0; 2];
