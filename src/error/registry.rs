@@ -50,6 +50,10 @@ pub enum Failure {
     },
     /// A 403 on the first request that writes: this login may not push.
     PushDenied,
+    /// A 401 to one request with credentials the registry accepted for
+    /// others: this login may not reach that repository (with Bearer auth,
+    /// `insufficient_scope`). Only the images that need it fail.
+    AccessDenied(Box<Login>),
     /// The credentials could not be read: a malformed docker config, or a
     /// credential helper missing or failing.
     CredentialStore(String),
@@ -231,7 +235,9 @@ impl RegistryError {
     pub fn status_code(&self) -> Option<u16> {
         match self.kind {
             Failure::Status(s) => Some(s),
-            Failure::CredentialsRefused(_) | Failure::NotLoggedIn { .. } => Some(401),
+            Failure::CredentialsRefused(_)
+            | Failure::NotLoggedIn { .. }
+            | Failure::AccessDenied(_) => Some(401),
             Failure::PushDenied => Some(403),
             _ => None,
         }
@@ -264,6 +270,7 @@ impl RegistryError {
             Failure::CredentialsRefused(_) => format!("check the password: `docker login {host}` stores a new one, or pass --username USER --password-stdin"),
             Failure::NotLoggedIn { .. } => format!("log in with `docker login {host}`, or pass --username USER --password-stdin"),
             Failure::PushDenied => "the credentials are valid but may not push here; log in as a user who may, or ask the registry's administrator".into(),
+            Failure::AccessDenied(login) => format!("{} may not use this repository; log in as a user who may, or ask the registry's administrator", Shown(&login.user)),
             Failure::CredentialStore(_) => format!("fix the docker config or the credential helper named above, or pass --username USER --password-stdin for {host}"),
         }
     }
@@ -291,6 +298,12 @@ impl fmt::Display for RegistryError {
             Failure::PushDenied => write!(
                 f,
                 "the registry does not let this login push ({}: HTTP 403)",
+                Shown(&self.request)
+            )?,
+            Failure::AccessDenied(login) => write!(
+                f,
+                "the registry refused {} access to this repository, though it accepted the credentials for others ({}: HTTP 401)",
+                Shown(&login.user),
                 Shown(&self.request)
             )?,
             Failure::CredentialStore(t) => write!(

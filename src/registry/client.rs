@@ -93,6 +93,9 @@ pub struct Client {
     /// A request that writes (POST, PUT, PATCH) succeeded: a 403 after that
     /// concerns one repository, before it the whole login.
     wrote: AtomicBool,
+    /// Credentials this client sent were accepted once: a later 401 is
+    /// about one repository, not the login.
+    accepted: AtomicBool,
     /// The first failure of the whole registry a request returned.
     target_failure: Mutex<Option<RegistryError>>,
     /// A request gave up on a temporary failure (5xx, a cut connection).
@@ -147,6 +150,7 @@ impl Client {
             backoff: opts.backoff,
             budget: Budget::new(registry, opts.retry_window),
             wrote: AtomicBool::new(false),
+            accepted: AtomicBool::new(false),
             target_failure: Mutex::new(None),
             transient: AtomicBool::new(false),
         })
@@ -237,6 +241,16 @@ impl Client {
         };
         let kind = match (sent, self.found()) {
             (_, Err(e)) => return e,
+            // Accepted before, refused here: this repository, not the login.
+            (true, Ok(Some(f))) if self.accepted.load(Ordering::Relaxed) => {
+                let mut e = RegistryError::status(what, 401, b"").on(&self.registry);
+                e.kind = Failure::AccessDenied(Box::new(Login {
+                    user: f.user.clone(),
+                    from: f.from.clone(),
+                }));
+                e.codes = base.codes;
+                return e;
+            }
             (true, Ok(Some(f))) => Failure::CredentialsRefused(Box::new(Login {
                 user: f.user.clone(),
                 from: f.from.clone(),
@@ -519,6 +533,9 @@ impl Client {
                     return Err(e);
                 }
                 Ok(resp) => {
+                    if auth.is_some() && self.is_own(&url) {
+                        self.accepted.store(true, Ordering::Relaxed);
+                    }
                     let s = resp.status().as_u16();
                     let retryable = s == 429 || s == 408 || (500..600).contains(&s);
                     if !retryable {
@@ -656,6 +673,9 @@ impl Client {
             let err = match result {
                 Ok(mut resp) if resp.status().is_success() => {
                     self.budget.success();
+                    if found.is_some() {
+                        self.accepted.store(true, Ordering::Relaxed);
+                    }
                     let body = read_limited(&mut resp, SMALL_BODY, &token_what)?;
                     return parse_token(&body)
                         .ok_or_else(|| RegistryError::status(token_what.clone(), 200, b""));

@@ -462,6 +462,53 @@ fn no_log_level_prints_the_password() {
     );
 }
 
+/// A 401 to one repository's manifest, with credentials the registry
+/// accepted for everything else: that image fails, the others go in. (It
+/// was said as "the registry refused the credentials; check the password"
+/// and ended the run, though four of five tags were in.)
+#[test]
+fn a_401_for_one_repository_after_the_login_worked_fails_only_that_image() {
+    let reg = htpasswd_registry();
+    let proxy = StatusProxy::start(
+        reg.port,
+        "PUT ",
+        "/manifests/app-1 ",
+        "401 Unauthorized",
+        "UNAUTHORIZED",
+    );
+    let to = format!("127.0.0.1:{}", proxy.port);
+    let t = scratch();
+    bundle(t.path());
+    let r = import(
+        t.path(),
+        &to,
+        &[
+            "--plain-http",
+            &to,
+            "--username",
+            "alice",
+            "--password-stdin",
+        ],
+        &[],
+        "s3cret-pass\n",
+    );
+    assert_eq!(r.status, Some(1));
+    snapshot!(t.path(), r.stderr, @r"
+    failed localhost/layout:app-1 -> [REG]/layout:app-1: the registry refused alice access to this repository, though it accepted the credentials for others (PUT http://[REG]/v2/layout/manifests/app-1: HTTP 401); UNAUTHORIZED: answered by the test proxy
+    airlock: error: 1 image(s) failed (listed above)
+      hint: each image's reason says what to change before it can go in
+    ");
+    let creds = ["--tls-verify=false", "--creds", "alice:s3cret-pass"];
+    for tag in ["base", "app-2", "arm-1", "multi"] {
+        let source = skopeo_digest(&format!("oci:{}:{tag}", layout().display()), t.path());
+        assert_eq!(
+            reg.digest(&format!("layout:{tag}"), &creds),
+            source,
+            "{tag}"
+        );
+    }
+}
+
 #[test]
 fn the_bearer_flow_tells_a_wrong_password_from_no_login_too() {
     let token = TokenServer::start("tester", "tok-pass", 300);
