@@ -151,6 +151,18 @@ fn is_output_of(target_name: &str, file_name: &str) -> bool {
     }
 }
 
+/// Whether `path` (named as a volume or parity file of a bundle) holds
+/// one: a volume label or the parity header at its start. A file that only
+/// has such a name (`backup.2024`) is someone else's, never removed.
+fn is_airlock_file(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 8];
+    let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head));
+    read.is_ok()
+        && (&head == crate::bundle::format::PARITY_TAG
+            || crate::bundle::volume::read_label(path).is_ok())
+}
+
 fn dir_and_name(target: &Path) -> Option<(PathBuf, String)> {
     let name = target.file_name()?.to_str()?.to_string();
     let dir = match target.parent() {
@@ -177,6 +189,7 @@ pub fn existing_outputs(target: &Path) -> Vec<PathBuf> {
                 .is_some_and(|n| is_output_of(&name, n))
         })
         .map(|e| target.with_file_name(e.file_name()))
+        .filter(|path| path == target || is_airlock_file(path))
         .collect();
     found.sort();
     found

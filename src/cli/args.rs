@@ -271,6 +271,9 @@ pub struct ExportArgs {
     /// Images to export, by name [default: all].
     #[arg(value_name = "IMAGE")]
     pub images: Vec<String>,
+    /// Replace an existing docker-archive file.
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub trust: TrustArgs,
     #[command(flatten)]

@@ -192,7 +192,7 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
 
 pub fn export(args: ExportArgs) -> Result<()> {
     let target = ExportTarget::parse(&args.to)?;
-    ops::stdio::check_export_output(&target, args.output_args.json)?;
+    ops::stdio::check_export_output(&target, args.output_args.json, args.force)?;
     let bundle = open::trusted(&args.bundle, &args.trust)?;
     // Nothing leaves a bundle that `verify` would refuse.
     let bundle = bundle.verify(&Progress::hidden())?;

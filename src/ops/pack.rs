@@ -67,9 +67,7 @@ pub fn pack(req: PackRequest) -> Result<PackSummary> {
     if req.sources.is_empty() && req.all_tags.is_empty() && req.catalogs.is_empty() {
         return Err(Error::Usage("name at least one source to pack".into()));
     }
-    if !req.force {
-        refuse_to_clobber(&req.output)?;
-    }
+    refuse_to_clobber(&req.output, req.force)?;
     let specs: Vec<(String, SourceSpec)> = req
         .sources
         .iter()
@@ -130,8 +128,15 @@ pub fn pack(req: PackRequest) -> Result<PackSummary> {
 
 /// A pack replaces the bundle at `output`, and removes the volumes and
 /// parity of an older one of that name, only when asked to (`--force`).
-fn refuse_to_clobber(output: &Path) -> Result<()> {
+fn refuse_to_clobber(output: &Path, force: bool) -> Result<()> {
     if output == Path::new("-") {
+        return Ok(());
+    }
+    if std::fs::symlink_metadata(output).is_ok_and(|m| !m.is_file()) {
+        // A directory, a symlink or a device: refused even with --force.
+        return super::stdio::check_output_file(output, true, ("-o FILE", "-o -"));
+    }
+    if force {
         return Ok(());
     }
     let found = existing_outputs(output);

@@ -38,8 +38,54 @@ fn pack_output(output: &Path, json_report: bool, stdout_is_terminal: bool) -> Re
 
 /// `export --to docker-archive:-` writes the archive to standard output,
 /// with the same rules as `pack -o -`.
-pub fn check_export_output(target: &ExportTarget, json_report: bool) -> Result<()> {
-    export_output(target, json_report, std::io::stdout().is_terminal())
+pub fn check_export_output(target: &ExportTarget, json_report: bool, force: bool) -> Result<()> {
+    export_output(target, json_report, std::io::stdout().is_terminal())?;
+    match target {
+        ExportTarget::DockerArchive(file) if !target.is_stdout() => check_output_file(
+            file,
+            force,
+            ("--to docker-archive:FILE", "docker-archive:-"),
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// An output file is written beside its path and renamed over it, so what
+/// is there must be a regular file (a symlink would be replaced, not
+/// written through; a directory or a device cannot be replaced), and is
+/// replaced only with `--force`.
+/// `forms` is how to name a file and standard output, e.g. `("-o FILE", "-o -")`.
+pub fn check_output_file(path: &Path, force: bool, forms: (&str, &str)) -> Result<()> {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    let kind = if meta.file_type().is_symlink() {
+        Some("a symbolic link")
+    } else if meta.is_dir() {
+        Some("a directory")
+    } else if !meta.is_file() {
+        Some("not a regular file")
+    } else {
+        None
+    };
+    if let Some(kind) = kind {
+        return Err(Error::Refused {
+            what: path.display().to_string(),
+            reason: format!("it is {kind}; airlock writes a new file and renames it into place"),
+            hint: format!(
+                "name a regular file ({}), or {} for standard output",
+                forms.0, forms.1
+            ),
+        });
+    }
+    if force {
+        return Ok(());
+    }
+    Err(Error::Refused {
+        what: path.display().to_string(),
+        reason: "exists".into(),
+        hint: "pass --force to replace it, or choose another name".into(),
+    })
 }
 
 fn export_output(target: &ExportTarget, json_report: bool, stdout_is_terminal: bool) -> Result<()> {

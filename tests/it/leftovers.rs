@@ -497,3 +497,74 @@ fn export_refuses_a_bundle_whose_manifest_record_holds_an_index() {
     assert!(!t.path().join("out.tar").exists());
     assert_eq!(partials(t.path()), Vec::<PathBuf>::new());
 }
+
+/// An export to an existing docker-archive file replaced it without a
+/// word, and through a symlink it replaced the link itself (so
+/// `docker-archive:/dev/stdout`, run as root, turned /dev/stdout into a
+/// regular file). Now: refused without --force, and a path that is not a
+/// regular file is refused always.
+#[test]
+fn export_refuses_to_replace_a_file_and_never_replaces_a_symlink() {
+    let t = scratch();
+    let (bundle, public) = packed(t.path(), &[&format!("oci:{}:app-1", layout().display())]);
+    let file = t.path().join("a.tar");
+    std::fs::write(&file, b"keep me").unwrap();
+    let err = export(&bundle, &public, "docker-archive:a.tar", &[]).fails();
+    insta::assert_snapshot!(err, @r"
+    airlock: error: a.tar: exists
+      hint: pass --force to replace it, or choose another name
+    ");
+    assert_eq!(std::fs::read(&file).unwrap(), b"keep me");
+    export(&bundle, &public, "docker-archive:a.tar", &["--force"]).ok();
+    assert_ne!(std::fs::read(&file).unwrap(), b"keep me");
+
+    let elsewhere = t.path().join("elsewhere");
+    std::fs::write(&elsewhere, b"not this").unwrap();
+    std::os::unix::fs::symlink(&elsewhere, t.path().join("link.tar")).unwrap();
+    let err = export(&bundle, &public, "docker-archive:link.tar", &["--force"]).fails();
+    insta::assert_snapshot!(err, @r"
+    airlock: error: link.tar: it is a symbolic link; airlock writes a new file and renames it into place
+      hint: name a regular file (--to docker-archive:FILE), or docker-archive:- for standard output
+    ");
+    assert!(std::fs::symlink_metadata(t.path().join("link.tar"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(std::fs::read(&elsewhere).unwrap(), b"not this");
+}
+
+/// `pack -o DIR` packed everything, then failed to rename over the
+/// directory; and `--force` removed any file named like a volume or parity
+/// of the bundle (`backup.2024`, `backup.parity`) whatever it held.
+#[test]
+fn pack_refuses_a_directory_and_force_removes_only_airlock_files() {
+    let t = scratch();
+    std::fs::create_dir(t.path().join("outdir")).unwrap();
+    let source = format!("oci:{}:app-1", layout().display());
+    let err = airlock(
+        &["pack", "-q", "--force", "-o", "outdir", &source],
+        t.path(),
+    )
+    .fails();
+    insta::assert_snapshot!(err, @r"
+    airlock: error: outdir: it is a directory; airlock writes a new file and renames it into place
+      hint: name a regular file (-o FILE), or -o - for standard output
+    ");
+
+    for name in ["b.airlock.2024", "b.airlock.parity"] {
+        std::fs::write(t.path().join(name), b"someone else's").unwrap();
+    }
+    pack_app(t.path(), "app-1", &["--split", "1M", "--parity", "10"]).ok();
+    pack_app(t.path(), "app-2", &["--force"]).ok();
+    for name in ["b.airlock.2024", "b.airlock.parity"] {
+        assert_eq!(
+            std::fs::read(t.path().join(name)).unwrap(),
+            b"someone else's",
+            "{name}"
+        );
+    }
+    assert!(
+        !t.path().join("b.airlock.001").exists(),
+        "the old volume went"
+    );
+}
