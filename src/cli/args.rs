@@ -487,3 +487,78 @@ pub fn json_in_raw_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> b
         .take_while(|a| a != "--")
         .any(|a| a == "--json")
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every command at every depth, with its path (`airlock pack`).
+    fn commands() -> Vec<(String, clap::Command)> {
+        fn walk(path: String, cmd: &clap::Command, out: &mut Vec<(String, clap::Command)>) {
+            for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                let p = format!("{path} {}", sub.get_name());
+                out.push((p.clone(), sub.clone()));
+                walk(p, sub, out);
+            }
+        }
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut out = Vec::new();
+        walk("airlock".into(), &cmd, &mut out);
+        out
+    }
+
+    #[test]
+    fn the_tree_is_walked() {
+        // Guards the two tests below against walking nothing.
+        let names: Vec<String> = commands().into_iter().map(|(p, _)| p).collect();
+        assert!(names.contains(&"airlock pack".to_string()), "{names:?}");
+        assert!(names.len() >= 9, "{names:?}");
+    }
+
+    #[test]
+    fn every_command_help_ends_with_two_or_three_examples_of_itself() {
+        for (path, mut cmd) in commands() {
+            // Commands that only group others show their children's.
+            if cmd.get_subcommands().next().is_some() && cmd.is_subcommand_required_set() {
+                continue;
+            }
+            let help = cmd.render_long_help().to_string();
+            let examples = help
+                .split_once("\nExamples:\n")
+                .unwrap_or_else(|| panic!("{path} --help has no Examples section:\n{help}"))
+                .1;
+            let lines: Vec<&str> = examples.lines().filter(|l| !l.trim().is_empty()).collect();
+            assert!(
+                (2..=3).contains(&lines.len()),
+                "{path}: {} examples:\n{examples}",
+                lines.len()
+            );
+            for line in lines {
+                assert!(
+                    line.contains(&path),
+                    "{path}: example {line:?} is not of it"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_positional_has_a_description() {
+        let mut seen = 0;
+        for (path, cmd) in commands() {
+            for arg in cmd.get_positionals() {
+                seen += 1;
+                let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+                assert!(
+                    !help.trim().is_empty(),
+                    "{path}: positional {} has no description",
+                    arg.get_id()
+                );
+            }
+        }
+        assert!(seen >= 8, "only {seen} positionals found");
+    }
+}
