@@ -6,6 +6,9 @@
 //! called (clap's own, and `Error::Usage` found after parsing), 141 (a
 //! SIGPIPE death) when standard output was closed early, as in
 //! `airlock inspect B | head -1`.
+//!
+//! With `--json` (at any subcommand level), a failure is also printed as a
+//! JSON object on standard output (docs/json.md), clap's own refusals too.
 
 mod cli;
 
