@@ -369,6 +369,31 @@ fn the_checker_refuses_what_the_doc_does_not_say() {
 }
 
 #[test]
+fn every_error_kind_the_code_names_is_documented_and_no_other() {
+    // `Error::kind` is the one list in the code; read its arms.
+    let src =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/error/mod.rs"))
+            .unwrap();
+    let body = src
+        .split_once("pub fn kind(&self)")
+        .expect("Error::kind")
+        .1
+        .split_once("\n    }\n")
+        .unwrap()
+        .0;
+    let mut code: Vec<String> = body
+        .split("=> \"")
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap().to_string())
+        .collect();
+    code.sort();
+    let mut documented = doc().kinds;
+    documented.sort();
+    assert!(code.len() > 20, "{code:?}");
+    assert_eq!(code, documented);
+}
+
+#[test]
 fn every_local_json_output_is_versioned_and_documented_field_by_field() {
     let doc = doc();
     let t = scratch();
