@@ -18,21 +18,38 @@ use crate::util::*;
 
 /// The command names `airlock --help` lists.
 fn command_names(dir: &Path) -> Vec<String> {
-    let help = airlock(&["--help"], dir).ok().stdout();
-    let names: Vec<String> = help
-        .split_once("Commands:\n")
-        .expect("a Commands section")
-        .1
-        .lines()
+    let names = subcommands(dir, &[]);
+    assert!(names.contains(&"pack".to_string()), "{names:?}");
+    names
+}
+
+/// The subcommands `airlock PATH… --help` lists (none for a leaf).
+fn subcommands(dir: &Path, path: &[&str]) -> Vec<String> {
+    let mut args = path.to_vec();
+    args.push("--help");
+    let help = airlock(&args, dir).ok().stdout();
+    let Some((_, list)) = help.split_once("Commands:\n") else {
+        return Vec::new();
+    };
+    list.lines()
         .take_while(|l| l.starts_with("  "))
         // A wrapped description continues further in.
         .filter(|l| !l.starts_with("   "))
         .filter_map(|l| l.split_whitespace().next())
         .filter(|n| *n != "help")
         .map(str::to_string)
-        .collect();
-    assert!(names.contains(&"pack".to_string()), "{names:?}");
-    names
+        .collect()
+}
+
+/// `airlock-pack.1`, … for every command at every depth, as `--help`
+/// lists them.
+fn man_page_names(dir: &Path, path: &[&str], out: &mut Vec<String>) {
+    for name in subcommands(dir, path) {
+        let mut p = path.to_vec();
+        p.push(&name);
+        out.push(format!("airlock-{}.1", p.join("-")));
+        man_page_names(dir, &p, out);
+    }
 }
 
 /// Sources the bash script, then calls the function it registered for
@@ -184,11 +201,9 @@ fn man_dir_writes_a_page_per_command_and_an_unknown_command_is_named() {
     let dir = t.path().join("man1");
     std::fs::create_dir(&dir).unwrap();
     airlock(&["man", "--dir", dir.to_str().unwrap()], t.path()).ok();
-    let mut want: Vec<String> = command_names(t.path())
-        .iter()
-        .map(|n| format!("airlock-{n}.1"))
-        .collect();
-    want.push("airlock.1".into());
+    let mut want = vec!["airlock.1".to_string()];
+    man_page_names(t.path(), &[], &mut want);
+    assert!(want.contains(&"airlock-pack.1".to_string()), "{want:?}");
     want.sort();
     assert_eq!(entries(&dir), want);
 
