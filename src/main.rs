@@ -6,18 +6,33 @@
 //! called (clap's own, and `Error::Usage` found after parsing), 141 (a
 //! SIGPIPE death) when standard output was closed early, as in
 //! `airlock inspect B | head -1`.
+//!
+//! With `--json` (at any subcommand level), a failure is also printed as a
+//! JSON object on standard output (docs/json.md), clap's own refusals too.
 
 mod cli;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 use cli::args::{Cli, Command};
 use cli::{commands, render};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
+    let (cli, matches) = match matches {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            if e.use_stderr() && cli::args::json_in_raw_args(std::env::args_os()) {
+                render::usage_error_json(&e);
+            }
+            e.exit()
+        }
+    };
+    let json = cli::args::json_requested(&matches);
     cli::log::init(cli.verbose);
     let result = match cli.command {
         Command::Keygen(args) => commands::keygen(args),
@@ -27,11 +42,16 @@ fn main() -> ExitCode {
         Command::Repair(args) => commands::repair(args),
         Command::Inspect(args) => commands::inspect(args),
         Command::Export(args) => commands::export(args),
+        Command::Completion(args) => commands::completion(args),
+        Command::Man(args) => commands::man(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if render::is_closed_stdout(&e) => render::die_of_closed_stdout(),
         Err(e) => {
+            if json {
+                render::error_json(&e);
+            }
             render::error(&e);
             ExitCode::from(if e.is_usage() { 2 } else { 1 })
         }

@@ -22,16 +22,25 @@ use crate::plan::Plan;
 use crate::progress::Progress;
 use crate::source::Source;
 
+/// What `verify` checked; `verify --json` prints it (docs/json.md).
 #[derive(Clone, Debug, Serialize)]
 pub struct VerifyReport {
+    #[serde(rename = "image_count")]
     pub images: usize,
+    #[serde(rename = "blob_count")]
     pub blobs: usize,
     pub bytes: u64,
-    /// The key id that signed it, when one was checked.
+    /// The key id that signed it, when one was checked. Shown as a list
+    /// (empty: not checked), the signer's one shape in every report.
+    #[serde(serialize_with = "as_list")]
     pub signed_by: Option<String>,
     /// What opening found and did: volumes repaired from parity, files
     /// named out of order, damaged parity.
     pub notices: Vec<String>,
+}
+
+fn as_list<S: serde::Serializer>(value: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(value.iter())
 }
 
 /// Checks everything; all problems are reported together. Reached through

@@ -1,6 +1,6 @@
 //! Every flag of the `airlock` command line, in one place: each flag owns
-//! its help text, so `--help`, and later completions and the man page, come
-//! from these definitions.
+//! its help text, so `--help`, the shell completions (`airlock completion`)
+//! and the man pages (`airlock man`) all come from these definitions.
 //!
 //! Not for rules between flags beyond what clap states (`requires`,
 //! `conflicts_with`); those live in `airlock::ops`. Turning flags into
@@ -9,13 +9,20 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgMatches, Args, Parser, Subcommand};
 
 use airlock::model::{Platform, Reference};
 use airlock::registry::RegistryOptions;
 use airlock::{Error, Result};
 
 use super::size::{parse_media_size, parse_size};
+
+/// The "Examples:" section that ends each command's `--help` and man page.
+macro_rules! examples {
+    ($($line:literal),+ $(,)?) => {
+        concat!("Examples:", $("\n  ", $line),+)
+    };
+}
 
 #[derive(Parser)]
 #[command(
@@ -94,21 +101,66 @@ fn repository(s: &str) -> Result<String, String> {
 #[derive(Subcommand)]
 pub enum Command {
     /// Create an ed25519 signing key (NAME) and its public key (NAME.pub).
+    #[command(after_help = examples!(
+        "airlock keygen -o site.key",
+        "airlock keygen -o /secure/site-a.key --force",
+    ))]
     Keygen(KeygenArgs),
     /// Pack images into one signed bundle.
+    #[command(after_help = examples!(
+        "airlock pack -o app.airlock --key site.key reg.example.com/app:1.0 oci:./build",
+        "airlock pack -o dvd.airlock --key site.key --catalog reg.example.com --split 4.7G --parity 10",
+        "airlock pack -o base.airlock --key site.key --platform linux/amd64 -f images.txt --json",
+    ))]
     Pack(PackArgs),
     /// Check a bundle's signature and every blob, offline.
+    #[command(after_help = examples!(
+        "airlock verify --pub site.key.pub app.airlock",
+        "airlock verify --pub site.key.pub /media/dvd/",
+        "cat app.airlock | airlock verify --pub site.key.pub -",
+    ))]
     Verify(VerifyArgs),
     /// Verify a bundle, then push its images into a registry; a re-run
     /// continues where the last one stopped.
+    #[command(after_help = examples!(
+        "airlock import --pub site.key.pub --to reg.internal:5000 app.airlock",
+        "airlock import --pub site.key.pub --to reg.internal/mirror --dry-run app.airlock",
+        "airlock import --pub site.key.pub --to reg.internal --map docker.io/library=base app.airlock",
+    ))]
     Import(ImportArgs),
     /// Rebuild a bundle's damaged or missing volumes from its parity, on
     /// disk, then check the result.
+    #[command(after_help = examples!(
+        "airlock repair --pub site.key.pub /media/volumes/",
+        "airlock repair --json app.airlock.001",
+    ))]
     Repair(RepairArgs),
     /// Show what a bundle holds (does not check the signature).
+    #[command(after_help = examples!(
+        "airlock inspect app.airlock",
+        "airlock inspect --json app.airlock | jq -r '.images[].name'",
+    ))]
     Inspect(InspectArgs),
     /// Copy images out of a bundle into an OCI layout or a docker-archive.
+    #[command(after_help = examples!(
+        "airlock export --pub site.key.pub --to oci:./out app.airlock",
+        "airlock export --pub site.key.pub --to docker-archive:app.tar app.airlock reg.example.com/app:1.0",
+        "airlock export --pub site.key.pub --to docker-archive:- app.airlock | docker load",
+    ))]
     Export(ExportArgs),
+    /// Print a shell completion script, generated from these flags.
+    #[command(after_help = examples!(
+        "airlock completion bash > /etc/bash_completion.d/airlock",
+        "airlock completion zsh > \"${fpath[1]}/_airlock\"",
+        "airlock completion fish > ~/.config/fish/completions/airlock.fish",
+    ))]
+    Completion(CompletionArgs),
+    /// Print a man page in roff: airlock's, or one command's.
+    #[command(after_help = examples!(
+        "airlock man pack | man -l -",
+        "airlock man --dir /usr/local/share/man/man1",
+    ))]
+    Man(ManArgs),
 }
 
 // The structs below carry no doc comments of their own: the command's help
@@ -126,7 +178,9 @@ pub struct KeygenArgs {
 
 #[derive(Args)]
 pub struct PackArgs {
-    /// oci:DIR[:REF], oci-archive:FILE[:REF] or docker-archive:FILE[:REF].
+    /// Images to pack: a registry reference (docker://REF, or a bare
+    /// [REGISTRY/]REPO[:TAG][@DIGEST]), oci:DIR[:REF],
+    /// oci-archive:FILE[:REF] or docker-archive:FILE[:REF].
     #[arg(value_name = "SOURCE")]
     pub sources: Vec<String>,
     /// Read more sources from a file, one per line (# comments allowed).
@@ -202,6 +256,9 @@ pub struct VerifyArgs {
 
 #[derive(Args)]
 pub struct ImportArgs {
+    /// A bundle file, its first volume or the directory of its volumes;
+    /// - reads a stream from standard input.
+    #[arg(value_name = "BUNDLE")]
     pub bundle: PathBuf,
     /// REGISTRY[/PREFIX]: where the images go.
     #[arg(long, value_name = "TARGET")]
@@ -256,19 +313,25 @@ pub struct RepairArgs {
 
 #[derive(Args)]
 pub struct InspectArgs {
+    /// A bundle file, its first volume or the directory of its volumes.
+    #[arg(value_name = "BUNDLE")]
     pub bundle: PathBuf,
-    /// Print JSON instead of a table.
+    /// Print JSON instead of a table (see docs/json.md); on failure, a
+    /// JSON object with the error.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Args)]
 pub struct ExportArgs {
+    /// A bundle file, its first volume or the directory of its volumes.
+    #[arg(value_name = "BUNDLE")]
     pub bundle: PathBuf,
     /// oci:DIR or docker-archive:FILE.
     #[arg(long, value_name = "TARGET")]
     pub to: String,
-    /// Images to export, by name [default: all].
+    /// Images to export, by their name in the bundle (as `airlock inspect`
+    /// lists them) [default: all].
     #[arg(value_name = "IMAGE")]
     pub images: Vec<String>,
     /// Replace an existing docker-archive file.
@@ -384,7 +447,121 @@ pub struct OutputArgs {
     /// No progress output.
     #[arg(short, long)]
     pub quiet: bool,
-    /// Print a JSON summary on stdout.
+    /// Print a JSON report on stdout (see docs/json.md); on failure, a
+    /// JSON object with the error.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args)]
+pub struct CompletionArgs {
+    /// The shell to complete for.
+    #[arg(value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Args)]
+pub struct ManArgs {
+    /// The command whose page to print (e.g. pack) [default: airlock's own
+    /// page].
+    #[arg(value_name = "COMMAND", conflicts_with = "dir")]
+    pub command: Option<String>,
+    /// Write every page (airlock.1, airlock-pack.1, …) into this directory
+    /// instead of printing one.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+/// Whether the command line asked for `--json`, at any subcommand level:
+/// then a failure is reported as JSON on stdout too. Read from the matches
+/// rather than from each command's struct, so a new command with a `json`
+/// flag is covered without a list to keep.
+pub fn json_requested(matches: &ArgMatches) -> bool {
+    matches!(matches.try_get_one::<bool>("json"), Ok(Some(true)))
+        || matches
+            .subcommand()
+            .is_some_and(|(_, sub)| json_requested(sub))
+}
+
+/// Whether raw arguments that clap refused contain `--json` (before any
+/// `--`): the refusal is then reported as JSON too.
+pub fn json_in_raw_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> bool {
+    args.into_iter()
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json")
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every command at every depth, with its path (`airlock pack`).
+    fn commands() -> Vec<(String, clap::Command)> {
+        fn walk(path: String, cmd: &clap::Command, out: &mut Vec<(String, clap::Command)>) {
+            for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                let p = format!("{path} {}", sub.get_name());
+                out.push((p.clone(), sub.clone()));
+                walk(p, sub, out);
+            }
+        }
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut out = Vec::new();
+        walk("airlock".into(), &cmd, &mut out);
+        out
+    }
+
+    #[test]
+    fn the_tree_is_walked() {
+        // Guards the two tests below against walking nothing.
+        let names: Vec<String> = commands().into_iter().map(|(p, _)| p).collect();
+        assert!(names.contains(&"airlock pack".to_string()), "{names:?}");
+        assert!(names.len() >= 9, "{names:?}");
+    }
+
+    #[test]
+    fn every_command_help_ends_with_two_or_three_examples_of_itself() {
+        for (path, mut cmd) in commands() {
+            // Commands that only group others show their children's.
+            if cmd.get_subcommands().next().is_some() && cmd.is_subcommand_required_set() {
+                continue;
+            }
+            let help = cmd.render_long_help().to_string();
+            let examples = help
+                .split_once("\nExamples:\n")
+                .unwrap_or_else(|| panic!("{path} --help has no Examples section:\n{help}"))
+                .1;
+            let lines: Vec<&str> = examples.lines().filter(|l| !l.trim().is_empty()).collect();
+            assert!(
+                (2..=3).contains(&lines.len()),
+                "{path}: {} examples:\n{examples}",
+                lines.len()
+            );
+            for line in lines {
+                assert!(
+                    line.contains(&path),
+                    "{path}: example {line:?} is not of it"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_positional_has_a_description() {
+        let mut seen = 0;
+        for (path, cmd) in commands() {
+            for arg in cmd.get_positionals() {
+                seen += 1;
+                let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+                assert!(
+                    !help.trim().is_empty(),
+                    "{path}: positional {} has no description",
+                    arg.get_id()
+                );
+            }
+        }
+        assert!(seen >= 8, "only {seen} positionals found");
+    }
 }

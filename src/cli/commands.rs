@@ -15,8 +15,11 @@ use airlock::progress::Progress;
 use airlock::registry::Target;
 use airlock::{Error, Result};
 
+use clap::CommandFactory;
+
 use super::args::{
-    ExportArgs, ImportArgs, InspectArgs, KeygenArgs, PackArgs, RepairArgs, VerifyArgs,
+    Cli, CompletionArgs, ExportArgs, ImportArgs, InspectArgs, KeygenArgs, ManArgs, PackArgs,
+    RepairArgs, VerifyArgs,
 };
 use super::open;
 use super::render;
@@ -78,7 +81,6 @@ pub fn pack(args: PackArgs) -> Result<()> {
         sources.extend(ops::read_source_list(&list)?);
     }
     let key = key.as_deref().map(sign::load_private).transpose()?;
-    let key_id = key.as_ref().map(|k| sign::key_id(&k.verifying_key()));
     let options = PackOptions {
         level,
         key,
@@ -99,9 +101,7 @@ pub fn pack(args: PackArgs) -> Result<()> {
         force,
         quiet: output_args.quiet,
     })?;
-    render::report(&output_args, &summary, |s| {
-        render::packed(s, key_id.as_deref())
-    });
+    render::report(&output_args, &summary, render::packed);
     Ok(())
 }
 
@@ -154,18 +154,23 @@ pub fn import(args: ImportArgs) -> Result<()> {
         let bundle = open::trusted(&args.bundle, &args.trust)?;
         ops::import::import(bundle, request)?
     };
-    render::report(out, &report, render::imported);
+    let failed = match report.failed() {
+        0 => None,
+        failed => Some(Error::ImagesFailed {
+            failed,
+            retry_helps: report.retry_helps,
+        }),
+    };
+    match &failed {
+        // One object: what went in, and the error.
+        Some(e) if out.json => render::json_with_error(&report, e),
+        _ => render::report(out, &report, render::imported),
+    }
     if out.quiet || out.json {
         // The text report did not show them: failures are never hidden.
         render::import_failures(&report);
     }
-    match report.failed() {
-        0 => Ok(()),
-        failed => Err(Error::ImagesFailed {
-            failed,
-            retry_helps: report.retry_helps,
-        }),
-    }
+    failed.map_or(Ok(()), Err)
 }
 
 pub fn repair(args: RepairArgs) -> Result<()> {
@@ -204,7 +209,97 @@ pub fn export(args: ExportArgs) -> Result<()> {
         &args.platform.parse()?,
         out.quiet,
     )?;
-    let summary = serde_json::json!({"images": n, "to": args.to});
-    render::report(out, &summary, |_| render::exported(n, &args.to));
+    let summary = render::Exported {
+        images: n,
+        to: args.to.clone(),
+    };
+    render::report(out, &summary, render::exported);
+    Ok(())
+}
+
+pub fn completion(args: CompletionArgs) -> Result<()> {
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut Cli::command(), "airlock", &mut script);
+    render::raw(&script);
+    Ok(())
+}
+
+/// `airlock man [COMMAND]`, or every page into `--dir`.
+pub fn man(args: ManArgs) -> Result<()> {
+    let mut top = Cli::command().disable_help_subcommand(true);
+    top.build();
+    if let Some(dir) = args.dir {
+        let mut written = 0;
+        write_pages(&top, &dir, &mut written)?;
+        eprintln!("wrote {written} man page(s) into {}", dir.display());
+        return Ok(());
+    }
+    let page = match args.command {
+        None => top,
+        Some(name) => top.find_subcommand(&name).cloned().ok_or_else(|| {
+            let names: Vec<&str> = top.get_subcommands().map(|c| c.get_name()).collect();
+            Error::Usage(format!(
+                "no command {name:?} has a man page; the commands are: {}",
+                names.join(", ")
+            ))
+        })?,
+    };
+    render::raw(&man_page(page).1);
+    Ok(())
+}
+
+/// A command's page in roff, and its file name (`airlock-pack.1`).
+///
+/// clap_mangen's sections, but the `--help` examples go into an EXAMPLES
+/// section as they are (no filling, `\-` for each `-`), not into its
+/// justified EXTRA, so that a command copied from the page runs.
+fn man_page(mut cmd: clap::Command) -> (String, Vec<u8>) {
+    let examples = cmd.get_after_help().map(|h| h.to_string());
+    cmd = cmd.after_help(None::<&str>).after_long_help(None::<&str>);
+    let man = clap_mangen::Man::new(cmd.clone())
+        .source(format!("airlock {}", env!("CARGO_PKG_VERSION")))
+        .manual("airlock manual");
+    let mut roff = Vec::new();
+    let has_args = cmd.get_arguments().any(|a| !a.is_hide_set());
+    let has_subs = cmd.get_subcommands().any(|c| !c.is_hide_set());
+    // Writes into memory: none of these can fail.
+    let _ = man.render_title(&mut roff);
+    let _ = man.render_name_section(&mut roff);
+    let _ = man.render_synopsis_section(&mut roff);
+    let _ = man.render_description_section(&mut roff);
+    if has_args {
+        let _ = man.render_options_section(&mut roff);
+    }
+    if has_subs {
+        let _ = man.render_subcommands_section(&mut roff);
+    }
+    if let Some(text) = examples {
+        roff.extend_from_slice(b".SH EXAMPLES\n.nf\n");
+        for line in text.lines().skip_while(|l| l.ends_with(':')) {
+            let line = line.trim().replace('\\', "\\e").replace('-', "\\-");
+            if line.starts_with(['.', '\'']) {
+                roff.extend_from_slice(b"\\&");
+            }
+            roff.extend_from_slice(line.as_bytes());
+            roff.push(b'\n');
+        }
+        roff.extend_from_slice(b".fi\n");
+    }
+    if cmd.get_version().is_some() {
+        let _ = man.render_version_section(&mut roff);
+    }
+    (man.get_filename(), roff)
+}
+
+/// `cmd`'s page and those of its subcommands, at every depth.
+fn write_pages(cmd: &clap::Command, dir: &Path, written: &mut usize) -> Result<()> {
+    let (name, roff) = man_page(cmd.clone());
+    let path = dir.join(name);
+    std::fs::write(&path, roff).map_err(|e| Error::io("write man page", &path, e))?;
+    log::debug!("wrote {}", path.display());
+    *written += 1;
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        write_pages(sub, dir, written)?;
+    }
     Ok(())
 }

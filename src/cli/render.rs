@@ -9,10 +9,15 @@
 //! printed through [`Shown`], which escapes control characters, so it cannot
 //! forge a line ("OK … signed by …") or send terminal escapes. Errors escape
 //! their own fields. JSON needs nothing: serde escapes it.
+//!
+//! With `--json`, standard output carries exactly one JSON object per run:
+//! the report, the report with an `error` (import), or an error alone; each
+//! has `"version": JSON_VERSION` (docs/json.md lists every field).
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use indicatif::BinaryBytes;
 
@@ -115,11 +120,133 @@ pub fn error(e: &Error) {
     }
 }
 
-pub fn json(value: &impl serde::Serialize) {
+/// The version of every `--json` output. Adding a field keeps it;
+/// renaming, removing or retyping one raises it.
+pub const JSON_VERSION: u32 = 1;
+
+/// Set once a JSON object is on standard output: a failure after it does
+/// not print a second one.
+static JSON_PRINTED: AtomicBool = AtomicBool::new(false);
+
+/// A report as printed: its fields after `version`, and the error when the
+/// command failed after producing it.
+#[derive(serde::Serialize)]
+struct Versioned<'a, T> {
+    version: u32,
+    #[serde(flatten)]
+    report: &'a T,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorJson>,
+}
+
+/// An error as `--json` shows it: its message and hint as the text renderer
+/// prints them, and a stable `kind` to branch on.
+#[derive(serde::Serialize)]
+struct ErrorJson {
+    kind: &'static str,
+    message: String,
+    hint: Option<String>,
+    /// For `many`: each problem.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    errors: Vec<ErrorJson>,
+}
+
+impl ErrorJson {
+    fn of(e: &Error) -> ErrorJson {
+        match e {
+            Error::Many(list) => ErrorJson {
+                kind: e.kind(),
+                message: format!("{} problems", list.len()),
+                hint: None,
+                errors: list.iter().map(ErrorJson::of).collect(),
+            },
+            e => ErrorJson {
+                kind: e.kind(),
+                message: e.to_string(),
+                hint: e.hint(),
+                errors: Vec::new(),
+            },
+        }
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) {
+    JSON_PRINTED.store(true, Ordering::SeqCst);
     outln!(
         "{}",
         serde_json::to_string_pretty(value).expect("reports serialise")
     );
+}
+
+/// A report as `--json` prints it: `version` first, then its fields.
+pub fn json<T: serde::Serialize>(value: &T) {
+    print_json(&Versioned {
+        version: JSON_VERSION,
+        report: value,
+        error: None,
+    });
+}
+
+/// A report of work that ended in `e` (an import with failed images): one
+/// object with both, so a script reads what did go in.
+pub fn json_with_error<T: serde::Serialize>(value: &T, e: &Error) {
+    print_json(&Versioned {
+        version: JSON_VERSION,
+        report: value,
+        error: Some(ErrorJson::of(e)),
+    });
+}
+
+/// With `--json`, a failure is a JSON object on stdout as well as the text
+/// on stderr: `{"version": 1, "error": {…}}`, unless the command already
+/// printed its report with the error in it.
+pub fn error_json(e: &Error) {
+    if !JSON_PRINTED.load(Ordering::SeqCst) {
+        print_json(&Failed {
+            version: JSON_VERSION,
+            error: ErrorJson::of(e),
+        });
+    }
+}
+
+/// A failure with no report: `version`, then the error.
+#[derive(serde::Serialize)]
+struct Failed {
+    version: u32,
+    error: ErrorJson,
+}
+
+/// clap's refusal of the command line, as a JSON error of kind `usage`:
+/// its first paragraph is the message, its `tip:` the hint.
+pub fn usage_error_json(e: &clap::Error) {
+    let text = e.render().to_string();
+    let message: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let message = message.join(" ");
+    let hint = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("tip: "))
+        .map(str::to_string)
+        .unwrap_or_else(|| "see `airlock --help` for how to call it".into());
+    print_json(&Failed {
+        version: JSON_VERSION,
+        error: ErrorJson {
+            kind: "usage",
+            message: message.trim_start_matches("error: ").to_string(),
+            hint: Some(hint),
+            errors: Vec::new(),
+        },
+    });
+}
+
+/// Bytes for standard output as they are (a completion script, a man
+/// page), with the closed-pipe handling of [`out_line`].
+pub fn raw(bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    outln!("{}", text.trim_end_matches('\n'));
 }
 
 /// A command's report as `--json` and `--quiet` ask: JSON on stdout, the
@@ -153,16 +280,18 @@ pub fn keygen(files: &KeyFiles) {
     );
 }
 
-pub fn packed(s: &PackSummary, key_id: Option<&str>) {
+pub fn packed(s: &PackSummary) {
     errln!(
         "packed {} image(s), {} blob(s), {} into {}{}",
-        s.images,
+        s.images.len(),
         s.blobs,
         size(s.bytes),
         Shown(s.output.display()),
-        key_id
-            .map(|k| format!(", signed by {}", Shown(k)))
-            .unwrap_or_else(|| ", unsigned".into())
+        if s.signed_by.is_empty() {
+            ", unsigned".to_string()
+        } else {
+            format!(", signed by {}", list_or(&s.signed_by, ""))
+        }
     );
 }
 
@@ -258,8 +387,16 @@ pub fn repaired(report: &RepairReport) {
     }
 }
 
-pub fn exported(n: usize, to: &str) {
-    errln!("exported {n} image(s) to {}", Shown(to));
+/// What `export` reports.
+#[derive(serde::Serialize)]
+pub struct Exported {
+    #[serde(rename = "image_count")]
+    pub images: usize,
+    pub to: String,
+}
+
+pub fn exported(e: &Exported) {
+    errln!("exported {} image(s) to {}", e.images, Shown(&e.to));
 }
 
 /// The `inspect` table: the bundle, then one block per image, with the

@@ -336,6 +336,36 @@ impl Error {
         })
     }
 
+    /// A stable, snake_case name for the variant: the `kind` of the CLI's
+    /// JSON errors (docs/json.md lists them), for scripts to branch on
+    /// without parsing messages. A new variant needs its own name here.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Io { .. } => "io",
+            Error::InvalidReference { .. } => "invalid_reference",
+            Error::InvalidSource { .. } => "invalid_source",
+            Error::DigestMismatch { .. } => "digest_mismatch",
+            Error::SizeMismatch { .. } => "size_mismatch",
+            Error::MissingBlob { .. } => "missing_blob",
+            Error::BadJson { .. } => "bad_json",
+            Error::Unsupported { .. } => "unsupported",
+            Error::ImageNotFound { .. } => "image_not_found",
+            Error::NoMatchingPlatform { .. } => "no_matching_platform",
+            Error::BadArchive { .. } => "bad_archive",
+            Error::BadBundle { .. } => "bad_bundle",
+            Error::Damaged { .. } => "damaged",
+            Error::UnsupportedVersion { .. } => "unsupported_version",
+            Error::Signature { .. } => "signature",
+            Error::Key { .. } => "key",
+            Error::Usage(_) => "usage",
+            Error::Refused { .. } => "refused",
+            Error::Failed(_) => "failed",
+            Error::Registry(_) => "registry",
+            Error::ImagesFailed { .. } => "images_failed",
+            Error::Many(_) => "many",
+        }
+    }
+
     /// A mistake in how the command was called, not a failure of the work:
     /// the CLI exits 2 for these, as for clap's own.
     pub fn is_usage(&self) -> bool {

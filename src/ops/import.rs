@@ -54,6 +54,8 @@ pub struct ImportReport {
     pub target: String,
     pub dry_run: bool,
     pub images: Vec<ImageOutcome>,
+    /// `blob_counts`: a field named `blobs` is a count elsewhere.
+    #[serde(rename = "blob_counts")]
     pub blobs: BlobCounts,
     /// Bytes this run sent (for --dry-run: the bytes it would send).
     pub bytes_pushed: u64,

@@ -33,8 +33,8 @@ pub const MAX_DESCRIBED_IMAGES: usize = 1_000;
 /// the whole bundle (one envelope's worth).
 pub const MAX_MANIFEST_BYTES: u64 = 64 << 20;
 
+/// What `inspect` found; `inspect --json` prints it (docs/json.md).
 #[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
 pub struct Inspection {
     pub format_version: u64,
     pub tool: String,
@@ -42,7 +42,10 @@ pub struct Inspection {
     /// Key ids the bundle claims; `inspect` does not check the signature.
     pub signed_by: Vec<String>,
     pub images: Vec<ImageInfo>,
+    #[serde(rename = "blob_count")]
     pub blobs: usize,
+    /// Named `bytes` as in `pack` and `verify`: every blob once.
+    #[serde(rename = "bytes")]
     pub total_bytes: u64,
     /// Bytes stored once but used by more than one image.
     pub shared_bytes: u64,
@@ -52,7 +55,6 @@ pub struct Inspection {
 }
 
 #[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
 pub struct ImageInfo {
     pub name: Option<String>,
     pub digest: Digest,

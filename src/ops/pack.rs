@@ -17,6 +17,7 @@ use crate::bundle::{existing_outputs, sweep_partials, BundleWriter, PackOptions}
 use crate::error::{Error, Result};
 use crate::model::image::Platform;
 use crate::model::reference::Reference;
+use crate::model::Digest;
 use crate::plan::Plan;
 use crate::progress::Progress;
 use crate::registry::cache::BlobCache;
@@ -25,14 +26,34 @@ use crate::registry::{RegistryContext, RegistrySource};
 use crate::sink::copy;
 use crate::source::Source;
 
+/// What `pack` wrote; `pack --json` prints it (docs/json.md).
 #[derive(Debug, Serialize)]
 pub struct PackSummary {
-    pub images: usize,
+    pub images: Vec<PackedImage>,
+    #[serde(rename = "blob_count")]
     pub blobs: usize,
     pub bytes: u64,
     /// Bytes downloaded from registries by this run (the rest came from the cache).
     pub downloaded: u64,
     pub output: PathBuf,
+    /// The id of the key that signed the bundle; empty when unsigned. A
+    /// list, as in `verify` and `inspect`.
+    pub signed_by: Vec<String>,
+}
+
+/// One image in the bundle, as `inspect` names it.
+#[derive(Debug, Serialize)]
+pub struct PackedImage {
+    pub name: Option<String>,
+    /// The root manifest or index as stored.
+    pub digest: Digest,
+    pub source: String,
+    /// The source's root digest when `--platform` replaced it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_digest: Option<Digest>,
+    /// For a referrer: the manifest it refers to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Digest>,
 }
 
 /// Everything `pack` needs to know.
@@ -108,6 +129,13 @@ pub fn pack(req: PackRequest) -> Result<PackSummary> {
     if let Some(note) = swept.note() {
         progress.note(&note);
     }
+    let signed_by = req
+        .options
+        .key
+        .as_ref()
+        .map(|k| crate::bundle::sign::key_id(&k.verifying_key()))
+        .into_iter()
+        .collect();
     let writer = BundleWriter::to_file(&req.output, req.options)?;
     let jobs = registry.as_ref().map(|_| req.registry.jobs);
     let written = write_while_downloading(&plan, &sources, writer, jobs, &pull, &progress);
@@ -117,8 +145,20 @@ pub fn pack(req: PackRequest) -> Result<PackSummary> {
     // Counted by the cache: the writer may fetch a blob itself when it gets
     // there before the pool does.
     let downloaded = registry.as_ref().map_or(0, |ctx| ctx.cache.downloaded());
+    let images = plan
+        .images
+        .iter()
+        .map(|i| PackedImage {
+            name: i.name.as_ref().map(|n| n.to_string()),
+            digest: i.descriptor.digest.clone(),
+            source: i.source.clone(),
+            source_digest: i.source_digest.clone(),
+            subject: i.subject.clone(),
+        })
+        .collect();
     Ok(PackSummary {
-        images: plan.images.len(),
+        images,
+        signed_by,
         blobs: plan.blobs.len(),
         bytes: plan.total_bytes(),
         downloaded,

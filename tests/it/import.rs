@@ -129,7 +129,7 @@ fn imports_every_image_with_its_digest_and_a_rerun_sends_nothing() {
         "{r:#}"
     );
     // Shared layers went up once and were mounted into the other repository.
-    assert!(r["blobs"]["mounted"].as_u64().unwrap() >= 1, "{r:#}");
+    assert!(r["blob_counts"]["mounted"].as_u64().unwrap() >= 1, "{r:#}");
     for image in inspect_images(&bundle) {
         let name = image["name"].as_str().unwrap();
         let repo_tag = name.split_once('/').unwrap().1;
@@ -667,7 +667,7 @@ fn pack_to_stdout_piped_into_import_from_stdin() {
     );
     // Blobs went up once, into the first image's repository, and were
     // mounted into the other one.
-    assert!(r["blobs"]["mounted"].as_u64().unwrap() >= 1, "{r:#}");
+    assert!(r["blob_counts"]["mounted"].as_u64().unwrap() >= 1, "{r:#}");
     for (image, tag) in [
         ("via-pipe/layout:multi", "multi"),
         ("via-pipe/layout:app-1", "app-1"),

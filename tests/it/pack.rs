@@ -49,7 +49,7 @@ fn packs_every_source_format_and_skopeo_reads_the_result() {
 
     verify_signed(&bundle, &public).ok();
     let report = inspect_json(&bundle);
-    assert_eq!(report["formatVersion"], 1);
+    assert_eq!(report["format_version"], 1);
     assert_eq!(report["images"].as_array().unwrap().len(), 7);
     assert_eq!(
         image(&report, "localhost/layout:multi")["platforms"],
@@ -124,10 +124,10 @@ fn stores_each_blob_once_however_many_images_share_it() {
     let report = inspect_json(&bundle);
     // base, app-1, app-2, arm-1 and multi all share base's layer.
     assert!(
-        report["sharedBytes"].as_u64().unwrap() > 100_000,
+        report["shared_bytes"].as_u64().unwrap() > 100_000,
         "{report:#}"
     );
-    assert_eq!(report["blobs"].as_u64().unwrap() as usize, blobs.len());
+    assert_eq!(report["blob_count"].as_u64().unwrap() as usize, blobs.len());
 }
 
 #[test]
@@ -155,7 +155,7 @@ fn platform_filter_keeps_the_chosen_platforms() {
     let report = inspect_json(&one);
     let img = image(&report, "localhost/layout:multi");
     assert_eq!(img["digest"], arm_digest);
-    assert_eq!(img["sourceDigest"], multi_digest);
+    assert_eq!(img["source_digest"], multi_digest);
     assert_eq!(img["platforms"], serde_json::json!(["linux/arm64"]));
 
     // Several: a new index holding exactly those, with a new digest.
@@ -182,7 +182,7 @@ fn platform_filter_keeps_the_chosen_platforms() {
         serde_json::json!(["linux/amd64", "linux/arm64"])
     );
     assert_ne!(img["digest"], multi_digest);
-    assert_eq!(img["sourceDigest"], multi_digest);
+    assert_eq!(img["source_digest"], multi_digest);
     airlock(
         &["verify", "--allow-unsigned", two.to_str().unwrap()],
         t.path(),
@@ -211,7 +211,7 @@ fn platform_filter_keeps_the_chosen_platforms() {
     let report = inspect_json(&all);
     let img = image(&report, "localhost/layout:multi");
     assert_eq!(img["digest"], multi_digest);
-    assert!(img.get("sourceDigest").is_none());
+    assert!(img.get("source_digest").is_none());
 
     // None: a clear error that lists what there is; no bundle appears.
     let none = t.path().join("none.airlock");

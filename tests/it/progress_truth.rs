@@ -224,8 +224,14 @@ fn a_dry_run_predicts_the_blobs_and_bytes_the_import_sends() {
     dry_args.push("--dry-run");
     let dry = json(airlock(&dry_args, t.path()));
     let real = json(airlock(&args, t.path()));
-    assert!(real["blobs"]["mounted"].as_u64().unwrap() >= 1, "{real:#}");
-    assert_eq!(dry["blobs"], real["blobs"], "dry {dry:#}\nreal {real:#}");
+    assert!(
+        real["blob_counts"]["mounted"].as_u64().unwrap() >= 1,
+        "{real:#}"
+    );
+    assert_eq!(
+        dry["blob_counts"], real["blob_counts"],
+        "dry {dry:#}\nreal {real:#}"
+    );
     assert_eq!(dry["bytes_pushed"], real["bytes_pushed"]);
     assert!(dry["bytes_pushed"].as_u64() <= dry["bytes_total"].as_u64());
     // Against what is there now, the dry run predicts nothing to send.

@@ -81,10 +81,10 @@ fn a_bundle_of_60000_blobs_verifies_exports_and_inspects() {
     assert_eq!(index["manifests"].as_array().unwrap().len(), IMAGES);
     let inspect = airlock(&["inspect", "--json", "b.airlock"], dir).ok();
     let json: serde_json::Value = serde_json::from_str(&inspect.stdout()).unwrap();
-    assert_eq!(json["blobs"], IMAGES * (LAYERS + 2));
+    assert_eq!(json["blob_count"], IMAGES * (LAYERS + 2));
     // Claims from anyone: inspect describes a bounded share, and says so.
     assert_eq!(json["images"].as_array().unwrap().len(), 1_000);
-    let why = json["stoppedShort"].as_str().unwrap_or_default();
+    let why = json["stopped_short"].as_str().unwrap_or_default();
     assert!(
         why.contains("1000 of 2000 images"),
         "{inspect:?}",
