@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::args::{Cli, Command};
+use cli::args::{CacheCommand, Cli, Command, KeyCommand};
 use cli::{commands, render};
 
 fn main() -> ExitCode {
@@ -27,6 +27,10 @@ fn main() -> ExitCode {
         Command::Repair(args) => commands::repair(args),
         Command::Inspect(args) => commands::inspect(args),
         Command::Export(args) => commands::export(args),
+        Command::Cache(CacheCommand::Du(args)) => commands::cache_du(args),
+        Command::Cache(CacheCommand::Ls(args)) => commands::cache_ls(args),
+        Command::Cache(CacheCommand::Prune(args)) => commands::cache_prune(args),
+        Command::Key(KeyCommand::Id(args)) => commands::key_id(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -18,7 +18,7 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
-use ed25519_dalek::VerifyingKey;
+use crate::bundle::sign::TrustedKeys;
 
 use super::format::*;
 use super::sign::decode_envelope;
@@ -273,7 +273,7 @@ impl<R: Read> Read for MemberData<'_, R> {
 /// the user accepted unsigned bundles.
 pub fn read_stream(
     input: impl Read,
-    key: Option<&VerifyingKey>,
+    key: Option<&TrustedKeys>,
     visitor: &mut dyn StreamVisitor,
 ) -> Result<BundleManifest> {
     let mut members = Members::new(StreamFrames::new(input)?);
@@ -325,7 +325,7 @@ pub fn read_stream(
 /// signature over the raw payload first, then the payload parsed.
 fn read_manifest<R: Read>(
     members: &mut Members<R>,
-    key: Option<&VerifyingKey>,
+    key: Option<&TrustedKeys>,
 ) -> Result<(BundleManifest, Vec<u8>)> {
     let path = Path::new(STREAM);
     let bad = |p: String| Error::bad_bundle(path, p);
@@ -480,7 +480,7 @@ fn check_graph(received: &Received, manifest: &BundleManifest) -> Result<()> {
 
 /// `verify -`: reads every member, checking each as it arrives, then the
 /// image graph (every image finds all its blobs, no blob is unused).
-pub fn verify_stream(input: impl Read, key: Option<&VerifyingKey>) -> Result<super::VerifyReport> {
+pub fn verify_stream(input: impl Read, key: Option<&TrustedKeys>) -> Result<super::VerifyReport> {
     struct Nothing;
     impl StreamVisitor for Nothing {
         fn start(&mut self, _: &BundleManifest, _: &Digest) -> Result<()> {

@@ -109,6 +109,70 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Copy images out of a bundle into an OCI layout or a docker-archive.
     Export(ExportArgs),
+    /// Show and prune pack's blob cache.
+    #[command(subcommand)]
+    Cache(CacheCommand),
+    /// Work with signing keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Subcommand)]
+pub enum CacheCommand {
+    /// The cache's size, entry count and partial downloads.
+    Du(CacheArgs),
+    /// Remove cached blobs, least recently used first; refused while a
+    /// pack uses the cache.
+    Prune(CachePruneArgs),
+    /// List the cached blobs, least recently used first.
+    Ls(CacheLsArgs),
+}
+
+#[derive(Args)]
+pub struct CacheArgs {
+    /// The cache [default: $XDG_CACHE_HOME/airlock, as pack uses].
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct CachePruneArgs {
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    /// Remove blobs not used for this long: 30m, 12h, 7d.
+    #[arg(long, value_name = "DURATION", value_parser = airlock::ops::cache::parse_duration)]
+    pub older_than: Option<std::time::Duration>,
+    /// Then remove the least recently used blobs until the cache holds at
+    /// most SIZE (as --split reads it: 10G, 500MiB).
+    #[arg(long, value_name = "SIZE", value_parser = parse_media_size)]
+    pub max_size: Option<u64>,
+}
+
+#[derive(Args)]
+pub struct CacheLsArgs {
+    #[command(flatten)]
+    pub cache: CacheArgs,
+}
+
+#[derive(Subcommand)]
+pub enum KeyCommand {
+    /// Print a key's id (from a public or a private key file), as keygen
+    /// prints it and bundles name their signer.
+    Id(KeyIdArgs),
+}
+
+#[derive(Args)]
+pub struct KeyIdArgs {
+    /// A public key (NAME.pub) or a private key (NAME, encrypted or not).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Read an encrypted key's passphrase from the first line of FILE
+    /// instead of the terminal.
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
 }
 
 // The structs below carry no doc comments of their own: the command's help
@@ -122,6 +186,15 @@ pub struct KeygenArgs {
     /// Overwrite existing key files.
     #[arg(long)]
     pub force: bool,
+    /// Encrypt the private key with a passphrase (PKCS#8 PBES2: scrypt and
+    /// AES-256-CBC, as `openssl pkey` reads it), typed twice on the
+    /// terminal or read from --passphrase-file.
+    #[arg(long)]
+    pub encrypt: bool,
+    /// Read the passphrase from the first line of FILE instead of the
+    /// terminal.
+    #[arg(long, value_name = "FILE", requires = "encrypt")]
+    pub passphrase_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -135,9 +208,14 @@ pub struct PackArgs {
     /// The bundle to write. It appears only once it is complete.
     #[arg(short = 'o', long = "output", value_name = "BUNDLE")]
     pub output: PathBuf,
-    /// Sign with this private key (from `airlock keygen`).
+    /// Sign with this private key (from `airlock keygen`); an encrypted
+    /// key asks for its passphrase on the terminal.
     #[arg(long, value_name = "KEY")]
     pub key: Option<PathBuf>,
+    /// Read the passphrase of an encrypted --key from the first line of
+    /// FILE instead of the terminal.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub passphrase_file: Option<PathBuf>,
     #[command(flatten)]
     pub platform: PlatformArgs,
     /// Every tag of this repository (REGISTRY/REPO); repeatable.
@@ -247,9 +325,10 @@ pub struct RepairArgs {
     /// A bundle file, any of its volumes, or their directory.
     pub bundle: PathBuf,
     /// The signer's public key: the repaired bundle must carry its
-    /// signature before anything is written [default: every digest only].
+    /// signature before anything is written; repeatable, any one may have
+    /// signed [default: every digest only].
     #[arg(long = "pub", value_name = "KEY")]
-    pub public_key: Option<PathBuf>,
+    pub public_keys: Vec<PathBuf>,
     #[command(flatten)]
     pub output_args: OutputArgs,
 }
@@ -364,15 +443,16 @@ impl RegistryArgs {
 
 #[derive(Args)]
 pub struct TrustArgs {
-    /// The signer's public key.
+    /// The signer's public key; repeatable: a bundle signed by any of them
+    /// passes (an old and a new key while keys rotate).
     #[arg(
         long = "pub",
         value_name = "KEY",
         required_unless_present = "allow_unsigned"
     )]
-    pub public_key: Option<PathBuf>,
+    pub public_keys: Vec<PathBuf>,
     /// Accept the bundle without checking who signed it.
-    #[arg(long, conflicts_with = "public_key")]
+    #[arg(long, conflicts_with = "public_keys")]
     pub allow_unsigned: bool,
 }
 

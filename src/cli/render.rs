@@ -386,3 +386,40 @@ fn list_or(items: &[String], empty: &str) -> String {
         shown.join(", ")
     }
 }
+
+/// `cache du`: one line of totals.
+pub fn cache_usage(u: &airlock::ops::cache::Usage) {
+    outln!(
+        "{}: {} in {} blob(s), {} partial download(s) of {}",
+        Shown(&u.cache),
+        size(u.bytes),
+        u.entries,
+        u.partial,
+        size(u.partial_bytes)
+    );
+}
+
+/// `cache ls`: a line per entry, least recently used first.
+pub fn cache_listing(list: &[airlock::ops::cache::Listed]) {
+    for e in list {
+        outln!(
+            "{} {:>12} {}{}",
+            e.last_used,
+            e.size,
+            e.digest,
+            if e.partial { " (partial)" } else { "" }
+        );
+    }
+}
+
+pub fn cache_pruned(p: &airlock::ops::cache::Pruned) {
+    outln!(
+        "{}: removed {} entr{} ({}); {} left ({})",
+        Shown(&p.cache),
+        p.removed,
+        if p.removed == 1 { "y" } else { "ies" },
+        size(p.removed_bytes),
+        p.left,
+        size(p.left_bytes)
+    );
+}

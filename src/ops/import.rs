@@ -173,7 +173,7 @@ pub fn import(bundle: Bundle<Trusted>, req: ImportRequest) -> Result<ImportRepor
 /// as failed and the others are pushed.
 pub fn import_stream(
     input: impl Read,
-    key: Option<&ed25519_dalek::VerifyingKey>,
+    key: Option<&crate::bundle::sign::TrustedKeys>,
     req: ImportRequest,
 ) -> Result<ImportReport> {
     let client = req.client()?;
