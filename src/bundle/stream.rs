@@ -42,6 +42,10 @@ pub trait StreamVisitor {
     /// end if size or digest are wrong; what the visitor leaves unread is
     /// read (and checked) after it returns.
     fn blob(&mut self, record: &BlobRecord, data: &mut dyn Read) -> Result<()>;
+
+    /// The key ids the envelope claims, before [`StreamVisitor::start`]:
+    /// unchecked unless a key was given (for `inspect -`).
+    fn claimed_signers(&mut self, _key_ids: Vec<String>) {}
 }
 
 /// A read error inside member `name`: digest and size problems pass
@@ -277,7 +281,8 @@ pub fn read_stream(
     visitor: &mut dyn StreamVisitor,
 ) -> Result<BundleManifest> {
     let mut members = Members::new(StreamFrames::new(input)?);
-    let (manifest, payload) = read_manifest(&mut members, key)?;
+    let (manifest, payload, signers) = read_manifest(&mut members, key)?;
+    visitor.claimed_signers(signers);
     let id = Digest::of(&payload);
     members.frames.set_bundle(&id)?;
     let mut seen = std::collections::HashSet::new();
@@ -326,7 +331,7 @@ pub fn read_stream(
 fn read_manifest<R: Read>(
     members: &mut Members<R>,
     key: Option<&TrustedKeys>,
-) -> Result<(BundleManifest, Vec<u8>)> {
+) -> Result<(BundleManifest, Vec<u8>, Vec<String>)> {
     let path = Path::new(STREAM);
     let bad = |p: String| Error::bad_bundle(path, p);
     let mut raw = Vec::new();
@@ -349,7 +354,7 @@ fn read_manifest<R: Read>(
         })?;
     }
     let manifest = BundleManifest::from_payload(path, signed.payload())?;
-    Ok((manifest, signed.payload().to_vec()))
+    Ok((manifest, signed.payload().to_vec(), signed.key_ids()))
 }
 
 /// oci-layout, then index.json checked against the signed manifest.

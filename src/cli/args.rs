@@ -107,7 +107,8 @@ pub enum Command {
     Repair(RepairArgs),
     /// Show what a bundle holds (does not check the signature).
     Inspect(InspectArgs),
-    /// Copy images out of a bundle into an OCI layout or a docker-archive.
+    /// Copy images out of a bundle into an OCI layout (directory or
+    /// oci-archive) or a docker-archive.
     Export(ExportArgs),
     /// Show and prune pack's blob cache.
     #[command(subcommand)]
@@ -344,7 +345,8 @@ pub struct InspectArgs {
 #[derive(Args)]
 pub struct ExportArgs {
     pub bundle: PathBuf,
-    /// oci:DIR or docker-archive:FILE.
+    /// oci:DIR, oci-archive:FILE or docker-archive:FILE (an archive FILE
+    /// of - goes to standard output).
     #[arg(long, value_name = "TARGET")]
     pub to: String,
     /// Images to export, by name [default: all].

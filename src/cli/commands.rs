@@ -241,8 +241,11 @@ pub fn repair(args: RepairArgs) -> Result<()> {
 }
 
 pub fn inspect(args: InspectArgs) -> Result<()> {
-    let bundle = open::untrusted(&args.bundle)?;
-    let report = ops::inspect(&bundle)?;
+    let report = if is_stdin(&args.bundle) {
+        ops::inspect::inspect_stream(std::io::stdin().lock())?
+    } else {
+        ops::inspect(&open::untrusted(&args.bundle)?)?
+    };
     if args.json {
         render::json(&report);
     } else {
