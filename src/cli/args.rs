@@ -303,6 +303,11 @@ pub struct ImportArgs {
     /// the registry has already; push nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Refuse to move a tag the registry has to another digest: that image
+    /// fails, naming both digests, and the others go on [default: move it,
+    /// and say so].
+    #[arg(long)]
+    pub no_overwrite: bool,
     /// Journal directory [default: $XDG_STATE_HOME/airlock].
     #[arg(long, value_name = "DIR")]
     pub state: Option<PathBuf>,

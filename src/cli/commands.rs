@@ -207,6 +207,7 @@ pub fn import(args: ImportArgs) -> Result<()> {
             args.keep_registry,
         )?,
         dry_run: args.dry_run,
+        no_overwrite: args.no_overwrite,
         state: args.state,
         chunk_size: args.chunk_size,
         registry: args.registry.options(Some(args.jobs.unwrap_or(4)))?,

@@ -170,8 +170,9 @@ pub fn verified(report: &VerifyReport) {
     );
 }
 
-/// One line per image (`pushed`, `exists`, `failed`, `would push`), a
-/// warning on stderr for each tag a dry run would move, then the totals.
+/// One line per image (`pushed`, `exists`, `failed`, `would push`), a line
+/// per tag the import moved, a warning on stderr for each tag a dry run
+/// would move, then the totals.
 pub fn imported(report: &ImportReport) {
     for i in &report.images {
         let why = i
@@ -186,6 +187,11 @@ pub fn imported(report: &ImportReport) {
             Shown(&i.source),
             Shown(&i.target)
         );
+    }
+    for i in &report.images {
+        if let Some(old) = &i.tag_moved_from {
+            outln!("moved tag {} from {old} to {}", Shown(&i.target), i.digest);
+        }
     }
     for i in &report.images {
         if let Some(old) = &i.tag_moves_from {

@@ -47,6 +47,8 @@ pub struct ImportRequest {
     pub chunk_size: u64,
     pub registry: RegistryOptions,
     pub quiet: bool,
+    /// Refuse to move an existing tag to another digest.
+    pub no_overwrite: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -102,6 +104,7 @@ impl ImportRequest {
             dry_run: self.dry_run,
             chunk_size: self.chunk_size.max(1),
             jobs: self.registry.jobs.max(1),
+            no_overwrite: self.no_overwrite,
         }
     }
 
