@@ -284,10 +284,22 @@ fn key_error_hint(path: &Path, reason: &str, hint: &str) -> Error {
     }
 }
 
+/// Reads an unencrypted private key; an encrypted one is refused, naming
+/// the flag that gives its passphrase.
+pub fn load_private(path: &Path) -> Result<SigningKey> {
+    load_private_with(path, &mut || {
+        Err(key_error_hint(
+            path,
+            "it is encrypted, and no passphrase was given",
+            "give its passphrase with --passphrase-file FILE, or type it on a terminal",
+        ))
+    })
+}
+
 /// Reads a private key. An encrypted one (`ENCRYPTED PRIVATE KEY`, PBES2)
 /// is decrypted with the passphrase `passphrase` returns; it is asked for
 /// only then, so a plain key never prompts.
-pub fn load_private(
+pub fn load_private_with(
     path: &Path,
     passphrase: &mut dyn FnMut() -> Result<String>,
 ) -> Result<SigningKey> {
@@ -363,7 +375,7 @@ pub fn key_file_id(path: &Path, passphrase: &mut dyn FnMut() -> Result<String>) 
     if pem_kind(&pem) == PemKind::Public {
         return load_public(path).map(|k| key_id(&k));
     }
-    load_private(path, passphrase).map(|k| key_id(&k.verifying_key()))
+    load_private_with(path, passphrase).map(|k| key_id(&k.verifying_key()))
 }
 
 /// Reads a trusted public key. A private key is refused: it belongs with

@@ -54,6 +54,14 @@ fn chunk_size(s: &str) -> Result<u64, String> {
     Ok(n)
 }
 
+/// `cache prune --max-size`: a media size, or 0 to empty the cache.
+fn cache_size(s: &str) -> Result<u64, String> {
+    match s.trim() {
+        "0" => Ok(0),
+        _ => parse_media_size(s),
+    }
+}
+
 /// `--catalog HOST[:PORT]`: the distribution API lists a whole registry,
 /// never a namespace, so a path after the host is refused rather than
 /// glued into a wrong URL.
@@ -148,7 +156,7 @@ pub struct CachePruneArgs {
     pub older_than: Option<std::time::Duration>,
     /// Then remove the least recently used blobs until the cache holds at
     /// most SIZE (as --split reads it: 10G, 500MiB).
-    #[arg(long, value_name = "SIZE", value_parser = parse_media_size)]
+    #[arg(long, value_name = "SIZE", value_parser = cache_size)]
     pub max_size: Option<u64>,
 }
 

@@ -138,7 +138,7 @@ pub fn pack(args: PackArgs) -> Result<()> {
         sources.extend(ops::read_source_list(&list)?);
     }
     let key = match &key {
-        Some(path) => Some(sign::load_private(path, &mut || {
+        Some(path) => Some(sign::load_private_with(path, &mut || {
             passphrase::read(path, passphrase_file.as_deref(), false)
         })?),
         None => None,

@@ -104,16 +104,37 @@ pub fn inspect(bundle: &Bundle<Opened>) -> Result<Inspection> {
 pub fn inspect_stream(input: impl Read) -> Result<Inspection> {
     let mut seen = Seen::default();
     let manifest = read_stream(input, None, &mut seen)?;
-    let received = seen.received.expect("start comes first");
-    describe(&manifest, &received, seen.signers)
+    describe(&manifest, &seen, seen.signers.clone())
 }
 
-/// What `inspect -` keeps of a stream: the claimed signers and the
-/// manifests.
+/// What `inspect -` keeps of a stream: the claimed signers, the manifests
+/// and the image configs (for platforms), as a source for [`describe`].
 #[derive(Default)]
 struct Seen {
     signers: Vec<String>,
     received: Option<Received>,
+    configs: HashMap<Digest, std::sync::Arc<[u8]>>,
+}
+
+impl Source for Seen {
+    fn name(&self) -> &str {
+        "standard input"
+    }
+
+    fn roots(&self) -> Result<Vec<Root>> {
+        self.received.as_ref().expect("start comes first").roots()
+    }
+
+    fn open_blob(&self, blob: &Descriptor) -> Result<Box<dyn Read + Send + '_>> {
+        match self.configs.get(&blob.digest) {
+            Some(raw) => Ok(Box::new(std::io::Cursor::new(raw.clone()))),
+            None => self
+                .received
+                .as_ref()
+                .expect("start comes first")
+                .open_blob(blob),
+        }
+    }
 }
 
 impl StreamVisitor for Seen {
@@ -128,7 +149,19 @@ impl StreamVisitor for Seen {
 
     fn blob(&mut self, record: &BlobRecord, data: &mut dyn Read) -> Result<()> {
         let received = self.received.as_mut().expect("start comes first");
-        received.keep(record, data).map(|_| ())
+        if received.keep(record, data)? {
+            return Ok(());
+        }
+        // Configs are small and bounded; layers are only read past.
+        let is_config =
+            record.media_type == media::OCI_CONFIG || record.media_type.contains("container.image");
+        if is_config && record.size <= crate::model::image::MAX_CONFIG_SIZE {
+            let mut raw = Vec::with_capacity(record.size as usize);
+            data.read_to_end(&mut raw)
+                .map_err(|e| Error::io("read", "standard input", e))?;
+            self.configs.insert(record.digest.clone(), raw.into());
+        }
+        Ok(())
     }
 }
 
