@@ -437,6 +437,48 @@ mod tests {
     }
 
     #[test]
+    fn any_trusted_key_may_have_signed_and_the_signer_is_known() {
+        let (old, new, other) = (
+            generate().unwrap(),
+            generate().unwrap(),
+            generate().unwrap(),
+        );
+        let env = Envelope::new("t", b"hello", Some(&old));
+        let keys = TrustedKeys::new(vec![new.verifying_key(), old.verifying_key()]);
+        assert_eq!(env.verify(&keys), Ok(()));
+        assert_eq!(keys.signer(), Some(key_id(&old.verifying_key())));
+        let wrong = TrustedKeys::new(vec![other.verifying_key(), new.verifying_key()]);
+        assert_eq!(
+            env.verify(&wrong),
+            Err(SigProblem::WrongKey {
+                signed_by: vec![key_id(&old.verifying_key())],
+                expected: format!(
+                    "{} or {}",
+                    key_id(&other.verifying_key()),
+                    key_id(&new.verifying_key())
+                ),
+            })
+        );
+        assert_eq!(wrong.signer(), None);
+    }
+
+    #[test]
+    fn an_encrypted_key_decrypts_with_its_passphrase_only() {
+        let k = generate().unwrap();
+        let pem = encrypted_private_pem(&k, "pass").unwrap();
+        assert!(pem_kind(&pem) == PemKind::EncryptedPrivate);
+        let path = Path::new("k");
+        let back = decrypt_private(path, &pem, "pass").unwrap();
+        assert_eq!(back.to_bytes(), k.to_bytes());
+        match decrypt_private(path, &pem, "wrong") {
+            Err(Error::Key { reason, .. }) => {
+                assert_eq!(reason, "the passphrase does not decrypt it")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn pem_round_trip() {
         let k = generate().unwrap();
         let back = SigningKey::from_pkcs8_pem(&private_pem(&k)).unwrap();

@@ -709,6 +709,19 @@ fn import_no_overwrite_refuses_a_moved_tag_and_the_default_moves_it_and_says_so(
         ");
     });
 
+    // A dry run with --no-overwrite says the same, and moves nothing.
+    let dry = import("two.airlock", &["--no-overwrite", "--dry-run"]);
+    let out = dry.stdout();
+    dry.fails();
+    insta::with_settings!({filters => filters.clone()}, {
+        insta::assert_snapshot!(out.lines().next().unwrap(), @"failed     localhost/layout:app-1 -> [REG]/layout:app-1: tag [REG]/layout:app-1: it names [FIRST] on the registry, and this image is [SECOND]; --no-overwrite leaves it there");
+    });
+    assert_eq!(
+        reg.digest(tag, &["--tls-verify=false"]),
+        first,
+        "the tag moved"
+    );
+
     let moved = import("two.airlock", &[]).ok().stdout();
     assert_eq!(reg.digest(tag, &["--tls-verify=false"]), second);
     let line = moved
