@@ -250,7 +250,11 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
     if args.json {
         render::json(&report);
     } else {
-        render::inspection(&args.bundle, &report);
+        let shown = match is_stdin(&args.bundle) {
+            true => Path::new("standard input"),
+            false => args.bundle.as_path(),
+        };
+        render::inspection(shown, &report);
     }
     Ok(())
 }
