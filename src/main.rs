@@ -16,7 +16,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches};
 
-use cli::args::{Cli, Command};
+use cli::args::{CacheCommand, Cli, Command, KeyCommand};
 use cli::{commands, render};
 
 fn main() -> ExitCode {
@@ -44,6 +44,10 @@ fn main() -> ExitCode {
         Command::Export(args) => commands::export(args),
         Command::Completion(args) => commands::completion(args),
         Command::Man(args) => commands::man(args),
+        Command::Cache(CacheCommand::Du(args)) => commands::cache_du(args),
+        Command::Cache(CacheCommand::Ls(args)) => commands::cache_ls(args),
+        Command::Cache(CacheCommand::Prune(args)) => commands::cache_prune(args),
+        Command::Key(KeyCommand::Id(args)) => commands::key_id(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

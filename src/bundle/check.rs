@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use ed25519_dalek::VerifyingKey;
+use crate::bundle::sign::TrustedKeys;
 use rayon::prelude::*;
 use sha2::{Digest as _, Sha256};
 
@@ -67,7 +67,7 @@ pub(crate) fn open_bytes(path: &Path, options: OpenOptions) -> Result<CheckedByt
 pub(crate) fn open_bytes_keyed(
     path: &Path,
     options: OpenOptions,
-    key: Option<&VerifyingKey>,
+    key: Option<&TrustedKeys>,
 ) -> Result<CheckedBytes> {
     let mut a = assemble(path)?;
     let name = a.name();
@@ -99,7 +99,7 @@ fn check_with_parity(
     name: &Path,
     parity: &Parity,
     repair: bool,
-    key: Option<&VerifyingKey>,
+    key: Option<&TrustedKeys>,
 ) -> Result<(Assembled, Checksums)> {
     let damaged = parity.damaged_shards(&a.bytes);
     let bad_recovery = parity.damaged_recovery();

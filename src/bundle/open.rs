@@ -18,12 +18,12 @@
 
 use std::path::Path;
 
-use ed25519_dalek::VerifyingKey;
+use crate::bundle::sign::TrustedKeys;
 
 use super::check::{open_bytes_keyed, OpenOptions};
 use super::format::*;
 use super::index::BundleFile;
-use super::sign::{self, decode_envelope, SignedPayload};
+use super::sign::{decode_envelope, SignedPayload};
 use super::source::BundleSource;
 use super::verify::{check_all, VerifyReport};
 use crate::error::{Error, Result};
@@ -71,7 +71,7 @@ impl BundleFile {
     fn open_keyed(
         path: &Path,
         options: OpenOptions,
-        key: Option<&VerifyingKey>,
+        key: Option<&TrustedKeys>,
     ) -> Result<BundleFile> {
         let checked = open_bytes_keyed(path, options, key)?;
         let mut file = BundleFile::from_checked(checked.path, checked.bytes, checked.checksums)?;
@@ -104,7 +104,7 @@ impl Bundle<Opened> {
     pub fn open_for_key(
         path: &Path,
         options: OpenOptions,
-        key: &VerifyingKey,
+        key: &TrustedKeys,
     ) -> Result<Bundle<Opened>> {
         Bundle::open_keyed(path, options, Some(key))
     }
@@ -112,7 +112,7 @@ impl Bundle<Opened> {
     fn open_keyed(
         path: &Path,
         options: OpenOptions,
-        key: Option<&VerifyingKey>,
+        key: Option<&TrustedKeys>,
     ) -> Result<Bundle<Opened>> {
         let file = BundleFile::open_keyed(path, options, key)?;
         let path = file.path().to_path_buf();
@@ -142,14 +142,14 @@ impl Bundle<Opened> {
 
     /// Checks the signature over the raw payload against a trusted public
     /// key, then parses the payload as the bundle manifest.
-    pub fn check_signature(self, key: &VerifyingKey) -> Result<Bundle<Trusted>> {
+    pub fn check_signature(self, key: &TrustedKeys) -> Result<Bundle<Trusted>> {
         self.signed
             .verify(key)
             .map_err(|problem| Error::Signature {
                 path: self.file.path().to_path_buf(),
                 problem,
             })?;
-        self.trust(Some(sign::key_id(key)))
+        self.trust(key.signer())
     }
 
     /// Accepts the bundle without a signature check (`--allow-unsigned`)

@@ -12,7 +12,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use ed25519_dalek::VerifyingKey;
+use crate::bundle::sign::TrustedKeys;
 
 use super::assemble::{assemble, Assembled};
 use super::check::{open_bytes, shard_ranges, OpenOptions};
@@ -51,7 +51,7 @@ pub struct VolumeFix {
 /// member against the signed manifest, and the signature when `key` is
 /// given) before the plan is handed out; parity that contradicts bytes that
 /// check out is refused by name.
-pub fn plan_repair(path: &Path, key: Option<&VerifyingKey>) -> Result<RepairPlan> {
+pub fn plan_repair(path: &Path, key: Option<&TrustedKeys>) -> Result<RepairPlan> {
     let mut a = assemble(path)?;
     let name = a.name();
     let Some(parity) = a.parity.take() else {
@@ -119,7 +119,7 @@ pub fn plan_repair(path: &Path, key: Option<&VerifyingKey>) -> Result<RepairPlan
 /// still have volumes under the wrong names (their labels say where each
 /// belongs) or foreign files in the way: those are fixed. Anything else is
 /// refused, naming the parity that is not there.
-fn plan_without_parity(a: Assembled, key: Option<&VerifyingKey>) -> Result<RepairPlan> {
+fn plan_without_parity(a: Assembled, key: Option<&TrustedKeys>) -> Result<RepairPlan> {
     let name = a.name();
     let intact = guard::self_check(&name, guard::fresh(&a.bytes, &[])?, key);
     if intact.whole {

@@ -77,46 +77,86 @@ impl Envelope {
         self.signatures.iter().map(|s| s.keyid.clone()).collect()
     }
 
-    /// Accepts the envelope if any signature verifies under `key`.
-    pub fn verify(&self, key: &VerifyingKey) -> std::result::Result<(), SigProblem> {
+    /// Accepts the envelope if any signature verifies under one of `keys`.
+    pub fn verify(&self, keys: &TrustedKeys) -> std::result::Result<(), SigProblem> {
         if self.signatures.is_empty() {
             return Err(SigProblem::Unsigned);
         }
         let body = self.payload_bytes().map_err(|_| SigProblem::Invalid {
-            key_id: key_id(key),
+            key_id: keys.ids().join(" or "),
         })?;
-        self.verify_body(&body, key)
+        self.verify_body(&body, keys)
     }
 
-    /// Accepts the envelope if any signature verifies under `key` over
-    /// `body`, the payload bytes already decoded from it.
-    fn verify_body(&self, body: &[u8], key: &VerifyingKey) -> std::result::Result<(), SigProblem> {
+    /// Accepts the envelope if any signature verifies under one of `keys`
+    /// over `body`, the payload bytes already decoded from it; `keys`
+    /// records which one did.
+    fn verify_body(&self, body: &[u8], keys: &TrustedKeys) -> std::result::Result<(), SigProblem> {
         if self.signatures.is_empty() {
             return Err(SigProblem::Unsigned);
         }
         let message = pae(&self.payload_type, body);
-        let ours = key_id(key);
-        let mut claimed_ours = false;
-        for s in &self.signatures {
-            claimed_ours |= s.keyid == ours;
-            let Ok(raw) = B64.decode(&s.sig) else {
-                continue;
-            };
-            let Ok(sig) = Signature::from_slice(&raw) else {
-                continue;
-            };
-            if key.verify_strict(&message, &sig).is_ok() {
-                return Ok(());
+        let mut claimed = None;
+        for key in &keys.keys {
+            let ours = key_id(key);
+            for s in &self.signatures {
+                if s.keyid == ours {
+                    claimed.get_or_insert_with(|| ours.clone());
+                }
+                let Ok(raw) = B64.decode(&s.sig) else {
+                    continue;
+                };
+                let Ok(sig) = Signature::from_slice(&raw) else {
+                    continue;
+                };
+                if key.verify_strict(&message, &sig).is_ok() {
+                    let _ = keys.signer.set(ours);
+                    return Ok(());
+                }
             }
         }
-        if claimed_ours {
-            Err(SigProblem::Invalid { key_id: ours })
-        } else {
-            Err(SigProblem::WrongKey {
+        // A trusted key the envelope names that does not verify: altered.
+        match claimed {
+            Some(key_id) => Err(SigProblem::Invalid { key_id }),
+            None => Err(SigProblem::WrongKey {
                 signed_by: self.key_ids(),
-                expected: ours,
-            })
+                expected: keys.ids().join(" or "),
+            }),
         }
+    }
+}
+
+/// The public keys a bundle may be signed by (`--pub`, repeatable: an old
+/// and a new key while keys rotate). After a check that passed, it knows
+/// which one signed.
+#[derive(Debug)]
+pub struct TrustedKeys {
+    keys: Vec<VerifyingKey>,
+    signer: std::sync::OnceLock<String>,
+}
+
+impl TrustedKeys {
+    pub fn new(keys: Vec<VerifyingKey>) -> TrustedKeys {
+        TrustedKeys {
+            keys,
+            signer: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The key ids, in the order given.
+    pub fn ids(&self) -> Vec<String> {
+        self.keys.iter().map(key_id).collect()
+    }
+
+    /// The id of the key whose signature verified, once one did.
+    pub fn signer(&self) -> Option<String> {
+        self.signer.get().cloned()
+    }
+}
+
+impl From<VerifyingKey> for TrustedKeys {
+    fn from(key: VerifyingKey) -> TrustedKeys {
+        TrustedKeys::new(vec![key])
     }
 }
 
@@ -140,9 +180,9 @@ impl SignedPayload {
         self.envelope.key_ids()
     }
 
-    /// Accepts the payload if any signature verifies under `key`.
-    pub fn verify(&self, key: &VerifyingKey) -> std::result::Result<(), SigProblem> {
-        self.envelope.verify_body(&self.payload, key)
+    /// Accepts the payload if any signature verifies under one of `keys`.
+    pub fn verify(&self, keys: &TrustedKeys) -> std::result::Result<(), SigProblem> {
+        self.envelope.verify_body(&self.payload, keys)
     }
 }
 
@@ -179,16 +219,20 @@ pub fn generate() -> Result<SigningKey> {
 /// PKCS#8 v1 (RFC 8410) PEM, the form `openssl genpkey` writes. The v2 form
 /// ed25519-dalek emits carries the public key too, and OpenSSL 3.0 refuses it.
 pub fn private_pem(key: &SigningKey) -> String {
+    format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        B64.encode(private_der(key))
+    )
+}
+
+fn private_der(key: &SigningKey) -> zeroize::Zeroizing<Vec<u8>> {
     const V1_PREFIX: [u8; 16] = [
         0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
         0x20,
     ];
     let mut der = V1_PREFIX.to_vec();
     der.extend_from_slice(&key.to_bytes());
-    format!(
-        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-        B64.encode(der)
-    )
+    zeroize::Zeroizing::new(der)
 }
 
 pub fn public_pem(key: &VerifyingKey) -> String {
@@ -240,17 +284,28 @@ fn key_error_hint(path: &Path, reason: &str, hint: &str) -> Error {
     }
 }
 
+/// Reads an unencrypted private key; an encrypted one is refused, naming
+/// the flag that gives its passphrase.
 pub fn load_private(path: &Path) -> Result<SigningKey> {
+    load_private_with(path, &mut || {
+        Err(key_error_hint(
+            path,
+            "it is encrypted, and no passphrase was given",
+            "give its passphrase with --passphrase-file FILE, or type it on a terminal",
+        ))
+    })
+}
+
+/// Reads a private key. An encrypted one (`ENCRYPTED PRIVATE KEY`, PBES2)
+/// is decrypted with the passphrase `passphrase` returns; it is asked for
+/// only then, so a plain key never prompts.
+pub fn load_private_with(
+    path: &Path,
+    passphrase: &mut dyn FnMut() -> Result<String>,
+) -> Result<SigningKey> {
     let pem = read_pem(path)?;
     match pem_kind(&pem) {
-        PemKind::EncryptedPrivate => {
-            return Err(key_error_hint(
-                path,
-                "encrypted keys are not supported yet",
-                "decrypt it with `openssl pkey -in KEY -out PLAIN` (and keep PLAIN as secret), \
-                 or make a new key with `airlock keygen`",
-            ))
-        }
+        PemKind::EncryptedPrivate => return decrypt_private(path, &pem, &passphrase()?),
         PemKind::Public => {
             return Err(key_error_hint(
                 path,
@@ -262,6 +317,65 @@ pub fn load_private(path: &Path) -> Result<SigningKey> {
     }
     SigningKey::from_pkcs8_pem(&pem)
         .map_err(|e| key_error(path, format!("not an ed25519 PKCS#8 private key ({e})")))
+}
+
+/// Decrypts an `ENCRYPTED PRIVATE KEY` (PBES2: PBKDF2 or scrypt, AES-CBC or
+/// AES-GCM), as `openssl pkcs8 -topk8 -v2 aes-256-cbc` or `keygen --encrypt`
+/// wrote it. A wrong passphrase shows as padding that does not check out.
+fn decrypt_private(path: &Path, pem: &str, passphrase: &str) -> Result<SigningKey> {
+    let (label, doc) = pkcs8::Document::from_pem(pem)
+        .map_err(|e| key_error(path, format!("not a PEM encrypted private key ({e})")))?;
+    debug_assert_eq!(label, "ENCRYPTED PRIVATE KEY");
+    let info = pkcs8::EncryptedPrivateKeyInfoRef::try_from(doc.as_bytes())
+        .map_err(|e| key_error(path, format!("not a PKCS#8 encrypted private key ({e})")))?;
+    let plain = info.decrypt(passphrase.as_bytes()).map_err(|e| match e {
+        pkcs8::Error::EncryptedPrivateKey(pkcs8::pkcs5::Error::DecryptFailed) => key_error_hint(
+            path,
+            "the passphrase does not decrypt it",
+            "give the passphrase the key was encrypted with (typed, or --passphrase-file FILE)",
+        ),
+        e => key_error(path, format!("cannot decrypt it ({e})")),
+    })?;
+    SigningKey::from_pkcs8_der(plain.as_bytes()).map_err(|e| {
+        key_error(
+            path,
+            format!("decrypted, but not an ed25519 PKCS#8 private key ({e})"),
+        )
+    })
+}
+
+/// The private key as an `ENCRYPTED PRIVATE KEY` PEM: PBES2 with scrypt
+/// (log2 N = 14, r = 8, p = 1: OpenSSL 3's own choice, within its default
+/// memory limit) and AES-256-CBC, so `openssl pkey -in KEY` reads it.
+pub fn encrypted_private_pem(key: &SigningKey, passphrase: &str) -> Result<String> {
+    use pkcs8::pkcs5::{pbes2, scrypt};
+    let mut salt = [0u8; 16];
+    let mut iv = [0u8; 16];
+    getrandom::fill(&mut salt)
+        .and_then(|()| getrandom::fill(&mut iv))
+        .map_err(|e| Error::Failed(format!("no random source available: {e}")))?;
+    let failed = |e: &dyn std::fmt::Display| Error::Failed(format!("cannot encrypt the key: {e}"));
+    let cost = scrypt::Params::new(14, 8, 1).map_err(|e| failed(&e))?;
+    let params =
+        pbes2::Parameters::generate_scrypt_aes256cbc(cost, &salt, iv).map_err(|e| failed(&e))?;
+    let plain = private_der(key);
+    let info = pkcs8::PrivateKeyInfoRef::try_from(&plain[..]).map_err(|e| failed(&e))?;
+    let doc = info
+        .encrypt_with_params(params, passphrase.as_bytes())
+        .map_err(|e| failed(&e))?;
+    doc.to_pem("ENCRYPTED PRIVATE KEY", pkcs8::LineEnding::LF)
+        .map(|pem| pem.to_string())
+        .map_err(|e| failed(&e))
+}
+
+/// The id of the key in a key file, public or private (a private key's is
+/// its public key's). An encrypted private key needs its passphrase.
+pub fn key_file_id(path: &Path, passphrase: &mut dyn FnMut() -> Result<String>) -> Result<String> {
+    let pem = read_pem(path)?;
+    if pem_kind(&pem) == PemKind::Public {
+        return load_public(path).map(|k| key_id(&k));
+    }
+    load_private_with(path, passphrase).map(|k| key_id(&k.verifying_key()))
 }
 
 /// Reads a trusted public key. A private key is refused: it belongs with
@@ -289,7 +403,7 @@ mod tests {
     fn signs_and_verifies() {
         let k = generate().unwrap();
         let env = Envelope::new("t", b"hello", Some(&k));
-        assert!(env.verify(&k.verifying_key()).is_ok());
+        assert!(env.verify(&k.verifying_key().into()).is_ok());
     }
 
     #[test]
@@ -298,17 +412,17 @@ mod tests {
         let other = generate().unwrap();
         let mut env = Envelope::new("t", b"hello", Some(&k));
         assert!(matches!(
-            env.verify(&other.verifying_key()),
+            env.verify(&other.verifying_key().into()),
             Err(SigProblem::WrongKey { .. })
         ));
         env.payload = B64.encode(b"jello");
         assert!(matches!(
-            env.verify(&k.verifying_key()),
+            env.verify(&k.verifying_key().into()),
             Err(SigProblem::Invalid { .. })
         ));
         let unsigned = Envelope::new("t", b"hello", None);
         assert_eq!(
-            unsigned.verify(&k.verifying_key()),
+            unsigned.verify(&k.verifying_key().into()),
             Err(SigProblem::Unsigned)
         );
     }
@@ -320,6 +434,48 @@ mod tests {
             pae("http://example.com/HelloWorld", b"hello world"),
             b"DSSEv1 29 http://example.com/HelloWorld 11 hello world".to_vec()
         );
+    }
+
+    #[test]
+    fn any_trusted_key_may_have_signed_and_the_signer_is_known() {
+        let (old, new, other) = (
+            generate().unwrap(),
+            generate().unwrap(),
+            generate().unwrap(),
+        );
+        let env = Envelope::new("t", b"hello", Some(&old));
+        let keys = TrustedKeys::new(vec![new.verifying_key(), old.verifying_key()]);
+        assert_eq!(env.verify(&keys), Ok(()));
+        assert_eq!(keys.signer(), Some(key_id(&old.verifying_key())));
+        let wrong = TrustedKeys::new(vec![other.verifying_key(), new.verifying_key()]);
+        assert_eq!(
+            env.verify(&wrong),
+            Err(SigProblem::WrongKey {
+                signed_by: vec![key_id(&old.verifying_key())],
+                expected: format!(
+                    "{} or {}",
+                    key_id(&other.verifying_key()),
+                    key_id(&new.verifying_key())
+                ),
+            })
+        );
+        assert_eq!(wrong.signer(), None);
+    }
+
+    #[test]
+    fn an_encrypted_key_decrypts_with_its_passphrase_only() {
+        let k = generate().unwrap();
+        let pem = encrypted_private_pem(&k, "pass").unwrap();
+        assert!(pem_kind(&pem) == PemKind::EncryptedPrivate);
+        let path = Path::new("k");
+        let back = decrypt_private(path, &pem, "pass").unwrap();
+        assert_eq!(back.to_bytes(), k.to_bytes());
+        match decrypt_private(path, &pem, "wrong") {
+            Err(Error::Key { reason, .. }) => {
+                assert_eq!(reason, "the passphrase does not decrypt it")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

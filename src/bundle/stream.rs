@@ -18,7 +18,7 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
-use ed25519_dalek::VerifyingKey;
+use crate::bundle::sign::TrustedKeys;
 
 use super::format::*;
 use super::sign::decode_envelope;
@@ -42,6 +42,10 @@ pub trait StreamVisitor {
     /// end if size or digest are wrong; what the visitor leaves unread is
     /// read (and checked) after it returns.
     fn blob(&mut self, record: &BlobRecord, data: &mut dyn Read) -> Result<()>;
+
+    /// The key ids the envelope claims, before [`StreamVisitor::start`]:
+    /// unchecked unless a key was given (for `inspect -`).
+    fn claimed_signers(&mut self, _key_ids: Vec<String>) {}
 }
 
 /// A read error inside member `name`: digest and size problems pass
@@ -273,11 +277,12 @@ impl<R: Read> Read for MemberData<'_, R> {
 /// the user accepted unsigned bundles.
 pub fn read_stream(
     input: impl Read,
-    key: Option<&VerifyingKey>,
+    key: Option<&TrustedKeys>,
     visitor: &mut dyn StreamVisitor,
 ) -> Result<BundleManifest> {
     let mut members = Members::new(StreamFrames::new(input)?);
-    let (manifest, payload) = read_manifest(&mut members, key)?;
+    let (manifest, payload, signers) = read_manifest(&mut members, key)?;
+    visitor.claimed_signers(signers);
     let id = Digest::of(&payload);
     members.frames.set_bundle(&id)?;
     let mut seen = std::collections::HashSet::new();
@@ -325,8 +330,8 @@ pub fn read_stream(
 /// signature over the raw payload first, then the payload parsed.
 fn read_manifest<R: Read>(
     members: &mut Members<R>,
-    key: Option<&VerifyingKey>,
-) -> Result<(BundleManifest, Vec<u8>)> {
+    key: Option<&TrustedKeys>,
+) -> Result<(BundleManifest, Vec<u8>, Vec<String>)> {
     let path = Path::new(STREAM);
     let bad = |p: String| Error::bad_bundle(path, p);
     let mut raw = Vec::new();
@@ -349,7 +354,7 @@ fn read_manifest<R: Read>(
         })?;
     }
     let manifest = BundleManifest::from_payload(path, signed.payload())?;
-    Ok((manifest, signed.payload().to_vec()))
+    Ok((manifest, signed.payload().to_vec(), signed.key_ids()))
 }
 
 /// oci-layout, then index.json checked against the signed manifest.
@@ -480,7 +485,7 @@ fn check_graph(received: &Received, manifest: &BundleManifest) -> Result<()> {
 
 /// `verify -`: reads every member, checking each as it arrives, then the
 /// image graph (every image finds all its blobs, no blob is unused).
-pub fn verify_stream(input: impl Read, key: Option<&VerifyingKey>) -> Result<super::VerifyReport> {
+pub fn verify_stream(input: impl Read, key: Option<&TrustedKeys>) -> Result<super::VerifyReport> {
     struct Nothing;
     impl StreamVisitor for Nothing {
         fn start(&mut self, _: &BundleManifest, _: &Digest) -> Result<()> {

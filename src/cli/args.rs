@@ -61,6 +61,14 @@ fn chunk_size(s: &str) -> Result<u64, String> {
     Ok(n)
 }
 
+/// `cache prune --max-size`: a media size, or 0 to empty the cache.
+fn cache_size(s: &str) -> Result<u64, String> {
+    match s.trim() {
+        "0" => Ok(0),
+        _ => parse_media_size(s),
+    }
+}
+
 /// `--catalog HOST[:PORT]`: the distribution API lists a whole registry,
 /// never a namespace, so a path after the host is refused rather than
 /// glued into a wrong URL.
@@ -141,11 +149,13 @@ pub enum Command {
         "airlock inspect --json app.airlock | jq -r '.images[].name'",
     ))]
     Inspect(InspectArgs),
-    /// Copy images out of a bundle into an OCI layout or a docker-archive.
+    /// Copy images out of a bundle into an OCI layout (directory or
+    /// oci-archive) or a docker-archive.
     #[command(after_help = examples!(
         "airlock export --pub site.key.pub --to oci:./out app.airlock",
         "airlock export --pub site.key.pub --to docker-archive:app.tar app.airlock reg.example.com/app:1.0",
         "airlock export --pub site.key.pub --to docker-archive:- app.airlock | docker load",
+        "airlock export --pub site.key.pub --to oci-archive:app.tar app.airlock",
     ))]
     Export(ExportArgs),
     /// Print a shell completion script, generated from these flags.
@@ -161,6 +171,95 @@ pub enum Command {
         "airlock man --dir /usr/local/share/man/man1",
     ))]
     Man(ManArgs),
+    /// Show and prune pack's blob cache.
+    #[command(subcommand)]
+    #[command(after_help = examples!(
+        "airlock cache du",
+        "airlock cache prune --older-than 30d --max-size 50G",
+    ))]
+    Cache(CacheCommand),
+    /// Work with signing keys.
+    #[command(subcommand)]
+    #[command(after_help = examples!(
+        "airlock key id site.key.pub",
+        "airlock key id site.key --passphrase-file pass.txt",
+    ))]
+    Key(KeyCommand),
+}
+
+#[derive(Subcommand)]
+pub enum CacheCommand {
+    /// The cache's size, entry count and partial downloads.
+    #[command(after_help = examples!(
+        "airlock cache du",
+        "airlock cache du --cache /var/cache/airlock --json",
+    ))]
+    Du(CacheArgs),
+    /// Remove cached blobs, least recently used first; refused while a
+    /// pack uses the cache.
+    #[command(after_help = examples!(
+        "airlock cache prune --older-than 30d",
+        "airlock cache prune --max-size 50G",
+        "airlock cache prune --cache /var/cache/airlock --older-than 12h --max-size 10G",
+    ))]
+    Prune(CachePruneArgs),
+    /// List the cached blobs, least recently used first.
+    #[command(after_help = examples!(
+        "airlock cache ls",
+        "airlock cache ls --json | jq '.entries | length'",
+    ))]
+    Ls(CacheLsArgs),
+}
+
+#[derive(Args)]
+pub struct CacheArgs {
+    /// The cache [default: $XDG_CACHE_HOME/airlock, as pack uses].
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct CachePruneArgs {
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    /// Remove blobs not used for this long: 30m, 12h, 7d.
+    #[arg(long, value_name = "DURATION", value_parser = airlock::ops::cache::parse_duration)]
+    pub older_than: Option<std::time::Duration>,
+    /// Then remove the least recently used blobs until the cache holds at
+    /// most SIZE (as --split reads it: 10G, 500MiB).
+    #[arg(long, value_name = "SIZE", value_parser = cache_size)]
+    pub max_size: Option<u64>,
+}
+
+#[derive(Args)]
+pub struct CacheLsArgs {
+    #[command(flatten)]
+    pub cache: CacheArgs,
+}
+
+#[derive(Subcommand)]
+pub enum KeyCommand {
+    /// Print a key's id (from a public or a private key file), as keygen
+    /// prints it and bundles name their signer.
+    #[command(after_help = examples!(
+        "airlock key id site.key.pub",
+        "airlock key id site.key --passphrase-file pass.txt",
+    ))]
+    Id(KeyIdArgs),
+}
+
+#[derive(Args)]
+pub struct KeyIdArgs {
+    /// A public key (NAME.pub) or a private key (NAME, encrypted or not).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Read an encrypted key's passphrase from the first line of FILE
+    /// instead of the terminal.
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
 }
 
 // The structs below carry no doc comments of their own: the command's help
@@ -174,6 +273,15 @@ pub struct KeygenArgs {
     /// Overwrite existing key files.
     #[arg(long)]
     pub force: bool,
+    /// Encrypt the private key with a passphrase (PKCS#8 PBES2: scrypt and
+    /// AES-256-CBC, as `openssl pkey` reads it), typed twice on the
+    /// terminal or read from --passphrase-file.
+    #[arg(long)]
+    pub encrypt: bool,
+    /// Read the passphrase from the first line of FILE instead of the
+    /// terminal.
+    #[arg(long, value_name = "FILE", requires = "encrypt")]
+    pub passphrase_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -189,9 +297,14 @@ pub struct PackArgs {
     /// The bundle to write. It appears only once it is complete.
     #[arg(short = 'o', long = "output", value_name = "BUNDLE")]
     pub output: PathBuf,
-    /// Sign with this private key (from `airlock keygen`).
+    /// Sign with this private key (from `airlock keygen`); an encrypted
+    /// key asks for its passphrase on the terminal.
     #[arg(long, value_name = "KEY")]
     pub key: Option<PathBuf>,
+    /// Read the passphrase of an encrypted --key from the first line of
+    /// FILE instead of the terminal.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub passphrase_file: Option<PathBuf>,
     #[command(flatten)]
     pub platform: PlatformArgs,
     /// Every tag of this repository (REGISTRY/REPO); repeatable.
@@ -281,6 +394,11 @@ pub struct ImportArgs {
     /// the registry has already; push nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Refuse to move a tag the registry has to another digest: that image
+    /// fails, naming both digests, and the others go on [default: move it,
+    /// and say so].
+    #[arg(long)]
+    pub no_overwrite: bool,
     /// Journal directory [default: $XDG_STATE_HOME/airlock].
     #[arg(long, value_name = "DIR")]
     pub state: Option<PathBuf>,
@@ -304,9 +422,10 @@ pub struct RepairArgs {
     /// A bundle file, any of its volumes, or their directory.
     pub bundle: PathBuf,
     /// The signer's public key: the repaired bundle must carry its
-    /// signature before anything is written [default: every digest only].
+    /// signature before anything is written; repeatable, any one may have
+    /// signed [default: every digest only].
     #[arg(long = "pub", value_name = "KEY")]
-    pub public_key: Option<PathBuf>,
+    pub public_keys: Vec<PathBuf>,
     #[command(flatten)]
     pub output_args: OutputArgs,
 }
@@ -327,7 +446,8 @@ pub struct ExportArgs {
     /// A bundle file, its first volume or the directory of its volumes.
     #[arg(value_name = "BUNDLE")]
     pub bundle: PathBuf,
-    /// oci:DIR or docker-archive:FILE.
+    /// oci:DIR, oci-archive:FILE or docker-archive:FILE (an archive FILE
+    /// of - goes to standard output).
     #[arg(long, value_name = "TARGET")]
     pub to: String,
     /// Images to export, by their name in the bundle (as `airlock inspect`
@@ -430,15 +550,16 @@ impl RegistryArgs {
 
 #[derive(Args)]
 pub struct TrustArgs {
-    /// The signer's public key.
+    /// The signer's public key; repeatable: a bundle signed by any of them
+    /// passes (an old and a new key while keys rotate).
     #[arg(
         long = "pub",
         value_name = "KEY",
         required_unless_present = "allow_unsigned"
     )]
-    pub public_key: Option<PathBuf>,
+    pub public_keys: Vec<PathBuf>,
     /// Accept the bundle without checking who signed it.
-    #[arg(long, conflicts_with = "public_key")]
+    #[arg(long, conflicts_with = "public_keys")]
     pub allow_unsigned: bool,
 }
 

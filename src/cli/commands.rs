@@ -18,10 +18,11 @@ use airlock::{Error, Result};
 use clap::CommandFactory;
 
 use super::args::{
-    Cli, CompletionArgs, ExportArgs, ImportArgs, InspectArgs, KeygenArgs, ManArgs, PackArgs,
-    RepairArgs, VerifyArgs,
+    CacheArgs, CacheLsArgs, CachePruneArgs, Cli, CompletionArgs, ExportArgs, ImportArgs,
+    InspectArgs, KeyIdArgs, KeygenArgs, ManArgs, PackArgs, RepairArgs, VerifyArgs,
 };
 use super::open;
+use super::passphrase;
 use super::render;
 
 /// `-` as a bundle path: the bundle is a stream on standard input.
@@ -52,7 +53,64 @@ fn created_now() -> i64 {
 }
 
 pub fn keygen(args: KeygenArgs) -> Result<()> {
-    render::keygen(&ops::keygen::keygen(&args.output, args.force)?);
+    let passphrase = match args.encrypt {
+        true => Some(zeroize::Zeroizing::new(passphrase::read(
+            &args.output,
+            args.passphrase_file.as_deref(),
+            true,
+        )?)),
+        false => None,
+    };
+    let files = ops::keygen::keygen(
+        &args.output,
+        args.force,
+        passphrase.as_deref().map(|p| p.as_str()),
+    )?;
+    render::keygen(&files);
+    Ok(())
+}
+
+/// `key id FILE`: the id of a public or private key file.
+pub fn key_id(args: KeyIdArgs) -> Result<()> {
+    let file = &args.file;
+    let id = sign::key_file_id(file, &mut || {
+        passphrase::read(file, args.passphrase_file.as_deref(), false)
+    })?;
+    render::out_line(format_args!("{id}"));
+    Ok(())
+}
+
+fn cache_dir(args: &CacheArgs) -> std::path::PathBuf {
+    args.cache.clone().unwrap_or_else(ops::cache::default_dir)
+}
+
+pub fn cache_du(args: CacheArgs) -> Result<()> {
+    let usage = ops::cache::du(&cache_dir(&args))?;
+    if args.json {
+        render::json(&usage);
+    } else {
+        render::cache_usage(&usage);
+    }
+    Ok(())
+}
+
+pub fn cache_ls(args: CacheLsArgs) -> Result<()> {
+    let listed = ops::cache::ls(&cache_dir(&args.cache))?;
+    if args.cache.json {
+        render::json(&listed);
+    } else {
+        render::cache_listing(&listed);
+    }
+    Ok(())
+}
+
+pub fn cache_prune(args: CachePruneArgs) -> Result<()> {
+    let pruned = ops::cache::prune(&cache_dir(&args.cache), args.older_than, args.max_size)?;
+    if args.cache.json {
+        render::json(&pruned);
+    } else {
+        render::cache_pruned(&pruned);
+    }
     Ok(())
 }
 
@@ -62,6 +120,7 @@ pub fn pack(args: PackArgs) -> Result<()> {
         list,
         output,
         key,
+        passphrase_file,
         platform,
         all_tags,
         catalogs,
@@ -80,7 +139,12 @@ pub fn pack(args: PackArgs) -> Result<()> {
     if let Some(list) = list {
         sources.extend(ops::read_source_list(&list)?);
     }
-    let key = key.as_deref().map(sign::load_private).transpose()?;
+    let key = match &key {
+        Some(path) => Some(sign::load_private_with(path, &mut || {
+            passphrase::read(path, passphrase_file.as_deref(), false)
+        })?),
+        None => None,
+    };
     let options = PackOptions {
         level,
         key,
@@ -112,7 +176,7 @@ pub fn verify(args: VerifyArgs) -> Result<()> {
     let report = if is_stdin(&args.bundle) {
         let key = open::stream_key(&args.trust)?;
         let mut report = bundle::verify_stream(std::io::stdin().lock(), key.as_ref())?;
-        report.signed_by = key.as_ref().map(sign::key_id);
+        report.signed_by = key.as_ref().and_then(|k| k.signer());
         report
     } else {
         let options = OpenOptions {
@@ -142,6 +206,7 @@ pub fn import(args: ImportArgs) -> Result<()> {
             args.keep_registry,
         )?,
         dry_run: args.dry_run,
+        no_overwrite: args.no_overwrite,
         state: args.state,
         chunk_size: args.chunk_size,
         registry: args.registry.options(Some(args.jobs.unwrap_or(4)))?,
@@ -174,23 +239,26 @@ pub fn import(args: ImportArgs) -> Result<()> {
 }
 
 pub fn repair(args: RepairArgs) -> Result<()> {
-    let key = args
-        .public_key
-        .as_deref()
-        .map(sign::load_public)
-        .transpose()?;
-    let report = ops::repair::repair(&args.bundle, key.as_ref())?;
+    let keys = open::public_keys(&args.public_keys)?;
+    let report = ops::repair::repair(&args.bundle, keys.as_ref())?;
     render::report(&args.output_args, &report, render::repaired);
     Ok(())
 }
 
 pub fn inspect(args: InspectArgs) -> Result<()> {
-    let bundle = open::untrusted(&args.bundle)?;
-    let report = ops::inspect(&bundle)?;
+    let report = if is_stdin(&args.bundle) {
+        ops::inspect::inspect_stream(std::io::stdin().lock())?
+    } else {
+        ops::inspect(&open::untrusted(&args.bundle)?)?
+    };
     if args.json {
         render::json(&report);
     } else {
-        render::inspection(&args.bundle, &report);
+        let shown = match is_stdin(&args.bundle) {
+            true => Path::new("standard input"),
+            false => args.bundle.as_path(),
+        };
+        render::inspection(shown, &report);
     }
     Ok(())
 }

@@ -11,5 +11,6 @@ pub mod args;
 pub mod commands;
 pub mod log;
 pub mod open;
+pub mod passphrase;
 pub mod render;
 pub mod size;

@@ -1,14 +1,14 @@
 //! The one place the CLI opens bundles and decides whom to trust: the
-//! public key from `--pub`, or none with `--allow-unsigned`.
+//! public keys from `--pub` (any one of them may have signed), or none
+//! with `--allow-unsigned`.
 //!
 //! Not for the checks themselves (`airlock::bundle` does them) nor for
 //! reading streams (`verify -` and `import -` pass standard input on).
 
 use std::path::Path;
 
-use ed25519_dalek::VerifyingKey;
-
-use airlock::bundle::{sign, Bundle, OpenOptions, Opened, Trusted};
+use airlock::bundle::sign::{self, TrustedKeys};
+use airlock::bundle::{Bundle, OpenOptions, Opened, Trusted};
 use airlock::error::Shown;
 use airlock::ops;
 use airlock::Result;
@@ -53,12 +53,20 @@ pub fn untrusted(path: &Path) -> Result<Bundle<Opened>> {
     Ok(bundle)
 }
 
-/// The trusted key from `--pub`, if given (for a stream, it is checked as
-/// the stream arrives).
-pub fn stream_key(trust: &TrustArgs) -> Result<Option<VerifyingKey>> {
-    trust
-        .public_key
-        .as_deref()
-        .map(sign::load_public)
-        .transpose()
+/// The trusted keys from `--pub`, if any (for a stream, they are checked
+/// as the stream arrives).
+pub fn stream_key(trust: &TrustArgs) -> Result<Option<TrustedKeys>> {
+    public_keys(&trust.public_keys)
+}
+
+/// Every `--pub` key, loaded; `None` when none was given.
+pub fn public_keys(paths: &[std::path::PathBuf]) -> Result<Option<TrustedKeys>> {
+    if paths.is_empty() {
+        return Ok(None);
+    }
+    let keys = paths
+        .iter()
+        .map(|p| sign::load_public(p))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Some(TrustedKeys::new(keys)))
 }

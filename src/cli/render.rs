@@ -308,8 +308,9 @@ pub fn verified(report: &VerifyReport) {
     );
 }
 
-/// One line per image (`pushed`, `exists`, `failed`, `would push`), a
-/// warning on stderr for each tag a dry run would move, then the totals.
+/// One line per image (`pushed`, `exists`, `failed`, `would push`), a line
+/// per tag the import moved, a warning on stderr for each tag a dry run
+/// would move, then the totals.
 pub fn imported(report: &ImportReport) {
     for i in &report.images {
         let why = i
@@ -324,6 +325,11 @@ pub fn imported(report: &ImportReport) {
             Shown(&i.source),
             Shown(&i.target)
         );
+    }
+    for i in &report.images {
+        if let Some(old) = &i.tag_moved_from {
+            outln!("moved tag {} from {old} to {}", Shown(&i.target), i.digest);
+        }
     }
     for i in &report.images {
         if let Some(old) = &i.tag_moves_from {
@@ -531,4 +537,41 @@ fn list_or(items: &[String], empty: &str) -> String {
         let shown: Vec<String> = items.iter().map(|i| Shown(i).to_string()).collect();
         shown.join(", ")
     }
+}
+
+/// `cache du`: one line of totals.
+pub fn cache_usage(u: &airlock::ops::cache::Usage) {
+    outln!(
+        "{}: {} in {} blob(s), {} partial download(s) of {}",
+        Shown(&u.cache),
+        size(u.bytes),
+        u.entries,
+        u.partial,
+        size(u.partial_bytes)
+    );
+}
+
+/// `cache ls`: a line per entry, least recently used first.
+pub fn cache_listing(list: &[airlock::ops::cache::Listed]) {
+    for e in list {
+        outln!(
+            "{} {:>12} {}{}",
+            e.last_used,
+            e.size,
+            e.digest,
+            if e.partial { " (partial)" } else { "" }
+        );
+    }
+}
+
+pub fn cache_pruned(p: &airlock::ops::cache::Pruned) {
+    outln!(
+        "{}: removed {} entr{} ({}); {} left ({})",
+        Shown(&p.cache),
+        p.removed,
+        if p.removed == 1 { "y" } else { "ies" },
+        size(p.removed_bytes),
+        p.left,
+        size(p.left_bytes)
+    );
 }

@@ -1,11 +1,13 @@
 //! OCI image layouts: `oci:DIR` and `oci-archive:FILE` as a source
 //! ([`Layout`], also used for the layout inside a docker 25+ `docker save`
-//! tar) and `oci:DIR` as a sink ([`OciDirSink`]), with the layout's names
-//! and annotations.
+//! tar) and `oci:DIR` and `oci-archive:FILE` as sinks ([`OciDirSink`],
+//! [`OciArchiveSink`]), with the layout's names and annotations.
 
+mod archive;
 mod layout;
 mod sink;
 
+pub use archive::{sweep_archive_partials, OciArchiveSink};
 pub(crate) use layout::{describe_root, Layout};
 pub(crate) use sink::{index_entries, OCI_LAYOUT};
 pub use sink::{sweep_partials, OciDirSink};

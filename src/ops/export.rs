@@ -1,5 +1,5 @@
-//! `export`: copy images out of a verified bundle into an OCI layout or a
-//! docker-archive.
+//! `export`: copy images out of a verified bundle into an OCI layout (a
+//! directory or an oci-archive tar) or a docker-archive.
 //!
 //! Orchestration only: the bundle is the source, the OCI and docker-archive
 //! sinks write, and every digest is checked again on the way. Not for
@@ -14,7 +14,7 @@ use crate::docker_archive::DockerArchiveSink;
 use crate::error::{Error, Result};
 use crate::model::image::Platform;
 use crate::model::reference::Reference;
-use crate::oci::OciDirSink;
+use crate::oci::{OciArchiveSink, OciDirSink};
 use crate::plan::Plan;
 use crate::progress::Progress;
 use crate::sink::{copy, Sink};
@@ -25,27 +25,43 @@ use crate::source::{Root, Source};
 pub enum ExportTarget {
     OciDir(PathBuf),
     /// A file, or standard output for `-`.
+    OciArchive(PathBuf),
+    /// A file, or standard output for `-`.
     DockerArchive(PathBuf),
 }
 
 impl ExportTarget {
-    /// `docker-archive:-`: the archive goes to standard output.
+    /// `docker-archive:-` or `oci-archive:-`: the archive goes to standard
+    /// output.
     pub fn is_stdout(&self) -> bool {
-        matches!(self, ExportTarget::DockerArchive(p) if p.as_os_str() == "-")
+        matches!(self, ExportTarget::DockerArchive(p) | ExportTarget::OciArchive(p) if p.as_os_str() == "-")
+    }
+
+    /// How the target was written (`docker-archive:-`), for messages.
+    pub fn transport(&self) -> &'static str {
+        match self {
+            ExportTarget::OciDir(_) => "oci",
+            ExportTarget::OciArchive(_) => "oci-archive",
+            ExportTarget::DockerArchive(_) => "docker-archive",
+        }
     }
 
     pub fn parse(s: &str) -> Result<ExportTarget> {
         let target = if let Some(p) = s.strip_prefix("oci:") {
             ExportTarget::OciDir(p.into())
+        } else if let Some(p) = s.strip_prefix("oci-archive:") {
+            ExportTarget::OciArchive(p.into())
         } else if let Some(p) = s.strip_prefix("docker-archive:") {
             ExportTarget::DockerArchive(p.into())
         } else {
             return Err(Error::Usage(format!(
-                "export target {s:?} must be oci:DIR or docker-archive:FILE"
+                "export target {s:?} must be oci:DIR, oci-archive:FILE or docker-archive:FILE"
             )));
         };
         match &target {
-            ExportTarget::OciDir(p) | ExportTarget::DockerArchive(p)
+            ExportTarget::OciDir(p)
+            | ExportTarget::OciArchive(p)
+            | ExportTarget::DockerArchive(p)
                 if p.as_os_str().is_empty() =>
             {
                 Err(Error::Usage(format!("export target {s:?} has no path")))
@@ -81,6 +97,7 @@ pub fn export(
     let progress = Progress::new(plan.total_bytes(), "export", quiet);
     let swept = match target {
         ExportTarget::OciDir(dir) => crate::oci::sweep_partials(dir),
+        ExportTarget::OciArchive(file) => crate::oci::sweep_archive_partials(file),
         ExportTarget::DockerArchive(file) => crate::docker_archive::sweep_partials(file),
     };
     if let Some(note) = swept.note() {
@@ -88,6 +105,9 @@ pub fn export(
     }
     let sink: Box<dyn Sink> = match target {
         ExportTarget::OciDir(dir) => Box::new(OciDirSink::new(dir)?),
+        ExportTarget::OciArchive(file) => {
+            Box::new(OciArchiveSink::new(file, created_secs(bundle)?)?)
+        }
         ExportTarget::DockerArchive(file) => {
             Box::new(DockerArchiveSink::new(file, created_secs(bundle)?)?)
         }

@@ -47,6 +47,8 @@ pub struct ImportRequest {
     pub chunk_size: u64,
     pub registry: RegistryOptions,
     pub quiet: bool,
+    /// Refuse to move an existing tag to another digest.
+    pub no_overwrite: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -104,6 +106,7 @@ impl ImportRequest {
             dry_run: self.dry_run,
             chunk_size: self.chunk_size.max(1),
             jobs: self.registry.jobs.max(1),
+            no_overwrite: self.no_overwrite,
         }
     }
 
@@ -175,7 +178,7 @@ pub fn import(bundle: Bundle<Trusted>, req: ImportRequest) -> Result<ImportRepor
 /// as failed and the others are pushed.
 pub fn import_stream(
     input: impl Read,
-    key: Option<&ed25519_dalek::VerifyingKey>,
+    key: Option<&crate::bundle::sign::TrustedKeys>,
     req: ImportRequest,
 ) -> Result<ImportReport> {
     let client = req.client()?;

@@ -16,7 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde::Serialize;
 
-use crate::bundle::{Bundle, Claims, OpenOptions, Opened};
+use crate::bundle::format::{BlobRecord, BundleManifest, ImageRecord};
+use crate::bundle::{read_stream, Bundle, OpenOptions, Opened, Received, StreamVisitor};
 use crate::error::{Error, Result};
 use crate::integrity::VerifyingReader;
 use crate::model::image::Descriptor;
@@ -92,8 +93,84 @@ pub fn open(path: &Path) -> Result<Bundle<Opened>> {
 /// Describes a bundle from its manifest and its manifests' contents.
 pub fn inspect(bundle: &Bundle<Opened>) -> Result<Inspection> {
     let claims = bundle.read_claims()?;
-    let m = claims.manifest();
-    let (per_image, stopped_short) = describe_images(&claims)?;
+    describe(
+        claims.manifest(),
+        &claims.unchecked_source(),
+        bundle.signer_ids(),
+    )
+}
+
+/// Describes a bundle stream (`inspect -`). The stream is read to its end,
+/// every member checked against the manifest as `verify -` does, but the
+/// signature is not: signers are claims, as for a file.
+pub fn inspect_stream(input: impl Read) -> Result<Inspection> {
+    let mut seen = Seen::default();
+    let manifest = read_stream(input, None, &mut seen)?;
+    describe(&manifest, &seen, seen.signers.clone())
+}
+
+/// What `inspect -` keeps of a stream: the claimed signers, the manifests
+/// and the image configs (for platforms), as a source for [`describe`].
+#[derive(Default)]
+struct Seen {
+    signers: Vec<String>,
+    received: Option<Received>,
+    configs: HashMap<Digest, std::sync::Arc<[u8]>>,
+}
+
+impl Source for Seen {
+    fn name(&self) -> &str {
+        "standard input"
+    }
+
+    fn roots(&self) -> Result<Vec<Root>> {
+        self.received.as_ref().expect("start comes first").roots()
+    }
+
+    fn open_blob(&self, blob: &Descriptor) -> Result<Box<dyn Read + Send + '_>> {
+        match self.configs.get(&blob.digest) {
+            Some(raw) => Ok(Box::new(std::io::Cursor::new(raw.clone()))),
+            None => self
+                .received
+                .as_ref()
+                .expect("start comes first")
+                .open_blob(blob),
+        }
+    }
+}
+
+impl StreamVisitor for Seen {
+    fn claimed_signers(&mut self, key_ids: Vec<String>) {
+        self.signers = key_ids;
+    }
+
+    fn start(&mut self, manifest: &BundleManifest, _id: &Digest) -> Result<()> {
+        self.received = Some(Received::new(manifest)?);
+        Ok(())
+    }
+
+    fn blob(&mut self, record: &BlobRecord, data: &mut dyn Read) -> Result<()> {
+        let received = self.received.as_mut().expect("start comes first");
+        if received.keep(record, data)? {
+            return Ok(());
+        }
+        // Configs are small and bounded; layers are only read past.
+        let is_config =
+            record.media_type == media::OCI_CONFIG || record.media_type.contains("container.image");
+        if is_config && record.size <= crate::model::image::MAX_CONFIG_SIZE {
+            let mut raw = Vec::with_capacity(record.size as usize);
+            data.read_to_end(&mut raw)
+                .map_err(|e| Error::io("read", "standard input", e))?;
+            self.configs.insert(record.digest.clone(), raw.into());
+        }
+        Ok(())
+    }
+}
+
+/// Describes a bundle manifest, reading image manifests and configs from
+/// `source`.
+fn describe(m: &BundleManifest, source: &dyn Source, signed_by: Vec<String>) -> Result<Inspection> {
+    let (per_image, stopped_short) = describe_images(source, &m.images)?;
     let shared = shared_blobs(&per_image);
     let mut images: Vec<ImageInfo> = per_image
         .into_iter()
@@ -111,7 +188,7 @@ pub fn inspect(bundle: &Bundle<Opened>) -> Result<Inspection> {
         format_version: m.format_version,
         tool: m.tool.clone(),
         created: m.created.clone(),
-        signed_by: bundle.signer_ids(),
+        signed_by,
         images,
         blobs: m.blobs.len(),
         total_bytes: m.blobs.iter().map(|b| b.size).sum(),
@@ -131,14 +208,15 @@ type Described = (ImageInfo, Vec<(Digest, u64)>);
 /// Each image as the manifest records it, with the blobs (digest, size) it
 /// needs; `shared_bytes` and `referrers` are filled in later. Stops short
 /// (and says why) at [`MAX_DESCRIBED_IMAGES`] or [`MAX_MANIFEST_BYTES`].
-fn describe_images(claims: &Claims) -> Result<(Vec<Described>, Option<String>)> {
-    let inner = claims.unchecked_source();
+fn describe_images(
+    inner: &dyn Source,
+    records: &[ImageRecord],
+) -> Result<(Vec<Described>, Option<String>)> {
     let source = Budgeted {
-        inner: &inner,
+        inner,
         left: AtomicU64::new(MAX_MANIFEST_BYTES),
         exhausted: AtomicBool::new(false),
     };
-    let records = &claims.manifest().images;
     let mut per_image = Vec::new();
     for (root, record) in inner.roots()?.into_iter().zip(records) {
         if per_image.len() == MAX_DESCRIBED_IMAGES {

@@ -19,10 +19,11 @@ pub struct KeyFiles {
     pub public: PathBuf,
 }
 
-/// Writes the private key to `output` (mode 0600) and the public key to
-/// `output.pub`. Refuses to replace either file unless `force`; each file
-/// appears only once it is complete.
-pub fn keygen(output: &Path, force: bool) -> Result<KeyFiles> {
+/// Writes the private key to `output` (mode 0600), encrypted with
+/// `passphrase` when given, and the public key to `output.pub`. Refuses to
+/// replace either file unless `force`; each file appears only once it is
+/// complete.
+pub fn keygen(output: &Path, force: bool, passphrase: Option<&str>) -> Result<KeyFiles> {
     let public = PathBuf::from(format!("{}.pub", output.display()));
     for p in [output, public.as_path()] {
         if p.exists() && !force {
@@ -35,6 +36,10 @@ pub fn keygen(output: &Path, force: bool) -> Result<KeyFiles> {
         }
     }
     let key = sign::generate()?;
+    let pem = match passphrase {
+        Some(p) => zeroize::Zeroizing::new(sign::encrypted_private_pem(&key, p)?),
+        None => zeroize::Zeroizing::new(sign::private_pem(&key)),
+    };
     let mut private = AtomicFile::create(output)?;
     {
         use std::os::unix::fs::PermissionsExt;
@@ -44,7 +49,7 @@ pub fn keygen(output: &Path, force: bool) -> Result<KeyFiles> {
             .map_err(|e| Error::io("set permissions of", output, e))?;
     }
     private
-        .write_all(sign::private_pem(&key).as_bytes())
+        .write_all(pem.as_bytes())
         .map_err(|e| Error::io("write", output, e))?;
     private.commit()?;
     AtomicFile::write(&public, sign::public_pem(&key.verifying_key()).as_bytes())?;

@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ed25519_dalek::VerifyingKey;
+use crate::bundle::sign::TrustedKeys;
 
 use crate::bundle::{check_repaired, plan_repair};
 use crate::error::{Error, Result};
@@ -33,7 +33,7 @@ pub struct RepairReport {
 /// changed on disk when the damage is beyond the parity.
 /// The rebuilt bundle is checked (every member, and the signature against
 /// `key` when given) before any file is written.
-pub fn repair(path: &Path, key: Option<&VerifyingKey>) -> Result<RepairReport> {
+pub fn repair(path: &Path, key: Option<&TrustedKeys>) -> Result<RepairReport> {
     let plan = plan_repair(path, key)?;
     let mut report = RepairReport {
         rewritten: Vec::new(),

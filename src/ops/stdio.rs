@@ -36,16 +36,19 @@ fn pack_output(output: &Path, json_report: bool, stdout_is_terminal: bool) -> Re
     Ok(())
 }
 
-/// `export --to docker-archive:-` writes the archive to standard output,
-/// with the same rules as `pack -o -`.
+/// `export --to docker-archive:-` (or `oci-archive:-`) writes the archive
+/// to standard output, with the same rules as `pack -o -`; an archive file
+/// is checked as [`check_output_file`] says.
 pub fn check_export_output(target: &ExportTarget, json_report: bool, force: bool) -> Result<()> {
     export_output(target, json_report, std::io::stdout().is_terminal())?;
     match target {
-        ExportTarget::DockerArchive(file) if !target.is_stdout() => check_output_file(
-            file,
-            force,
-            ("--to docker-archive:FILE", "docker-archive:-"),
-        ),
+        ExportTarget::DockerArchive(file) | ExportTarget::OciArchive(file)
+            if !target.is_stdout() =>
+        {
+            let file_form = format!("--to {}:FILE", target.transport());
+            let stdout_form = format!("{}:-", target.transport());
+            check_output_file(file, force, (&file_form, &stdout_form))
+        }
         _ => Ok(()),
     }
 }
@@ -92,17 +95,17 @@ fn export_output(target: &ExportTarget, json_report: bool, stdout_is_terminal: b
     if !target.is_stdout() {
         return Ok(());
     }
+    let t = target.transport();
     if json_report {
-        return Err(Error::Usage(
-            "--json prints to standard output, which docker-archive:- already uses for the archive"
-                .into(),
-        ));
+        return Err(Error::Usage(format!(
+            "--json prints to standard output, which {t}:- already uses for the archive"
+        )));
     }
     if stdout_is_terminal {
         return Err(on_terminal(
-            "docker-archive:-",
+            &format!("{t}:-"),
             "an archive",
-            "--to docker-archive:FILE",
+            &format!("--to {t}:FILE"),
         ));
     }
     Ok(())
@@ -150,6 +153,10 @@ mod tests {
         assert!(export_output(&out, false, true).is_err());
         assert!(export_output(&out, false, false).is_ok());
         assert!(export_output(&file, true, true).is_ok());
+        let oci = ExportTarget::parse("oci-archive:-").unwrap();
+        assert!(export_output(&oci, true, false).is_err());
+        assert!(export_output(&oci, false, true).is_err());
+        assert!(export_output(&oci, false, false).is_ok());
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::journal::Journal;
-use super::Client;
+use super::{Client, PushOptions};
 use crate::error::{Error, Result};
 use crate::model::image::{media, Descriptor};
 use crate::model::Digest;
@@ -36,6 +36,9 @@ pub struct ImageOutcome {
     /// the import would move it to another one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tag_moves_from: Option<Digest>,
+    /// The digest the tag named before this import moved it here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag_moved_from: Option<Digest>,
 }
 
 /// What committing an image found.
@@ -44,7 +47,8 @@ struct Committed {
     /// Something of it was put (a manifest, its tag, a fallback index),
     /// or would be in a dry run.
     sent: bool,
-    /// For a dry run: the other digest its tag names now.
+    /// For a dry run: the other digest its tag names now; otherwise the
+    /// digest it named before this run moved it.
     moves_from: Option<Digest>,
 }
 
@@ -81,9 +85,10 @@ pub fn commit_images(
     jobs: &[Job],
     inline: &HashMap<Digest, Arc<[u8]>>,
     failed_blobs: &HashMap<Digest, String>,
-    dry_run: bool,
+    opts: &PushOptions,
     host: &str,
 ) -> Vec<ImageOutcome> {
+    let dry_run = opts.dry_run;
     let mut outcomes = Vec::new();
     let mut pushed_manifests: BTreeMap<(String, Digest), bool> = BTreeMap::new();
     let fallback_tags: BTreeSet<(String, String)> = jobs
@@ -105,13 +110,15 @@ pub fn commit_images(
                 "blob {} was not pushed: {e}",
                 b.digest
             ))),
-            None if dry_run => would_commit(client, job),
+            None if dry_run => would_commit(client, job, &target, opts.no_overwrite),
             None => {
                 let mut commit = Commit {
                     client,
                     journal,
                     inline,
                     done: &mut pushed_manifests,
+                    no_overwrite: opts.no_overwrite,
+                    target: &target,
                 };
                 commit.image(job, &fallback_tags)
             }
@@ -122,9 +129,13 @@ pub fn commit_images(
             (Ok(_), true) => "would push",
             (Ok(_), false) => "pushed",
         };
-        let (error, tag_moves_from) = match result {
+        let (error, moves_from) = match result {
             Ok(c) => (None, c.moves_from),
             Err(e) => (Some(e.to_string()), None),
+        };
+        let (tag_moves_from, tag_moved_from) = match dry_run {
+            true => (moves_from, None),
+            false => (None, moves_from),
         };
         outcomes.push(ImageOutcome {
             source: job.label.clone(),
@@ -133,6 +144,7 @@ pub fn commit_images(
             status: status.into(),
             error,
             tag_moves_from,
+            tag_moved_from,
         });
     }
     outcomes
@@ -141,7 +153,7 @@ pub fn commit_images(
 /// What a dry run would commit for an image: nothing when the target
 /// serves it under its tag (or its digest, untagged) already, and for a
 /// tag that names another digest now, that digest.
-fn would_commit(client: &Client, job: &Job) -> Result<Committed> {
+fn would_commit(client: &Client, job: &Job, target: &str, no_overwrite: bool) -> Result<Committed> {
     let d = &job.image.descriptor.digest;
     let reference = job.tag.clone().unwrap_or_else(|| d.to_string());
     // The bytes, not a HEAD: the digest a registry reports is optional.
@@ -150,6 +162,7 @@ fn would_commit(client: &Client, job: &Job) -> Result<Committed> {
         .map(|raw| Digest::of(&raw));
     Ok(match now {
         Some(now) if &now == d => Committed::default(),
+        Some(now) if job.tag.is_some() && no_overwrite => return Err(tag_taken(target, &now, d)),
         Some(now) if job.tag.is_some() => Committed {
             sent: true,
             moves_from: Some(now),
@@ -161,6 +174,17 @@ fn would_commit(client: &Client, job: &Job) -> Result<Committed> {
     })
 }
 
+/// `--no-overwrite` found the tag naming another image.
+fn tag_taken(target: &str, now: &Digest, ours: &Digest) -> Error {
+    Error::Refused {
+        what: format!("tag {target}"),
+        reason: format!(
+            "it names {now} on the registry, and this image is {ours}; --no-overwrite leaves it there"
+        ),
+        hint: "import without --no-overwrite to move the tag, or map the image to another tag (--map, --prefix)".into(),
+    }
+}
+
 struct Commit<'a> {
     client: &'a Client,
     journal: &'a Journal,
@@ -168,6 +192,10 @@ struct Commit<'a> {
     /// `(repo, digest)` of manifests this run committed already, and
     /// whether it put them (or found them there).
     done: &'a mut BTreeMap<(String, Digest), bool>,
+    /// Refuse to move a tag to another digest.
+    no_overwrite: bool,
+    /// The image's name on the target, for messages.
+    target: &'a str,
 }
 
 impl Commit<'_> {
@@ -200,11 +228,24 @@ impl Commit<'_> {
             self.done.insert(done, !there);
         }
         let d = &job.image.descriptor;
+        let mut moved_from = None;
         if let Some(tag) = &job.tag {
             let key = format!("{}:{tag}", job.repo);
             if !(journal.has_manifest(&key, &d.digest)
                 && client.manifest_is(&job.repo, tag, &d.digest)?)
             {
+                // The bytes, not a HEAD: the digest a registry reports is
+                // optional. One GET per tag that is about to be written.
+                let now = client
+                    .get_manifest(&job.repo, tag)?
+                    .map(|raw| Digest::of(&raw));
+                match now {
+                    Some(now) if now != d.digest && self.no_overwrite => {
+                        return Err(tag_taken(self.target, &now, &d.digest))
+                    }
+                    Some(now) if now != d.digest => moved_from = Some(now),
+                    _ => {}
+                }
                 let bytes = raw(self.inline, job, &d.digest)?;
                 client.put_manifest(&job.repo, tag, &d.media_type, bytes)?;
                 journal.manifest_done(&key, &d.digest)?;
@@ -222,7 +263,7 @@ impl Commit<'_> {
         }
         Ok(Committed {
             sent,
-            moves_from: None,
+            moves_from: moved_from,
         })
     }
 

@@ -46,6 +46,9 @@ pub struct PushOptions {
     pub chunk_size: u64,
     /// Blobs placed at once.
     pub jobs: usize,
+    /// Refuse to move an existing tag to another digest (the image fails;
+    /// by default the tag is moved and the move reported).
+    pub no_overwrite: bool,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -415,7 +418,7 @@ impl Sink for RegistrySink<'_> {
             &this.jobs,
             &inline,
             &tally.failed,
-            this.opts.dry_run,
+            &this.opts,
             &this.target.host,
         );
         // A registry that died during the commits failed each image left

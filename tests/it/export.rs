@@ -170,5 +170,8 @@ fn export_refuses_unknown_images_and_targets() {
         "lists what there is: {err}"
     );
     let err = airlock(&["export", b, "--pub", p, "--to", "tarball:x"], t.path()).fails_usage();
-    assert!(err.contains("oci:DIR or docker-archive:FILE"), "{err}");
+    assert!(
+        err.contains("oci:DIR, oci-archive:FILE or docker-archive:FILE"),
+        "{err}"
+    );
 }

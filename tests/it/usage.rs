@@ -583,10 +583,25 @@ fn key_mix_ups_are_named() {
         .unwrap();
     assert!(st.success());
     let src = format!("oci:{}:app-1", layout().display());
-    let err = airlock(&["pack", "-o", "x", "--key", "locked", &src], dir).fails();
+    // Encrypted keys are read now (#15); the wrong passphrase is named.
+    std::fs::write(dir.join("guess"), "not-the-secret\n").unwrap();
+    let err = airlock(
+        &[
+            "pack",
+            "-o",
+            "x",
+            "--key",
+            "locked",
+            "--passphrase-file",
+            "guess",
+            &src,
+        ],
+        dir,
+    )
+    .fails();
     insta::assert_snapshot!(err, @r"
-    airlock: error: key locked: encrypted keys are not supported yet
-      hint: decrypt it with `openssl pkey -in KEY -out PLAIN` (and keep PLAIN as secret), or make a new key with `airlock keygen`
+    airlock: error: key locked: the passphrase does not decrypt it
+      hint: give the passphrase the key was encrypted with (typed, or --passphrase-file FILE)
     ");
     let err = airlock(&["verify", &b, "--pub", "signer"], dir).fails();
     insta::assert_snapshot!(err, @r"

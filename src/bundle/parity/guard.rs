@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use ed25519_dalek::VerifyingKey;
+use crate::bundle::sign::TrustedKeys;
 use rayon::prelude::*;
 
 use super::Parity;
@@ -79,7 +79,7 @@ pub(crate) fn fresh(bytes: &BundleBytes, patches: &[(u64, Vec<u8>)]) -> Result<B
 /// a payload that fails it is never parsed (then nothing is intact).
 /// Without a key (`--allow-unsigned`) the payload is parsed unchecked, as
 /// the user asked.
-pub(crate) fn self_check(path: &Path, bytes: BundleBytes, key: Option<&VerifyingKey>) -> Intact {
+pub(crate) fn self_check(path: &Path, bytes: BundleBytes, key: Option<&TrustedKeys>) -> Intact {
     let len = bytes.len();
     let file = match BundleFile::from_bytes(path.to_path_buf(), bytes) {
         Ok(f) => f,
@@ -272,7 +272,7 @@ pub(crate) fn check_rebuilt(
     bytes: &BundleBytes,
     patches: &[(u64, Vec<u8>)],
     before: &Intact,
-    key: Option<&VerifyingKey>,
+    key: Option<&TrustedKeys>,
 ) -> std::result::Result<(), Rejected> {
     let view = fresh(bytes, patches).map_err(|e| Rejected::Fails(e.to_string()))?;
     let after = self_check(path, view, key);

@@ -37,10 +37,15 @@
 //! complete in `blobs/`. One that holds a prefix of a blob not yet cached
 //! is kept: the next pack that wants the blob continues it.
 //!
+//! **Use and pruning.** A blob's modification time records its last use,
+//! and every open cache holds a shared lock that `airlock cache prune`
+//! needs exclusively (`manage.rs`): a prune never runs beside a pack.
+//!
 //! Not for manifests (the registry source keeps those in memory), and no
-//! eviction: the cache grows until the user removes it.
+//! eviction of its own: `airlock cache prune` removes entries.
 
 mod claim;
+pub mod manage;
 mod read;
 #[cfg(test)]
 mod tests;
@@ -74,6 +79,8 @@ pub struct BlobCache {
     downloaded: AtomicU64,
     /// Descriptors kept in `Done` slots, at most [`HELD_MAX`].
     held: AtomicUsize,
+    /// The shared lock that keeps a prune out while this cache is open.
+    _hold: File,
 }
 
 /// Hashed descriptors kept for readers to come. The download pool may run
@@ -133,7 +140,9 @@ impl BlobCache {
             let d = root.join(sub);
             std::fs::create_dir_all(&d).map_err(|e| Error::io("create cache directory", &d, e))?;
         }
+        let hold = manage::hold(root)?;
         Ok(BlobCache {
+            _hold: hold,
             root: root.to_path_buf(),
             inflight: Mutex::new(HashMap::new()),
             changed: Condvar::new(),
@@ -193,6 +202,7 @@ impl BlobCache {
         };
         let (actual, len) = hash_reader(&file).map_err(|e| Error::io("read", &path, e))?;
         if &actual == d && len == size {
+            manage::touch(&file);
             return Ok(Some(file));
         }
         // Only the copy hashed: another process may have put a good one in
