@@ -379,7 +379,11 @@ impl Client {
                 .budget
                 .failed(RegistryError::status(what.to_string(), s, b""));
         } else {
-            self.budget.success();
+            if resp.status().is_success() {
+                self.budget.established();
+            } else {
+                self.budget.success();
+            }
             if writes(method) && resp.status().is_success() {
                 self.wrote.store(true, Ordering::Relaxed);
             }
@@ -931,7 +935,7 @@ mod tests {
         assert_eq!(
             warnings,
             [&format!(
-                "registry {host} is not answering (HTTP 503); retrying for up to 3 s"
+                "registry {host} is failing (HTTP 503); retrying for up to 3 s"
             )],
             "{mine:?}"
         );

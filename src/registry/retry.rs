@@ -9,7 +9,9 @@
 //! 5xx (a manifest the registry cannot store, while nothing else is in
 //! flight) fails on its own attempts, and only its image fails. Answers
 //! spend the budget only when two or more different requests failed
-//! through the whole window; nothing answering spends it alone.
+//! through the whole window, or when the registry has not answered one
+//! request well in this run (the first request, `GET /v2/`, failing
+//! throughout); nothing answering spends it alone.
 //!
 //! Each retry is logged at info level (`-v`); the first time one is under
 //! way for more than 2 s, a warning says so. Log lines name the request
@@ -41,6 +43,8 @@ struct State {
     warned: bool,
     /// The requests that failed in this run of failures.
     failing: HashSet<String>,
+    /// The registry did what a request asked once in this run.
+    ever_succeeded: bool,
     /// What spent the budget: every later request fails with it.
     spent: Option<RegistryError>,
 }
@@ -65,6 +69,13 @@ impl Budget {
         s.failing_since = None;
         s.warned = false;
         s.failing.clear();
+    }
+
+    /// The registry did what a request asked (a 2xx): it works, so one
+    /// request failing later is that request's failure.
+    pub fn established(&self) {
+        self.success();
+        self.state.lock().expect("not poisoned").ever_succeeded = true;
     }
 
     /// A request failed with a temporary `err` and wants to try again after
@@ -127,7 +138,8 @@ impl Budget {
         let elapsed = now - *s.failing_since.get_or_insert(now);
         s.failing.insert(err.request.clone());
         let nothing_answers = matches!(err.kind, Failure::Unreachable(_) | Failure::Connection(_));
-        if elapsed >= self.window && (nothing_answers || s.failing.len() > 1) {
+        let registry_failing = nothing_answers || s.failing.len() > 1 || !s.ever_succeeded;
+        if elapsed >= self.window && registry_failing {
             let mut spent = err.clone().on(&self.registry).concerns_target();
             spent.gave_up_after = Some(u32::try_from(self.window.as_secs()).unwrap_or(u32::MAX));
             s.spent = Some(spent.clone());
@@ -170,6 +182,7 @@ mod tests {
     #[test]
     fn one_request_answered_with_5xx_does_not_spend_the_budget() {
         let b = Budget::new("r:5000", Duration::from_millis(100));
+        b.established(); // earlier requests went well
         let put = RegistryError::status("PUT http://r/v2/a/manifests/1".into(), 503, b"");
         b.retry(&put, 1, Duration::ZERO).unwrap();
         std::thread::sleep(Duration::from_millis(120));
