@@ -95,9 +95,11 @@ pub fn cache_du(args: CacheArgs) -> Result<()> {
 }
 
 pub fn cache_ls(args: CacheLsArgs) -> Result<()> {
-    let listed = ops::cache::ls(&cache_dir(&args.cache))?;
+    let dir = cache_dir(&args.cache);
+    let listed = ops::cache::ls(&dir)?;
     if args.cache.json {
-        render::json(&listed);
+        // An object, as every --json output is: a list cannot carry "version".
+        render::json(&serde_json::json!({"cache": dir, "entries": listed}));
     } else {
         render::cache_listing(&listed);
     }

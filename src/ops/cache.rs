@@ -25,9 +25,11 @@ pub struct Usage {
     /// Bytes of every file counted below.
     pub bytes: u64,
     /// Complete blobs.
+    #[serde(rename = "entry_count")]
     pub entries: usize,
     pub entry_bytes: u64,
     /// Partial downloads (a later pack continues them).
+    #[serde(rename = "partial_count")]
     pub partial: usize,
     pub partial_bytes: u64,
 }
@@ -46,9 +48,11 @@ pub struct Listed {
 #[derive(Debug, Serialize)]
 pub struct Pruned {
     pub cache: String,
+    #[serde(rename = "removed_count")]
     pub removed: usize,
     pub removed_bytes: u64,
     /// What the cache holds after.
+    #[serde(rename = "left_count")]
     pub left: usize,
     pub left_bytes: u64,
 }

@@ -623,3 +623,35 @@ fn a_failing_command_with_json_prints_one_json_error_on_stdout_and_exits_non_zer
     );
     assert!(!dir.join("b.airlock").exists());
 }
+
+#[test]
+fn cache_json_outputs_are_versioned_and_documented_field_by_field() {
+    let doc = doc();
+    let t = scratch();
+    let dir = t.path();
+    // A cache with one complete blob and one partial download.
+    let cache = dir.join("cache");
+    let blob = b"cached blob";
+    let hex = sha256_hex(blob);
+    std::fs::create_dir_all(cache.join("blobs/sha256")).unwrap();
+    std::fs::create_dir_all(cache.join("partial/sha256")).unwrap();
+    std::fs::write(cache.join("blobs/sha256").join(&hex), blob).unwrap();
+    std::fs::write(cache.join("partial/sha256").join(sha256_hex(b"x")), b"pa").unwrap();
+    let c = cache.to_str().unwrap();
+    let du = airlock(&["cache", "du", "--cache", c, "--json"], dir).ok();
+    let du = valid(&doc, &["airlock cache du --json"], &du.stdout());
+    assert_eq!(
+        (du["entry_count"].clone(), du["partial_count"].clone()),
+        (1.into(), 1.into())
+    );
+    let ls = airlock(&["cache", "ls", "--cache", c, "--json"], dir).ok();
+    let ls = valid(&doc, &["airlock cache ls --json"], &ls.stdout());
+    assert_eq!(ls["entries"].as_array().unwrap().len(), 2, "{ls}");
+    let pruned = airlock(
+        &["cache", "prune", "--cache", c, "--max-size", "0", "--json"],
+        dir,
+    )
+    .ok();
+    let pruned = valid(&doc, &["airlock cache prune --json"], &pruned.stdout());
+    assert_eq!(pruned["left_count"], 0, "{pruned}");
+}

@@ -232,7 +232,7 @@ fn a_huge_manifest_signed_by_an_untrusted_key_is_refused_before_it_is_parsed() {
     // inspect reads the claims, unchecked; it still answers.
     let out = airlock(&["inspect", "--json", "hostile.airlock"], dir).ok();
     assert!(
-        out.stdout().contains("\"blobs\": 300000"),
+        out.stdout().contains("\"blob_count\": 300000"),
         "{}",
         out.stdout()
     );
