@@ -27,6 +27,8 @@ fn main() -> ExitCode {
         Command::Repair(args) => commands::repair(args),
         Command::Inspect(args) => commands::inspect(args),
         Command::Export(args) => commands::export(args),
+        Command::Login(args) => commands::login(args),
+        Command::Logout(args) => commands::logout(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -109,6 +109,11 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Copy images out of a bundle into an OCI layout or a docker-archive.
     Export(ExportArgs),
+    /// Log in to a registry: check the credentials with it, then store
+    /// them in the containers auth file, as `skopeo login` does.
+    Login(LoginArgs),
+    /// Remove a registry's credentials from the containers auth file.
+    Logout(LogoutArgs),
 }
 
 // The structs below carry no doc comments of their own: the command's help
@@ -300,10 +305,10 @@ pub struct RegistryArgs {
     /// Log in as this user (with --password-stdin) to the one registry the
     /// command targets: import's --to registry, or the registry all of
     /// pack's sources share (pack refuses it for sources on several
-    /// registries; use `docker login` for each). Every other registry gets
-    /// docker's config.json and credential helpers, or nothing; a URL off a
-    /// registry's own origin (an upload Location, a redirect) gets no
-    /// credentials at all.
+    /// registries; use `airlock login` for each). Every other registry gets
+    /// the containers auth file, then docker's config.json and credential
+    /// helpers, or nothing; a URL off a registry's own origin (an upload
+    /// Location, a redirect) gets no credentials at all.
     #[arg(long, value_name = "USER", requires = "password_stdin")]
     pub username: Option<String>,
     /// Read the password (or token) for --username from standard input.
@@ -317,11 +322,33 @@ pub struct RegistryArgs {
     /// /etc/docker/certs.d and /etc/containers/certs.d; repeatable.
     #[arg(long = "certs-dir", value_name = "DIR")]
     pub certs_dirs: Vec<PathBuf>,
-    /// Do not verify TLS certificates of these hosts; repeatable.
-    #[arg(long = "insecure", value_name = "HOST")]
+    /// Read credentials from this containers auth file instead of
+    /// $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json and
+    /// ~/.config/containers/auth.json (docker's config.json is still read
+    /// after it).
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+    /// Do not verify TLS certificates: bare, of every registry of the
+    /// command; --insecure=HOST, of that host only (repeatable).
+    #[arg(
+        long = "insecure",
+        value_name = "HOST",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = airlock::registry::options::EVERY
+    )]
     pub insecure: Vec<String>,
-    /// Speak plain HTTP to these hosts; repeatable.
-    #[arg(long = "plain-http", value_name = "HOST")]
+    /// Speak plain HTTP: bare, to every registry of the command;
+    /// --plain-http=HOST, to that host only (repeatable). Loopback
+    /// registries (localhost, 127.0.0.0/8, ::1) need neither: HTTPS is
+    /// tried first, then plain HTTP if a plain-HTTP server answers.
+    #[arg(
+        long = "plain-http",
+        value_name = "HOST",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = airlock::registry::options::EVERY
+    )]
     pub plain_http: Vec<String>,
     /// Attempts per request on connection errors, 429 and 5xx.
     #[arg(long, default_value_t = 6, value_name = "N")]
@@ -356,6 +383,7 @@ impl RegistryArgs {
         }
         opts.insecure = self.insecure;
         opts.plain_http = self.plain_http;
+        opts.authfile = self.authfile;
         opts.attempts = self.retries.max(1);
         opts.jobs = jobs.unwrap_or(8);
         Ok(opts)
@@ -384,4 +412,70 @@ pub struct OutputArgs {
     /// Print a JSON summary on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args)]
+pub struct LoginArgs {
+    /// The registry, HOST[:PORT].
+    #[arg(value_name = "REGISTRY", value_parser = catalog_host)]
+    pub registry: String,
+    /// The user [default: asked on the terminal].
+    #[arg(short = 'u', long, value_name = "USER")]
+    pub username: Option<String>,
+    /// Read the password (or token) from standard input [default: asked on
+    /// the terminal, without echo].
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Store the credentials in this file [default: $REGISTRY_AUTH_FILE,
+    /// else $XDG_RUNTIME_DIR/containers/auth.json, else
+    /// ~/.config/containers/auth.json].
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+    /// Trust this CA certificate (PEM); repeatable.
+    #[arg(long = "ca-cert", value_name = "FILE")]
+    pub ca_certs: Vec<PathBuf>,
+    /// Look for HOST:PORT/ca.crt and client certificates here; repeatable.
+    #[arg(long = "certs-dir", value_name = "DIR")]
+    pub certs_dirs: Vec<PathBuf>,
+    /// Do not verify the registry's TLS certificate.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Speak plain HTTP to the registry.
+    #[arg(long)]
+    pub plain_http: bool,
+}
+
+impl LoginArgs {
+    /// The registry options the login check runs with (no credentials yet).
+    pub fn options(&self) -> RegistryOptions {
+        let me = |yes: bool| yes.then(|| self.registry.clone()).into_iter().collect();
+        let defaults = RegistryOptions::default();
+        RegistryOptions {
+            ca_certs: self.ca_certs.clone(),
+            certs_dirs: if self.certs_dirs.is_empty() {
+                defaults.certs_dirs.clone()
+            } else {
+                self.certs_dirs.clone()
+            },
+            insecure: me(self.insecure),
+            plain_http: me(self.plain_http),
+            authfile: self.authfile.clone(),
+            attempts: 2,
+            jobs: 1,
+            ..defaults
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct LogoutArgs {
+    /// The registry, HOST[:PORT].
+    #[arg(value_name = "REGISTRY", value_parser = catalog_host, required_unless_present = "all", conflicts_with = "all")]
+    pub registry: Option<String>,
+    /// Remove the credentials of every registry.
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// The auth file to edit [default: as for login].
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
 }

@@ -34,7 +34,7 @@ mod auth;
 pub(crate) mod cache;
 mod client;
 mod commit;
-mod credentials;
+pub(crate) mod credentials;
 pub(crate) mod journal;
 pub mod options;
 mod origin;
