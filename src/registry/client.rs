@@ -847,7 +847,7 @@ pub(crate) fn shown_header<'v>(name: &str, value: &'v str) -> &'v str {
     ) || name.contains("token");
     if secret {
         "<redacted>"
-    } else if name == "location" || name == "content-location" || name == "link" {
+    } else if name == "location" || name == "content-location" {
         redact(value)
     } else {
         value
@@ -1054,6 +1054,24 @@ mod tests {
             )],
             "{mine:?}"
         );
+    }
+
+    #[test]
+    fn logged_headers_hide_credentials_cookies_and_tokens() {
+        for (name, value) in [
+            ("Authorization", "Basic YWxpY2U6cHc="),
+            ("proxy-authorization", "Bearer x"),
+            ("Cookie", "session=1"),
+            ("set-cookie", "session=1; HttpOnly"),
+            ("X-Registry-Token", "t"),
+        ] {
+            assert_eq!(shown_header(name, value), "<redacted>", "{name}");
+        }
+        assert_eq!(
+            shown_header("Location", "https://s3/x?X-Amz-Signature=s"),
+            "https://s3/x"
+        );
+        assert_eq!(shown_header("Content-Type", "a/b"), "a/b");
     }
 
     #[test]

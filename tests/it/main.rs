@@ -4,6 +4,7 @@
 
 mod bundles;
 mod cache;
+mod conventions_auth;
 mod export;
 mod harness;
 mod hostile;

@@ -193,7 +193,7 @@ fn logs_in_with_htpasswd_from_the_command_line_or_docker_config() {
     let err = pack(t.path(), &[&*format!("--plain-http={h}"), &image]).fails();
     assert!(err.contains("401"), "{err}");
     assert!(
-        err.contains("docker login") && err.contains("--password-stdin"),
+        err.contains("airlock login") && err.contains("--password-stdin"),
         "{err}"
     );
 
