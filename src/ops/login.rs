@@ -94,10 +94,12 @@ fn auth_file(authfile: Option<&Path>) -> Result<PathBuf> {
 fn read(file: &Path) -> Result<Value> {
     match std::fs::read(file) {
         Ok(raw) if raw.iter().all(u8::is_ascii_whitespace) => Ok(Value::Object(Map::new())),
-        Ok(raw) => serde_json::from_slice(&raw).map_err(|e| Error::Failed(format!(
-            "{} is not valid JSON ({e}); fix or remove it, or pass --authfile FILE",
-            file.display()
-        ))),
+        Ok(raw) => serde_json::from_slice(&raw).map_err(|e| {
+            Error::Failed(format!(
+                "{} is not valid JSON ({e}); fix or remove it, or pass --authfile FILE",
+                file.display()
+            ))
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Value::Object(Map::new())),
         Err(e) => Err(Error::io("read", file, e)),
     }
@@ -164,9 +166,14 @@ mod tests {
             left,
             serde_json::json!({"auths":{"b.example:5000":{"auth":"eDp5"}},"credHelpers":{"c":"x"}})
         );
-        let err = logout(Some(&file), Some("a.example")).unwrap_err().to_string();
+        let err = logout(Some(&file), Some("a.example"))
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("not logged in to a.example: "), "{err}");
-        assert_eq!(logout(Some(&file), None).unwrap().removed, ["b.example:5000"]);
+        assert_eq!(
+            logout(Some(&file), None).unwrap().removed,
+            ["b.example:5000"]
+        );
         let mode = std::fs::metadata(&file).unwrap().permissions();
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(mode.mode() & 0o777, 0o600);

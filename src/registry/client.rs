@@ -15,8 +15,14 @@
 //! Redirects are followed by ureq, which never carries `Authorization`
 //! along (a blob redirected to storage such as S3 is fetched without it).
 //!
+//! Every exchange is logged here, at info (`-v`: redirects, method, URL
+//! without its query, status, time) and debug (`-vv`: headers, secrets
+//! redacted). A loopback registry not named by `--plain-http` is tried
+//! over HTTPS first, then plain HTTP (see [`Client::endpoint`]).
+//!
 //! Not here: the requests of the protocol ([`super::push`],
-//! [`super::source`]) or where credentials come from ([`super::auth`]).
+//! [`super::source`]) or where credentials come from
+//! ([`super::credentials`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

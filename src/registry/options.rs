@@ -181,11 +181,25 @@ mod tests {
         assert!(RegistryOptions::names(&named, "reg.example:5000"));
         assert!(RegistryOptions::names(&named, "[::1]:5000"));
         assert!(!RegistryOptions::names(&named, "other.example"));
-        assert!(RegistryOptions::names(&[EVERY.to_string()], "any.example:1"));
-        for l in ["localhost:5000", "127.0.0.1:5000", "127.1.2.3", "[::1]:5000", "::1"] {
+        assert!(RegistryOptions::names(
+            &[EVERY.to_string()],
+            "any.example:1"
+        ));
+        for l in [
+            "localhost:5000",
+            "127.0.0.1:5000",
+            "127.1.2.3",
+            "[::1]:5000",
+            "::1",
+        ] {
             assert!(RegistryOptions::is_loopback(l), "{l}");
         }
-        for n in ["reg.example", "10.0.0.1:5000", "localhost.example.com", "128.0.0.1"] {
+        for n in [
+            "reg.example",
+            "10.0.0.1:5000",
+            "localhost.example.com",
+            "128.0.0.1",
+        ] {
             assert!(!RegistryOptions::is_loopback(n), "{n}");
         }
     }
