@@ -452,3 +452,40 @@ fn verbose_logs_of_the_token_flow_redact_the_token() {
         "{log}"
     );
 }
+
+#[test]
+fn verbose_logs_show_redirects() {
+    let reg = htpasswd_registry();
+    let auth = format!("Basic {}", B64.encode(format!("{USER}:{PASSWORD}")));
+    // Blob GETs are answered by a 307 to another port, which forwards
+    // them to the registry with credentials of its own.
+    let rec = Recorder::start(Answer::Forward(reg.port, Some(auth)));
+    let proxy = LocationProxy::start(reg.port, rec.port, true);
+    let p = format!("127.0.0.1:{}", proxy.port);
+    let t = scratch();
+    let file = t.path().join("auth.json");
+    std::fs::write(&file, auth_json(&p, USER, PASSWORD)).unwrap();
+    let image = format!("{p}/demo/app:1");
+    // The proxy closes a TLS hello unanswered, which is not a plain-HTTP
+    // server answering: no fallback, so it is named.
+    let plain = format!("--plain-http={p}");
+    let env = [("REGISTRY_AUTH_FILE", file.as_path())];
+    let r = ok(pack(t.path(), &["-v", &plain, &image], &env, ""));
+    let log = stderr(&r);
+    assert_no_secret(&log);
+    let first = log
+        .lines()
+        .find(|l| l.contains(" redirected to "))
+        .unwrap_or_else(|| panic!("no redirect logged:\n{log}"));
+    let first = first
+        .replace(&proxy.port.to_string(), "[PROXY]")
+        .replace(&rec.port.to_string(), "[OTHER]");
+    let digest = regex_free_digest(&first);
+    snapshot!(t.path(), first.replace(&digest, "[D]"), @"airlock: info: GET http://127.0.0.1:[PROXY]/v2/demo/app/blobs/[D] redirected to http://127.0.0.1:[OTHER]/v2/demo/app/blobs/[D]");
+}
+
+/// The first `sha256:<hex>` in a line.
+fn regex_free_digest(line: &str) -> String {
+    let at = line.find("sha256:").expect("a digest in the line");
+    line[at..at + 7 + 64].to_string()
+}
