@@ -414,10 +414,27 @@ pub struct OutputArgs {
     pub json: bool,
 }
 
+/// `login`/`logout REGISTRY`: credentials belong to a whole registry, so
+/// a scheme or a path is refused rather than stored under a key no lookup
+/// matches.
+fn registry_host(s: &str) -> Result<String, String> {
+    let host = s.split("://").last().unwrap_or(s);
+    let host = host.split('/').next().unwrap_or(host);
+    if host.is_empty() {
+        return Err("the registry is empty".into());
+    }
+    if host != s {
+        return Err(format!(
+            "{s:?}: give the registry as HOST[:PORT], e.g. {host}"
+        ));
+    }
+    Ok(s.to_string())
+}
+
 #[derive(Args)]
 pub struct LoginArgs {
     /// The registry, HOST[:PORT].
-    #[arg(value_name = "REGISTRY", value_parser = catalog_host)]
+    #[arg(value_name = "REGISTRY", value_parser = registry_host)]
     pub registry: String,
     /// The user [default: asked on the terminal].
     #[arg(short = 'u', long, value_name = "USER")]
@@ -470,7 +487,12 @@ impl LoginArgs {
 #[derive(Args)]
 pub struct LogoutArgs {
     /// The registry, HOST[:PORT].
-    #[arg(value_name = "REGISTRY", value_parser = catalog_host, required_unless_present = "all", conflicts_with = "all")]
+    #[arg(
+        value_name = "REGISTRY",
+        value_parser = registry_host,
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
     pub registry: Option<String>,
     /// Remove the credentials of every registry.
     #[arg(short = 'a', long)]

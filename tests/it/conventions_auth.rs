@@ -489,3 +489,26 @@ fn regex_free_digest(line: &str) -> String {
     let at = line.find("sha256:").expect("a digest in the line");
     line[at..at + 7 + 64].to_string()
 }
+
+#[test]
+fn login_takes_a_registry_not_a_url_or_a_repository() {
+    let t = scratch();
+    let r = al(
+        t.path(),
+        &[
+            "login",
+            "https://reg.example/ns",
+            "-u",
+            USER,
+            "--password-stdin",
+        ],
+        &[],
+        "",
+    );
+    assert_eq!(r.status.code(), Some(2));
+    snapshot!(t.path(), stderr(&r), @r#"
+    error: invalid value 'https://reg.example/ns' for '<REGISTRY>': "https://reg.example/ns": give the registry as HOST[:PORT], e.g. reg.example
+
+    For more information, try '--help'.
+    "#);
+}
