@@ -278,9 +278,10 @@ pub fn logout(args: LogoutArgs) -> Result<()> {
 /// ends.
 fn prompt(label: &str, hide: bool) -> Result<String> {
     use std::io::Write as _;
+    // Echo goes off before the prompt shows: nothing typed after it is seen.
+    let saved = if hide { echo_off() } else { None };
     eprint!("{label}: ");
     let _ = std::io::stderr().flush();
-    let saved = if hide { echo_off() } else { None };
     let mut line = String::new();
     let read = std::io::stdin().read_line(&mut line);
     if let Some(t) = saved {

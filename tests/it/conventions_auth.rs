@@ -512,3 +512,63 @@ fn login_takes_a_registry_not_a_url_or_a_repository() {
     For more information, try '--help'.
     "#);
 }
+
+/// Runs `airlock ARGS…` on a new pseudo-terminal (Python's `pty`): waits
+/// for `Password: `, types `typed`, and returns everything the terminal
+/// showed, and the exit code.
+fn on_terminal(t: &Path, args: &[&str], typed: &str) -> (String, i32) {
+    const DRIVER: &str = r#"
+import os, pty, sys
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[2], sys.argv[2:])
+shown = b""
+def more():
+    global shown
+    try:
+        b = os.read(fd, 1024)
+    except OSError:
+        return False
+    shown += b
+    return bool(b)
+while b"Password: " not in shown and more():
+    pass
+os.write(fd, sys.argv[1].encode() + b"\n")
+while more():
+    pass
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(shown.decode())
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+    let mut all = vec!["-c", DRIVER, typed, env!("CARGO_BIN_EXE_airlock")];
+    all.extend_from_slice(args);
+    let out = Command::new("python3")
+        .args(&all)
+        .current_dir(t)
+        .env("HOME", t.join("home"))
+        .env("DOCKER_CONFIG", t.join("docker"))
+        .env("XDG_RUNTIME_DIR", t.join("run"))
+        .env_remove("REGISTRY_AUTH_FILE")
+        .output()
+        .unwrap();
+    (stdout(&out), out.status.code().unwrap_or(-1))
+}
+
+#[test]
+fn login_asks_for_the_password_on_a_terminal_without_echo() {
+    let reg = htpasswd_registry();
+    let t = scratch();
+    let h = reg.host.as_str();
+    let (shown, code) = on_terminal(t.path(), &["login", h, "-u", USER], PASSWORD);
+    assert_eq!(code, 0, "{shown}");
+    assert!(
+        !shown.contains(PASSWORD),
+        "the password was echoed: {shown}"
+    );
+    snapshot!(t.path(), shown.replace("\r\n", "\n"), @r"
+    Password: 
+    Login succeeded: credentials for alice at [REG] stored in [DIR]/run/containers/auth.json
+    ");
+    let stored = std::fs::read_to_string(t.path().join("run/containers/auth.json")).unwrap();
+    assert!(stored.contains(&B64.encode(format!("{USER}:{PASSWORD}"))));
+}
