@@ -1,8 +1,8 @@
 //! Where a registry's credentials come from, first match wins:
 //! 1. the command line (for the one registry they were given for);
 //! 2. the containers auth file, as `containers-auth.json(5)` orders it:
-//!    `--authfile FILE` if given, else `$REGISTRY_AUTH_FILE`, else
-//!    `$XDG_RUNTIME_DIR/containers/auth.json`; then
+//!    `--authfile FILE` if given, else `$REGISTRY_AUTH_FILE` (either one
+//!    alone), else `$XDG_RUNTIME_DIR/containers/auth.json` and then
 //!    `~/.config/containers/auth.json`;
 //! 3. docker's `config.json` (`$DOCKER_CONFIG/config.json`, else
 //!    `~/.docker/config.json`).
@@ -85,20 +85,18 @@ struct HelperAnswer {
 /// The containers auth files read, in order (see the module doc).
 pub fn auth_files(authfile: Option<&Path>) -> Vec<PathBuf> {
     let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
-    let mut files = Vec::new();
+    // A file the user named replaces the default ones.
     if let Some(f) = authfile {
-        files.push(f.to_path_buf());
-    } else if let Some(f) = env("REGISTRY_AUTH_FILE") {
-        files.push(PathBuf::from(f));
-    } else if let Some(run) = env("XDG_RUNTIME_DIR") {
-        files.push(PathBuf::from(run).join("containers/auth.json"));
+        return vec![f.to_path_buf()];
     }
-    if let Some(home) = dirs::home_dir() {
-        let config = home.join(".config/containers/auth.json");
-        if !files.contains(&config) {
-            files.push(config);
-        }
+    if let Some(f) = env("REGISTRY_AUTH_FILE") {
+        return vec![PathBuf::from(f)];
     }
+    let mut files: Vec<PathBuf> = env("XDG_RUNTIME_DIR")
+        .map(|run| PathBuf::from(run).join("containers/auth.json"))
+        .into_iter()
+        .collect();
+    files.extend(dirs::home_dir().map(|h| h.join(".config/containers/auth.json")));
     files
 }
 
