@@ -52,7 +52,7 @@ ls $out/unpacked/blobs/sha256 | xargs -P "\$1" -I{} sh -c '
 SH
 for bin in airlock:$A ${B:+baseline:$B}; do cat > "$out/${bin%%:*}.sh" <<SH
 p=\$(sh $out/next.sh $out/n)
-"${bin#*:}" import -q --allow-unsigned "$out/b.airlock" --to "$host/\$p" --plain-http "$host" --state "$out/state-\$p"
+"${bin#*:}" import -q --allow-unsigned "$out/b.airlock" --to "$host/\$p" --plain-http="$host" --state "$out/state-\$p"
 SH
 done
 
@@ -64,7 +64,7 @@ hyperfine -N -w 1 -r 5 --export-json "$out/import.json" \
   -n "curl x4 (ceiling)" "sh $out/curl.sh 4" \
   -n "curl x8 (ceiling)" "sh $out/curl.sh 8" >/dev/null
 p=$(sh "$out/next.sh" "$out/n")
-peak=$( { /usr/bin/time -f %M "$A" import -q --allow-unsigned "$out/b.airlock" --to "$host/$p" --plain-http "$host" --state "$out/state-rss" >/dev/null; } 2>&1 | tail -1)
+peak=$( { /usr/bin/time -f %M "$A" import -q --allow-unsigned "$out/b.airlock" --to "$host/$p" --plain-http="$host" --state "$out/state-rss" >/dev/null; } 2>&1 | tail -1)
 
 python3 - "$out/import.json" "$bytes" "$peak" <<'PY'
 import json, sys

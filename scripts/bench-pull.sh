@@ -35,10 +35,10 @@ echo "data: $(numfmt --to=iec "$bytes") in $(echo $tags | wc -w) images sharing 
 skopeo_pipeline="rm -rf $out/sk; for t in $tags; do skopeo copy -q --src-tls-verify=false docker://$host/bench/app:\$t oci:$out/sk:\$t; done; tar -c -C $out sk | zstd -T0 -3 -q > $out/sk.tar.zst"
 hyperfine -N -w 2 -r 10 --export-json "$out/pull.json" \
   --prepare "rm -rf $out/cache $out/sk $out/b.airlock $out/sk.tar.zst /var/lib/containers/cache/blob-info-cache-v1.boltdb" \
-  -n "airlock pack (cold cache)" "$A pack -q --plain-http $host --cache $out/cache -o $out/b.airlock $refs" \
-  ${B:+-n "baseline pack (cold cache)" "$B pack -q --plain-http $host --cache $out/cache -o $out/b.airlock $refs"} \
+  -n "airlock pack (cold cache)" "$A pack -q --plain-http=$host --cache $out/cache -o $out/b.airlock $refs" \
+  ${B:+-n "baseline pack (cold cache)" "$B pack -q --plain-http=$host --cache $out/cache -o $out/b.airlock $refs"} \
   -n "skopeo copy per image + tar | zstd" "sh -c '$skopeo_pipeline'" >/dev/null
-peak=$( { /usr/bin/time -f %M "$A" pack -q --plain-http "$host" --cache "$out/cache-rss" -o "$out/rss.airlock" $refs >/dev/null; } 2>&1 | tail -1)
+peak=$( { /usr/bin/time -f %M "$A" pack -q --plain-http="$host" --cache "$out/cache-rss" -o "$out/rss.airlock" $refs >/dev/null; } 2>&1 | tail -1)
 
 python3 - "$out/pull.json" "$bytes" "$peak" <<'PY'
 import json, sys

@@ -42,7 +42,7 @@ skopeo inspect "docker-archive:$work/app2.tar" | grep -m1 '"Digest"'
 step "a throwaway registry on 127.0.0.1"
 start_registry "$work"
 "$A" import "$work/images.airlock" --pub "$work/site-key.pub" --to "$host/mirror" \
-  --plain-http "$host" --state "$work/state"
+  --plain-http="$host" --state "$work/state"
 step "check with skopeo: every image, with the digest it has in the bundle"
 names=$(ref_names "$work/export/index.json")
 for name in $names; do

@@ -48,6 +48,8 @@ fn main() -> ExitCode {
         Command::Cache(CacheCommand::Ls(args)) => commands::cache_ls(args),
         Command::Cache(CacheCommand::Prune(args)) => commands::cache_prune(args),
         Command::Key(KeyCommand::Id(args)) => commands::key_id(args),
+        Command::Login(args) => commands::login(args),
+        Command::Logout(args) => commands::logout(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

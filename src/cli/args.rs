@@ -185,6 +185,20 @@ pub enum Command {
         "airlock key id site.key --passphrase-file pass.txt",
     ))]
     Key(KeyCommand),
+    /// Log in to a registry: check the credentials with it, then store
+    /// them in the containers auth file, as `skopeo login` does.
+    #[command(after_help = examples!(
+        "airlock login registry.example.com",
+        "echo \"$TOKEN\" | airlock login -u robot --password-stdin registry.example.com:5000",
+        "airlock login --authfile ./auth.json registry.example.com",
+    ))]
+    Login(LoginArgs),
+    /// Remove a registry's credentials from the containers auth file.
+    #[command(after_help = examples!(
+        "airlock logout registry.example.com",
+        "airlock logout --all",
+    ))]
+    Logout(LogoutArgs),
 }
 
 #[derive(Subcommand)]
@@ -486,10 +500,10 @@ pub struct RegistryArgs {
     /// Log in as this user (with --password-stdin) to the one registry the
     /// command targets: import's --to registry, or the registry all of
     /// pack's sources share (pack refuses it for sources on several
-    /// registries; use `docker login` for each). Every other registry gets
-    /// docker's config.json and credential helpers, or nothing; a URL off a
-    /// registry's own origin (an upload Location, a redirect) gets no
-    /// credentials at all.
+    /// registries; use `airlock login` for each). Every other registry gets
+    /// the containers auth file, then docker's config.json and credential
+    /// helpers, or nothing; a URL off a registry's own origin (an upload
+    /// Location, a redirect) gets no credentials at all.
     #[arg(long, value_name = "USER", requires = "password_stdin")]
     pub username: Option<String>,
     /// Read the password (or token) for --username from standard input.
@@ -503,11 +517,33 @@ pub struct RegistryArgs {
     /// /etc/docker/certs.d and /etc/containers/certs.d; repeatable.
     #[arg(long = "certs-dir", value_name = "DIR")]
     pub certs_dirs: Vec<PathBuf>,
-    /// Do not verify TLS certificates of these hosts; repeatable.
-    #[arg(long = "insecure", value_name = "HOST")]
+    /// Read credentials from this containers auth file instead of
+    /// $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json and
+    /// ~/.config/containers/auth.json (docker's config.json is still read
+    /// after it).
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+    /// Do not verify TLS certificates: bare, of every registry of the
+    /// command; --insecure=HOST, of that host only (repeatable).
+    #[arg(
+        long = "insecure",
+        value_name = "HOST",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = airlock::registry::options::EVERY
+    )]
     pub insecure: Vec<String>,
-    /// Speak plain HTTP to these hosts; repeatable.
-    #[arg(long = "plain-http", value_name = "HOST")]
+    /// Speak plain HTTP: bare, to every registry of the command;
+    /// --plain-http=HOST, to that host only (repeatable). Loopback
+    /// registries (localhost, 127.0.0.0/8, ::1) need neither: HTTPS is
+    /// tried first, then plain HTTP if a plain-HTTP server answers.
+    #[arg(
+        long = "plain-http",
+        value_name = "HOST",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = airlock::registry::options::EVERY
+    )]
     pub plain_http: Vec<String>,
     /// Attempts per request on connection errors, 429 and 5xx.
     #[arg(long, default_value_t = 6, value_name = "N")]
@@ -542,6 +578,7 @@ impl RegistryArgs {
         }
         opts.insecure = self.insecure;
         opts.plain_http = self.plain_http;
+        opts.authfile = self.authfile;
         opts.attempts = self.retries.max(1);
         opts.jobs = jobs.unwrap_or(8);
         Ok(opts)
@@ -610,6 +647,94 @@ pub fn json_in_raw_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> b
     args.into_iter()
         .take_while(|a| a != "--")
         .any(|a| a == "--json")
+}
+
+/// `login`/`logout REGISTRY`: credentials belong to a whole registry, so
+/// a scheme or a path is refused rather than stored under a key no lookup
+/// matches.
+fn registry_host(s: &str) -> Result<String, String> {
+    let host = s.split("://").last().unwrap_or(s);
+    let host = host.split('/').next().unwrap_or(host);
+    if host.is_empty() {
+        return Err("the registry is empty".into());
+    }
+    if host != s {
+        return Err(format!(
+            "{s:?}: give the registry as HOST[:PORT], e.g. {host}"
+        ));
+    }
+    Ok(s.to_string())
+}
+
+#[derive(Args)]
+pub struct LoginArgs {
+    /// The registry, HOST[:PORT].
+    #[arg(value_name = "REGISTRY", value_parser = registry_host)]
+    pub registry: String,
+    /// The user [default: asked on the terminal].
+    #[arg(short = 'u', long, value_name = "USER")]
+    pub username: Option<String>,
+    /// Read the password (or token) from standard input [default: asked on
+    /// the terminal, without echo].
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Store the credentials in this file [default: $REGISTRY_AUTH_FILE,
+    /// else $XDG_RUNTIME_DIR/containers/auth.json, else
+    /// ~/.config/containers/auth.json].
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+    /// Trust this CA certificate (PEM); repeatable.
+    #[arg(long = "ca-cert", value_name = "FILE")]
+    pub ca_certs: Vec<PathBuf>,
+    /// Look for HOST:PORT/ca.crt and client certificates here; repeatable.
+    #[arg(long = "certs-dir", value_name = "DIR")]
+    pub certs_dirs: Vec<PathBuf>,
+    /// Do not verify the registry's TLS certificate.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Speak plain HTTP to the registry.
+    #[arg(long)]
+    pub plain_http: bool,
+}
+
+impl LoginArgs {
+    /// The registry options the login check runs with (no credentials yet).
+    pub fn options(&self) -> RegistryOptions {
+        let me = |yes: bool| yes.then(|| self.registry.clone()).into_iter().collect();
+        let defaults = RegistryOptions::default();
+        RegistryOptions {
+            ca_certs: self.ca_certs.clone(),
+            certs_dirs: if self.certs_dirs.is_empty() {
+                defaults.certs_dirs.clone()
+            } else {
+                self.certs_dirs.clone()
+            },
+            insecure: me(self.insecure),
+            plain_http: me(self.plain_http),
+            authfile: self.authfile.clone(),
+            attempts: 2,
+            jobs: 1,
+            ..defaults
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct LogoutArgs {
+    /// The registry, HOST[:PORT].
+    #[arg(
+        value_name = "REGISTRY",
+        value_parser = registry_host,
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    pub registry: Option<String>,
+    /// Remove the credentials of every registry.
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// The auth file to edit [default: as for login].
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
 //! The logger behind `-v`: `log` records from airlock at warn (default),
-//! info (`-v`) or debug (`-vv`); `RUST_LOG`, when set, adds env_logger
+//! info (`-v`: retries, and each registry request's method, URL, status
+//! and time) or debug (`-vv`: request and response headers, secrets
+//! redacted by `registry::client`); `RUST_LOG`, when set, adds env_logger
 //! directives (`RUST_LOG=debug`, `RUST_LOG=airlock=trace,ureq=debug`), and
 //! without `-v` it alone decides.
 //!

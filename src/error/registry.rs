@@ -17,7 +17,7 @@ pub struct RegistryError {
     /// `CODE: message` pairs from the registry's error body.
     pub codes: Vec<(String, String)>,
     /// The registry (`HOST[:PORT]`) it concerns, when the client knows it:
-    /// hints name it (`--plain-http HOST`, `docker login HOST`).
+    /// hints name it (`--plain-http=HOST`, `airlock login HOST`).
     pub registry: String,
     /// The failure concerns the whole registry, not this request: no other
     /// request to it can do better, so the run stops here (see
@@ -255,23 +255,23 @@ impl RegistryError {
             self.registry.as_str()
         };
         match &self.kind {
-            Failure::Status(401) => format!("log in: `docker login {host}`, or pass --username USER --password-stdin"),
+            Failure::Status(401) => format!("log in: `airlock login {host}`, or pass --username USER --password-stdin"),
             Failure::Status(403) => "the credentials are valid but lack permission for this repository; ask the registry's administrator".into(),
             Failure::Status(404) => "check the repository name and the tag or digest (names are case-sensitive and lower-case)".into(),
             Failure::Status(429) => "the registry is rate-limiting; wait, log in for a higher limit, or lower --jobs".into(),
             Failure::Status(s) if (500..600).contains(s) => "the registry failed; retry later or ask its administrator".into(),
             Failure::Status(_) => "see the registry's message".into(),
-            Failure::Certificate(t) if t.contains("CaUsedAsEndEntity") => format!("the registry presents a CA certificate (basicConstraints CA:TRUE) as its own, which TLS clients refuse even when it is trusted: give the registry a server certificate signed by that CA (CA:FALSE), or (only on a trusted network) --insecure {host}"),
-            Failure::Certificate(_) => format!("the registry's certificate is not trusted: pass its CA with --ca-cert FILE, put it in /etc/docker/certs.d/{host}/ca.crt, or (only on a trusted network) --insecure {host}"),
-            Failure::Protocol(t) if t.starts_with(SPEAKS_TLS) => format!("the registry speaks HTTPS: drop --plain-http {host}"),
-            Failure::Protocol(_) => format!("if the registry speaks plain HTTP, pass --plain-http {host}"),
+            Failure::Certificate(t) if t.contains("CaUsedAsEndEntity") => format!("the registry presents a CA certificate (basicConstraints CA:TRUE) as its own, which TLS clients refuse even when it is trusted: give the registry a server certificate signed by that CA (CA:FALSE), or (only on a trusted network) --insecure={host}"),
+            Failure::Certificate(_) => format!("the registry's certificate is not trusted: pass its CA with --ca-cert FILE, put it in /etc/docker/certs.d/{host}/ca.crt, or (only on a trusted network) --insecure={host}"),
+            Failure::Protocol(t) if t.starts_with(SPEAKS_TLS) => format!("the registry speaks HTTPS: drop --plain-http"),
+            Failure::Protocol(_) => format!("if the registry speaks plain HTTP, pass --plain-http={host}"),
             Failure::Connection(_) | Failure::Unreachable(_) => "check the host name, the port, proxies (HTTPS_PROXY, NO_PROXY) and that the registry is up".into(),
             Failure::UnknownHost(_) => "check the host name (and the DNS or /etc/hosts entry that should resolve it)".into(),
-            Failure::CredentialsRefused(_) => format!("check the password: `docker login {host}` stores a new one, or pass --username USER --password-stdin"),
-            Failure::NotLoggedIn { .. } => format!("log in with `docker login {host}`, or pass --username USER --password-stdin"),
+            Failure::CredentialsRefused(_) => format!("check the password: `airlock login {host}` stores a new one, or pass --username USER --password-stdin"),
+            Failure::NotLoggedIn { .. } => format!("log in with `airlock login {host}`, or pass --username USER --password-stdin"),
             Failure::PushDenied => "the credentials are valid but may not push here; log in as a user who may, or ask the registry's administrator".into(),
             Failure::AccessDenied(login) => format!("{} may not use this repository; log in as a user who may, or ask the registry's administrator", Shown(&login.user)),
-            Failure::CredentialStore(_) => format!("fix the docker config or the credential helper named above, or pass --username USER --password-stdin for {host}"),
+            Failure::CredentialStore(_) => format!("fix the file or the credential helper named above, or pass --username USER --password-stdin for {host}"),
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod export;
 pub mod import;
 pub mod inspect;
 pub mod keygen;
+pub mod login;
 pub mod pack;
 pub mod repair;
 pub mod stdio;

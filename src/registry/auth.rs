@@ -1,7 +1,8 @@
 //! Credentials and the registry auth handshakes.
 //!
 //! Credentials come from the command line (for the one registry they were
-//! given for) or from docker's `config.json` ([`super::credentials`]). The
+//! given for), the containers auth file or docker's `config.json`
+//! ([`super::credentials`]). The
 //! client sends them, and the tokens they buy, only to its registry's
 //! origin (see [`super::client`]). A `401` carries a challenge: `Basic`
 //! means sending the credentials; `Bearer` means asking the named realm for

@@ -15,13 +15,19 @@
 //! Redirects are followed by ureq, which never carries `Authorization`
 //! along (a blob redirected to storage such as S3 is fetched without it).
 //!
+//! Every exchange is logged here, at info (`-v`: redirects, method, URL
+//! without its query, status, time) and debug (`-vv`: headers, secrets
+//! redacted). A loopback registry not named by `--plain-http` is tried
+//! over HTTPS first, then plain HTTP (see [`Client::endpoint`]).
+//!
 //! Not here: the requests of the protocol ([`super::push`],
-//! [`super::source`]) or where credentials come from ([`super::auth`]).
+//! [`super::source`]) or where credentials come from
+//! ([`super::credentials`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ureq::http::{Method, Response};
 use ureq::{Body, ResponseExt};
@@ -77,9 +83,15 @@ impl Registries {
 
 pub struct Client {
     registry: String,
-    base: String,
-    /// The origin of `base`: the only one that gets credentials.
-    origin: Origin,
+    /// `host[:port]` in URLs (Docker Hub's API host for `docker.io`).
+    host: String,
+    /// Named by `--plain-http`: plain HTTP from the start.
+    plain: bool,
+    /// A loopback registry not named by `--plain-http`: HTTPS, unless it
+    /// turns out to be a plain-HTTP server (see [`Client::endpoint`]).
+    loopback_fallback: bool,
+    /// Where requests go, settled by the first URL built.
+    endpoint: OnceLock<Endpoint>,
     agent: ureq::Agent,
     /// For the credentials lookup, done when the registry first asks.
     opts: RegistryOptions,
@@ -100,6 +112,13 @@ pub struct Client {
     target_failure: Mutex<Option<RegistryError>>,
     /// A request gave up on a temporary failure (5xx, a cut connection).
     transient: AtomicBool,
+}
+
+/// The scheme and host requests go to, and its origin: the only one
+/// that gets credentials.
+struct Endpoint {
+    base: String,
+    origin: Origin,
 }
 
 type R<T> = std::result::Result<T, RegistryError>;
@@ -132,15 +151,20 @@ impl Client {
             // Stated, not left to a default: a redirect never carries
             // credentials, not even to the same host on another port.
             .redirect_auth_headers(ureq::config::RedirectAuthHeaders::Never)
+            // So that `-v` can show each redirect.
+            .save_redirect_history(true)
             .build();
-        let base = format!("{}://{host}", if plain { "http" } else { "https" });
-        let origin = Origin::of(&base).ok_or_else(|| {
-            crate::error::Error::Usage(format!("{registry:?} is not a valid registry host"))
-        })?;
+        if Origin::of(&format!("https://{host}")).is_none() {
+            return Err(crate::error::Error::Usage(format!(
+                "{registry:?} is not a valid registry host"
+            )));
+        }
         Ok(Client {
             registry: registry.to_string(),
-            base,
-            origin,
+            host: host.to_string(),
+            plain,
+            loopback_fallback: !plain && RegistryOptions::is_loopback(registry),
+            endpoint: OnceLock::new(),
             agent: config.into(),
             opts: opts.clone(),
             credentials: OnceLock::new(),
@@ -194,7 +218,7 @@ impl Client {
         if resp.status().is_success() {
             return Ok(());
         }
-        if resp.status() == 400 && self.origin.scheme == "http" {
+        if resp.status() == 400 && self.url("/v2/").starts_with("http://") {
             // A TLS port asked in plain HTTP: Go's servers say so in the body.
             let body = read_limited(&mut resp, 64 * 1024, &what).unwrap_or_default();
             let text = String::from_utf8_lossy(&body);
@@ -271,6 +295,39 @@ impl Client {
         &self.registry
     }
 
+    /// The scheme and host of every request, settled once. A loopback
+    /// registry not named by `--plain-http` is asked `GET /v2/` over HTTPS
+    /// first, as docker does; only if a plain-HTTP server answers the TLS
+    /// hello (a protocol error) does the client speak plain HTTP to it. A
+    /// certificate error, or any other answer, keeps HTTPS: falling back
+    /// then would turn a trust failure into plain text.
+    fn endpoint(&self) -> &Endpoint {
+        self.endpoint.get_or_init(|| {
+            let http = self.plain || (self.loopback_fallback && self.answers_plain_http());
+            let base = format!("{}://{}", if http { "http" } else { "https" }, self.host);
+            let origin = Origin::of(&base).expect("checked in Client::new");
+            Endpoint { base, origin }
+        })
+    }
+
+    /// Whether HTTPS to the registry meets a plain-HTTP server.
+    fn answers_plain_http(&self) -> bool {
+        let url = format!("https://{}/v2/", self.host);
+        let started = Instant::now();
+        let outcome = self.agent.get(&url).call();
+        log_exchange(&Method::GET, &url, started, &outcome);
+        let Err(e) = outcome else { return false };
+        let err = RegistryError::transport(String::new(), &e);
+        let plain = matches!(&err.kind, Failure::Protocol(t) if t.contains("InvalidContentType"));
+        if plain {
+            log::info!(
+                "{} answers HTTPS in plain HTTP; it is on loopback, so airlock speaks plain HTTP to it",
+                self.registry
+            );
+        }
+        plain
+    }
+
     /// `https://host/v2/…` for a path that starts with `/v2/`; an absolute
     /// URL as it is, and `//host/…` on the registry's scheme (a `Location`
     /// may take each form).
@@ -278,16 +335,16 @@ impl Client {
         if path.starts_with("http://") || path.starts_with("https://") {
             path.to_string()
         } else if path.starts_with("//") {
-            format!("{}:{path}", self.origin.scheme)
+            format!("{}:{path}", self.endpoint().origin.scheme)
         } else {
-            format!("{}{path}", self.base)
+            format!("{}{path}", self.endpoint().base)
         }
     }
 
     /// Whether `url` (absolute, see [`Client::url`]) is on the registry's
     /// origin, the only one that is sent credentials.
     pub fn is_own(&self, url: &str) -> bool {
-        Origin::of(url).as_ref() == Some(&self.origin)
+        Origin::of(url).as_ref() == Some(&self.endpoint().origin)
     }
 
     /// Sends a request, authenticating and retrying as needed. Returns the
@@ -357,7 +414,10 @@ impl Client {
         all.extend_from_slice(headers);
         let body = ureq::SendBody::from_reader(body);
         let req = self.build(&method, &url, &all, auth.as_deref(), body, &what)?;
-        match self.agent.run(req) {
+        let started = Instant::now();
+        let outcome = self.agent.run(req);
+        log_exchange(&method, &url, started, &outcome);
+        match outcome {
             Ok(resp) => Ok(self.answered(&what, &method, resp)),
             Err(e) => {
                 let err = RegistryError::transport(what, &e).on(&self.registry);
@@ -400,7 +460,7 @@ impl Client {
         if !self.is_own(&url) {
             what.push_str(&format!(
                 " (not on the registry's origin {}: sent without credentials)",
-                self.base
+                self.endpoint().base
             ));
         }
         what
@@ -425,6 +485,13 @@ impl Client {
         }
         if let Some(a) = auth {
             req = req.header("Authorization", a);
+        }
+        if log::log_enabled!(log::Level::Debug) {
+            let mut sent: Vec<(&str, &str)> = headers.to_vec();
+            if let Some(a) = auth {
+                sent.push(("Authorization", a));
+            }
+            log_headers(&format!("{method} {}", redact(url)), ">", sent.into_iter());
         }
         req.body(body)
             .map_err(|e| RegistryError::status(format!("{what} ({e})"), 0, b""))
@@ -469,6 +536,7 @@ impl Client {
             attempt += 1;
             let auth = self.authorization(&url, scope, &what)?;
             let a = auth.as_deref();
+            let started = Instant::now();
             let outcome = match body {
                 None => self
                     .agent
@@ -477,6 +545,7 @@ impl Client {
                     .agent
                     .run(self.build(&method, &url, headers, a, b, &what)?),
             };
+            log_exchange(&method, &url, started, &outcome);
             let (err, wanted) = match outcome {
                 Err(e) => {
                     let err = RegistryError::transport(what.clone(), &e).on(&self.registry);
@@ -660,18 +729,31 @@ impl Client {
                         .iter()
                         .map(|(k, v)| format!("{k}={}", encode(v)))
                         .collect();
-                    self.agent
+                    let started = Instant::now();
+                    let outcome = self
+                        .agent
                         .post(realm)
                         .header("Content-Type", "application/x-www-form-urlencoded")
-                        .send(body.join("&").as_bytes())
+                        .send(body.join("&").as_bytes());
+                    log_exchange(&Method::POST, realm, started, &outcome);
+                    outcome
                 }
                 creds => {
                     let sep = if realm.contains('?') { '&' } else { '?' };
-                    let mut req = self.agent.get(format!("{realm}{sep}{}", query.join("&")));
-                    if let Some(b) = creds.basic_header() {
+                    let url = format!("{realm}{sep}{}", query.join("&"));
+                    let mut req = self.agent.get(&url);
+                    let basic = creds.basic_header();
+                    if let Some(b) = &basic {
                         req = req.header("Authorization", b);
                     }
-                    req.call()
+                    if log::log_enabled!(log::Level::Debug) {
+                        let sent = basic.as_deref().map(|b| ("Authorization", b));
+                        log_headers(&format!("GET {}", redact(&url)), ">", sent.into_iter());
+                    }
+                    let started = Instant::now();
+                    let outcome = req.call();
+                    log_exchange(&Method::GET, &url, started, &outcome);
+                    outcome
                 }
             };
             let err = match result {
@@ -736,6 +818,81 @@ impl Client {
             );
         }
         Ok(out)
+    }
+}
+
+/// Logs one exchange at info (`-v`): each redirect it followed, then the
+/// method, URL and status (or failure) and the time taken; at debug
+/// (`-vv`) the response headers too. URLs lose their query string (it may
+/// hold a presigned signature or a token), header values that carry
+/// secrets are replaced (see [`shown_header`]).
+fn log_exchange(
+    method: &Method,
+    url: &str,
+    started: Instant,
+    outcome: &std::result::Result<Response<Body>, ureq::Error>,
+) {
+    if !log::log_enabled!(log::Level::Info) {
+        return;
+    }
+    let ms = started.elapsed().as_millis();
+    let url = redact(url);
+    match outcome {
+        Ok(resp) => {
+            if let Some(hops) = resp.get_redirect_history() {
+                for hop in hops.windows(2) {
+                    log::info!(
+                        "{method} {} redirected to {}",
+                        redact(&hop[0].to_string()),
+                        redact(&hop[1].to_string())
+                    );
+                }
+            }
+            let status = resp.status();
+            log::info!(
+                "{method} {url} -> {} {} ({ms} ms)",
+                status.as_u16(),
+                status.canonical_reason().unwrap_or("")
+            );
+            if log::log_enabled!(log::Level::Debug) {
+                let headers = resp
+                    .headers()
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.to_str().unwrap_or("<not text>")));
+                log_headers(&format!("{method} {url}"), "<", headers);
+            }
+        }
+        Err(e) => {
+            let err = RegistryError::transport(String::new(), e);
+            log::info!("{method} {url} -> failed: {} ({ms} ms)", err.brief());
+        }
+    }
+}
+
+/// Logs headers at debug, one line each: `> Name: value` sent, `<` received.
+fn log_headers<'h>(request: &str, dir: &str, headers: impl Iterator<Item = (&'h str, &'h str)>) {
+    for (name, value) in headers {
+        log::debug!(
+            "{request} {dir} {name}: {}",
+            crate::error::Shown(shown_header(name, value))
+        );
+    }
+}
+
+/// A header's value as logs show it: credentials, cookies and tokens as
+/// `<redacted>`; a URL (a `Location`) without its query string.
+pub(crate) fn shown_header<'v>(name: &str, value: &'v str) -> &'v str {
+    let name = name.to_ascii_lowercase();
+    let secret = matches!(
+        name.as_str(),
+        "authorization" | "proxy-authorization" | "cookie" | "set-cookie" | "x-registry-auth"
+    ) || name.contains("token");
+    if secret {
+        "<redacted>"
+    } else if name == "location" || name == "content-location" {
+        redact(value)
+    } else {
+        value
     }
 }
 
@@ -939,6 +1096,24 @@ mod tests {
             )],
             "{mine:?}"
         );
+    }
+
+    #[test]
+    fn logged_headers_hide_credentials_cookies_and_tokens() {
+        for (name, value) in [
+            ("Authorization", "Basic YWxpY2U6cHc="),
+            ("proxy-authorization", "Bearer x"),
+            ("Cookie", "session=1"),
+            ("set-cookie", "session=1; HttpOnly"),
+            ("X-Registry-Token", "t"),
+        ] {
+            assert_eq!(shown_header(name, value), "<redacted>", "{name}");
+        }
+        assert_eq!(
+            shown_header("Location", "https://s3/x?X-Amz-Signature=s"),
+            "https://s3/x"
+        );
+        assert_eq!(shown_header("Content-Type", "a/b"), "a/b");
     }
 
     #[test]

@@ -1,8 +1,17 @@
-//! Where a registry's credentials come from: the command line (for the one
-//! registry they were given for), else docker's `config.json`
-//! (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`): a
-//! `credHelpers` entry for the registry, else the `credsStore` helper, else
-//! `auths` (base64 `auth`, or `username`/`password`, or `identitytoken`).
+//! Where a registry's credentials come from, first match wins:
+//! 1. the command line (for the one registry they were given for);
+//! 2. the containers auth file, as `containers-auth.json(5)` orders it:
+//!    `--authfile FILE` if given, else `$REGISTRY_AUTH_FILE` (either one
+//!    alone), else `$XDG_RUNTIME_DIR/containers/auth.json` and then
+//!    `~/.config/containers/auth.json`;
+//! 3. docker's `config.json` (`$DOCKER_CONFIG/config.json`, else
+//!    `~/.docker/config.json`).
+//!
+//! The auth file before docker's config, as skopeo and podman read them.
+//! Each file has the same shape: a `credHelpers` entry for the registry,
+//! else the `credsStore` helper, else `auths` (base64 `auth`, or
+//! `username`/`password`, or `identitytoken`). `airlock login` writes the
+//! first auth file ([`login_file`], see `ops::login`).
 //! A helper is run as docker runs it: `docker-credential-NAME get` with the
 //! server URL on standard input, answering `{"Username","Secret"}` (a
 //! username of `<token>` means an identity token).
@@ -14,10 +23,10 @@
 //! so a broken helper for one registry does not stop anonymous pulls from
 //! another.
 //!
-//! Not here: the containers `auth.json` or `airlock login` (later), or
-//! sending credentials ([`super::client`]).
+//! Not here: verifying credentials (`ops::login`), or sending them
+//! ([`super::client`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -73,6 +82,31 @@ struct HelperAnswer {
     secret: String,
 }
 
+/// The containers auth files read, in order (see the module doc).
+pub fn auth_files(authfile: Option<&Path>) -> Vec<PathBuf> {
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    // A file the user named replaces the default ones.
+    if let Some(f) = authfile {
+        return vec![f.to_path_buf()];
+    }
+    if let Some(f) = env("REGISTRY_AUTH_FILE") {
+        return vec![PathBuf::from(f)];
+    }
+    let mut files: Vec<PathBuf> = env("XDG_RUNTIME_DIR")
+        .map(|run| PathBuf::from(run).join("containers/auth.json"))
+        .into_iter()
+        .collect();
+    files.extend(dirs::home_dir().map(|h| h.join(".config/containers/auth.json")));
+    files
+}
+
+/// The auth file `airlock login` writes and `logout` edits: the first
+/// of [`auth_files`] (`~/.config/containers/auth.json` when neither
+/// `--authfile`, `REGISTRY_AUTH_FILE` nor `XDG_RUNTIME_DIR` is set).
+pub fn login_file(authfile: Option<&Path>) -> Option<PathBuf> {
+    auth_files(authfile).into_iter().next()
+}
+
 /// The docker config file airlock reads.
 pub fn config_path() -> Option<PathBuf> {
     match std::env::var_os("DOCKER_CONFIG") {
@@ -95,23 +129,47 @@ pub fn lookup(opts: &RegistryOptions, registry: &str) -> Result<Lookup, String> 
             from: "--username".into(),
         }));
     }
-    let Some(path) = config_path() else {
-        return Ok(Lookup::Nothing {
-            looked_in: "the docker config (no home directory to find it in)".into(),
-        });
-    };
-    let shown = path.display().to_string();
-    let raw = match std::fs::read(&path) {
-        Ok(raw) => raw,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Lookup::Nothing {
-                looked_in: format!("{shown}, which does not exist"),
-            })
+    let mut files = auth_files(opts.authfile.as_deref());
+    files.extend(config_path());
+    let mut looked_in = Vec::new();
+    for path in &files {
+        let shown = path.display().to_string();
+        match read_config(path)? {
+            None => looked_in.push(format!("{shown}, which does not exist")),
+            Some(config) => match from_config(&config, &shown, registry)? {
+                Some(found) => return Ok(Lookup::Found(found)),
+                None => looked_in.push(shown),
+            },
         }
+    }
+    if looked_in.is_empty() {
+        looked_in.push("the docker config (no home directory to find it in)".into());
+    }
+    Ok(Lookup::Nothing {
+        looked_in: looked_in.join(", or "),
+    })
+}
+
+/// A config or auth file, `None` if it does not exist; a file that cannot
+/// be read or parsed is an error naming it.
+fn read_config(path: &Path) -> Result<Option<DockerConfig>, String> {
+    let shown = path.display();
+    let raw = match std::fs::read(path) {
+        Ok(raw) => raw,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("cannot read {shown}: {e}")),
     };
-    let config: DockerConfig =
-        serde_json::from_slice(&raw).map_err(|e| format!("{shown} is not valid JSON ({e})"))?;
+    serde_json::from_slice(&raw)
+        .map(Some)
+        .map_err(|e| format!("{shown} is not valid JSON ({e})"))
+}
+
+/// The registry's credentials in one file: its helper, else its `auths`.
+fn from_config(
+    config: &DockerConfig,
+    shown: &str,
+    registry: &str,
+) -> Result<Option<Found>, String> {
     let helper = config
         .cred_helpers
         .iter()
@@ -127,7 +185,7 @@ pub fn lookup(opts: &RegistryOptions, registry: &str) -> Result<Lookup, String> 
     if let Some((name, key)) = helper {
         let from = format!("docker-credential-{name} ({key} in {shown})");
         if let Some(found) = run_helper(&name, registry, &from)? {
-            return Ok(Lookup::Found(found));
+            return Ok(Some(found));
         }
     }
     let entry = config
@@ -135,10 +193,7 @@ pub fn lookup(opts: &RegistryOptions, registry: &str) -> Result<Lookup, String> 
         .iter()
         .find(|(k, _)| same_registry(k, registry))
         .map(|(_, e)| e);
-    match entry.map(|e| from_entry(e, &shown)).transpose()? {
-        Some(Some(found)) => Ok(Lookup::Found(found)),
-        _ => Ok(Lookup::Nothing { looked_in: shown }),
-    }
+    Ok(entry.map(|e| from_entry(e, shown)).transpose()?.flatten())
 }
 
 /// An `auths` entry's credentials; `None` for an entry without any.
@@ -173,7 +228,7 @@ fn from_entry(e: &AuthEntry, file: &str) -> Result<Option<Found>, String> {
 
 /// Whether a config key (`host:port`, `https://host/v1/`, …) names this
 /// registry; Docker Hub goes by several names.
-fn same_registry(key: &str, registry: &str) -> bool {
+pub(crate) fn same_registry(key: &str, registry: &str) -> bool {
     let host = key
         .trim_start_matches("https://")
         .trim_start_matches("http://");

@@ -5,8 +5,9 @@
 //! - [`Client`] talks to one registry: TLS and plain-HTTP settings, retries
 //!   with backoff within one budget per run (`retry`), failures of the whole
 //!   registry told from those of one request, and authentication (Basic,
-//!   Bearer tokens cached per scope and renewed when they expire, docker
-//!   `config.json` and its helpers, read by `credentials`).
+//!   Bearer tokens cached per scope and renewed when they expire, the
+//!   containers auth file and docker's `config.json` and their helpers,
+//!   read by `credentials`), and the request logs of `-v`/`-vv`.
 //! - [`options::RegistryOptions`] holds what the user said on the command
 //!   line; [`Registries`] hands out one client per registry host;
 //!   [`Target`] says where each pushed image goes.
@@ -34,7 +35,7 @@ mod auth;
 pub(crate) mod cache;
 mod client;
 mod commit;
-mod credentials;
+pub(crate) mod credentials;
 pub(crate) mod journal;
 pub mod options;
 mod origin;

@@ -16,10 +16,16 @@ pub struct RegistryOptions {
     /// Directories searched for `HOST[:PORT]/ca.crt`, `*.crt`,
     /// `client.cert` and `client.key`.
     pub certs_dirs: Vec<PathBuf>,
-    /// Hosts (`host` or `host:port`) whose certificates are not verified.
+    /// Hosts (`host` or `host:port`) whose certificates are not verified;
+    /// [`EVERY`] names every registry.
     pub insecure: Vec<String>,
-    /// Hosts spoken to over plain HTTP.
+    /// Hosts spoken to over plain HTTP; [`EVERY`] names every registry.
+    /// A loopback registry not named here is tried over HTTPS, then over
+    /// plain HTTP if HTTPS meets a plain-HTTP server (see `client`).
     pub plain_http: Vec<String>,
+    /// `--authfile`: the containers auth file to read instead of the
+    /// default ones (see `credentials`).
+    pub authfile: Option<PathBuf>,
     /// Credentials given on the command line; they take precedence over
     /// docker's config for `login_registry` only.
     pub username: Option<String>,
@@ -50,6 +56,7 @@ impl Default for RegistryOptions {
             ],
             insecure: Vec::new(),
             plain_http: Vec::new(),
+            authfile: None,
             username: None,
             password: None,
             login_registry: None,
@@ -83,17 +90,47 @@ impl RegistryOptions {
             (Some(_), []) => Ok(()),
             (Some(user), many) => Err(crate::error::Error::Usage(format!(
                 "--username {user} names one registry, but this command reads from {}: \
-                 log in to each with `docker login HOST` (airlock reads docker's config.json), \
+                 log in to each with `airlock login HOST` (or `docker login HOST`), \
                  or pack each registry's images in a command of its own",
                 many.join(", ")
             ))),
         }
     }
 
-    /// Does a list of hosts name this registry? `host` matches any port.
+    /// Does a list of hosts name this registry? `host` matches any port;
+    /// [`EVERY`] (a bare `--insecure`) matches every registry.
     pub(crate) fn names(list: &[String], registry: &str) -> bool {
-        let bare = registry.rsplit_once(':').map_or(registry, |(h, _)| h);
-        list.iter().any(|h| h == registry || h == bare)
+        let bare = host_of(registry);
+        list.iter()
+            .any(|h| h == EVERY || h == registry || h.trim_matches(['[', ']']) == bare)
+    }
+
+    /// Whether a registry is on this machine's loopback (`localhost`,
+    /// `127.0.0.0/8`, `::1`, any port): docker reaches those over plain
+    /// HTTP without being told to.
+    pub fn is_loopback(registry: &str) -> bool {
+        let host = host_of(registry);
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+}
+
+/// In a host list, every registry of the command (a bare `--insecure` or
+/// `--plain-http`).
+pub const EVERY: &str = "*";
+
+/// `host` of `host`, `host:port`, `[v6]` or `[v6]:port`.
+fn host_of(registry: &str) -> &str {
+    if let Some(rest) = registry.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match registry.rsplit_once(':') {
+        // A bare IPv6 address has several colons and no port.
+        Some((h, _)) if !h.contains(':') => h,
+        Some(_) => registry,
+        None => registry,
     }
 }
 
@@ -105,6 +142,7 @@ impl fmt::Debug for RegistryOptions {
             .field("certs_dirs", &self.certs_dirs)
             .field("insecure", &self.insecure)
             .field("plain_http", &self.plain_http)
+            .field("authfile", &self.authfile)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("login_registry", &self.login_registry)
@@ -135,5 +173,34 @@ mod tests {
         let mut anonymous = RegistryOptions::default();
         anonymous.scope_login(["a.example", "b.example"]).unwrap();
         assert_eq!(anonymous.login_registry, None);
+    }
+
+    #[test]
+    fn host_lists_and_loopback() {
+        let named = vec!["reg.example".to_string(), "[::1]:5000".to_string()];
+        assert!(RegistryOptions::names(&named, "reg.example:5000"));
+        assert!(RegistryOptions::names(&named, "[::1]:5000"));
+        assert!(!RegistryOptions::names(&named, "other.example"));
+        assert!(RegistryOptions::names(
+            &[EVERY.to_string()],
+            "any.example:1"
+        ));
+        for l in [
+            "localhost:5000",
+            "127.0.0.1:5000",
+            "127.1.2.3",
+            "[::1]:5000",
+            "::1",
+        ] {
+            assert!(RegistryOptions::is_loopback(l), "{l}");
+        }
+        for n in [
+            "reg.example",
+            "10.0.0.1:5000",
+            "localhost.example.com",
+            "128.0.0.1",
+        ] {
+            assert!(!RegistryOptions::is_loopback(n), "{n}");
+        }
     }
 }

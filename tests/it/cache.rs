@@ -111,7 +111,12 @@ struct Packed {
 /// HOST/demo/big:1`, without `-q`, so that its notes show.
 fn spawn_pack(name: &str, host: &str, cache: &Path, out: &Path, key: &Path) -> Pack {
     let mut child = Command::new(env!("CARGO_BIN_EXE_airlock"))
-        .args(["pack", "--json", "--plain-http", host, "--cache"])
+        .args([
+            "pack",
+            "--json",
+            &*format!("--plain-http={host}"),
+            "--cache",
+        ])
         .arg(cache)
         .arg("-o")
         .arg(out)

@@ -167,7 +167,7 @@ impl Registry {
         if self.tls {
             vec![]
         } else {
-            vec!["--plain-http".into(), self.host.clone()]
+            vec![format!("--plain-http={}", self.host)]
         }
     }
 

@@ -401,12 +401,12 @@ fn every_reader_refuses_every_hostile_bundle_and_nothing_leaks() {
             ),
             (
                 "import FILE",
-                format!("{bin} import {f} --pub {p} --to {h}/x --plain-http {h} --state {s}"),
+                format!("{bin} import {f} --pub {p} --to {h}/x --plain-http={h} --state {s}"),
                 case.file,
             ),
             (
                 "import -",
-                format!("{bin} import - --pub {p} --to {h}/x --plain-http {h} --state {s} < {f}"),
+                format!("{bin} import - --pub {p} --to {h}/x --plain-http={h} --state {s} < {f}"),
                 case.stream,
             ),
         ];

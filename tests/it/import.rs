@@ -117,7 +117,7 @@ fn imports_every_image_with_its_digest_and_a_rerun_sends_nothing() {
         &bundle,
         &public,
         &format!("{h}/mirror"),
-        &["--plain-http", h],
+        &[&*format!("--plain-http={h}")],
     ));
     assert_eq!(r["images"].as_array().unwrap().len(), 6);
     assert!(
@@ -153,7 +153,7 @@ fn imports_every_image_with_its_digest_and_a_rerun_sends_nothing() {
         &bundle,
         &public,
         &format!("{h}/mirror"),
-        &["--plain-http", h],
+        &[&*format!("--plain-http={h}")],
     ));
     assert_eq!(again["bytes_pushed"], 0, "{again:#}");
 }
@@ -166,7 +166,14 @@ fn refuses_untrusted_or_tampered_bundles_before_pushing_anything() {
     let h = reg.host.as_str();
     let target = format!("{h}/x");
     let (_, other) = keys(t.path(), "other");
-    let err = import(t.path(), &bundle, &other, &target, &["--plain-http", h]).fails();
+    let err = import(
+        t.path(),
+        &bundle,
+        &other,
+        &target,
+        &[&*format!("--plain-http={h}")],
+    )
+    .fails();
     assert!(err.contains("not by the trusted key"), "{err}");
 
     // A flipped byte inside a layer's frame.
@@ -175,7 +182,14 @@ fn refuses_untrusted_or_tampered_bundles_before_pushing_anything() {
     bytes[at] ^= 0x10;
     let bad = t.path().join("bad.airlock");
     std::fs::write(&bad, bytes).unwrap();
-    let err = import(t.path(), &bad, &public, &target, &["--plain-http", h]).fails();
+    let err = import(
+        t.path(),
+        &bad,
+        &public,
+        &target,
+        &[&*format!("--plain-http={h}")],
+    )
+    .fails();
     assert!(err.contains("damaged") || err.contains("digest"), "{err}");
 
     // Nothing reached the registry.
@@ -195,8 +209,7 @@ fn dry_run_shows_the_mapping_and_pushes_nothing() {
         &public,
         &format!("{h}/mirror"),
         &[
-            "--plain-http",
-            h,
+            &*format!("--plain-http={h}"),
             "--dry-run",
             "--map",
             "example.com/team=teams/a",
@@ -329,7 +342,13 @@ fn continues_after_cut_uploads_and_registry_restarts() {
         &bundle,
         &public,
         &p,
-        &["--plain-http", &p, "--chunk-size", "1M", "-j", "1"],
+        &[
+            &*format!("--plain-http={p}"),
+            "--chunk-size",
+            "1M",
+            "-j",
+            "1",
+        ],
     ));
     assert_eq!(r["images"][0]["status"], "pushed", "{r:#}");
     let want = skopeo_digest(
@@ -355,7 +374,7 @@ fn continues_after_cut_uploads_and_registry_restarts() {
         &small,
         &small_pub,
         &format!("{c}/small"),
-        &["--plain-http", &c],
+        &[&*format!("--plain-http={c}")],
     ));
     assert!(
         r["images"]
@@ -396,8 +415,7 @@ fn continues_after_cut_uploads_and_registry_restarts() {
                 public.to_str().unwrap(),
                 "--to",
                 &s,
-                "--plain-http",
-                &s,
+                &*format!("--plain-http={s}"),
             ])
             .args(["--chunk-size", "1M", "-j", "1", "--retries", "2", "--state"])
             .arg(&state)
@@ -447,7 +465,7 @@ fn continues_after_cut_uploads_and_registry_restarts() {
             &bundle,
             &public,
             &s,
-            &["--plain-http", &s, "--chunk-size", "1M"],
+            &[&*format!("--plain-http={s}"), "--chunk-size", "1M"],
         ));
         // The access log shows the commit (so the check above could see one).
         assert_eq!(commits(&fresh.log()), 1, "secret={secret}");
@@ -518,8 +536,7 @@ fn kill_nine_at_random_moments_and_the_result_is_always_complete() {
                     public.to_str().unwrap(),
                     "--to",
                     &p,
-                    "--plain-http",
-                    &p,
+                    &*format!("--plain-http={p}"),
                 ])
                 .args(["--chunk-size", "1M", "-j", "2", "--state"])
                 .arg(&state)
@@ -622,7 +639,13 @@ fn an_upload_whose_session_survived_continues_from_its_last_chunk() {
         &bundle,
         &public,
         &p,
-        &["--plain-http", &p, "--chunk-size", "1M", "-j", "1"],
+        &[
+            &*format!("--plain-http={p}"),
+            "--chunk-size",
+            "1M",
+            "-j",
+            "1",
+        ],
     ));
     assert_eq!(r["images"][0]["status"], "pushed", "{r:#}");
     let sent = proxy.bytes_up.load(Ordering::SeqCst);
@@ -650,7 +673,7 @@ fn pack_to_stdout_piped_into_import_from_stdin() {
         fixtures().join("app2.docker.tar").display()
     );
     let pipeline = format!(
-        "{bin} pack -q -o - --key {} {sources} | {bin} import - --json --pub {} --to {h}/via-pipe --plain-http {h} --state {}",
+        "{bin} pack -q -o - --key {} {sources} | {bin} import - --json --pub {} --to {h}/via-pipe --plain-http={h} --state {}",
         key.display(),
         public.display(),
         t.path().join("state").display()
@@ -698,7 +721,7 @@ fn a_bad_stream_is_refused_and_its_images_never_appear() {
     let bin = env!("CARGO_BIN_EXE_airlock");
     let import_from = |file: &Path, key: &Path| {
         let cmd = format!(
-            "{bin} import - --pub {} --to {h}/s --plain-http {h} --state {} < {}",
+            "{bin} import - --pub {} --to {h}/s --plain-http={h} --state {} < {}",
             key.display(),
             t.path().join("state").display(),
             file.display()
@@ -846,8 +869,7 @@ fn referrers_without_a_tag_update_the_fallback_index_of_their_subject() {
             "--allow-unsigned",
             "--to",
             h,
-            "--plain-http",
-            h,
+            &*format!("--plain-http={h}"),
             "--state",
             "s",
         ],

@@ -4,6 +4,7 @@
 
 mod bundles;
 mod cache;
+mod conventions_auth;
 mod conventions_keys;
 mod conventions_surface;
 mod export;

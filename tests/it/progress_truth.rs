@@ -87,7 +87,8 @@ fn import_progress_advances_as_chunks_go_up() {
     let p = format!("127.0.0.1:{}", slow.port);
     let mut args = import_args(&bundle, &public, &p);
     let state = t.path().join("state");
-    args.extend(["--plain-http", &p, "--chunk-size", "1M", "-j", "1"]);
+    let plain_http = format!("--plain-http={p}");
+    args.extend([&plain_http, "--chunk-size", "1M", "-j", "1"]);
     args.extend(["--state", state.to_str().unwrap()]);
     let run = airlock_showing_progress(&args, t.path()).ok();
     let lines = progress_lines(&run.stderr(), "push");
@@ -135,8 +136,7 @@ fn a_pull_from_the_cache_reports_only_what_it_moved() {
             "pack",
             "-o",
             out.to_str().unwrap(),
-            "--plain-http",
-            &reg.host,
+            &*format!("--plain-http={}", reg.host),
             "--cache",
             cache.to_str().unwrap(),
             &source,
@@ -174,7 +174,8 @@ fn a_rerun_where_everything_exists_says_exists() {
     let target = format!("{}/mirror", reg.host);
     let state = t.path().join("state");
     let mut args = import_args(&bundle, &public, &target);
-    args.extend(["--plain-http", &reg.host, "-q"]);
+    let plain_http = format!("--plain-http={}", reg.host);
+    args.extend([&plain_http, "-q"]);
     args.extend(["--state", state.to_str().unwrap()]);
     airlock(&args, t.path()).ok();
     args.retain(|a| *a != "-q");
@@ -218,7 +219,8 @@ fn a_dry_run_predicts_the_blobs_and_bytes_the_import_sends() {
     let target = format!("{}/mirror", reg.host);
     let state = t.path().join("state");
     let mut args = import_args(&bundle, &public, &target);
-    args.extend(["--plain-http", &reg.host, "--json"]);
+    let plain_http = format!("--plain-http={}", reg.host);
+    args.extend([&plain_http, "--json"]);
     args.extend(["--state", state.to_str().unwrap()]);
     let mut dry_args = args.clone();
     dry_args.push("--dry-run");
@@ -257,7 +259,8 @@ fn a_dry_run_warns_when_a_tag_would_move() {
     let (bundle, public) = packed(t.path(), &[&format!("oci:{}:app-1", layout().display())]);
     let target = format!("{}/mirror", reg.host);
     let mut args = import_args(&bundle, &public, &target);
-    args.extend(["--plain-http", &reg.host, "--dry-run"]);
+    let plain_http = format!("--plain-http={}", reg.host);
+    args.extend([&plain_http, "--dry-run"]);
     let run = airlock(&args, t.path()).ok();
     let old = skopeo_digest(&format!("oci:{}:app-2", layout().display()), t.path());
     let new = skopeo_digest(&format!("oci:{}:app-1", layout().display()), t.path());

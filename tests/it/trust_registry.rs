@@ -135,8 +135,7 @@ fn an_upload_location_on_another_origin_is_sent_no_credentials() {
     let target = format!("{p}/mirror");
     let state = t.path().join("state");
     let extra = [
-        "--plain-http",
-        &p,
+        &*format!("--plain-http={p}"),
         "--chunk-size",
         "1M",
         "--username",
@@ -183,7 +182,12 @@ fn an_upload_location_on_another_origin_that_asks_for_credentials_fails_naming_i
     let (bundle, public) = bundle(t.path());
     let p = format!("127.0.0.1:{}", proxy.port);
     let state = t.path().join("state");
-    let extra = ["--plain-http", &p, "--username", USER, "--password-stdin"];
+    let extra = [
+        &*format!("--plain-http={p}"),
+        "--username",
+        USER,
+        "--password-stdin",
+    ];
     let args = import_args(&bundle, &public, &p, &state, &extra);
     let out = airlock_with_stdin(&args, t.path(), format!("{PASSWORD}\n").as_bytes());
     assert_eq!(credentials_seen(&rec), Vec::<String>::new());
@@ -226,7 +230,12 @@ fn a_journaled_session_on_another_origin_is_sent_no_credentials() {
     let h = reg.host.clone();
     let target = format!("{h}/mirror");
     let state = t.path().join("state");
-    let extra = ["--plain-http", &h, "--username", USER, "--password-stdin"];
+    let extra = [
+        &*format!("--plain-http={h}"),
+        "--username",
+        USER,
+        "--password-stdin",
+    ];
     let args = import_args(&bundle, &public, &target, &state, &extra);
     let password = format!("{PASSWORD}\n");
     let out = airlock_with_stdin(&args, t.path(), password.as_bytes());
@@ -288,8 +297,7 @@ fn a_blob_download_redirected_to_another_origin_is_sent_no_credentials() {
     let args = [
         "pack",
         "-q",
-        "--plain-http",
-        &p,
+        &*format!("--plain-http={p}"),
         "--username",
         USER,
         "--password-stdin",
@@ -325,10 +333,8 @@ fn username_is_refused_when_the_sources_span_several_registries() {
     let args = [
         "pack",
         "-q",
-        "--plain-http",
-        &a.host,
-        "--plain-http",
-        &b.host,
+        &*format!("--plain-http={}", a.host),
+        &*format!("--plain-http={}", b.host),
         "--username",
         USER,
         "--password-stdin",
@@ -357,7 +363,8 @@ fn a_registry_that_lost_its_data_gets_everything_again() {
     let h = reg.host.clone();
     let target = format!("{h}/mirror");
     let state = t.path().join("state");
-    let args = import_args(&bundle, &public, &target, &state, &["--plain-http", &h]);
+    let plain_http = format!("--plain-http={h}");
+    let args = import_args(&bundle, &public, &target, &state, &[&plain_http]);
     let first = Command::new(bin()).args(&args).output().unwrap();
     assert!(first.status.success(), "{}", text(&first));
     assert_all_there(&reg, &bundle, "mirror/", &["--tls-verify=false"]);
@@ -388,7 +395,13 @@ fn a_second_import_on_the_same_state_is_refused_while_the_first_runs() {
     let (bundle, public) = bundle(t.path());
     let s = format!("127.0.0.1:{}", slow.port);
     let state = t.path().join("state");
-    let extra = ["--plain-http", &s, "--chunk-size", "1M", "-j", "1"];
+    let extra = [
+        &*format!("--plain-http={s}"),
+        "--chunk-size",
+        "1M",
+        "-j",
+        "1",
+    ];
     let args = import_args(&bundle, &public, &s, &state, &extra);
     let mut first = Command::new(bin())
         .args(&args)
