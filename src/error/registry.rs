@@ -263,7 +263,7 @@ impl RegistryError {
             Failure::Status(_) => "see the registry's message".into(),
             Failure::Certificate(t) if t.contains("CaUsedAsEndEntity") => format!("the registry presents a CA certificate (basicConstraints CA:TRUE) as its own, which TLS clients refuse even when it is trusted: give the registry a server certificate signed by that CA (CA:FALSE), or (only on a trusted network) --insecure={host}"),
             Failure::Certificate(_) => format!("the registry's certificate is not trusted: pass its CA with --ca-cert FILE, put it in /etc/docker/certs.d/{host}/ca.crt, or (only on a trusted network) --insecure={host}"),
-            Failure::Protocol(t) if t.starts_with(SPEAKS_TLS) => format!("the registry speaks HTTPS: drop --plain-http"),
+            Failure::Protocol(t) if t.starts_with(SPEAKS_TLS) => "the registry speaks HTTPS: drop --plain-http".into(),
             Failure::Protocol(_) => format!("if the registry speaks plain HTTP, pass --plain-http={host}"),
             Failure::Connection(_) | Failure::Unreachable(_) => "check the host name, the port, proxies (HTTPS_PROXY, NO_PROXY) and that the registry is up".into(),
             Failure::UnknownHost(_) => "check the host name (and the DNS or /etc/hosts entry that should resolve it)".into(),
