@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         Command::Repair(args) => commands::repair(args),
         Command::Inspect(args) => commands::inspect(args),
         Command::Export(args) => commands::export(args),
+        Command::Copy(args) => commands::copy(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

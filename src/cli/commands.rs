@@ -16,7 +16,7 @@ use airlock::registry::Target;
 use airlock::{Error, Result};
 
 use super::args::{
-    ExportArgs, ImportArgs, InspectArgs, KeygenArgs, PackArgs, RepairArgs, VerifyArgs,
+    CopyArgs, ExportArgs, ImportArgs, InspectArgs, KeygenArgs, PackArgs, RepairArgs, VerifyArgs,
 };
 use super::open;
 use super::render;
@@ -207,4 +207,104 @@ pub fn export(args: ExportArgs) -> Result<()> {
     let summary = serde_json::json!({"images": n, "to": args.to});
     render::report(out, &summary, |_| render::exported(n, &args.to));
     Ok(())
+}
+
+pub fn copy(args: CopyArgs) -> Result<()> {
+    use airlock::ops::copy::{self as copy_op, Copied, CopyRequest};
+    use airlock::ops::transport::TargetSpec;
+    let CopyArgs {
+        args: mut sources,
+        list,
+        all_tags,
+        catalogs,
+        platform,
+        no_referrers,
+        public_key,
+        allow_unsigned,
+        key,
+        prefix,
+        maps,
+        keep_registry,
+        dry_run,
+        state,
+        chunk_size,
+        cache,
+        registry,
+        jobs,
+        output_args,
+    } = args;
+    let out = &output_args;
+    let target = sources.pop().ok_or_else(|| {
+        Error::Usage("name the sources and then the target: airlock copy SOURCE… TARGET".into())
+    })?;
+    if let Some(list) = list {
+        sources.extend(ops::read_source_list(&list)?);
+    }
+    let key = key.as_deref().map(sign::load_private).transpose()?;
+    let key_id = key.as_ref().map(|k| sign::key_id(&k.verifying_key()));
+    let created = created_now();
+    let request = CopyRequest {
+        sources,
+        all_tags,
+        catalogs,
+        target: TargetSpec::parse(&target)?,
+        prefix,
+        maps,
+        keep_registry,
+        platforms: platform.parse()?,
+        referrers: !no_referrers,
+        dry_run,
+        state,
+        chunk_size,
+        registry: registry.options(jobs)?,
+        cache,
+        pack: PackOptions {
+            level: 3,
+            key,
+            created,
+            split: None,
+            parity: None,
+        },
+        created: created.max(0) as u64,
+        quiet: out.quiet || out.json,
+    };
+    let copied = match copy_op::bundle_source(&request)? {
+        Some(path) => {
+            let trust = super::args::TrustArgs {
+                public_key,
+                allow_unsigned,
+            };
+            if trust.public_key.is_none() && !trust.allow_unsigned {
+                return Err(Error::Usage(format!(
+                    "bundle:{} needs --pub KEY (the signer's public key), or --allow-unsigned",
+                    path.display()
+                )));
+            }
+            copy_op::copy_bundle(open::trusted(&path, &trust)?, request)?
+        }
+        None => copy_op::copy(request)?,
+    };
+    match &copied {
+        Copied::Registry(report) => {
+            render::report(out, &copied, |_| render::imported(report));
+            if out.quiet || out.json {
+                render::import_failures(report);
+            }
+            match report.failed() {
+                0 => Ok(()),
+                failed => Err(Error::ImagesFailed {
+                    failed,
+                    retry_helps: report.retry_helps,
+                }),
+            }
+        }
+        Copied::Bundle(summary) => {
+            render::report(out, &copied, |_| render::packed(summary, key_id.as_deref()));
+            Ok(())
+        }
+        Copied::Files { images, to } => {
+            render::report(out, &copied, |_| render::exported(*images, to));
+            Ok(())
+        }
+    }
 }

@@ -6,6 +6,7 @@
 //! reports, and leave rendering to the CLI. Not for format details either;
 //! those live in `oci/`, `docker_archive/`, `registry/` and `bundle/`.
 
+pub mod copy;
 pub mod export;
 pub mod import;
 pub mod inspect;

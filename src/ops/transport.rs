@@ -32,6 +32,51 @@ pub enum SourceSpec {
         reference: Option<String>,
     },
     Registry(String),
+    /// `bundle:FILE`: a bundle (its volumes included); only `copy` reads it.
+    Bundle(PathBuf),
+}
+
+/// A parsed `copy` target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TargetSpec {
+    /// `docker://REGISTRY[/PREFIX]`.
+    Registry(String),
+    OciDir(PathBuf),
+    DockerArchive(PathBuf),
+    /// `bundle:FILE`: the same as `pack -o FILE`.
+    Bundle(PathBuf),
+}
+
+impl TargetSpec {
+    pub fn parse(spec: &str) -> Result<TargetSpec> {
+        let bad = |reason: String| Error::InvalidSource {
+            spec: spec.to_string(),
+            reason,
+        };
+        let (transport, rest) = if let Some(rest) = spec.strip_prefix("docker://") {
+            ("docker://", rest)
+        } else {
+            match spec.split_once(':') {
+                Some((t, rest)) if ["oci", "docker-archive", "bundle"].contains(&t) => (t, rest),
+                _ => {
+                    return Err(bad(
+                        "a copy target is docker://REGISTRY[/PREFIX], oci:DIR, \
+                         docker-archive:FILE or bundle:FILE"
+                            .into(),
+                    ))
+                }
+            }
+        };
+        if rest.is_empty() {
+            return Err(bad(format!("{transport} needs a location after it")));
+        }
+        Ok(match transport {
+            "docker://" => TargetSpec::Registry(rest.to_string()),
+            "oci" => TargetSpec::OciDir(rest.into()),
+            "docker-archive" => TargetSpec::DockerArchive(rest.into()),
+            _ => TargetSpec::Bundle(rest.into()),
+        })
+    }
 }
 
 impl SourceSpec {
@@ -72,6 +117,11 @@ impl SourceSpec {
             Ok(SourceSpec::DockerArchive { path, reference })
         } else if let Some(rest) = spec.strip_prefix("docker://") {
             registry(rest)
+        } else if let Some(rest) = spec.strip_prefix("bundle:") {
+            if rest.is_empty() {
+                return Err(bad("the path is empty"));
+            }
+            Ok(SourceSpec::Bundle(rest.into()))
         } else if let Some((transport, _)) = spec
             .split_once(':')
             .filter(|(t, _)| UNSUPPORTED.contains(t))
@@ -91,6 +141,18 @@ impl SourceSpec {
     }
 
     pub fn open(&self, spec: &str, registry: Option<&RegistryContext>) -> Result<Box<dyn Source>> {
+        self.open_as(spec, registry, false)
+    }
+
+    /// [`SourceSpec::open`]; with `stream`, a registry source hands out its
+    /// blobs as verified-on-the-way HTTP streams instead of through the
+    /// blob cache (a copy into a registry keeps nothing on disk).
+    pub fn open_as(
+        &self,
+        spec: &str,
+        registry: Option<&RegistryContext>,
+        stream: bool,
+    ) -> Result<Box<dyn Source>> {
         Ok(match self {
             SourceSpec::OciDir { path, reference } => Box::new(Layout::open(
                 spec,
@@ -110,7 +172,15 @@ impl SourceSpec {
             SourceSpec::Registry(r) => {
                 let reference = Reference::parse(r)?;
                 let ctx = registry.expect("callers pass a registry context for registry sources");
-                Box::new(RegistrySource::image(spec, &reference, ctx)?)
+                Box::new(RegistrySource::image(spec, &reference, ctx)?.streaming(stream))
+            }
+            SourceSpec::Bundle(_) => {
+                return Err(Error::InvalidSource {
+                    spec: spec.to_string(),
+                    reason: "a bundle is read by `airlock copy` (alone) or `import`/`export`, \
+                             not mixed with other sources"
+                        .into(),
+                })
             }
         })
     }
