@@ -286,7 +286,7 @@ pub fn copy(args: CopyArgs) -> Result<()> {
     };
     match &copied {
         Copied::Registry(report) => {
-            render::report(out, &copied, |_| render::imported(report));
+            render::report(out, &copied, |_| render::copied(report));
             if out.quiet || out.json {
                 render::import_failures(report);
             }

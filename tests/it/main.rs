@@ -4,6 +4,7 @@
 
 mod bundles;
 mod cache;
+mod copy;
 mod export;
 mod harness;
 mod hostile;
