@@ -381,7 +381,8 @@ fn to_registry(
 fn to_files(req: &CopyRequest, specs: &[(String, SourceSpec)]) -> Result<Copied> {
     let ctx = source_context(req, specs, None)?;
     // A docker-archive holds one platform per image: the host's by default.
-    let host_default = matches!(req.target, TargetSpec::DockerArchive(_)) && req.platforms.is_empty();
+    let host_default =
+        matches!(req.target, TargetSpec::DockerArchive(_)) && req.platforms.is_empty();
     let platforms = if host_default {
         vec![Platform::host()]
     } else {

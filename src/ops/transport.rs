@@ -307,6 +307,34 @@ mod tests {
     }
 
     #[test]
+    fn parses_copy_targets_and_bundle_sources() {
+        assert_eq!(
+            TargetSpec::parse("docker://reg:5000/mirror").unwrap(),
+            TargetSpec::Registry("reg:5000/mirror".into())
+        );
+        assert_eq!(
+            TargetSpec::parse("oci:out").unwrap(),
+            TargetSpec::OciDir("out".into())
+        );
+        assert_eq!(
+            TargetSpec::parse("docker-archive:a.tar").unwrap(),
+            TargetSpec::DockerArchive("a.tar".into())
+        );
+        assert_eq!(
+            TargetSpec::parse("bundle:b.airlock").unwrap(),
+            TargetSpec::Bundle("b.airlock".into())
+        );
+        for bad in ["reg:5000", "oci:", "docker://", "dir:/x"] {
+            assert!(TargetSpec::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            SourceSpec::parse("bundle:b.airlock").unwrap(),
+            SourceSpec::Bundle("b.airlock".into())
+        );
+        assert!(SourceSpec::parse("bundle:").is_err());
+    }
+
+    #[test]
     fn tagged_hub_images_are_not_transport_typos() {
         for r in [
             "nginx:1.25",

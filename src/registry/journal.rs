@@ -357,6 +357,36 @@ mod tests {
     }
 
     #[test]
+    fn a_copy_journal_is_named_by_its_set_of_sources_and_its_target() {
+        let t = tempfile::tempdir().unwrap();
+        let set = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let path = |j: Journal| j.path().unwrap().to_path_buf();
+        let a = path(Journal::open_copy(t.path(), &set(&["x", "y"]), "reg/m").unwrap());
+        let b = path(Journal::open_copy(t.path(), &set(&["y", "x", "x"]), "reg/m").unwrap());
+        let c = path(Journal::open_copy(t.path(), &set(&["x", "y"]), "reg/n").unwrap());
+        let d = path(Journal::open_copy(t.path(), &set(&["x"]), "reg/m").unwrap());
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_ne!(a, d);
+        assert!(a
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("copy-"));
+        // While one copy holds it, a second is refused.
+        let held = Journal::open_copy(t.path(), &set(&["x", "y"]), "reg/m").unwrap();
+        let err = Journal::open_copy(t.path(), &set(&["y", "x"]), "reg/m")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.starts_with("another copy of these sources to this target is running"),
+            "{err}"
+        );
+        drop(held);
+    }
+
+    #[test]
     fn appended_facts_survive_a_reopen_and_compaction() {
         let t = tempfile::tempdir().unwrap();
         let path = {

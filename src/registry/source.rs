@@ -358,7 +358,8 @@ impl Source for RegistrySource {
     }
 
     fn prefetch(&self, blob: &Descriptor, progress: &Progress) -> Result<()> {
-        if self.stream || media::is_index(&blob.media_type) || media::is_manifest(&blob.media_type) {
+        if self.stream || media::is_index(&blob.media_type) || media::is_manifest(&blob.media_type)
+        {
             return Ok(());
         }
 

@@ -21,7 +21,13 @@ fn statuses(report: &serde_json::Value) -> Vec<String> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|i| format!("{} {}", i["status"].as_str().unwrap(), i["target"].as_str().unwrap()))
+        .map(|i| {
+            format!(
+                "{} {}",
+                i["status"].as_str().unwrap(),
+                i["target"].as_str().unwrap()
+            )
+        })
         .collect();
     v.sort();
     v
@@ -76,7 +82,13 @@ fn registry_to_registry_tls_source_htpasswd_target_index_and_referrer() {
             .arg(format!("docker://{}/mirror", dst.host))
             .arg("--ca-cert")
             .arg(&certs.ca)
-            .args(["--plain-http", &dst.host, "--username", "bob", "--password-stdin"])
+            .args([
+                "--plain-http",
+                &dst.host,
+                "--username",
+                "bob",
+                "--password-stdin",
+            ])
             .arg("--state")
             .arg(t.path().join("state"))
             .arg("--cache")
@@ -130,7 +142,9 @@ fn registry_to_registry_tls_source_htpasswd_target_index_and_referrer() {
     );
     assert_eq!(first["bytes_pushed"], first["bytes_total"], "{first}");
     // Streamed: nothing went through the blob cache.
-    let cached = std::fs::read_dir(cache.join("blobs/sha256")).unwrap().count();
+    let cached = std::fs::read_dir(cache.join("blobs/sha256"))
+        .unwrap()
+        .count();
     assert_eq!(cached, 0, "a registry-to-registry copy kept blobs on disk");
 
     let second = run_copy();
@@ -175,13 +189,19 @@ fn all_tags_sync_sends_what_changed_and_leaves_the_rest() {
     let h = &dst.host;
     assert_eq!(
         statuses(&first),
-        vec![format!("pushed {h}/team/app:1"), format!("pushed {h}/team/app:2")]
+        vec![
+            format!("pushed {h}/team/app:1"),
+            format!("pushed {h}/team/app:2")
+        ]
     );
     let second = sync(&[]);
     assert_eq!(second["bytes_pushed"], 0, "{second}");
     assert_eq!(
         statuses(&second),
-        vec![format!("exists {h}/team/app:1"), format!("exists {h}/team/app:2")]
+        vec![
+            format!("exists {h}/team/app:1"),
+            format!("exists {h}/team/app:2")
+        ]
     );
 
     // The tag 2 moves to app-1's image on the source.
@@ -190,14 +210,20 @@ fn all_tags_sync_sends_what_changed_and_leaves_the_rest() {
     let dry = sync(&["--dry-run"]);
     assert_eq!(
         statuses(&dry),
-        vec![format!("exists {h}/team/app:1"), format!("would push {h}/team/app:2")]
+        vec![
+            format!("exists {h}/team/app:1"),
+            format!("would push {h}/team/app:2")
+        ]
     );
     assert_eq!(dry["bytes_pushed"], 0, "app-1's blobs are there: {dry}");
     assert_ne!(dst.digest("team/app:2", &["--tls-verify=false"]), app1);
     let third = sync(&[]);
     assert_eq!(
         statuses(&third),
-        vec![format!("exists {h}/team/app:1"), format!("pushed {h}/team/app:2")]
+        vec![
+            format!("exists {h}/team/app:1"),
+            format!("pushed {h}/team/app:2")
+        ]
     );
     assert_eq!(dst.digest("team/app:2", &["--tls-verify=false"]), app1);
 
@@ -368,7 +394,10 @@ fn kill_nine_mid_copy_then_a_rerun_completes_and_sends_less() {
         if chunks >= 3 {
             break;
         }
-        assert!(child.try_wait().unwrap().is_none(), "the copy ended before its kill");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the copy ended before its kill"
+        );
         assert!(Instant::now() < deadline, "no progress");
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -417,7 +446,10 @@ fn every_other_pair_of_source_and_target() {
 
     // oci → registry
     copy(&[&multi(), &format!("docker://{h}/pairs")]);
-    assert_eq!(reg.digest("pairs/layout:multi", &["--tls-verify=false"]), want);
+    assert_eq!(
+        reg.digest("pairs/layout:multi", &["--tls-verify=false"]),
+        want
+    );
 
     // registry → oci
     let dir = t.path().join("out-oci");
@@ -463,7 +495,8 @@ fn every_other_pair_of_source_and_target() {
     {
         let bundle = t.path().join(format!("b{i}.airlock"));
         copy(&[source, &format!("bundle:{}", bundle.display())]);
-        let inspected = json(airlock(&["inspect", "--json", bundle.to_str().unwrap()], t.path()).ok());
+        let inspected =
+            json(airlock(&["inspect", "--json", bundle.to_str().unwrap()], t.path()).ok());
         let digests: Vec<&str> = inspected["images"]
             .as_array()
             .unwrap()
