@@ -538,3 +538,51 @@ fn every_other_pair_of_source_and_target() {
         want
     );
 }
+
+#[test]
+fn catalog_copy_lists_with_dry_run_then_copies_every_repository() {
+    let t = scratch();
+    let src = Registry::start(Config::default());
+    let dst = Registry::start(Config::default());
+    let l = layout();
+    src.push(&format!("oci:{}:app-1", l.display()), "team/app:1");
+    src.push(&format!("oci:{}:arm-1", l.display()), "other/arm:1");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "copy",
+            "--json",
+            "--plain-http",
+            &src.host,
+            "--plain-http",
+            &dst.host,
+            "--state",
+            "state",
+            "--catalog",
+            &src.host,
+        ];
+        args.extend_from_slice(extra);
+        let to = format!("docker://{}/backup", dst.host);
+        args.push(&to);
+        json(airlock(&args, t.path()).ok())
+    };
+    let h = &dst.host;
+    let dry = run(&["--dry-run"]);
+    assert_eq!(
+        statuses(&dry),
+        vec![
+            format!("would push {h}/backup/other/arm:1"),
+            format!("would push {h}/backup/team/app:1"),
+        ]
+    );
+    assert_eq!(dry["bytes_pushed"], dry["bytes_total"], "{dry}");
+    assert_eq!(dst.catalog().trim(), r#"{"repositories":[]}"#);
+    run(&[]);
+    for (repo, image) in [("other/arm:1", "arm-1"), ("team/app:1", "app-1")] {
+        assert_eq!(
+            dst.digest(&format!("backup/{repo}"), &["--tls-verify=false"]),
+            skopeo_digest(&format!("oci:{}:{image}", l.display()), t.path())
+        );
+    }
+    let again = run(&[]);
+    assert_eq!(again["bytes_pushed"], 0, "{again}");
+}
