@@ -242,12 +242,24 @@ pub fn copy(args: CopyArgs) -> Result<()> {
     }
     let key = key.as_deref().map(sign::load_private).transpose()?;
     let key_id = key.as_ref().map(|k| sign::key_id(&k.verifying_key()));
+    let target = TargetSpec::parse(&target)?;
+    // Standard output may carry the target, standard input the source.
+    match &target {
+        TargetSpec::Bundle(p) => ops::stdio::check_pack_output(p, out.json)?,
+        TargetSpec::DockerArchive(p) => {
+            ops::stdio::check_export_output(&ExportTarget::DockerArchive(p.clone()), out.json)?
+        }
+        _ => {}
+    }
+    if sources.iter().any(|s| s == "bundle:-") {
+        ops::stdio::check_import_input(Path::new("-"), registry.password_stdin)?;
+    }
     let created = created_now();
     let request = CopyRequest {
         sources,
         all_tags,
         catalogs,
-        target: TargetSpec::parse(&target)?,
+        target,
         prefix,
         maps,
         keep_registry,
@@ -280,7 +292,13 @@ pub fn copy(args: CopyArgs) -> Result<()> {
                     path.display()
                 )));
             }
-            copy_op::copy_bundle(open::trusted(&path, &trust)?, request)?
+            if is_stdin(&path) {
+                let key = open::stream_key(&trust)?;
+                let stdin = std::io::stdin().lock();
+                copy_op::copy_bundle_stream(stdin, key.as_ref(), request)?
+            } else {
+                copy_op::copy_bundle(open::trusted(&path, &trust)?, request)?
+            }
         }
         None => copy_op::copy(request)?,
     };

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::import::{import, ImportReport, ImportRequest};
+use super::import::{import, import_stream, ImportReport, ImportRequest};
 use super::pack::{pack, PackRequest, PackSummary};
 use super::transport::{SourceSpec, TargetSpec};
 use super::{export, ExportTarget};
@@ -144,20 +144,28 @@ pub fn bundle_source(req: &CopyRequest) -> Result<Option<PathBuf>> {
     }
 }
 
+impl CopyRequest {
+    fn import_request(self, target: Target) -> ImportRequest {
+        ImportRequest {
+            target,
+            dry_run: self.dry_run,
+            state: self.state,
+            chunk_size: self.chunk_size,
+            registry: self.registry,
+            quiet: self.quiet,
+        }
+    }
+}
+
 /// Copies a bundle (trusted by the caller, as `import` and `export` take
 /// it) into a registry, an OCI layout or a docker-archive.
 pub fn copy_bundle(bundle: Bundle<Trusted>, req: CopyRequest) -> Result<Copied> {
     req.check()?;
     if let Some(target) = req.registry_target()? {
-        let request = ImportRequest {
-            target,
-            dry_run: req.dry_run,
-            state: req.state,
-            chunk_size: req.chunk_size,
-            registry: req.registry,
-            quiet: req.quiet,
-        };
-        return Ok(Copied::Registry(import(bundle, request)?));
+        return Ok(Copied::Registry(import(
+            bundle,
+            req.import_request(target),
+        )?));
     }
     let to = req.target_spec();
     let target = match req.target {
@@ -174,6 +182,28 @@ pub fn copy_bundle(bundle: Bundle<Trusted>, req: CopyRequest) -> Result<Copied> 
     let bundle = bundle.verify(&Progress::hidden())?;
     let images = export(&bundle, &target, &[], &req.platforms, req.quiet)?;
     Ok(Copied::Files { images, to })
+}
+
+/// `bundle:-`: a bundle read once from a stream into a registry, as
+/// `import -` reads it.
+pub fn copy_bundle_stream(
+    input: impl std::io::Read,
+    key: Option<&ed25519_dalek::VerifyingKey>,
+    req: CopyRequest,
+) -> Result<Copied> {
+    req.check()?;
+    match req.registry_target()? {
+        Some(target) => Ok(Copied::Registry(import_stream(
+            input,
+            key,
+            req.import_request(target),
+        )?)),
+        None => Err(Error::Usage(
+            "bundle:- (a stream) is copied into a docker:// target only; for files, \
+             save the stream to a file first"
+                .into(),
+        )),
+    }
 }
 
 /// Copies registries, OCI layouts and archives into the target.

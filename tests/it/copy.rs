@@ -537,6 +537,19 @@ fn every_other_pair_of_source_and_target() {
         reg.digest("from-bundle/layout:multi", &["--tls-verify=false"]),
         want
     );
+
+    // bundle:- (a stream, as `import -` reads it) → registry.
+    let bin = env!("CARGO_BIN_EXE_airlock");
+    let piped = format!(
+        "{bin} pack -q -o - {m} | {bin} copy -q --plain-http {h} --state state \
+         --allow-unsigned bundle:- docker://{h}/from-stream",
+        m = multi()
+    );
+    run("sh", &["-c", &piped], t.path()).ok();
+    assert_eq!(
+        reg.digest("from-stream/layout:multi", &["--tls-verify=false"]),
+        want
+    );
 }
 
 #[test]
