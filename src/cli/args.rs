@@ -448,9 +448,9 @@ pub struct CopyArgs {
     /// into a registry or directory streams) [default: $XDG_CACHE_HOME/airlock].
     #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
-    /// --username/--password-stdin log in to the target registry (and to a
-    /// source on that same registry); other source registries are read with
-    /// docker's config.json and credential helpers (`docker login HOST`).
+    /// --username/--password-stdin log in to the target registry (and to
+    /// the sources when all are on it); other source registries are read
+    /// with docker's config.json and credential helpers (`docker login`).
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// Blobs copied at once [default: 8].

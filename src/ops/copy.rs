@@ -12,10 +12,10 @@
 //! it is the same plan into that sink. A bundle target is `pack`; a bundle
 //! source is `import` or `export` (the caller opens it, as they do).
 //!
-//! Credentials: `--username` belongs to the target registry only (a source
-//! on that same registry shares them); other source registries use docker's
-//! config.json and helpers, so no password ever reaches a registry it was
-//! not given for.
+//! Credentials: `--username` belongs to the target registry only (the
+//! sources share them only when all of them are on that registry); other
+//! source registries use docker's config.json and helpers, so no password
+//! ever reaches a registry it was not given for.
 //!
 //! Not here: flags, printing, or opening a bundle's trust (the CLI does).
 
