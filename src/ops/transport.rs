@@ -49,10 +49,7 @@ pub enum TargetSpec {
 
 impl TargetSpec {
     pub fn parse(spec: &str) -> Result<TargetSpec> {
-        let bad = |reason: String| Error::InvalidSource {
-            spec: spec.to_string(),
-            reason,
-        };
+        let bad = |reason: String| Error::Usage(format!("{spec:?} is not a copy target: {reason}"));
         let (transport, rest) = if let Some(rest) = spec.strip_prefix("docker://") {
             ("docker://", rest)
         } else {
@@ -60,8 +57,8 @@ impl TargetSpec {
                 Some((t, rest)) if ["oci", "docker-archive", "bundle"].contains(&t) => (t, rest),
                 _ => {
                     return Err(bad(
-                        "a copy target is docker://REGISTRY[/PREFIX], oci:DIR, \
-                         docker-archive:FILE or bundle:FILE"
+                        "write docker://REGISTRY[/PREFIX], oci:DIR, docker-archive:FILE \
+                         or bundle:FILE"
                             .into(),
                     ))
                 }

@@ -599,3 +599,24 @@ fn catalog_copy_lists_with_dry_run_then_copies_every_repository() {
     let again = run(&[]);
     assert_eq!(again["bytes_pushed"], 0, "{again}");
 }
+
+#[test]
+fn usage_mistakes_are_named_before_anything_is_opened() {
+    let t = scratch();
+    let cases: [&[&str]; 4] = [
+        &["copy", "oci:x"],
+        &["copy", "oci:x", "reg.local:5000/mirror"],
+        &["copy", "bundle:a.airlock", "oci:x", "docker://reg.local"],
+        &["copy", "--dry-run", "oci:x", "oci:y"],
+    ];
+    let out: Vec<String> = cases
+        .iter()
+        .map(|args| airlock(args, t.path()).fails_usage().trim().to_string())
+        .collect();
+    insta::assert_snapshot!(out.join("\n"), @r#"
+    airlock: error: name at least one source and a target: airlock copy SOURCE… TARGET
+    airlock: error: "reg.local:5000/mirror" is not a copy target: write docker://REGISTRY[/PREFIX], oci:DIR, docker-archive:FILE or bundle:FILE
+    airlock: error: a bundle:FILE source is copied alone; copy other sources in a command of their own
+    airlock: error: --dry-run, --prefix, --map and --keep-registry are for a docker:// target, not oci:y
+    "#);
+}
