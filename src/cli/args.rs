@@ -422,6 +422,10 @@ pub struct CopyArgs {
     /// For a bundle:FILE target: sign with this private key.
     #[arg(long, value_name = "KEY")]
     pub key: Option<PathBuf>,
+    /// For a bundle:FILE target: replace an existing bundle of this name,
+    /// with its volumes and parity.
+    #[arg(long)]
+    pub force: bool,
     /// For a docker:// target: put every repository under this path.
     #[arg(long, value_name = "PATH")]
     pub prefix: Option<String>,

@@ -222,6 +222,7 @@ pub fn copy(args: CopyArgs) -> Result<()> {
         public_key,
         allow_unsigned,
         key,
+        force,
         prefix,
         maps,
         keep_registry,
@@ -278,6 +279,7 @@ pub fn copy(args: CopyArgs) -> Result<()> {
             parity: None,
         },
         created: created.max(0) as u64,
+        force,
         quiet: out.quiet || out.json,
     };
     let copied = match copy_op::bundle_source(&request)? {

@@ -70,6 +70,8 @@ pub struct CopyRequest {
     pub cache: Option<PathBuf>,
     /// For a bundle target.
     pub pack: PackOptions,
+    /// For a bundle target: replace an existing bundle of its name.
+    pub force: bool,
     /// Seconds since the epoch, for a docker-archive's mtimes.
     pub created: u64,
     pub quiet: bool,
@@ -220,7 +222,7 @@ pub fn copy(req: CopyRequest) -> Result<Copied> {
             registry: req.registry,
             cache: req.cache,
             referrers: req.referrers,
-            force: false,
+            force: req.force,
             quiet: req.quiet,
         })?));
     }
