@@ -3,7 +3,7 @@
 # docker --dest docker` and a loop of `skopeo copy --all`, between two
 # throwaway CNCF distribution registries on 127.0.0.1, plus airlock's peak RSS.
 #
-#   scripts/bench-copy.sh [WORKDIR] [MiB]      default: ./bench-work, 600 MiB
+#   scripts/bench-copy.sh [WORKDIR] [MiB]      default: ./bench-work, 720 MiB (≥ 500 MB of gzip layers)
 #
 # The set is six images sharing one large base (make-fixtures.sh --big).
 # Every run copies into a fresh repository prefix of the target, so nothing
@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=${1:-bench-work}
-mib=${2:-600}
+mib=${2:-720}
 mkdir -p "$work"
 work=$(cd "$work" && pwd)
 cargo build --release -q

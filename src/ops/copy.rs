@@ -97,15 +97,22 @@ impl CopyRequest {
     }
 
     fn registry_target(&self) -> Result<Option<Target>> {
-        match &self.target {
-            TargetSpec::Registry(r) => Ok(Some(Target::parse(
-                r,
-                self.prefix.as_deref(),
-                &self.maps,
-                self.keep_registry,
-            )?)),
-            _ => Ok(None),
-        }
+        let TargetSpec::Registry(r) = &self.target else {
+            return Ok(None);
+        };
+        // Said as the user wrote it (Target's own message names import's --to).
+        Target::parse(r, None, &[], false).map_err(|_| {
+            Error::Usage(format!(
+                "docker://{r} is not docker://REGISTRY[/PREFIX] (e.g. \
+                 docker://registry.local:5000/mirror; repository paths are lowercase)"
+            ))
+        })?;
+        Ok(Some(Target::parse(
+            r,
+            self.prefix.as_deref(),
+            &self.maps,
+            self.keep_registry,
+        )?))
     }
 
     /// The rules between flags that clap cannot state.

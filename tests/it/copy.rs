@@ -603,8 +603,9 @@ fn catalog_copy_lists_with_dry_run_then_copies_every_repository() {
 #[test]
 fn usage_mistakes_are_named_before_anything_is_opened() {
     let t = scratch();
-    let cases: [&[&str]; 4] = [
+    let cases: [&[&str]; 5] = [
         &["copy", "oci:x"],
+        &["copy", "oci:x", "docker://reg.local/Mirror"],
         &["copy", "oci:x", "reg.local:5000/mirror"],
         &["copy", "bundle:a.airlock", "oci:x", "docker://reg.local"],
         &["copy", "--dry-run", "oci:x", "oci:y"],
@@ -615,6 +616,7 @@ fn usage_mistakes_are_named_before_anything_is_opened() {
         .collect();
     insta::assert_snapshot!(out.join("\n"), @r#"
     airlock: error: name at least one source and a target: airlock copy SOURCE… TARGET
+    airlock: error: docker://reg.local/Mirror is not docker://REGISTRY[/PREFIX] (e.g. docker://registry.local:5000/mirror; repository paths are lowercase)
     airlock: error: "reg.local:5000/mirror" is not a copy target: write docker://REGISTRY[/PREFIX], oci:DIR, docker-archive:FILE or bundle:FILE
     airlock: error: a bundle:FILE source is copied alone; copy other sources in a command of their own
     airlock: error: --dry-run, --prefix, --map and --keep-registry are for a docker:// target, not oci:y
