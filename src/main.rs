@@ -50,6 +50,7 @@ fn main() -> ExitCode {
         Command::Key(KeyCommand::Id(args)) => commands::key_id(args),
         Command::Login(args) => commands::login(args),
         Command::Logout(args) => commands::logout(args),
+        Command::Copy(args) => commands::copy(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -199,6 +199,15 @@ pub enum Command {
         "airlock logout --all",
     ))]
     Logout(LogoutArgs),
+    /// Copy images from any source to any target: registry to registry
+    /// (each blob streamed once, checked on the way), OCI layout, archive
+    /// or bundle; a re-run continues, and an image already there is left.
+    #[command(after_help = examples!(
+        "airlock copy docker://registry.example.com/team/app:2.1 docker://mirror.local:5000/team",
+        "airlock copy --all-tags registry.example.com/team/app docker://mirror.local:5000",
+        "airlock copy --pub site.key.pub bundle:app.airlock docker://registry.local",
+    ))]
+    Copy(CopyArgs),
 }
 
 #[derive(Subcommand)]
@@ -609,6 +618,81 @@ pub struct OutputArgs {
     /// JSON object with the error.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args)]
+pub struct CopyArgs {
+    /// SOURCE… TARGET. Sources: docker://REF (or a bare reference),
+    /// oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:REF], or
+    /// one bundle:FILE. Target: docker://REGISTRY[/PREFIX], oci:DIR,
+    /// docker-archive:FILE or bundle:FILE (as `pack -o FILE`).
+    #[arg(value_name = "SOURCE… TARGET", required = true)]
+    pub args: Vec<String>,
+    /// Read more sources from a file, one per line (# comments allowed).
+    #[arg(short = 'f', long = "file", value_name = "LIST")]
+    pub list: Option<PathBuf>,
+    /// Every tag of this repository (REGISTRY/REPO); repeatable. Tags the
+    /// target holds at the same digest are left as they are.
+    #[arg(long = "all-tags", value_name = "REPO", value_parser = repository)]
+    pub all_tags: Vec<String>,
+    /// Every repository and tag of this registry, HOST[:PORT]; repeatable.
+    #[arg(long = "catalog", value_name = "REGISTRY", value_parser = catalog_host)]
+    pub catalogs: Vec<String>,
+    #[command(flatten)]
+    pub platform: PlatformArgs,
+    /// Leave signatures, SBOMs and attestations behind.
+    #[arg(long)]
+    pub no_referrers: bool,
+    /// For a bundle:FILE source: the signer's public key; repeatable (any
+    /// of them may have signed it).
+    #[arg(long = "pub", value_name = "KEY")]
+    pub public_keys: Vec<PathBuf>,
+    /// For a bundle:FILE source: accept it without checking who signed it.
+    #[arg(long, conflicts_with = "public_keys")]
+    pub allow_unsigned: bool,
+    /// For a bundle:FILE target: sign with this private key.
+    #[arg(long, value_name = "KEY")]
+    pub key: Option<PathBuf>,
+    /// For a bundle:FILE target: replace an existing bundle of this name,
+    /// with its volumes and parity.
+    #[arg(long)]
+    pub force: bool,
+    /// For a docker:// target: put every repository under this path.
+    #[arg(long, value_name = "PATH")]
+    pub prefix: Option<String>,
+    /// For a docker:// target: SRC (a repository or path prefix, with or
+    /// without its registry) becomes DST; first match wins; repeatable.
+    #[arg(long = "map", value_name = "SRC=DST")]
+    pub maps: Vec<String>,
+    /// For a docker:// target: keep the source registry's host as the
+    /// first path component [default: dropped].
+    #[arg(long)]
+    pub keep_registry: bool,
+    /// For a docker:// target: list what would move and what is there
+    /// already; send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Journal directory [default: $XDG_STATE_HOME/airlock].
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+    /// Blobs larger than 8M (or than this, if smaller) go up in PATCH
+    /// chunks of this size (at least 1M).
+    #[arg(long, default_value = "32M", value_name = "SIZE", value_parser = chunk_size)]
+    pub chunk_size: u64,
+    /// Cache of downloaded blobs, for a bundle:FILE target only (a copy
+    /// into a registry or directory streams) [default: $XDG_CACHE_HOME/airlock].
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+    /// --username/--password-stdin log in to the target registry (and to
+    /// the sources when all are on it); other source registries are read
+    /// with docker's config.json and credential helpers (`docker login`).
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Blobs copied at once [default: 8].
+    #[arg(short = 'j', long, value_name = "N", value_parser = jobs)]
+    pub jobs: Option<usize>,
+    #[command(flatten)]
+    pub output_args: OutputArgs,
 }
 
 #[derive(Args)]

@@ -18,7 +18,7 @@ use airlock::{Error, Result};
 use clap::CommandFactory;
 
 use super::args::{
-    CacheArgs, CacheLsArgs, CachePruneArgs, Cli, CompletionArgs, ExportArgs, ImportArgs,
+    CacheArgs, CacheLsArgs, CachePruneArgs, Cli, CompletionArgs, CopyArgs, ExportArgs, ImportArgs,
     InspectArgs, KeyIdArgs, KeygenArgs, LoginArgs, LogoutArgs, ManArgs, PackArgs, RepairArgs,
     VerifyArgs,
 };
@@ -471,5 +471,130 @@ fn echo_off() -> Option<libc::termios> {
         let mut quiet = t;
         quiet.c_lflag &= !libc::ECHO;
         (libc::tcsetattr(0, libc::TCSANOW, &quiet) == 0).then_some(t)
+    }
+}
+
+pub fn copy(args: CopyArgs) -> Result<()> {
+    use airlock::ops::copy::{self as copy_op, Copied, CopyRequest};
+    use airlock::ops::transport::TargetSpec;
+    let CopyArgs {
+        args: mut sources,
+        list,
+        all_tags,
+        catalogs,
+        platform,
+        no_referrers,
+        public_keys,
+        allow_unsigned,
+        key,
+        force,
+        prefix,
+        maps,
+        keep_registry,
+        dry_run,
+        state,
+        chunk_size,
+        cache,
+        registry,
+        jobs,
+        output_args,
+    } = args;
+    let out = &output_args;
+    let target = sources.pop().ok_or_else(|| {
+        Error::Usage("name the sources and then the target: airlock copy SOURCE… TARGET".into())
+    })?;
+    if let Some(list) = list {
+        sources.extend(ops::read_source_list(&list)?);
+    }
+    let key = key.as_deref().map(sign::load_private).transpose()?;
+    let target = TargetSpec::parse(&target)?;
+    // Standard output may carry the target, standard input the source.
+    match &target {
+        TargetSpec::Bundle(p) => ops::stdio::check_pack_output(p, out.json)?,
+        TargetSpec::DockerArchive(p) => ops::stdio::check_export_output(
+            &ExportTarget::DockerArchive(p.clone()),
+            out.json,
+            force,
+        )?,
+        _ => {}
+    }
+    if sources.iter().any(|s| s == "bundle:-") {
+        ops::stdio::check_import_input(Path::new("-"), registry.password_stdin)?;
+    }
+    let created = created_now();
+    let request = CopyRequest {
+        sources,
+        all_tags,
+        catalogs,
+        target,
+        prefix,
+        maps,
+        keep_registry,
+        platforms: platform.parse()?,
+        referrers: !no_referrers,
+        dry_run,
+        state,
+        chunk_size,
+        registry: registry.options(jobs)?,
+        cache,
+        pack: PackOptions {
+            level: 3,
+            key,
+            created,
+            split: None,
+            parity: None,
+        },
+        created: created.max(0) as u64,
+        force,
+        quiet: out.quiet || out.json,
+    };
+    let copied = match copy_op::bundle_source(&request)? {
+        Some(path) => {
+            let trust = super::args::TrustArgs {
+                public_keys,
+                allow_unsigned,
+            };
+            if trust.public_keys.is_empty() && !trust.allow_unsigned {
+                return Err(Error::Usage(format!(
+                    "bundle:{} needs --pub KEY (the signer's public key), or --allow-unsigned",
+                    path.display()
+                )));
+            }
+            if is_stdin(&path) {
+                let key = open::stream_key(&trust)?;
+                let stdin = std::io::stdin().lock();
+                copy_op::copy_bundle_stream(stdin, key.as_ref(), request)?
+            } else {
+                copy_op::copy_bundle(open::trusted(&path, &trust)?, request)?
+            }
+        }
+        None => copy_op::copy(request)?,
+    };
+    match &copied {
+        Copied::Registry(report) => {
+            render::report(out, &copied, |_| render::copied(report));
+            if out.quiet || out.json {
+                render::import_failures(report);
+            }
+            match report.failed() {
+                0 => Ok(()),
+                failed => Err(Error::ImagesFailed {
+                    failed,
+                    retry_helps: report.retry_helps,
+                }),
+            }
+        }
+        Copied::Bundle(summary) => {
+            render::report(out, &copied, |_| render::packed(summary));
+            Ok(())
+        }
+        Copied::Files { images, to } => {
+            let exported = render::Exported {
+                images: *images,
+                to: to.clone(),
+            };
+            render::report(out, &copied, |_| render::exported(&exported));
+            Ok(())
+        }
     }
 }

@@ -312,6 +312,15 @@ pub fn verified(report: &VerifyReport) {
 /// per tag the import moved, a warning on stderr for each tag a dry run
 /// would move, then the totals.
 pub fn imported(report: &ImportReport) {
+    pushed(report, "import")
+}
+
+/// `copy` into a registry: the same report as an import's.
+pub fn copied(report: &ImportReport) {
+    pushed(report, "copy")
+}
+
+fn pushed(report: &ImportReport, command: &str) {
     for i in &report.images {
         let why = i
             .error
@@ -334,7 +343,7 @@ pub fn imported(report: &ImportReport) {
     for i in &report.images {
         if let Some(old) = &i.tag_moves_from {
             errln!(
-                "warning: tag {} names {old} now; this import would move it to {}",
+                "warning: tag {} names {old} now; this {command} would move it to {}",
                 Shown(&i.target),
                 i.digest
             );
@@ -347,7 +356,7 @@ pub fn imported(report: &ImportReport) {
     };
     outln!(
         "{}: {} blob(s) {verb}, {} {mounted}, {} already there; {} of {} {sent}",
-        if report.dry_run { "dry run" } else { "import" },
+        if report.dry_run { "dry run" } else { command },
         report.blobs.pushed,
         report.blobs.mounted,
         report.blobs.existed,

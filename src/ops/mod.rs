@@ -7,6 +7,7 @@
 //! those live in `oci/`, `docker_archive/`, `registry/` and `bundle/`.
 
 pub mod cache;
+pub mod copy;
 pub mod export;
 pub mod import;
 pub mod inspect;

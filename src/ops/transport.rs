@@ -32,6 +32,48 @@ pub enum SourceSpec {
         reference: Option<String>,
     },
     Registry(String),
+    /// `bundle:FILE`: a bundle (its volumes included); only `copy` reads it.
+    Bundle(PathBuf),
+}
+
+/// A parsed `copy` target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TargetSpec {
+    /// `docker://REGISTRY[/PREFIX]`.
+    Registry(String),
+    OciDir(PathBuf),
+    DockerArchive(PathBuf),
+    /// `bundle:FILE`: the same as `pack -o FILE`.
+    Bundle(PathBuf),
+}
+
+impl TargetSpec {
+    pub fn parse(spec: &str) -> Result<TargetSpec> {
+        let bad = |reason: String| Error::Usage(format!("{spec:?} is not a copy target: {reason}"));
+        let (transport, rest) = if let Some(rest) = spec.strip_prefix("docker://") {
+            ("docker://", rest)
+        } else {
+            match spec.split_once(':') {
+                Some((t, rest)) if ["oci", "docker-archive", "bundle"].contains(&t) => (t, rest),
+                _ => {
+                    return Err(bad(
+                        "write docker://REGISTRY[/PREFIX], oci:DIR, docker-archive:FILE \
+                         or bundle:FILE"
+                            .into(),
+                    ))
+                }
+            }
+        };
+        if rest.is_empty() {
+            return Err(bad(format!("{transport} needs a location after it")));
+        }
+        Ok(match transport {
+            "docker://" => TargetSpec::Registry(rest.to_string()),
+            "oci" => TargetSpec::OciDir(rest.into()),
+            "docker-archive" => TargetSpec::DockerArchive(rest.into()),
+            _ => TargetSpec::Bundle(rest.into()),
+        })
+    }
 }
 
 impl SourceSpec {
@@ -72,6 +114,11 @@ impl SourceSpec {
             Ok(SourceSpec::DockerArchive { path, reference })
         } else if let Some(rest) = spec.strip_prefix("docker://") {
             registry(rest)
+        } else if let Some(rest) = spec.strip_prefix("bundle:") {
+            if rest.is_empty() {
+                return Err(bad("the path is empty"));
+            }
+            Ok(SourceSpec::Bundle(rest.into()))
         } else if let Some((transport, _)) = spec
             .split_once(':')
             .filter(|(t, _)| UNSUPPORTED.contains(t))
@@ -91,6 +138,18 @@ impl SourceSpec {
     }
 
     pub fn open(&self, spec: &str, registry: Option<&RegistryContext>) -> Result<Box<dyn Source>> {
+        self.open_as(spec, registry, false)
+    }
+
+    /// [`SourceSpec::open`]; with `stream`, a registry source hands out its
+    /// blobs as verified-on-the-way HTTP streams instead of through the
+    /// blob cache (a copy into a registry keeps nothing on disk).
+    pub fn open_as(
+        &self,
+        spec: &str,
+        registry: Option<&RegistryContext>,
+        stream: bool,
+    ) -> Result<Box<dyn Source>> {
         Ok(match self {
             SourceSpec::OciDir { path, reference } => Box::new(Layout::open(
                 spec,
@@ -110,7 +169,15 @@ impl SourceSpec {
             SourceSpec::Registry(r) => {
                 let reference = Reference::parse(r)?;
                 let ctx = registry.expect("callers pass a registry context for registry sources");
-                Box::new(RegistrySource::image(spec, &reference, ctx)?)
+                Box::new(RegistrySource::image(spec, &reference, ctx)?.streaming(stream))
+            }
+            SourceSpec::Bundle(_) => {
+                return Err(Error::InvalidSource {
+                    spec: spec.to_string(),
+                    reason: "a bundle is read by `airlock copy` (alone) or `import`/`export`, \
+                             not mixed with other sources"
+                        .into(),
+                })
             }
         })
     }
@@ -234,6 +301,34 @@ mod tests {
         );
         assert!(SourceSpec::parse("oci:").is_err());
         assert!(SourceSpec::parse("dir:/x").is_err());
+    }
+
+    #[test]
+    fn parses_copy_targets_and_bundle_sources() {
+        assert_eq!(
+            TargetSpec::parse("docker://reg:5000/mirror").unwrap(),
+            TargetSpec::Registry("reg:5000/mirror".into())
+        );
+        assert_eq!(
+            TargetSpec::parse("oci:out").unwrap(),
+            TargetSpec::OciDir("out".into())
+        );
+        assert_eq!(
+            TargetSpec::parse("docker-archive:a.tar").unwrap(),
+            TargetSpec::DockerArchive("a.tar".into())
+        );
+        assert_eq!(
+            TargetSpec::parse("bundle:b.airlock").unwrap(),
+            TargetSpec::Bundle("b.airlock".into())
+        );
+        for bad in ["reg:5000", "oci:", "docker://", "dir:/x"] {
+            assert!(TargetSpec::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            SourceSpec::parse("bundle:b.airlock").unwrap(),
+            SourceSpec::Bundle("b.airlock".into())
+        );
+        assert!(SourceSpec::parse("bundle:").is_err());
     }
 
     #[test]

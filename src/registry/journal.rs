@@ -1,7 +1,7 @@
 //! What an import has done so far: hints that let a re-run continue where
 //! it stopped. A journal never outranks the registry.
 //!
-//! One file per bundle and target, an append-only log of JSON lines, one
+//! One file per bundle (or, for `copy`, per set of sources) and target, an append-only log of JSON lines, one
 //! fact per line, so each step costs one small write whatever the journal
 //! holds. It records only what the registry confirmed: a blob after its 201
 //! (or the HEAD or mount that showed it there), a manifest after its 201,
@@ -176,11 +176,33 @@ impl Journal {
     /// Opens (or starts) the journal of importing `bundle` into `target`,
     /// refusing when another import holds it.
     pub fn open(dir: &Path, bundle: &Digest, target: &str) -> Result<Journal> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io("create state directory", dir, e))?;
         let id = Digest::of(format!("{bundle} {target}").as_bytes());
-        let name = format!("import-{}", &id.hex()[..32]);
+        Journal::open_named(
+            dir,
+            &format!("import-{}", &id.hex()[..32]),
+            "import of this bundle",
+        )
+    }
+
+    /// Opens (or starts) the journal of copying `sources` (as the user named
+    /// them, in any order: tags may move between runs, the set does not)
+    /// into `target`, refusing when another copy holds it.
+    pub fn open_copy(dir: &Path, sources: &[String], target: &str) -> Result<Journal> {
+        let mut set: Vec<&str> = sources.iter().map(String::as_str).collect();
+        set.sort_unstable();
+        set.dedup();
+        let id = Digest::of(format!("copy\n{}\n-> {target}", set.join("\n")).as_bytes());
+        Journal::open_named(
+            dir,
+            &format!("copy-{}", &id.hex()[..32]),
+            "copy of these sources",
+        )
+    }
+
+    fn open_named(dir: &Path, name: &str, what: &str) -> Result<Journal> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("create state directory", dir, e))?;
         let path = dir.join(format!("{name}.json"));
-        let lock = lock(&dir.join(format!("{name}.lock")), &path)?;
+        let lock = lock(&dir.join(format!("{name}.lock")), &path, what)?;
         let state = match std::fs::read(&path) {
             Ok(bytes) => State::read(&bytes),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
@@ -312,10 +334,10 @@ impl Journal {
 
 /// Takes the lock file of the journal at `journal`, or says which import
 /// holds it.
-fn lock(path: &Path, journal: &Path) -> Result<FileLock> {
+fn lock(path: &Path, journal: &Path, what: &str) -> Result<FileLock> {
     FileLock::try_acquire(path)?.ok_or_else(|| {
         Error::Failed(format!(
-            "another import of this bundle to this target is running, with the state file {}; \
+            "another {what} to this target is running, with the state file {}; \
              wait for it to finish (or stop it), then run this command again",
             journal.display()
         ))
@@ -332,6 +354,36 @@ mod tests {
 
     fn open(dir: &Path) -> Journal {
         Journal::open(dir, &d(0), "reg.example/mirror").unwrap()
+    }
+
+    #[test]
+    fn a_copy_journal_is_named_by_its_set_of_sources_and_its_target() {
+        let t = tempfile::tempdir().unwrap();
+        let set = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let path = |j: Journal| j.path().unwrap().to_path_buf();
+        let a = path(Journal::open_copy(t.path(), &set(&["x", "y"]), "reg/m").unwrap());
+        let b = path(Journal::open_copy(t.path(), &set(&["y", "x", "x"]), "reg/m").unwrap());
+        let c = path(Journal::open_copy(t.path(), &set(&["x", "y"]), "reg/n").unwrap());
+        let d = path(Journal::open_copy(t.path(), &set(&["x"]), "reg/m").unwrap());
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_ne!(a, d);
+        assert!(a
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("copy-"));
+        // While one copy holds it, a second is refused.
+        let held = Journal::open_copy(t.path(), &set(&["x", "y"]), "reg/m").unwrap();
+        let err = Journal::open_copy(t.path(), &set(&["y", "x"]), "reg/m")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.starts_with("another copy of these sources to this target is running"),
+            "{err}"
+        );
+        drop(held);
     }
 
     #[test]

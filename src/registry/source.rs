@@ -7,6 +7,11 @@
 //! travel with their images unless turned off: cosign's
 //! `sha256-<hex>.sig`/`.att`/`.sbom` tags, the OCI referrers API, and the
 //! `sha256-<hex>` tag that stands in for that API on registries without it.
+//!
+//! A streaming source ([`RegistrySource::streaming`], for a copy into a
+//! registry) keeps no cache: each blob is one HTTP body, handed to the sink
+//! as it arrives (the caller checks its digest on the way) and, when the
+//! connection breaks, asked for again from where it broke (`Range`).
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -39,6 +44,8 @@ pub struct RegistrySource {
     /// before the download pool gets there, with no progress of its own,
     /// and the pool's progress then counts what that fetch did.
     accounted: Mutex<HashMap<Digest, Accounted>>,
+    /// Blobs are HTTP streams, not cache files.
+    stream: bool,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -82,7 +89,15 @@ impl RegistrySource {
             cache: ctx.cache.clone(),
             manifests: Mutex::new(HashMap::new()),
             accounted: Mutex::new(HashMap::new()),
+            stream: false,
         })
+    }
+
+    /// With `stream`, blobs are read straight from the registry (see the
+    /// module doc); nothing is prefetched or cached.
+    pub fn streaming(mut self, stream: bool) -> RegistrySource {
+        self.stream = stream;
+        self
     }
 
     /// One image by tag or digest.
@@ -310,6 +325,14 @@ impl Source for RegistrySource {
             let raw = self.manifests.lock().expect("not poisoned")[&blob.digest].clone();
             return Ok(Box::new(std::io::Cursor::new(raw)));
         }
+        if self.stream {
+            return Ok(Box::new(BlobStream::open(
+                self.client.clone(),
+                format!("/v2/{}/blobs/{}", self.repository, blob.digest),
+                self.scope.clone(),
+                blob.size,
+            )?));
+        }
         // Follows the download pool's download of it, or fetches it first
         // when the pool has not started it.
         if let Some(r) = self.cache.open_or_follow(&blob.digest, blob.size)? {
@@ -331,11 +354,12 @@ impl Source for RegistrySource {
     /// followed as they are downloaded, in which case the read that ends
     /// the blob waits for the download's digest check.
     fn opens_checked_blobs(&self) -> bool {
-        true
+        !self.stream
     }
 
     fn prefetch(&self, blob: &Descriptor, progress: &Progress) -> Result<()> {
-        if media::is_index(&blob.media_type) || media::is_manifest(&blob.media_type) {
+        if self.stream || media::is_index(&blob.media_type) || media::is_manifest(&blob.media_type)
+        {
             return Ok(());
         }
 
@@ -396,6 +420,81 @@ impl Source for RegistrySource {
                 bar.inc(a.moved.saturating_sub(moved));
                 bar.finish();
             })
+    }
+}
+
+/// How often a broken blob download is taken up again, per blob.
+const STREAM_RESUMES: u32 = 5;
+
+/// One blob's body, taken up again from the byte where its connection
+/// broke (`Range`; a registry that ignores it sends the whole blob again,
+/// whose first bytes are skipped). Unverified: the caller hashes it.
+struct BlobStream {
+    client: Arc<Client>,
+    path: String,
+    scope: String,
+    size: u64,
+    /// Bytes handed out so far.
+    at: u64,
+    body: Box<dyn Read + Send>,
+    resumes: u32,
+}
+
+impl BlobStream {
+    fn open(client: Arc<Client>, path: String, scope: String, size: u64) -> Result<BlobStream> {
+        let resp = client.success(Method::GET, &path, &scope, &[])?;
+        Ok(BlobStream {
+            body: Box::new(resp.into_body().into_reader()),
+            client,
+            path,
+            scope,
+            size,
+            at: 0,
+            resumes: 0,
+        })
+    }
+
+    /// Asks for the rest of the blob after a broken read.
+    fn resume(&mut self, cause: std::io::Error) -> std::io::Result<()> {
+        if self.resumes >= STREAM_RESUMES {
+            return Err(cause);
+        }
+        self.resumes += 1;
+        log::info!(
+            "{}: the download broke at byte {} ({cause}); asking for the rest",
+            self.client.url(&self.path),
+            self.at
+        );
+        let range = format!("bytes={}-", self.at);
+        let resp = self
+            .client
+            .success(Method::GET, &self.path, &self.scope, &[("Range", &range)])
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let ranged = resp.status().as_u16() == 206;
+        let mut body: Box<dyn Read + Send> = Box::new(resp.into_body().into_reader());
+        if !ranged {
+            std::io::copy(&mut (&mut body).take(self.at), &mut std::io::sink())?;
+        }
+        self.body = body;
+        Ok(())
+    }
+}
+
+impl Read for BlobStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            match self.body.read(buf) {
+                Ok(0) if self.at < self.size && !buf.is_empty() => {
+                    self.resume(std::io::ErrorKind::UnexpectedEof.into())?
+                }
+                Ok(n) => {
+                    self.at += n as u64;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => self.resume(e)?,
+            }
+        }
     }
 }
 

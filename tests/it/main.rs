@@ -7,6 +7,7 @@ mod cache;
 mod conventions_auth;
 mod conventions_keys;
 mod conventions_surface;
+mod copy;
 mod export;
 mod harness;
 mod hostile;
