@@ -41,7 +41,7 @@ SH
 cold='rm -f /var/lib/containers/cache/blob-info-cache-v1.boltdb'
 cat > "$out/airlock.sh" <<SH
 p=\$(sh $out/next.sh $out/n)
-"$A" copy -q --all-tags "$src/bench/app" "docker://$dst/\$p" --plain-http "$src" --plain-http "$dst" --state "$out/state-\$p"
+"$A" copy -q --all-tags "$src/bench/app" "docker://$dst/\$p" --plain-http="$src" --plain-http="$dst" --state "$out/state-\$p"
 SH
 cat > "$out/sync.sh" <<SH
 $cold
@@ -60,7 +60,7 @@ hyperfine -N -w 1 -r 5 --export-json "$out/copy.json" \
   -n "skopeo copy --all loop" "sh $out/loop.sh" >/dev/null
 p=$(sh "$out/next.sh" "$out/n")
 peak=$( { /usr/bin/time -f %M "$A" copy -q --all-tags "$src/bench/app" "docker://$dst/$p" \
-  --plain-http "$src" --plain-http "$dst" --state "$out/state-rss" >/dev/null; } 2>&1 | tail -1)
+  --plain-http="$src" --plain-http="$dst" --state "$out/state-rss" >/dev/null; } 2>&1 | tail -1)
 
 python3 - "$out/copy.json" "$bytes" "$peak" <<'PY'
 import json, sys

@@ -83,8 +83,7 @@ fn registry_to_registry_tls_source_htpasswd_target_index_and_referrer() {
             .arg("--ca-cert")
             .arg(&certs.ca)
             .args([
-                "--plain-http",
-                &dst.host,
+                &format!("--plain-http={}", dst.host),
                 "--username",
                 "bob",
                 "--password-stdin",
@@ -172,10 +171,8 @@ fn all_tags_sync_sends_what_changed_and_leaves_the_rest() {
             "copy",
             "--json",
             "--no-referrers",
-            "--plain-http",
-            &src.host,
-            "--plain-http",
-            &dst.host,
+            &format!("--plain-http={}", src.host),
+            &format!("--plain-http={}", dst.host),
             "--state",
             state.to_str().unwrap(),
         ];
@@ -231,10 +228,8 @@ fn all_tags_sync_sends_what_changed_and_leaves_the_rest() {
     let args = [
         "copy",
         "--no-referrers",
-        "--plain-http",
-        &src.host,
-        "--plain-http",
-        &dst.host,
+        &format!("--plain-http={}", src.host),
+        &format!("--plain-http={}", dst.host),
         "--state",
         state.to_str().unwrap(),
         "--all-tags",
@@ -301,10 +296,8 @@ fn cut_connections_on_both_sides_are_taken_up_again() {
                 "1",
                 "--chunk-size",
                 "1M",
-                "--plain-http",
-                &s,
-                "--plain-http",
-                &d,
+                &format!("--plain-http={}", s),
+                &format!("--plain-http={}", d),
                 "--state",
                 t.path().join("state").to_str().unwrap(),
                 &format!("docker://{s}/big:1"),
@@ -365,10 +358,8 @@ fn kill_nine_mid_copy_then_a_rerun_completes_and_sends_less() {
                 "1M",
                 "-j",
                 "1",
-                "--plain-http",
-                &src.host,
-                "--plain-http",
-                &p,
+                &format!("--plain-http={}", src.host),
+                &format!("--plain-http={}", p),
                 "--state",
                 state.to_str().unwrap(),
                 &format!("docker://{}/big:1", src.host),
@@ -443,7 +434,8 @@ fn every_other_pair_of_source_and_target() {
     let t = scratch();
     let reg = Registry::start(Config::default());
     let h = reg.host.as_str();
-    let plain = ["--plain-http", h];
+    let plain_flag = format!("--plain-http={h}");
+    let plain = [plain_flag.as_str()];
     let copy = |args: &[&str]| {
         let mut all = vec!["copy", "-q", "--state", "state"];
         all.extend_from_slice(&plain);
@@ -525,8 +517,7 @@ fn every_other_pair_of_source_and_target() {
     let out = airlock(
         &[
             "copy",
-            "--plain-http",
-            h,
+            &format!("--plain-http={h}"),
             &format!("bundle:{}", bundle.display()),
             &format!("docker://{h}/from-bundle"),
         ],
@@ -550,7 +541,7 @@ fn every_other_pair_of_source_and_target() {
     // bundle:- (a stream, as `import -` reads it) → registry.
     let bin = env!("CARGO_BIN_EXE_airlock");
     let piped = format!(
-        "{bin} pack -q -o - {m} | {bin} copy -q --plain-http {h} --state state \
+        "{bin} pack -q -o - {m} | {bin} copy -q --plain-http={h} --state state \
          --allow-unsigned bundle:- docker://{h}/from-stream",
         m = multi()
     );
@@ -573,10 +564,8 @@ fn catalog_copy_lists_with_dry_run_then_copies_every_repository() {
         let mut args = vec![
             "copy",
             "--json",
-            "--plain-http",
-            &src.host,
-            "--plain-http",
-            &dst.host,
+            &format!("--plain-http={}", src.host),
+            &format!("--plain-http={}", dst.host),
             "--state",
             "state",
             "--catalog",
