@@ -166,13 +166,17 @@ fn all_tags_sync_sends_what_changed_and_leaves_the_rest() {
     src.push(&format!("oci:{}:app-1", l.display()), "team/app:1");
     src.push(&format!("oci:{}:app-2", l.display()), "team/app:2");
     let state = t.path().join("state");
+    let (plain_src, plain_dst) = (
+        format!("--plain-http={}", src.host),
+        format!("--plain-http={}", dst.host),
+    );
     let sync = |extra: &[&str]| {
         let mut args = vec![
             "copy",
             "--json",
             "--no-referrers",
-            &format!("--plain-http={}", src.host),
-            &format!("--plain-http={}", dst.host),
+            &plain_src,
+            &plain_dst,
             "--state",
             state.to_str().unwrap(),
         ];
@@ -560,12 +564,16 @@ fn catalog_copy_lists_with_dry_run_then_copies_every_repository() {
     let l = layout();
     src.push(&format!("oci:{}:app-1", l.display()), "team/app:1");
     src.push(&format!("oci:{}:arm-1", l.display()), "other/arm:1");
+    let (plain_src, plain_dst) = (
+        format!("--plain-http={}", src.host),
+        format!("--plain-http={}", dst.host),
+    );
     let run = |extra: &[&str]| {
         let mut args = vec![
             "copy",
             "--json",
-            &format!("--plain-http={}", src.host),
-            &format!("--plain-http={}", dst.host),
+            &plain_src,
+            &plain_dst,
             "--state",
             "state",
             "--catalog",
