@@ -153,9 +153,8 @@ pub enum Command {
     /// oci-archive) or a docker-archive.
     #[command(after_help = examples!(
         "airlock export --pub site.key.pub --to oci:./out app.airlock",
-        "airlock export --pub site.key.pub --to docker-archive:app.tar app.airlock reg.example.com/app:1.0",
         "airlock export --pub site.key.pub --to docker-archive:- app.airlock | docker load",
-        "airlock export --pub site.key.pub --to oci-archive:app.tar app.airlock",
+        "airlock export --pub site.key.pub --to oci-archive:app.tar app.airlock reg.example.com/app:1.0",
     ))]
     Export(ExportArgs),
     /// Print a shell completion script, generated from these flags.

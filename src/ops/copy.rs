@@ -83,7 +83,11 @@ pub struct CopyRequest {
 pub enum Copied {
     Registry(ImportReport),
     Bundle(PackSummary),
-    Files { images: usize, to: String },
+    Files {
+        #[serde(rename = "image_count")]
+        images: usize,
+        to: String,
+    },
 }
 
 impl CopyRequest {
