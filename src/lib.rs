@@ -32,5 +32,6 @@ pub mod progress;
 pub mod registry;
 pub mod sink;
 pub mod source;
+mod tar_out;
 
 pub use error::{Error, Result};

@@ -11,90 +11,39 @@
 //! output (`docker-archive:-`), where a failed export leaves a tar without
 //! its `manifest.json`, which `docker load` refuses.
 
-use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::Read;
+use std::path::Path;
 
-use crate::atomic::{sweep_stale, AtomicFile, Swept};
+use crate::atomic::Swept;
 use crate::error::{Error, Result};
 use crate::model::image::{Descriptor, Node, Parsed};
 use crate::model::reference::{Reference, DEFAULT_REGISTRY};
 use crate::oci::{index_entries, OCI_LAYOUT};
 use crate::plan::{Plan, PlannedBlob};
 use crate::sink::Sink;
-
-/// Where the tar goes.
-enum Out {
-    File(AtomicFile),
-    Stdout(io::Stdout),
-}
-
-impl Write for Out {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Out::File(f) => f.write(buf),
-            Out::Stdout(s) => s.write(buf),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Out::File(f) => f.flush(),
-            Out::Stdout(s) => s.flush(),
-        }
-    }
-}
+use crate::tar_out::TarOut;
 
 pub struct DockerArchiveSink {
-    tar: tar::Builder<Out>,
-    /// For messages: the file, or "standard output".
-    target: PathBuf,
-    mtime: u64,
-}
-
-/// `-` as the archive's path: standard output.
-fn is_stdout(path: &Path) -> bool {
-    path == Path::new("-")
+    tar: TarOut,
 }
 
 impl DockerArchiveSink {
     /// A sink writing to `path`, or to standard output for `-`.
     pub fn new(path: &Path, mtime: u64) -> Result<DockerArchiveSink> {
-        let (out, target) = if is_stdout(path) {
-            (Out::Stdout(io::stdout()), PathBuf::from("standard output"))
-        } else {
-            (Out::File(AtomicFile::create(path)?), path.to_path_buf())
-        };
         Ok(DockerArchiveSink {
-            tar: tar::Builder::new(out),
-            target,
-            mtime,
+            tar: TarOut::create(path, mtime)?,
         })
     }
 
     fn append(&mut self, name: &str, size: u64, data: &mut dyn Read) -> Result<()> {
-        let mut h = tar::Header::new_ustar();
-        h.set_size(size);
-        h.set_mode(0o644);
-        h.set_mtime(self.mtime);
-        h.set_entry_type(tar::EntryType::Regular);
-        self.tar
-            .append_data(&mut h, name, data)
-            .map_err(|e| Error::io("write", &self.target, e))
+        self.tar.append(name, size, data)
     }
 }
 
 /// Removes the partial files that killed or failed exports to the archive
 /// `path` left, except one a live export is writing.
 pub fn sweep_partials(path: &Path) -> Swept {
-    if is_stdout(path) {
-        return Swept::default();
-    }
-    let (Some(name), dir) = (path.file_name().and_then(|n| n.to_str()), path.parent()) else {
-        return Swept::default();
-    };
-    let dir = dir
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    sweep_stale(dir, |t| t == name)
+    crate::tar_out::sweep_partials(path)
 }
 
 /// The config and layers of an image's manifest. A bundle whose image
@@ -189,15 +138,7 @@ impl Sink for DockerArchiveSink {
             manifest_json.len() as u64,
             &mut &manifest_json[..],
         )?;
-        let target = self.target.clone();
-        match self
-            .tar
-            .into_inner()
-            .map_err(|e| Error::io("write", &target, e))?
-        {
-            Out::File(file) => file.commit(),
-            Out::Stdout(mut out) => out.flush().map_err(|e| Error::io("write", &target, e)),
-        }
+        self.tar.finish()
     }
 }
 
