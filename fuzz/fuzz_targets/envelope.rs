@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use airlock::bundle::format::BundleManifest;
-use airlock::bundle::sign::decode_envelope;
+use airlock::bundle::sign::{decode_envelope, TrustedKeys};
 use ed25519_dalek::SigningKey;
 use libfuzzer_sys::fuzz_target;
 
@@ -14,8 +14,8 @@ fuzz_target!(|data: &[u8]| {
     let Ok(signed) = decode_envelope(data) else {
         return;
     };
-    let key = SigningKey::from_bytes(&[7u8; 32]).verifying_key();
-    assert!(signed.verify(&key).is_err(), "a forged signature verified");
+    let keys = TrustedKeys::new(vec![SigningKey::from_bytes(&[7u8; 32]).verifying_key()]);
+    assert!(signed.verify(&keys).is_err(), "a forged signature verified");
     let _ = signed.key_ids();
     let _ = BundleManifest::from_payload(Path::new("fuzz"), signed.payload());
 });
