@@ -302,7 +302,7 @@ pub fn man(args: ManArgs) -> Result<()> {
     if let Some(dir) = args.dir {
         let mut written = 0;
         write_pages(&top, &dir, &mut written)?;
-        eprintln!("wrote {written} man page(s) into {}", dir.display());
+        render::man_pages_written(written, &dir);
         return Ok(());
     }
     let page = match args.command {

@@ -410,6 +410,10 @@ pub struct Exported {
     pub to: String,
 }
 
+pub fn man_pages_written(n: usize, dir: &Path) {
+    errln!("wrote {n} man page(s) into {}", Shown(dir.display()));
+}
+
 pub fn exported(e: &Exported) {
     errln!("exported {} image(s) to {}", e.images, Shown(&e.to));
 }
