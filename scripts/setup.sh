@@ -2,7 +2,7 @@
 # Installs what airlock's tests, demo and benchmarks use, from Debian's
 # packages. Needs root or sudo; a Rust toolchain (rustup, 1.85+) is assumed.
 set -euo pipefail
-packages="docker-registry skopeo umoci zstd openssl python3 apache2-utils hyperfine ca-certificates man-db groff-base"
+packages="docker-registry skopeo umoci podman curl zstd openssl python3 apache2-utils hyperfine ca-certificates man-db groff-base"
 missing=""
 for p in $packages; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

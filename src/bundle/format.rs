@@ -14,8 +14,12 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::model::Digest;
 
-/// The `formatVersion` this build writes and the only one it reads.
+/// The `formatVersion` of a whole bundle.
 pub const FORMAT_VERSION: u64 = 1;
+/// The `formatVersion` of a delta bundle (spec §16). A delta has its own
+/// version so that a reader unaware of deltas refuses it by its version
+/// instead of reading images whose blobs are elsewhere as damage.
+pub const DELTA_FORMAT_VERSION: u64 = 2;
 
 /// First tar member: the DSSE envelope around the bundle manifest.
 pub const ENVELOPE_NAME: &str = "airlock-bundle.json";
@@ -109,6 +113,54 @@ pub struct BundleManifest {
     pub images: Vec<ImageRecord>,
     /// Every blob, in the order of the tar members that hold them.
     pub blobs: Vec<BlobRecord>,
+    /// Present exactly in a delta bundle (`formatVersion` 2): the blobs its
+    /// images need that it does not carry, and the bases said to hold them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<Delta>,
+}
+
+/// What a delta bundle expects the far side to hold already (spec §16).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Delta {
+    /// The bundles and inventories the delta was packed against, in the
+    /// order given to `pack --against`.
+    pub bases: Vec<BaseRecord>,
+    /// Every blob an image of the delta refers to that the delta does not
+    /// carry. Never a manifest or an index: a delta carries all of those.
+    pub expected: Vec<ExpectedBlob>,
+}
+
+/// One base of a delta: a bundle, by its id, or an inventory, by the
+/// SHA-256 of the inventory file's bytes.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BaseRecord {
+    pub kind: BaseKind,
+    pub digest: Digest,
+    /// How the base was named when the delta was packed (a file name, an
+    /// inventory's source), for messages only.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BaseKind {
+    Bundle,
+    Inventory,
+}
+
+/// A blob a delta needs but does not carry.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ExpectedBlob {
+    pub digest: Digest,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub media_type: String,
+    /// The position in `bases` of the first base that holds it.
+    pub base: usize,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -157,7 +209,9 @@ impl BundleManifest {
             .get("formatVersion")
             .and_then(|v| v.as_u64())
             .ok_or_else(|| bad("the bundle manifest has no formatVersion".into()))?;
-        if version != FORMAT_VERSION {
+        // TODO(delta): check `delta` is present exactly when version is 2,
+        // `base` indexes within `bases`, and add expected sizes to the bound.
+        if version != FORMAT_VERSION && version != DELTA_FORMAT_VERSION {
             return Err(Error::UnsupportedVersion {
                 path: path.to_path_buf(),
                 found: version,

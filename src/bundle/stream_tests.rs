@@ -20,6 +20,7 @@ fn frames() -> Vec<Vec<u8>> {
         },
         images: vec![],
         blobs: vec![],
+        delta: None,
     };
     let env = Envelope::new(PAYLOAD_TYPE, &serde_json::to_vec(&manifest).unwrap(), None);
     let mut out = Vec::new();
@@ -182,6 +183,7 @@ fn a_huge_manifest_record_is_refused_before_allocating() {
         index: record.clone(),
         images: vec![],
         blobs: vec![],
+        delta: None,
     })
     .unwrap()
     .keep(&record, &mut std::io::empty())

@@ -407,6 +407,7 @@ impl Sink for BundleWriter {
                     media_type: b.descriptor.media_type.clone(),
                 })
                 .collect(),
+            delta: None,
         };
         let payload = serde_json::to_vec(&manifest).expect("JSON values serialise");
         self.id = Some(Digest::of(&payload));

@@ -7,6 +7,7 @@
 
 pub mod digest;
 pub mod image;
+pub mod inventory;
 pub mod reference;
 
 pub use digest::Digest;

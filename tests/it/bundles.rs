@@ -80,6 +80,7 @@ fn envelope_member(tweak: impl Fn(&mut serde_json::Value)) -> (Raw, Raw, Raw) {
         },
         images: vec![],
         blobs: vec![],
+        delta: None,
     };
     let mut value = serde_json::to_value(&manifest).unwrap();
     tweak(&mut value);

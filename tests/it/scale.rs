@@ -142,6 +142,7 @@ fn hostile_bundle(path: &Path, records: usize) -> Digest {
                 media_type: "application/vnd.oci.image.layer.v1.tar".into(),
             })
             .collect(),
+        delta: None,
     };
     let payload = serde_json::to_vec(&manifest).unwrap();
     let env = Envelope::new(PAYLOAD_TYPE, &payload, Some(&generate().unwrap()));
