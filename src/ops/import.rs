@@ -15,13 +15,14 @@
 //! Not here: any request to the registry, or the naming rules
 //! ([`crate::registry::Target`]).
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::bundle::format::{BlobRecord, BundleManifest};
+use crate::bundle::format::{BaseKind, BlobRecord, BundleManifest};
 use crate::bundle::{Bundle, Received, StreamVisitor, Trusted, Verified};
 use crate::error::Result;
 use crate::model::image::Descriptor;
@@ -30,7 +31,7 @@ use crate::plan::{Plan, PlannedBlob};
 use crate::progress::Progress;
 use crate::registry::journal::Journal;
 use crate::registry::{
-    Client, PushOptions, Pushed, Registries, RegistryOptions, RegistrySink, Target,
+    Client, ExpectedBlob, PushOptions, Pushed, Registries, RegistryOptions, RegistrySink, Target,
 };
 use crate::sink::{copy, Sink};
 use crate::source::Source;
@@ -154,7 +155,8 @@ pub fn import(bundle: Bundle<Trusted>, req: ImportRequest) -> Result<ImportRepor
         req.target.clone(),
         req.push_options(),
         &mut pushed,
-    );
+    )
+    .expecting(expected_blobs(bundle.manifest()));
     let sources: Vec<Box<dyn Source + '_>> = vec![Box::new(source)];
     copy(&plan, &sources, Box::new(sink), &progress)?;
     progress.finish();
@@ -164,6 +166,35 @@ pub fn import(bundle: Bundle<Trusted>, req: ImportRequest) -> Result<ImportRepor
         bundle.manifest(),
         journal_path,
     ))
+}
+
+/// A delta's expected blobs, each with the base it said holds it; empty
+/// for a whole bundle.
+fn expected_blobs(manifest: &BundleManifest) -> HashMap<Digest, ExpectedBlob> {
+    let Some(delta) = &manifest.delta else {
+        return HashMap::new();
+    };
+    delta
+        .expected
+        .iter()
+        .map(|e| {
+            let base = match delta.bases.get(e.base) {
+                Some(b) => {
+                    let kind = match b.kind {
+                        BaseKind::Bundle => "bundle",
+                        BaseKind::Inventory => "inventory",
+                    };
+                    match b.name.is_empty() {
+                        true => format!("base {kind} {}", b.digest),
+                        false => format!("base {kind} {} ({})", b.digest, b.name),
+                    }
+                }
+                None => "a base the delta does not name".to_string(),
+            };
+            let blob = ExpectedBlob { size: e.size, base };
+            (e.digest.clone(), blob)
+        })
+        .collect()
 }
 
 /// `airlock import -`: a bundle read once, in order, from a stream (a data
@@ -241,8 +272,13 @@ impl StreamVisitor for StreamImport<'_> {
             req.target.clone(),
             req.push_options(),
             out,
-        );
-        self.sink = Some(sink.staged(staging));
+        )
+        .expecting(expected_blobs(manifest))
+        .staged(staging);
+        // Before the first blob arrives: what the delta expects is asked
+        // for (and mounted into staging) while nothing is sent yet.
+        sink.find_expected_staged()?;
+        self.sink = Some(sink);
         let total = manifest.blobs.iter().map(|b| b.size).sum();
         self.progress = Progress::new(total, "import", req.quiet || req.dry_run);
         Ok(())

@@ -101,14 +101,20 @@ pub fn commit_images(
             Some(t) => format!("{host}/{}:{t}", job.repo),
             None => format!("{host}/{}@{digest}", job.repo),
         };
-        let blob_error = job
+        let mut blob_errors = job
             .blobs
             .iter()
-            .find_map(|b| failed_blobs.get(&b.digest).map(|e| (b, e)));
+            .filter_map(|b| failed_blobs.get(&b.digest).map(|e| (b, e)));
+        let blob_error = blob_errors.next();
+        let others: Vec<String> = blob_errors.map(|(b, _)| b.digest.to_string()).collect();
         let result = match blob_error {
             Some((b, e)) => Err(Error::Failed(format!(
-                "blob {} was not pushed: {e}",
-                b.digest
+                "blob {} was not pushed: {e}{}",
+                b.digest,
+                match others.len() {
+                    0 => String::new(),
+                    n => format!(" (nor were {n} more of its blobs: {})", others.join(", ")),
+                }
             ))),
             None if dry_run => would_commit(client, job, &target, opts.no_overwrite),
             None => {

@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 
 use super::commit::{commit_images, is_manifest, ImageOutcome, Job};
+use super::expected::{find_expected, ExpectedBlob};
 use super::journal::Journal;
 use super::push::Mount;
 use super::upload::{Data, Failure, Uploader};
@@ -92,6 +93,8 @@ pub struct RegistrySink<'a> {
     routes: HashMap<Digest, BTreeSet<String>>,
     tally: Mutex<Tally>,
     out: &'a mut Pushed,
+    /// For a delta: the blobs it expects the target to hold, not carried.
+    expected: HashMap<Digest, ExpectedBlob>,
 }
 
 /// A failure of the registry as a whole (unreachable, untrusted, wrong
@@ -136,7 +139,51 @@ impl<'a> RegistrySink<'a> {
             routes: HashMap::new(),
             tally: Mutex::new(Tally::default()),
             out,
+            expected: HashMap::new(),
         }
+    }
+
+    /// For a delta: `expected` are the blobs its images need that it does
+    /// not carry. They are looked for in the target before any blob is
+    /// sent (see [`super::expected`]); an image that needs one found
+    /// nowhere fails, and none of its manifests or tags are committed.
+    pub fn expecting(mut self, expected: HashMap<Digest, ExpectedBlob>) -> RegistrySink<'a> {
+        self.expected = expected;
+        self
+    }
+
+    /// Looks for the expected blobs in `routes`' repositories, counting
+    /// what it found and recording what it did not as failed blobs.
+    fn find_expected(&self, routes: &HashMap<Digest, BTreeSet<String>>) -> Result<()> {
+        if self.expected.is_empty() {
+            return Ok(());
+        }
+        let found = find_expected(
+            &self.client,
+            &self.journal,
+            &self.expected,
+            routes,
+            self.opts.dry_run,
+            self.jobs(),
+        )?;
+        let mut tally = self.tally.lock().expect("not poisoned");
+        tally.counts.existed += found.counts.existed;
+        tally.counts.mounted += found.counts.mounted;
+        tally.failed.extend(found.missing);
+        Ok(())
+    }
+
+    /// For a stream: looks for the expected blobs in the staging
+    /// repository, where the end of the stream mounts every blob from into
+    /// the repositories that need it. Called before any blob arrives.
+    pub fn find_expected_staged(&self) -> Result<()> {
+        let staging = self.staging.clone().expect("a staged sink");
+        let routes = self
+            .expected
+            .keys()
+            .map(|d| (d.clone(), BTreeSet::from([staging.clone()])))
+            .collect();
+        self.find_expected(&routes)
     }
 
     /// For a stream: blobs go to `repo` as they arrive, without
@@ -150,8 +197,9 @@ impl<'a> RegistrySink<'a> {
     /// failure instead of returning it (except on a stream, see below).
     fn place(&self, blob: &PlannedBlob, mut data: Data<'_, '_>) -> Result<()> {
         let d = &blob.descriptor;
-        if is_manifest(d) {
-            // Committed by finish, in order, from the plan's verified bytes.
+        if is_manifest(d) || self.expected.contains_key(&d.digest) {
+            // Manifests are committed by finish, in order, from the plan's
+            // verified bytes; expected blobs were placed by `begin`.
             return Ok(());
         }
         let repos: Vec<&str> = match &self.staging {
@@ -387,7 +435,7 @@ impl Sink for RegistrySink<'_> {
                     .insert(job.repo.clone());
             }
         }
-        Ok(())
+        self.find_expected(&self.routes)
     }
 
     fn put_blob(&mut self, blob: &PlannedBlob, data: &mut dyn Read) -> Result<()> {
