@@ -215,6 +215,29 @@ impl Commit<'_> {
         fallback_tags: &BTreeSet<(String, String)>,
     ) -> Result<Committed> {
         let (client, journal) = (self.client, self.journal);
+        let d = &job.image.descriptor;
+        // The tag first: with --no-overwrite an image whose tag names
+        // another digest is refused before any of its manifests goes in.
+        let mut tag_to_write = None;
+        if let Some(tag) = &job.tag {
+            let key = format!("{}:{tag}", job.repo);
+            if !(journal.has_manifest(&key, &d.digest)
+                && client.manifest_is(&job.repo, tag, &d.digest)?)
+            {
+                // The bytes, not a HEAD: the digest a registry reports is
+                // optional. One GET per tag that is about to be written.
+                let now = client
+                    .get_manifest(&job.repo, tag)?
+                    .map(|raw| Digest::of(&raw));
+                match now {
+                    Some(now) if now != d.digest && self.no_overwrite => {
+                        return Err(tag_taken(self.target, &now, &d.digest))
+                    }
+                    Some(now) if now != d.digest => tag_to_write = Some((tag, key, Some(now))),
+                    _ => tag_to_write = Some((tag, key, None)),
+                }
+            }
+        }
         let mut sent = false;
         for d in job.blobs.iter().filter(|b| is_manifest(b)) {
             let done = (job.repo.clone(), d.digest.clone());
@@ -233,30 +256,13 @@ impl Commit<'_> {
             }
             self.done.insert(done, !there);
         }
-        let d = &job.image.descriptor;
         let mut moved_from = None;
-        if let Some(tag) = &job.tag {
-            let key = format!("{}:{tag}", job.repo);
-            if !(journal.has_manifest(&key, &d.digest)
-                && client.manifest_is(&job.repo, tag, &d.digest)?)
-            {
-                // The bytes, not a HEAD: the digest a registry reports is
-                // optional. One GET per tag that is about to be written.
-                let now = client
-                    .get_manifest(&job.repo, tag)?
-                    .map(|raw| Digest::of(&raw));
-                match now {
-                    Some(now) if now != d.digest && self.no_overwrite => {
-                        return Err(tag_taken(self.target, &now, &d.digest))
-                    }
-                    Some(now) if now != d.digest => moved_from = Some(now),
-                    _ => {}
-                }
-                let bytes = raw(self.inline, job, &d.digest)?;
-                client.put_manifest(&job.repo, tag, &d.media_type, bytes)?;
-                journal.manifest_done(&key, &d.digest)?;
-                sent = true;
-            }
+        if let Some((tag, key, now)) = tag_to_write {
+            let bytes = raw(self.inline, job, &d.digest)?;
+            client.put_manifest(&job.repo, tag, &d.media_type, bytes)?;
+            journal.manifest_done(&key, &d.digest)?;
+            moved_from = now;
+            sent = true;
         }
         if let Some(subject) = &job.image.subject {
             let tag = format!("sha256-{}", subject.hex());

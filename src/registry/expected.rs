@@ -85,7 +85,9 @@ pub(super) fn find_expected(
                     }
                     Ok(None) => {
                         let blob = &expected[digest];
-                        found.missing.insert(digest.clone(), missing_reason(client, blob));
+                        found
+                            .missing
+                            .insert(digest.clone(), missing_reason(client, blob));
                     }
                     Err(e) => {
                         stop.lock().expect("not poisoned").get_or_insert(e);
@@ -121,11 +123,18 @@ impl Others {
     fn list(&self, client: &Client) -> std::result::Result<Vec<String>, RegistryError> {
         let mut listed = self.0.lock().expect("not poisoned");
         if listed.is_none() {
-            let repos = match client.paginate("/v2/_catalog?n=1000", "registry:catalog:*", "repositories") {
+            let repos = match client.paginate(
+                "/v2/_catalog?n=1000",
+                "registry:catalog:*",
+                "repositories",
+            ) {
                 Ok(r) => r,
                 Err(e) if e.is_whole_target() => return Err(e),
                 Err(e) => {
-                    log::debug!("{}: no repository list to search for expected blobs: {e}", client.registry());
+                    log::debug!(
+                        "{}: no repository list to search for expected blobs: {e}",
+                        client.registry()
+                    );
                     Vec::new()
                 }
             };

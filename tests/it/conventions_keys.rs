@@ -699,6 +699,21 @@ fn import_no_overwrite_refuses_a_moved_tag_and_the_default_moves_it_and_says_so(
         first,
         "the tag moved"
     );
+    // Nothing of the refused image went in, not even its manifest by digest.
+    let by_digest = skopeo(
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{h}/layout@{second}"),
+        ],
+        t.path(),
+    );
+    assert!(
+        !by_digest.out.status.success() && by_digest.stderr().contains("manifest unknown"),
+        "{}",
+        by_digest.stderr()
+    );
     let filters = vec![
         (r"127\.0\.0\.1:\d+", "[REG]"),
         (first.as_str(), "[FIRST]"),

@@ -161,7 +161,10 @@ fn a_delta_against_the_base_bundle_imports_and_sends_only_the_changed_blobs() {
     assert_eq!(statuses, ["exists", "pushed"], "{r}");
     // Sent: app-2's own layer and config, never the base layer again.
     let sent = r["bytes_pushed"].as_u64().unwrap();
-    assert!(sent > 0 && sent <= r["bytes_total"].as_u64().unwrap(), "{r}");
+    assert!(
+        sent > 0 && sent <= r["bytes_total"].as_u64().unwrap(),
+        "{r}"
+    );
     assert_eq!(r["blob_counts"]["pushed"], 2, "{r}");
 }
 
@@ -222,7 +225,9 @@ fn a_delta_into_a_registry_without_its_base_fails_naming_the_blobs_and_tags_noth
     let empty = Registry::start(Config::default());
 
     // The dry run says so too, and sends nothing.
-    let dry = v.import(v2.to_str().unwrap(), &empty, &["--dry-run"]).fails();
+    let dry = v
+        .import(v2.to_str().unwrap(), &empty, &["--dry-run"])
+        .fails();
     assert!(dry.contains(&v.base_layer()), "{dry}");
 
     let err = v.import(v2.to_str().unwrap(), &empty, &[]).fails();
@@ -283,7 +288,8 @@ fn an_inventory_that_lies_is_caught_at_import_and_nothing_is_tagged() {
 fn an_expected_blob_held_in_another_repository_is_mounted_from_there() {
     let v = Versions::new();
     let target = imported_v1(&v);
-    v.src.push(&format!("oci:{}:app-2", layout().display()), "other/tool:2");
+    v.src
+        .push(&format!("oci:{}:app-2", layout().display()), "other/tool:2");
     let (v1, delta) = (v.path("v1.airlock"), v.path("tool.airlock"));
     v.pack(
         delta.to_str().unwrap(),
