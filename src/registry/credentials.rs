@@ -26,8 +26,10 @@
 //! Not here: verifying credentials (`ops::login`), or sending them
 //! ([`super::client`]).
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -262,18 +264,19 @@ fn run_helper(name: &str, registry: &str, from: &str) -> Result<Option<Found>, S
         Ok(f)
     })()
     .map_err(|e| format!("cannot prepare the input of {program}: {e}"))?;
-    let out = Command::new(&program)
+    let child = Command::new(&program)
         .arg("get")
         .stdin(Stdio::from(input))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .output()
+        .spawn()
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => {
                 format!("the credential helper {from} is not on PATH")
             }
             _ => format!("cannot run the credential helper {from}: {e}"),
         })?;
+    let out = wait_for_helper(child, from)?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         // docker's helpers say so on stdout when they hold nothing.
@@ -311,6 +314,64 @@ fn run_helper(name: &str, registry: &str, from: &str) -> Result<Option<Found>, S
         user: answer.username,
         from: from.into(),
     }))
+}
+
+/// How long a credential helper may take before it is stopped: one that
+/// waits for a keyring to unlock, or hangs, must not hang the run.
+/// `AIRLOCK_CREDENTIAL_HELPER_TIMEOUT` (seconds) overrides it.
+const HELPER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Waits for a helper's answer for at most [`HELPER_TIMEOUT`], reading its
+/// output as it comes (a helper that writes much must not block on a full
+/// pipe); kills it when it takes longer.
+fn wait_for_helper(mut child: Child, from: &str) -> Result<Output, String> {
+    let limit = std::env::var("AIRLOCK_CREDENTIAL_HELPER_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(HELPER_TIMEOUT, Duration::from_secs);
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut p) = pipe {
+                // At most 1 MiB: an answer is a few hundred bytes.
+                let _ = p.by_ref().take(1 << 20).read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let started = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if started.elapsed() < limit => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "the credential helper {from} did not answer within {} s and was stopped",
+                    limit.as_secs()
+                ));
+            }
+            Err(e) => return Err(format!("cannot wait for the credential helper {from}: {e}")),
+        }
+    };
+    Ok(Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    })
 }
 
 #[cfg(test)]

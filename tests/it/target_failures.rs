@@ -387,6 +387,43 @@ fn a_credential_helper_that_is_missing_or_fails_is_reported() {
 }
 
 #[test]
+fn a_credential_helper_that_hangs_is_stopped_and_reported() {
+    let reg = htpasswd_registry();
+    let h = reg.host.as_str();
+    let t = scratch();
+    bundle(t.path());
+    // A keyring waiting to be unlocked: the helper never answers.
+    let path = helper(
+        t.path(),
+        "airlock-test-hangs",
+        "#!/bin/sh
+exec sleep 600
+",
+    );
+    docker_config(t.path(), r#"{"credsStore": "airlock-test-hangs"}"#);
+    let started = std::time::Instant::now();
+    let hung = import(
+        t.path(),
+        h,
+        &[&*format!("--plain-http={h}")],
+        &[
+            ("PATH", path),
+            ("AIRLOCK_CREDENTIAL_HELPER_TIMEOUT", "2".into()),
+        ],
+        "",
+    );
+    assert_eq!(hung.status, Some(1));
+    assert!(
+        started.elapsed().as_secs() < 60,
+        "the helper was waited for"
+    );
+    snapshot!(t.path(), hung.stderr, @r"
+    airlock: error: cannot read the credentials for [REG]: the credential helper docker-credential-airlock-test-hangs (credsStore in [DIR]/docker/config.json) did not answer within 2 s and was stopped
+      hint: fix the file or the credential helper named above, or pass --username USER --password-stdin for [REG]
+    ");
+}
+
+#[test]
 fn a_passing_failure_with_quiet_lists_the_image_and_says_run_again() {
     let reg = Registry::start(Config::default());
     let proxy = StatusProxy::start(
