@@ -62,7 +62,19 @@ p=$(sh "$out/next.sh" "$out/n")
 peak=$( { /usr/bin/time -f %M "$A" copy -q --all-tags "$src/bench/app" "docker://$dst/$p" \
   --plain-http="$src" --plain-http="$dst" --state "$out/state-rss" >/dev/null; } 2>&1 | tail -1)
 
-python3 - "$out/copy.json" "$bytes" "$peak" <<'PY'
+# Where the time goes: one more run of each, counting the CPU seconds of
+# the tool and of each registry (utime + stime from /proc, in clock ticks).
+cpu_of() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+: > "$out/cpu.txt"
+for name in airlock sync loop; do
+  s0=$(cpu_of "${pids[0]}"); d0=$(cpu_of "${pids[1]}")
+  tool=$( { /usr/bin/time -f "%e %U %S" sh "$out/$name.sh" >/dev/null; } 2>&1 | tail -1)
+  s1=$(cpu_of "${pids[0]}"); d1=$(cpu_of "${pids[1]}")
+  echo "$name $tool $(( s1 - s0 )) $(( d1 - d0 )) $hz" >> "$out/cpu.txt"
+done
+
+python3 - "$out/copy.json" "$bytes" "$peak" "$out/cpu.txt" <<'PY'
 import json, sys
 r = {x["command"]: (x["mean"], x["stddev"]) for x in json.load(open(sys.argv[1]))["results"]}
 size = int(sys.argv[2])
@@ -72,5 +84,11 @@ ours = r["airlock copy"][0]
 best = min(r["skopeo sync"][0], r["skopeo copy --all loop"][0])
 print(f"  faster skopeo / airlock: {best / ours:.2f}x (target >= 2x)")
 print(f"  peak RSS of airlock copy: {int(sys.argv[3]) // 1024} MiB (target <= 200 MiB)")
+print("  CPU seconds of one run: wall, the tool, source registry, target registry, all")
+for line in open(sys.argv[4]):
+    name, wall, user, sys_, src, dst, hz = line.split()
+    tool = float(user) + float(sys_)
+    src, dst = int(src) / int(hz), int(dst) / int(hz)
+    print(f"  {name:8s} wall {float(wall):5.2f}  tool {tool:5.2f}  source {src:5.2f}  target {dst:5.2f}  all {tool + src + dst:5.2f}")
 PY
 rm -rf "$out/src" "$out/dst"

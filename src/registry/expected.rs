@@ -123,11 +123,8 @@ impl Others {
     fn list(&self, client: &Client) -> std::result::Result<Vec<String>, RegistryError> {
         let mut listed = self.0.lock().expect("not poisoned");
         if listed.is_none() {
-            let repos = match client.paginate(
-                "/v2/_catalog?n=1000",
-                "registry:catalog:*",
-                "repositories",
-            ) {
+            let repos = match client.paginate("/v2/_catalog", "registry:catalog:*", "repositories")
+            {
                 Ok(r) => r,
                 Err(e) if e.is_whole_target() => return Err(e),
                 Err(e) => {

@@ -153,7 +153,7 @@ impl RegistrySource {
     /// The repositories of a registry's catalog, for whole-registry backups.
     pub fn catalog(registry: &str, ctx: &RegistryContext) -> Result<Vec<String>> {
         let client = ctx.registries.client(registry)?;
-        Ok(client.paginate("/v2/_catalog?n=1000", "registry:catalog:*", "repositories")?)
+        Ok(client.paginate("/v2/_catalog", "registry:catalog:*", "repositories")?)
     }
 
     /// GETs a manifest, checks its digest, keeps its bytes, and describes it.
