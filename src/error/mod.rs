@@ -159,6 +159,10 @@ pub enum Error {
         retry_helps: bool,
     },
 
+    /// An inventory file (docs/inventory.md) that this airlock cannot read.
+    #[error("inventory {}: {}", Shown(path.display()), Shown(problem))]
+    BadInventory { path: PathBuf, problem: String },
+
     /// Several independent failures, reported together at the end of a run.
     #[error("{} problem(s):\n{}", .0.len(), numbered(.0))]
     Many(Vec<Error>),
@@ -328,6 +332,9 @@ impl Error {
             Error::ImagesFailed { .. } => {
                 "each image's reason says what to change before it can go in".into()
             }
+            Error::BadInventory { .. } => {
+                "make it again with this release's `airlock inventory`, or read it with the release that wrote it (docs/inventory.md describes the format)".into()
+            }
             Error::Key { hint: Some(h), .. } => h.clone(),
             Error::Key { hint: None, .. } => {
                 "keys are PKCS#8 PEM ed25519 files, as written by `airlock keygen`".into()
@@ -362,6 +369,7 @@ impl Error {
             Error::Failed(_) => "failed",
             Error::Registry(_) => "registry",
             Error::ImagesFailed { .. } => "images_failed",
+            Error::BadInventory { .. } => "bad_inventory",
             Error::Many(_) => "many",
         }
     }

@@ -12,6 +12,7 @@ mod export;
 mod harness;
 mod hostile;
 mod import;
+mod inventory;
 mod keys;
 mod leftovers;
 mod pack;
