@@ -102,7 +102,7 @@ impl Inventory {
 
     /// Parses an inventory file's bytes. The `kind` and `version` are
     /// checked before anything else is interpreted; then the rules of
-    /// docs/inventory.md (blobs sorted and each once, names without a host).
+    /// docs/inventory.md (blobs sorted and each once, names `REPOSITORY:TAG`).
     pub fn parse(path: &Path, bytes: &[u8]) -> Result<Inventory> {
         let bad = |problem: String| Error::BadInventory {
             path: path.to_path_buf(),
@@ -149,7 +149,7 @@ impl Inventory {
     }
 
     /// What a reader refuses beyond the shape: unsorted or repeated blobs,
-    /// names that are not `REPOSITORY:TAG` without a host.
+    /// names that are not `REPOSITORY:TAG` or that are listed twice.
     fn check(&self) -> std::result::Result<(), String> {
         if let Some(w) = self.blobs.windows(2).find(|w| w[0].digest >= w[1].digest) {
             return Err(format!(
@@ -157,27 +157,29 @@ impl Inventory {
                 w[1].digest
             ));
         }
+        let mut names = std::collections::BTreeSet::new();
         for name in self.images.iter().filter_map(|i| i.name.as_deref()) {
             check_name(name).map_err(|why| format!("image name {name:?} {why}"))?;
+            if !names.insert(name) {
+                return Err(format!("image name {name:?} is listed twice"));
+            }
         }
         Ok(())
     }
 }
 
-/// `REPOSITORY:TAG` with no registry host (a first component with a `.` or
-/// `:`, or `localhost`) and no digest.
+/// `REPOSITORY:TAG`, no digest. Whether the first component is a host
+/// cannot be told (`import --keep-registry` makes `docker.io/library/x`
+/// a repository path), so it is not judged.
 fn check_name(name: &str) -> std::result::Result<(), &'static str> {
-    let Some((repo, tag)) = name.rsplit_once(':') else {
-        return Err("has no :TAG");
-    };
-    if repo.is_empty() || tag.is_empty() || tag.contains('/') || name.contains('@') {
-        return Err("is not REPOSITORY:TAG");
+    match name.rsplit_once(':') {
+        Some((repo, tag))
+            if !repo.is_empty() && !tag.is_empty() && !tag.contains('/') && !name.contains('@') =>
+        {
+            Ok(())
+        }
+        _ => Err("is not REPOSITORY:TAG"),
     }
-    let first = repo.split('/').next().unwrap_or(repo);
-    if repo.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost") {
-        return Err("names a registry host; inventories name images as import would, without one");
-    }
-    Ok(())
 }
 
 /// Sorts blobs by digest, each once; two sizes for one digest are refused.
@@ -288,8 +290,12 @@ mod tests {
         other["kind"] = "something".into();
         assert!(reparse(&other).contains("not an airlock inventory"));
         let mut other = v.clone();
-        other["images"][0]["name"] = "reg.local:5000/team/app:1".into();
-        assert!(reparse(&other).contains("registry host"));
+        other["images"][0]["name"] = "team/app@sha256:0".into();
+        assert!(reparse(&other).contains("is not REPOSITORY:TAG"));
+        let mut other = v.clone();
+        let twice = other["images"][0].clone();
+        other["images"].as_array_mut().unwrap().push(twice);
+        assert!(reparse(&other).contains("listed twice"));
         v["blobs"].as_array_mut().unwrap().reverse();
         assert!(reparse(&v).contains("not sorted"));
         assert!(Inventory::parse(p, b"{\"kind\":")

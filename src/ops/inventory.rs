@@ -8,6 +8,7 @@
 //! caller has trusted already. Not for opening bundles or deciding whom to
 //! trust (the CLI does), nor for printing.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -215,24 +216,31 @@ pub struct TrustedBundle<'a> {
 }
 
 /// What `bundles` carried: every image, named as `import` names it by
-/// default (the source registry's host dropped), and every blob; a delta
-/// bundle's expected blobs too (the far side holds them once it imported
-/// the delta).
+/// default (the source registry's host dropped; a name in several
+/// bundles at its digest in the last), and every blob; a delta bundle's
+/// expected blobs too (the far side holds them once it imported the
+/// delta).
 pub fn of_bundles(bundles: &[TrustedBundle], created: String) -> Result<Inventory> {
-    let mut images = Vec::new();
+    // A name carried by several bundles ends at its digest in the last
+    // one: the tag the far side has once it imported them in this order.
+    let mut named: BTreeMap<String, Digest> = BTreeMap::new();
+    let mut unnamed = Vec::new();
     let mut blobs = Vec::new();
     let mut listed = Vec::new();
     for b in bundles {
         for record in &b.manifest.images {
-            images.push(InventoryImage {
-                name: record
-                    .name
-                    .as_deref()
-                    .map(import_name)
-                    .transpose()?
-                    .flatten(),
-                digest: record.digest.clone(),
-            });
+            match record
+                .name
+                .as_deref()
+                .map(import_name)
+                .transpose()?
+                .flatten()
+            {
+                Some(name) => {
+                    named.insert(name, record.digest.clone());
+                }
+                None => unnamed.push(record.digest.clone()),
+            }
         }
         blobs.extend(b.manifest.blobs.iter().map(|r| InventoryBlob {
             digest: r.digest.clone(),
@@ -250,6 +258,18 @@ pub fn of_bundles(bundles: &[TrustedBundle], created: String) -> Result<Inventor
             delta: b.manifest.delta.is_some(),
         });
     }
+    let images = named
+        .into_iter()
+        .map(|(name, digest)| InventoryImage {
+            name: Some(name),
+            digest,
+        })
+        .chain(
+            unnamed
+                .into_iter()
+                .map(|digest| InventoryImage { name: None, digest }),
+        )
+        .collect();
     let source = InventorySource::Bundles { bundles: listed };
     Inventory::new(created, source, images, blobs)
 }
@@ -320,6 +340,78 @@ mod tests {
         );
         let by_digest = format!("reg.local/app@sha256:{}", "a".repeat(64));
         assert_eq!(import_name(&by_digest).unwrap(), None);
+    }
+
+    #[test]
+    fn a_delta_bundle_counts_its_expected_blobs_as_held() {
+        use crate::bundle::format::{
+            BaseKind, BaseRecord, BlobRecord, Delta, ExpectedBlob, ImageRecord,
+        };
+        let d = |c: char| -> Digest {
+            format!("sha256:{}", c.to_string().repeat(64))
+                .parse()
+                .unwrap()
+        };
+        let blob = |c: char, size: u64| BlobRecord {
+            digest: d(c),
+            size,
+            media_type: String::new(),
+        };
+        let image = |name: Option<&str>, c: char| ImageRecord {
+            name: name.map(String::from),
+            source: "docker://reg.example/app:2".into(),
+            media_type: crate::model::image::media::OCI_MANIFEST.into(),
+            digest: d(c),
+            size: 1,
+            source_digest: None,
+            subject: None,
+        };
+        let manifest = BundleManifest {
+            format_version: crate::bundle::format::DELTA_FORMAT_VERSION,
+            tool: "airlock test".into(),
+            created: "2026-12-01T00:00:00Z".into(),
+            index: blob('0', 9),
+            images: vec![image(Some("reg.example/app:2"), '1'), image(None, '2')],
+            blobs: vec![blob('1', 1), blob('2', 1), blob('3', 5)],
+            delta: Some(Delta {
+                bases: vec![BaseRecord {
+                    kind: BaseKind::Bundle,
+                    digest: d('5'),
+                    name: "week1.airlock".into(),
+                }],
+                expected: vec![ExpectedBlob {
+                    digest: d('4'),
+                    size: 1000,
+                    media_type: String::new(),
+                    base: 0,
+                }],
+            }),
+        };
+        let listed = [TrustedBundle {
+            file: "delta.airlock".into(),
+            id: d('6'),
+            manifest: &manifest,
+        }];
+        let inv = of_bundles(&listed, "2026-12-02T00:00:00Z".into()).unwrap();
+        let names: Vec<Option<&str>> = inv.images.iter().map(|i| i.name.as_deref()).collect();
+        assert_eq!(names, [None, Some("app:2")]);
+        let blobs: Vec<(Digest, u64)> = inv
+            .blobs
+            .iter()
+            .map(|b| (b.digest.clone(), b.size))
+            .collect();
+        // Carried and expected, sorted; the index.json member is no blob.
+        assert_eq!(
+            blobs,
+            [(d('1'), 1), (d('2'), 1), (d('3'), 5), (d('4'), 1000)]
+        );
+        match &inv.source {
+            InventorySource::Bundles { bundles } => {
+                assert!(bundles[0].delta);
+                assert_eq!(bundles[0].id, d('6'));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

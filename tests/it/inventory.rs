@@ -105,7 +105,22 @@ fn paged_registry() -> Registry {
     reg.push(&fixture("arm-1"), "mirror/arm:1");
     reg.push(&fixture("base"), "mirror/base:1");
     reg.push(&fixture("base"), "other/base:1");
+    // A cosign-style signature tag: an ordinary tag to an inventory.
+    reg.push(&fixture("arm-1"), &cosign_tag());
     reg
+}
+
+/// `mirror/team/app:sha256-<hex of app-1>.sig`.
+fn cosign_tag() -> String {
+    let app1 = skopeo_digest(&fixture("app-1"), Path::new("/"));
+    format!("mirror/team/app:sha256-{}.sig", &app1["sha256:".len()..])
+}
+
+/// Every tag of `paged_registry` under `mirror/`.
+fn mirror_tags() -> Vec<String> {
+    let mut v: Vec<String> = MIRROR_TAGS.iter().map(|t| t.to_string()).collect();
+    v.push(cosign_tag());
+    v
 }
 
 /// The images a registry holds, as `name digest` lines under `prefix`,
@@ -148,15 +163,16 @@ fn a_registry_inventory_reads_every_catalog_page_and_every_blob_skopeo_sees() {
     args.extend(["-o".into(), "all.json".into(), "-j".into(), "3".into()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let err = airlock(&args, t.path()).ok().stderr();
-    assert!(err.contains("inventory: 7 image(s)"), "{err}");
+    assert!(err.contains("inventory: 8 image(s)"), "{err}");
     let inv = read_json(&t.path().join("all.json"));
     assert_eq!(inv["version"], 1);
     assert_eq!(inv["kind"], "airlock-inventory");
     assert_eq!(inv["source"]["type"], "registry");
     assert_eq!(inv["source"]["registry"], reg.host.as_str());
     assert_eq!(inv["source"]["prefix"], "");
-    let mut all_tags = MIRROR_TAGS.to_vec();
-    all_tags.push("other/base:1");
+    let mut all_tags = mirror_tags();
+    all_tags.push("other/base:1".into());
+    let all_tags: Vec<&str> = all_tags.iter().map(String::as_str).collect();
     assert_eq!(images(&inv), expected_images(&reg, &all_tags, ""));
 
     // Blobs: what skopeo reaches from every tag, sorted by digest, each once.
@@ -199,11 +215,14 @@ fn a_prefix_selects_its_repositories_and_names_them_under_it() {
     assert_eq!(run.stderr(), "", "-q prints nothing");
     let inv = json_of(run);
     assert_eq!(inv["source"]["prefix"], "mirror");
-    assert_eq!(images(&inv), expected_images(&reg, &MIRROR_TAGS, "mirror/"));
+    let tags = mirror_tags();
+    let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+    assert_eq!(images(&inv), expected_images(&reg, &tags, "mirror/"));
+    assert!(tags.iter().any(|t| t.ends_with(".sig")), "{tags:?}");
     // other/base shares every blob with mirror/base: the blob list is the
     // same as for the mirror tags alone.
     let mut expected = BTreeSet::new();
-    for t in MIRROR_TAGS {
+    for t in &tags {
         let (repo, tag) = t.rsplit_once(':').unwrap();
         skopeo_blobs(&reg, repo, tag, &mut expected);
     }
@@ -446,6 +465,30 @@ fn diff_between_bundles_and_between_an_inventory_and_a_bundle() {
     let app1 = skopeo_digest(&fixture("app-1"), t.path());
     let app2 = skopeo_digest(&fixture("app-2"), t.path());
     let base = skopeo_digest(&fixture("base"), t.path());
+    // Both bundles together: a tag in both ends at its digest in the last.
+    airlock(
+        &[
+            "inventory",
+            "--pub",
+            public,
+            "week1.airlock",
+            "week2.airlock",
+            "-q",
+            "-o",
+            "sent.json",
+        ],
+        t.path(),
+    )
+    .ok();
+    assert_eq!(
+        images(&read_json(&t.path().join("sent.json"))),
+        [
+            format!("team/app:1 {app1}"),
+            format!("team/app:2 {app2}"),
+            format!("team/app:latest {app2}"),
+            format!("team/app:old {base}"),
+        ]
+    );
     let report = json_of(
         airlock(
             &[
