@@ -8,7 +8,7 @@
 //! caller has trusted already. Not for opening bundles or deciding whom to
 //! trust (the CLI does), nor for printing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -22,6 +22,7 @@ use crate::model::{Digest, Reference};
 use crate::plan::Plan;
 use crate::registry::cache::BlobCache;
 use crate::registry::{Registries, RegistryContext, RegistryOptions, RegistrySource};
+use crate::source::Source;
 
 /// `docker://REGISTRY[/PREFIX]`, parsed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -116,7 +117,10 @@ pub fn of_registry(req: RegistryRequest) -> Result<Inventory> {
         }
     }
     Error::many(problems)?;
-    let walked = on_pool(&work, jobs, |(repo, tag)| walk_tag(&place, &ctx, repo, tag));
+    let seen = Mutex::new(HashSet::new());
+    let walked = on_pool(&work, jobs, |(repo, tag)| {
+        walk_tag(&place, &ctx, &seen, repo, tag)
+    });
     let mut images = Vec::new();
     let mut blobs = Vec::new();
     let mut problems = Vec::new();
@@ -147,25 +151,27 @@ fn catalog(client: &crate::registry::Client) -> Result<Vec<String>> {
 
 /// One tag: its manifest digest and every blob it reaches, read by the
 /// plan (manifests and indexes fetched, checked against their digests).
+/// A root already in `walked` (another tag of the same image) is not
+/// walked again: its blobs are listed once already.
 fn walk_tag(
     place: &RegistryPlace,
     ctx: &RegistryContext,
+    walked: &Mutex<HashSet<Digest>>,
     repo: &str,
     tag: &str,
 ) -> Result<(InventoryImage, Vec<InventoryBlob>)> {
     let reference = Reference::parse(&format!("{}/{repo}:{tag}", place.host))?;
     let source = RegistrySource::image(&format!("docker://{reference}"), &reference, ctx)?;
+    let name = place.name_under(repo).map(|path| format!("{path}:{tag}"));
+    let root = match source.roots()?.first() {
+        Some(r) => r.descriptor.digest.clone(),
+        None => return Err(Error::Failed(format!("{reference}: no manifest was read"))),
+    };
+    if walked.lock().expect("not poisoned").contains(&root) {
+        return Ok((InventoryImage { name, digest: root }, Vec::new()));
+    }
     let mut plan = Plan::default();
     plan.add_source(0, &source, &[])?;
-    let digest = match plan.images.first() {
-        Some(i) => i.descriptor.digest.clone(),
-        None => {
-            return Err(Error::Failed(format!(
-                "{reference}: the plan holds no image"
-            )))
-        }
-    };
-    let name = place.name_under(repo).map(|path| format!("{path}:{tag}"));
     let blobs = plan
         .blobs
         .iter()
@@ -174,7 +180,8 @@ fn walk_tag(
             size: b.descriptor.size,
         })
         .collect();
-    Ok((InventoryImage { name, digest }, blobs))
+    walked.lock().expect("not poisoned").insert(root.clone());
+    Ok((InventoryImage { name, digest: root }, blobs))
 }
 
 /// Runs `f` over `items` on `jobs` threads; the results keep the items'

@@ -99,6 +99,7 @@ fn paged_registry() -> Registry {
         ..Default::default()
     });
     reg.push(&fixture("multi"), "mirror/multi:1");
+    reg.push(&fixture("multi"), "mirror/multi:latest");
     reg.push(&fixture("app-1"), "mirror/team/app:1");
     reg.push(&fixture("app-2"), "mirror/team/app:2");
     reg.push(&fixture("app-2"), "mirror/team/app:latest");
@@ -137,8 +138,9 @@ fn expected_images(reg: &Registry, tags: &[&str], prefix: &str) -> Vec<String> {
     v
 }
 
-const MIRROR_TAGS: [&str; 6] = [
+const MIRROR_TAGS: [&str; 7] = [
     "mirror/multi:1",
+    "mirror/multi:latest",
     "mirror/team/app:1",
     "mirror/team/app:2",
     "mirror/team/app:latest",
@@ -163,7 +165,7 @@ fn a_registry_inventory_reads_every_catalog_page_and_every_blob_skopeo_sees() {
     args.extend(["-o".into(), "all.json".into(), "-j".into(), "3".into()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let err = airlock(&args, t.path()).ok().stderr();
-    assert!(err.contains("inventory: 8 image(s)"), "{err}");
+    assert!(err.contains("inventory: 9 image(s)"), "{err}");
     let inv = read_json(&t.path().join("all.json"));
     assert_eq!(inv["version"], 1);
     assert_eq!(inv["kind"], "airlock-inventory");
@@ -209,10 +211,24 @@ fn a_prefix_selects_its_repositories_and_names_them_under_it() {
         format!("docker://{}/mirror/", reg.host),
     ];
     args.extend(reg.plain_flags());
-    args.extend(["-o".into(), "-".into(), "-q".into()]);
+    args.extend([
+        "-o".into(),
+        "-".into(),
+        "-q".into(),
+        "-j".into(),
+        "1".into(),
+    ]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let run = airlock(&args, t.path()).ok();
     assert_eq!(run.stderr(), "", "-q prints nothing");
+    // The index's three manifests are read once, not once per tag of it.
+    let children = reg
+        .log()
+        .lines()
+        .filter(|l| l.starts_with("127.0.0.1") && l.contains("\"airlock/"))
+        .filter(|l| l.contains("GET /v2/mirror/multi/manifests/sha256:"))
+        .count();
+    assert_eq!(children, 3);
     let inv = json_of(run);
     assert_eq!(inv["source"]["prefix"], "mirror");
     let tags = mirror_tags();
@@ -571,6 +587,8 @@ fn diff_between_bundles_and_between_an_inventory_and_a_bundle() {
             a delta from A to B carries 3 blob(s), [SIZE]
             "#);
     });
+    let err = airlock(&["diff", "held.json", "week2.airlock"], t.path()).fails_usage();
+    insta::assert_snapshot!(err, @"airlock: error: diff of a bundle needs --pub KEY (the signer's public key), or --allow-unsigned");
     let same = airlock(&["diff", "held.json", "held.json"], t.path())
         .ok()
         .stdout();
