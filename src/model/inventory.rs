@@ -264,6 +264,12 @@ mod tests {
         assert_eq!(inv.blobs[0].digest, d('a'));
         let back = Inventory::parse(Path::new("i.json"), &inv.to_bytes()).unwrap();
         assert_eq!(back, inv);
+        // Members a later version 1 writer may add are ignored.
+        let mut v: serde_json::Value = serde_json::from_slice(&inv.to_bytes()).unwrap();
+        v["note"] = "later".into();
+        v["blobs"][0]["media_type"] = "x".into();
+        let later = Inventory::parse(Path::new("i.json"), &serde_json::to_vec(&v).unwrap());
+        assert_eq!(later.unwrap(), inv);
         assert!(looks_like_inventory(&inv.to_bytes()));
         assert!(!looks_like_inventory(&[0x28, 0xb5, 0x2f, 0xfd]));
     }
