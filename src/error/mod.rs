@@ -159,6 +159,18 @@ pub enum Error {
         retry_helps: bool,
     },
 
+    /// A mistake in an image set file (docs/image-sets.md), at its line
+    /// and field; also a filter of the set that selects nothing (exit 2).
+    #[error("{}:{line}: {}: {}", Shown(file.display()), Shown(field), Shown(reason))]
+    ImageSet {
+        file: PathBuf,
+        line: usize,
+        /// The field's path, as `images[1].tags.include`.
+        field: String,
+        reason: String,
+        hint: Option<String>,
+    },
+
     /// Several independent failures, reported together at the end of a run.
     #[error("{} problem(s):\n{}", .0.len(), numbered(.0))]
     Many(Vec<Error>),
@@ -328,6 +340,8 @@ impl Error {
             Error::ImagesFailed { .. } => {
                 "each image's reason says what to change before it can go in".into()
             }
+            Error::ImageSet { hint: Some(h), .. } => h.clone(),
+            Error::ImageSet { .. } => "docs/image-sets.md lists every field of an image set".into(),
             Error::Key { hint: Some(h), .. } => h.clone(),
             Error::Key { hint: None, .. } => {
                 "keys are PKCS#8 PEM ed25519 files, as written by `airlock keygen`".into()
@@ -363,6 +377,7 @@ impl Error {
             Error::Registry(_) => "registry",
             Error::ImagesFailed { .. } => "images_failed",
             Error::Many(_) => "many",
+            Error::ImageSet { .. } => "image_set",
         }
     }
 
@@ -370,7 +385,7 @@ impl Error {
     /// the CLI exits 2 for these, as for clap's own.
     pub fn is_usage(&self) -> bool {
         match self {
-            Error::Usage(_) | Error::InvalidSource { .. } => true,
+            Error::Usage(_) | Error::InvalidSource { .. } | Error::ImageSet { .. } => true,
             Error::Many(all) => all.iter().all(Error::is_usage),
             _ => false,
         }

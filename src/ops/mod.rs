@@ -9,6 +9,7 @@
 pub mod cache;
 pub mod copy;
 pub mod export;
+pub mod imageset;
 pub mod import;
 pub mod inspect;
 pub mod keygen;
