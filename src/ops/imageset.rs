@@ -646,7 +646,10 @@ fn filtered(
     ctx: &RegistryContext,
 ) -> Result<RegistrySource> {
     let repo = Reference::parse(r)?;
-    let seen = RegistrySource::tags(&repo, ctx)?;
+    // Sorted: registries list tags in no promised order, and the bundle's
+    // order and this message should not depend on it.
+    let mut seen = RegistrySource::tags(&repo, ctx)?;
+    seen.sort();
     let kept: Vec<String> = seen.iter().filter(|t| filter.keeps(t)).cloned().collect();
     if kept.is_empty() {
         return Err(set.selects_nothing(
@@ -696,6 +699,7 @@ fn catalog_sources(
     for name in kept {
         let repo = Reference::parse(&format!("{host}/{name}"))?;
         let mut tags = RegistrySource::tags(&repo, ctx)?;
+        tags.sort();
         if let Some(filter) = &catalog.tags {
             seen_tags.extend(tags.iter().map(|t| format!("{name}:{t}")));
             tags.retain(|t| filter.keeps(t));
