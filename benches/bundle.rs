@@ -89,6 +89,7 @@ fn benches(c: &mut Criterion) {
             referrers: true,
             // Packs the same output again and again.
             force: true,
+            dry_run: false,
             quiet: true,
         })
         .unwrap();

@@ -369,6 +369,10 @@ pub struct PackArgs {
     /// parity (they go once the new bundle is complete).
     #[arg(long)]
     pub force: bool,
+    /// List the images that would be packed (tags and catalogs listed,
+    /// every manifest fetched and checked); download and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
     #[command(flatten)]
     pub output_args: OutputArgs,
 }

@@ -135,6 +135,7 @@ pub fn pack(args: PackArgs) -> Result<()> {
         split,
         parity,
         force,
+        dry_run,
         output_args,
     } = args;
     set_jobs(jobs)?;
@@ -177,9 +178,15 @@ pub fn pack(args: PackArgs) -> Result<()> {
         cache,
         referrers: !no_referrers,
         force,
+        dry_run,
         quiet: output_args.quiet,
     })?;
-    render::report(&output_args, &summary, render::packed);
+    let show = if dry_run {
+        render::pack_planned
+    } else {
+        render::packed
+    };
+    render::report(&output_args, &summary, show);
     Ok(())
 }
 

@@ -249,6 +249,7 @@ pub fn copy(req: CopyRequest) -> Result<Copied> {
             cache: req.cache,
             referrers: req.referrers,
             force: req.force,
+            dry_run: false,
             quiet: req.quiet,
         })?));
     }

@@ -40,6 +40,9 @@ pub struct PackSummary {
     /// The id of the key that signed the bundle; empty when unsigned. A
     /// list, as in `verify` and `inspect`.
     pub signed_by: Vec<String>,
+    /// `--dry-run`: planned, nothing downloaded or written.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 /// One image in the bundle, as `inspect` names it.
@@ -78,6 +81,9 @@ pub struct PackRequest {
     /// Replace an existing bundle of the output's name (file, volumes,
     /// parity); without it, pack refuses to.
     pub force: bool,
+    /// Plan (list tags and catalogs, fetch and check every manifest), say
+    /// what would be packed, write nothing.
+    pub dry_run: bool,
     pub quiet: bool,
 }
 
@@ -119,6 +125,17 @@ pub fn pack(req: PackRequest) -> Result<PackSummary> {
     if plan.images.is_empty() {
         return Err(Error::Usage("the sources hold no images".into()));
     }
+    if req.dry_run {
+        return Ok(PackSummary {
+            images: packed_images(&plan),
+            blobs: plan.blobs.len(),
+            bytes: plan.total_bytes(),
+            downloaded: 0,
+            output: req.output.clone(),
+            signed_by: Vec::new(),
+            dry_run: true,
+        });
+    }
 
     let to_fetch: u64 = plan
         .blobs
@@ -157,8 +174,19 @@ pub fn pack(req: PackRequest) -> Result<PackSummary> {
     // Counted by the cache: the writer may fetch a blob itself when it gets
     // there before the pool does.
     let downloaded = registry.as_ref().map_or(0, |ctx| ctx.cache.downloaded());
-    let images = plan
-        .images
+    Ok(PackSummary {
+        images: packed_images(&plan),
+        signed_by,
+        blobs: plan.blobs.len(),
+        bytes: plan.total_bytes(),
+        downloaded,
+        output: req.output.clone(),
+        dry_run: false,
+    })
+}
+
+fn packed_images(plan: &Plan) -> Vec<PackedImage> {
+    plan.images
         .iter()
         .map(|i| PackedImage {
             name: i.name.as_ref().map(|n| n.to_string()),
@@ -167,15 +195,7 @@ pub fn pack(req: PackRequest) -> Result<PackSummary> {
             source_digest: i.source_digest.clone(),
             subject: i.subject.clone(),
         })
-        .collect();
-    Ok(PackSummary {
-        images,
-        signed_by,
-        blobs: plan.blobs.len(),
-        bytes: plan.total_bytes(),
-        downloaded,
-        output: req.output.clone(),
-    })
+        .collect()
 }
 
 /// A pack replaces the bundle at `output`, and removes the volumes and

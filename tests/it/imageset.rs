@@ -132,23 +132,54 @@ fn a_set_packs_the_tags_its_filter_keeps_with_per_entry_platforms_beside_the_com
     std::fs::write(t.path().join("sets/set.yaml"), set).unwrap();
     let plain = format!("--plain-http={}", reg.host);
     let bundle = t.path().join("set.airlock");
-    airlock(
-        &[
+    let cache = t.path().join("cache");
+    let pack = |extra: &[&str]| {
+        let mut args = vec![
             "pack",
-            "-q",
             &plain,
             "--cache",
-            t.path().join("cache").to_str().unwrap(),
+            cache.to_str().unwrap(),
             "--platform",
             "linux/amd64",
             "-f",
             "../sets/set.yaml",
             "-o",
             bundle.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        airlock(&args, &t.path().join("elsewhere")).ok()
+    };
+    // A dry run shows what the set resolved to and writes nothing.
+    let dry = pack(&["--dry-run"]).stdout().replace(&reg.host, "REG");
+    let mut names: Vec<&str> = dry
+        .lines()
+        .filter(|l| !l.contains(" image(s), "))
+        .filter_map(|l| l.strip_prefix("would pack ")?.split(' ').next())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "REG/team/app:1.25.0",
+            "REG/team/app:1.26.3",
+            "REG/team/multi:1",
+            "localhost/layout:multi"
         ],
-        &t.path().join("elsewhere"),
-    )
-    .ok();
+        "{dry}"
+    );
+    assert!(dry.contains(" from oci:../layout:multi\n"), "{dry}");
+    assert!(dry.contains("would pack 4 image(s), "), "{dry}");
+    assert!(!bundle.exists());
+    let dry_json: serde_json::Value =
+        serde_json::from_str(&pack(&["--dry-run", "--json"]).stdout()).unwrap();
+    assert_eq!(dry_json["dry_run"], true, "{dry_json}");
+    assert_eq!(
+        dry_json["images"].as_array().unwrap().len(),
+        4,
+        "{dry_json}"
+    );
+    assert!(!bundle.exists());
+    pack(&["-q"]);
     // 1.25.0 and 1.26.3 match; 1.24.9, 1.28.0, latest do not; -alpine is
     // excluded. team/multi keeps its own platforms, the layout's index
     // --platform's.
