@@ -350,8 +350,9 @@ fn plan_sources(
         }
     }
     let mut plan = Plan::default();
-    plan.platforms_are_default = platforms_are_default;
     for (i, s) in sources.iter().enumerate() {
+        // An entry's own platforms are the user's filter, never a default.
+        plan.platforms_are_default = platforms_are_default && own_platforms[i].is_none();
         let platforms = own_platforms[i].as_deref().unwrap_or(platforms);
         if let Err(e) = plan.add_source(i, s.as_ref(), platforms) {
             problems.push(e);

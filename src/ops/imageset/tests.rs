@@ -1,5 +1,6 @@
 use std::path::{Path, PathBuf};
 
+use super::parse::names_tag_or_digest;
 use super::*;
 
 const HEAD: &str = "apiVersion: airlock/v1\nkind: ImageSet\n";
