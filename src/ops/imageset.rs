@@ -20,6 +20,9 @@ use crate::model::reference::Reference;
 use crate::registry::{RegistryContext, RegistrySource};
 use crate::source::Source;
 
+mod parse;
+pub use parse::parse;
+
 /// The `apiVersion` and `kind` this release reads.
 pub const API_VERSION: &str = "airlock/v1";
 pub const KIND: &str = "ImageSet";
@@ -111,9 +114,6 @@ pub fn check_stdin(file: Option<&Path>, others: &[&str]) -> Result<()> {
         _ => Ok(()),
     }
 }
-
-mod parse;
-pub use parse::parse;
 
 /// Reads `-f FILE` (`-`: standard input). It is an image set when its name
 /// ends in `.yaml` or `.yml`, or when its first line that is not blank, a
