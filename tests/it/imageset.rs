@@ -419,3 +419,64 @@ fn a_mistake_in_the_set_is_reported_before_any_registry_is_asked() {
     snapshot!(t.path(), err, @"airlock: error: -f - and bundle:- both read standard input; write the image set or list to a file");
     assert!(!t.path().join("out").exists());
 }
+
+#[test]
+fn referrers_travel_unless_the_set_or_the_command_line_turns_them_off_and_their_tags_are_never_filtered(
+) {
+    let t = scratch();
+    let reg = Registry::start(Config::default());
+    let l = layout();
+    reg.push(&format!("oci:{}:app-1", l.display()), "team/app:1");
+    let subject = skopeo_digest(&format!("oci:{}:app-1", l.display()), t.path());
+    // A cosign-style signature: an image tagged after its subject's digest.
+    let sig_tag = format!("sha256-{}.sig", subject.strip_prefix("sha256:").unwrap());
+    reg.push(
+        &format!("oci:{}:base", l.display()),
+        &format!("team/app:{sig_tag}"),
+    );
+    let plain = format!("--plain-http={}", reg.host);
+    // `tags: {}` keeps every tag: the signature's tag is not one of them,
+    // yet the signature travels with its subject.
+    let write = |name: &str, extra: &str| {
+        let set = format!(
+            "apiVersion: airlock/v1\nkind: ImageSet\nimages:\n  - ref: {}/team/app\n    tags: {{}}\n{extra}",
+            reg.host
+        );
+        std::fs::write(t.path().join(name), set).unwrap();
+    };
+    write("default.yaml", "");
+    write("off.yaml", "referrers: false\n");
+    write("on.yaml", "referrers: true\n");
+    let pack = |set: &str, extra: &[&str]| {
+        let mut args = vec![
+            "pack", "--json", &plain, "--cache", "cache", "--force", "-f", set,
+        ];
+        args.extend_from_slice(&["-o", "out.airlock"]);
+        args.extend_from_slice(extra);
+        let run = airlock(&args, t.path()).ok();
+        let summary: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
+        let mut images: Vec<String> = summary["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| match i["subject"].as_str() {
+                Some(s) => format!("referrer of {s}"),
+                None => i["name"].as_str().unwrap().replace(&reg.host, "REG"),
+            })
+            .collect();
+        images.sort();
+        images
+    };
+    // A cosign-style referrer keeps its tag as its name. Without referrers
+    // it is absent although `tags: {}` keeps every tag: the filter never
+    // saw it.
+    let with = [
+        "REG/team/app:1".to_string(),
+        format!("REG/team/app:{sig_tag}"),
+    ];
+    let without = ["REG/team/app:1".to_string()];
+    assert_eq!(pack("default.yaml", &[]), with);
+    assert_eq!(pack("on.yaml", &[]), with);
+    assert_eq!(pack("off.yaml", &[]), without);
+    assert_eq!(pack("on.yaml", &["--no-referrers"]), without);
+}
