@@ -39,7 +39,7 @@ pub enum SourceFile {
 /// A parsed image set; local paths already resolved against its directory.
 #[derive(Clone, Debug)]
 pub struct ImageSet {
-    /// As the user named it (`-` for standard input), for messages.
+    /// As the user named it (`(standard input)` for `-`), for messages.
     pub file: PathBuf,
     pub images: Vec<Entry>,
     pub catalogs: Vec<Catalog>,
@@ -133,11 +133,11 @@ pub fn read(path: &Path) -> Result<SourceFile> {
         return Ok(SourceFile::List(parse_list(&text)));
     }
     // Standard input's paths are relative to the current directory.
-    let base = match path.parent() {
-        Some(p) if path != Path::new("-") => p.to_path_buf(),
-        _ => PathBuf::new(),
-    };
-    parse(&text, path, &base).map(SourceFile::Set)
+    if path == Path::new("-") {
+        return parse(&text, Path::new("(standard input)"), Path::new("")).map(SourceFile::Set);
+    }
+    let base = path.parent().unwrap_or(Path::new(""));
+    parse(&text, path, base).map(SourceFile::Set)
 }
 
 /// The sources of a one-source-per-line list: `#` comments (whole lines,

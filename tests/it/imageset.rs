@@ -417,6 +417,11 @@ fn a_mistake_in_the_set_is_reported_before_any_registry_is_asked() {
     let err =
         airlock_stdin(&["copy", "-f", "-", "bundle:-", "oci:out"], t.path(), set).fails_usage();
     snapshot!(t.path(), err, @"airlock: error: -f - and bundle:- both read standard input; write the image set or list to a file");
+    let err = airlock_stdin(&["pack", "-f", "-", "-o", "out.airlock"], t.path(), set).fails_usage();
+    snapshot!(t.path(), err, @r"
+    airlock: error: (standard input):5: images[0].tags.exlude: unknown field; the fields here are include, exclude
+      hint: docs/image-sets.md lists every field of an image set
+    ");
     assert!(!t.path().join("out").exists());
 }
 
