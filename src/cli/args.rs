@@ -118,7 +118,7 @@ pub enum Command {
     #[command(after_help = examples!(
         "airlock pack -o app.airlock --key site.key reg.example.com/app:1.0 oci:./build",
         "airlock pack -o dvd.airlock --key site.key --catalog reg.example.com --split 4.7G --parity 10",
-        "airlock pack -o base.airlock --key site.key --platform linux/amd64 -f images.txt --json",
+        "airlock pack -o base.airlock --key site.key --platform linux/amd64 -f images.yaml --json",
     ))]
     Pack(PackArgs),
     /// Check a bundle's signature and every blob, offline.
@@ -332,8 +332,10 @@ pub struct PackArgs {
     /// oci-archive:FILE[:REF] or docker-archive:FILE[:REF].
     #[arg(value_name = "SOURCE")]
     pub sources: Vec<String>,
-    /// Read more sources from a file, one per line (# comments allowed).
-    #[arg(short = 'f', long = "file", value_name = "LIST")]
+    /// Read more sources from FILE (- for standard input): one per line
+    /// (# comments allowed), or an image set in YAML, by a .yaml/.yml name
+    /// or an `apiVersion:` first line (docs/image-sets.md).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub list: Option<PathBuf>,
     /// The bundle to write. It appears only once it is complete.
     #[arg(short = 'o', long = "output", value_name = "BUNDLE")]
@@ -386,6 +388,10 @@ pub struct PackArgs {
     /// parity (they go once the new bundle is complete).
     #[arg(long)]
     pub force: bool,
+    /// List the images that would be packed (tags and catalogs listed,
+    /// every manifest fetched and checked); download and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
     #[command(flatten)]
     pub output_args: OutputArgs,
 }
@@ -646,8 +652,10 @@ pub struct CopyArgs {
     /// docker-archive:FILE or bundle:FILE (as `pack -o FILE`).
     #[arg(value_name = "SOURCE… TARGET", required = true)]
     pub args: Vec<String>,
-    /// Read more sources from a file, one per line (# comments allowed).
-    #[arg(short = 'f', long = "file", value_name = "LIST")]
+    /// Read more sources from FILE (- for standard input): one per line
+    /// (# comments allowed), or an image set in YAML, by a .yaml/.yml name
+    /// or an `apiVersion:` first line (docs/image-sets.md).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub list: Option<PathBuf>,
     /// Every tag of this repository (REGISTRY/REPO); repeatable. Tags the
     /// target holds at the same digest are left as they are.

@@ -135,13 +135,24 @@ pub fn pack(args: PackArgs) -> Result<()> {
         split,
         parity,
         force,
+        dry_run,
         output_args,
     } = args;
     set_jobs(jobs)?;
     ops::stdio::check_pack_output(&output, output_args.json)?;
-    if let Some(list) = list {
-        sources.extend(ops::read_source_list(&list)?);
-    }
+    let stdin_too: Vec<&str> = [registry.password_stdin.then_some("--password-stdin")]
+        .into_iter()
+        .flatten()
+        .collect();
+    ops::imageset::check_stdin(list.as_deref(), &stdin_too)?;
+    let set = match list.as_deref().map(ops::imageset::read).transpose()? {
+        Some(ops::imageset::SourceFile::List(more)) => {
+            sources.extend(more);
+            None
+        }
+        Some(ops::imageset::SourceFile::Set(set)) => Some(set),
+        None => None,
+    };
     let key = match &key {
         Some(path) => Some(sign::load_private_with(path, &mut || {
             passphrase::read(path, passphrase_file.as_deref(), false)
@@ -159,6 +170,7 @@ pub fn pack(args: PackArgs) -> Result<()> {
         sources,
         all_tags,
         catalogs,
+        set,
         output,
         platforms: platform.parse()?,
         options,
@@ -166,9 +178,15 @@ pub fn pack(args: PackArgs) -> Result<()> {
         cache,
         referrers: !no_referrers,
         force,
+        dry_run,
         quiet: output_args.quiet,
     })?;
-    render::report(&output_args, &summary, render::packed);
+    let show = if dry_run {
+        render::pack_planned
+    } else {
+        render::packed
+    };
+    render::report(&output_args, &summary, show);
     Ok(())
 }
 
@@ -503,9 +521,25 @@ pub fn copy(args: CopyArgs) -> Result<()> {
     let target = sources.pop().ok_or_else(|| {
         Error::Usage("name the sources and then the target: airlock copy SOURCE… TARGET".into())
     })?;
-    if let Some(list) = list {
-        sources.extend(ops::read_source_list(&list)?);
-    }
+    let stdin_too: Vec<&str> = [
+        registry.password_stdin.then_some("--password-stdin"),
+        sources
+            .iter()
+            .any(|s| s == "bundle:-")
+            .then_some("bundle:-"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    ops::imageset::check_stdin(list.as_deref(), &stdin_too)?;
+    let set = match list.as_deref().map(ops::imageset::read).transpose()? {
+        Some(ops::imageset::SourceFile::List(more)) => {
+            sources.extend(more);
+            None
+        }
+        Some(ops::imageset::SourceFile::Set(set)) => Some(set),
+        None => None,
+    };
     let key = key.as_deref().map(sign::load_private).transpose()?;
     let target = TargetSpec::parse(&target)?;
     // Standard output may carry the target, standard input the source.
@@ -526,6 +560,7 @@ pub fn copy(args: CopyArgs) -> Result<()> {
         sources,
         all_tags,
         catalogs,
+        set,
         target,
         prefix,
         maps,

@@ -295,6 +295,26 @@ pub fn packed(s: &PackSummary) {
     );
 }
 
+/// `pack --dry-run`: each image that would be packed, then the totals.
+pub fn pack_planned(s: &PackSummary) {
+    for i in &s.images {
+        let name = i.name.as_deref().unwrap_or("(referrer)");
+        outln!(
+            "would pack {} {} from {}",
+            Shown(name),
+            i.digest.short(),
+            Shown(&i.source)
+        );
+    }
+    outln!(
+        "would pack {} image(s), {} blob(s), {} into {}",
+        s.images.len(),
+        s.blobs,
+        size(s.bytes),
+        Shown(s.output.display())
+    );
+}
+
 pub fn verified(report: &VerifyReport) {
     outln!(
         "OK: {} image(s), {} blob(s), {} checked; {}",

@@ -10,6 +10,7 @@ pub mod cache;
 pub mod copy;
 pub mod diff;
 pub mod export;
+pub mod imageset;
 pub mod import;
 pub mod inspect;
 pub mod inventory;

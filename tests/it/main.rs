@@ -11,6 +11,7 @@ mod copy;
 mod export;
 mod harness;
 mod hostile;
+mod imageset;
 mod import;
 mod inventory;
 mod keys;
