@@ -80,6 +80,7 @@ fn benches(c: &mut Criterion) {
             sources: vec![spec.clone()],
             all_tags: vec![],
             catalogs: vec![],
+            set: None,
             output: out.to_path_buf(),
             platforms: vec![],
             options,
@@ -88,6 +89,7 @@ fn benches(c: &mut Criterion) {
             referrers: true,
             // Packs the same output again and again.
             force: true,
+            dry_run: false,
             quiet: true,
         })
         .unwrap();

@@ -51,6 +51,8 @@ fn main() -> ExitCode {
         Command::Login(args) => commands::login(args),
         Command::Logout(args) => commands::logout(args),
         Command::Copy(args) => commands::copy(args),
+        Command::Inventory(args) => commands::inventory(args),
+        Command::Diff(args) => commands::diff(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

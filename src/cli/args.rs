@@ -118,7 +118,7 @@ pub enum Command {
     #[command(after_help = examples!(
         "airlock pack -o app.airlock --key site.key reg.example.com/app:1.0 oci:./build",
         "airlock pack -o dvd.airlock --key site.key --catalog reg.example.com --split 4.7G --parity 10",
-        "airlock pack -o base.airlock --key site.key --platform linux/amd64 -f images.txt --json",
+        "airlock pack -o base.airlock --key site.key --platform linux/amd64 -f images.yaml --json",
     ))]
     Pack(PackArgs),
     /// Check a bundle's signature and every blob, offline.
@@ -207,6 +207,25 @@ pub enum Command {
         "airlock copy --pub site.key.pub bundle:app.airlock docker://registry.local",
     ))]
     Copy(CopyArgs),
+    /// Write what a registry (under a prefix) or the bundles already sent
+    /// hold: each image with its digest and every blob with its size, as
+    /// the JSON inventory `diff` and `pack --against` read
+    /// (docs/inventory.md).
+    #[command(after_help = examples!(
+        "airlock inventory docker://registry.internal:5000/mirror -o held.json",
+        "airlock inventory --pub site.key.pub week1.airlock week2.airlock -o sent.json",
+        "airlock inventory --authfile auth.json docker://registry.internal -o - | jq '.images[].name'",
+    ))]
+    Inventory(InventoryArgs),
+    /// Compare two bundles or inventories: images added, removed and moved,
+    /// and the bytes a delta from A to B would carry. Exits 0 whatever
+    /// the difference.
+    #[command(after_help = examples!(
+        "airlock diff --pub site.key.pub week1.airlock week2.airlock",
+        "airlock diff held.json --pub site.key.pub next.airlock --json",
+        "airlock diff old.json new.json --json | jq .delta_bytes",
+    ))]
+    Diff(DiffArgs),
 }
 
 #[derive(Subcommand)]
@@ -313,8 +332,10 @@ pub struct PackArgs {
     /// oci-archive:FILE[:REF] or docker-archive:FILE[:REF].
     #[arg(value_name = "SOURCE")]
     pub sources: Vec<String>,
-    /// Read more sources from a file, one per line (# comments allowed).
-    #[arg(short = 'f', long = "file", value_name = "LIST")]
+    /// Read more sources from FILE (- for standard input): one per line
+    /// (# comments allowed), or an image set in YAML, by a .yaml/.yml name
+    /// or an `apiVersion:` first line (docs/image-sets.md).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub list: Option<PathBuf>,
     /// The bundle to write. It appears only once it is complete.
     #[arg(short = 'o', long = "output", value_name = "BUNDLE")]
@@ -367,6 +388,10 @@ pub struct PackArgs {
     /// parity (they go once the new bundle is complete).
     #[arg(long)]
     pub force: bool,
+    /// List the images that would be packed (tags and catalogs listed,
+    /// every manifest fetched and checked); download and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
     #[command(flatten)]
     pub output_args: OutputArgs,
 }
@@ -627,8 +652,10 @@ pub struct CopyArgs {
     /// docker-archive:FILE or bundle:FILE (as `pack -o FILE`).
     #[arg(value_name = "SOURCE… TARGET", required = true)]
     pub args: Vec<String>,
-    /// Read more sources from a file, one per line (# comments allowed).
-    #[arg(short = 'f', long = "file", value_name = "LIST")]
+    /// Read more sources from FILE (- for standard input): one per line
+    /// (# comments allowed), or an image set in YAML, by a .yaml/.yml name
+    /// or an `apiVersion:` first line (docs/image-sets.md).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub list: Option<PathBuf>,
     /// Every tag of this repository (REGISTRY/REPO); repeatable. Tags the
     /// target holds at the same digest are left as they are.
@@ -893,4 +920,54 @@ mod tests {
         }
         assert!(seen >= 8, "only {seen} positionals found");
     }
+}
+
+#[derive(Args)]
+pub struct InventoryArgs {
+    /// One docker://REGISTRY[/PREFIX] (every repository under the prefix),
+    /// or bundles: files, first volumes or directories of volumes.
+    #[arg(value_name = "PLACE", required = true)]
+    pub places: Vec<String>,
+    /// The inventory to write; - for standard output. It appears only once
+    /// it is complete.
+    #[arg(short = 'o', long = "output", value_name = "INV")]
+    pub output: PathBuf,
+    /// Replace an existing inventory file.
+    #[arg(long)]
+    pub force: bool,
+    /// For bundles: the signer's public key; repeatable.
+    #[arg(long = "pub", value_name = "KEY")]
+    pub public_keys: Vec<PathBuf>,
+    /// For bundles: accept them without checking who signed them.
+    #[arg(long, conflicts_with = "public_keys")]
+    pub allow_unsigned: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Parallel manifest requests to the registry [default: 8].
+    #[arg(short = 'j', long, value_name = "N", value_parser = jobs)]
+    pub jobs: Option<usize>,
+    /// No summary on standard error.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Args)]
+pub struct DiffArgs {
+    /// The old side: a bundle (file, first volume or directory of volumes)
+    /// or an inventory file, told apart by their content.
+    #[arg(value_name = "A")]
+    pub a: PathBuf,
+    /// The new side, as A.
+    #[arg(value_name = "B")]
+    pub b: PathBuf,
+    /// For a bundle side: the signer's public key; repeatable.
+    #[arg(long = "pub", value_name = "KEY")]
+    pub public_keys: Vec<PathBuf>,
+    /// For a bundle side: accept it without checking who signed it.
+    #[arg(long, conflicts_with = "public_keys")]
+    pub allow_unsigned: bool,
+    /// Print JSON instead of text (see docs/json.md); on failure, a JSON
+    /// object with the error.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -135,13 +135,24 @@ pub fn pack(args: PackArgs) -> Result<()> {
         split,
         parity,
         force,
+        dry_run,
         output_args,
     } = args;
     set_jobs(jobs)?;
     ops::stdio::check_pack_output(&output, output_args.json)?;
-    if let Some(list) = list {
-        sources.extend(ops::read_source_list(&list)?);
-    }
+    let stdin_too: Vec<&str> = [registry.password_stdin.then_some("--password-stdin")]
+        .into_iter()
+        .flatten()
+        .collect();
+    ops::imageset::check_stdin(list.as_deref(), &stdin_too)?;
+    let set = match list.as_deref().map(ops::imageset::read).transpose()? {
+        Some(ops::imageset::SourceFile::List(more)) => {
+            sources.extend(more);
+            None
+        }
+        Some(ops::imageset::SourceFile::Set(set)) => Some(set),
+        None => None,
+    };
     let key = match &key {
         Some(path) => Some(sign::load_private_with(path, &mut || {
             passphrase::read(path, passphrase_file.as_deref(), false)
@@ -159,6 +170,7 @@ pub fn pack(args: PackArgs) -> Result<()> {
         sources,
         all_tags,
         catalogs,
+        set,
         output,
         platforms: platform.parse()?,
         options,
@@ -166,9 +178,15 @@ pub fn pack(args: PackArgs) -> Result<()> {
         cache,
         referrers: !no_referrers,
         force,
+        dry_run,
         quiet: output_args.quiet,
     })?;
-    render::report(&output_args, &summary, render::packed);
+    let show = if dry_run {
+        render::pack_planned
+    } else {
+        render::packed
+    };
+    render::report(&output_args, &summary, show);
     Ok(())
 }
 
@@ -503,9 +521,25 @@ pub fn copy(args: CopyArgs) -> Result<()> {
     let target = sources.pop().ok_or_else(|| {
         Error::Usage("name the sources and then the target: airlock copy SOURCE… TARGET".into())
     })?;
-    if let Some(list) = list {
-        sources.extend(ops::read_source_list(&list)?);
-    }
+    let stdin_too: Vec<&str> = [
+        registry.password_stdin.then_some("--password-stdin"),
+        sources
+            .iter()
+            .any(|s| s == "bundle:-")
+            .then_some("bundle:-"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    ops::imageset::check_stdin(list.as_deref(), &stdin_too)?;
+    let set = match list.as_deref().map(ops::imageset::read).transpose()? {
+        Some(ops::imageset::SourceFile::List(more)) => {
+            sources.extend(more);
+            None
+        }
+        Some(ops::imageset::SourceFile::Set(set)) => Some(set),
+        None => None,
+    };
     let key = key.as_deref().map(sign::load_private).transpose()?;
     let target = TargetSpec::parse(&target)?;
     // Standard output may carry the target, standard input the source.
@@ -526,6 +560,7 @@ pub fn copy(args: CopyArgs) -> Result<()> {
         sources,
         all_tags,
         catalogs,
+        set,
         target,
         prefix,
         maps,
@@ -597,4 +632,149 @@ pub fn copy(args: CopyArgs) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `inventory docker://REGISTRY[/PREFIX]` or `inventory BUNDLE…`.
+pub fn inventory(args: super::args::InventoryArgs) -> Result<()> {
+    let super::args::InventoryArgs {
+        places,
+        output,
+        force,
+        public_keys,
+        allow_unsigned,
+        registry,
+        jobs,
+        quiet,
+    } = args;
+    ops::inventory::check_output(&output, force)?;
+    let created = bundle::rfc3339(created_now());
+    let registries: Vec<&String> = places
+        .iter()
+        .filter(|p| p.starts_with("docker://"))
+        .collect();
+    let inventory = match (registries.as_slice(), places.len()) {
+        ([one], 1) => {
+            if !public_keys.is_empty() || allow_unsigned {
+                return Err(Error::Usage(
+                    "--pub and --allow-unsigned are for bundles; a registry is listed as it is"
+                        .into(),
+                ));
+            }
+            ops::inventory::of_registry(ops::inventory::RegistryRequest {
+                place: ops::inventory::RegistryPlace::parse(one)?,
+                registry: registry.options(jobs)?,
+                created,
+            })?
+        }
+        ([], _) => {
+            let trust = bundle_trust(public_keys, allow_unsigned, "inventory of bundles")?;
+            inventory_of_bundles(&places, &trust, created, quiet)?
+        }
+        _ => {
+            return Err(Error::Usage(
+                "inventory takes one docker://REGISTRY[/PREFIX], or bundles; not both, nor two registries: run it once for each".into(),
+            ))
+        }
+    };
+    if output == Path::new("-") {
+        render::raw(&inventory.to_bytes());
+    } else {
+        ops::inventory::write(&inventory, &output)?;
+    }
+    if !quiet {
+        render::inventoried(&inventory, &output);
+    }
+    Ok(())
+}
+
+/// `--pub` or `--allow-unsigned`, required once a bundle is to be read.
+fn bundle_trust(
+    public_keys: Vec<std::path::PathBuf>,
+    allow_unsigned: bool,
+    what: &str,
+) -> Result<super::args::TrustArgs> {
+    if public_keys.is_empty() && !allow_unsigned {
+        return Err(Error::Usage(format!(
+            "{what} needs --pub KEY (the signer's public key), or --allow-unsigned"
+        )));
+    }
+    Ok(super::args::TrustArgs {
+        public_keys,
+        allow_unsigned,
+    })
+}
+
+/// Opens and trusts each bundle, then lists what they carried. The
+/// signature is checked over the manifest; the volumes are not hashed
+/// (the signed manifest is all an inventory reads), unless that quick
+/// open fails, when a full check names the damage.
+fn inventory_of_bundles(
+    paths: &[String],
+    trust: &super::args::TrustArgs,
+    created: String,
+    quiet: bool,
+) -> Result<airlock::model::inventory::Inventory> {
+    let quick = OpenOptions {
+        check: false,
+        repair: true,
+    };
+    let opened = paths
+        .iter()
+        .map(|p| {
+            let path = Path::new(p);
+            match open::trusted_with(path, trust, quick, quiet) {
+                Err(Error::BadBundle { .. }) => {
+                    open::trusted_with(path, trust, OpenOptions::FULL, quiet)
+                }
+                other => other,
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let listed: Vec<ops::inventory::TrustedBundle> = paths
+        .iter()
+        .zip(&opened)
+        .map(|(file, b)| ops::inventory::TrustedBundle {
+            file: file.clone(),
+            id: b.id().clone(),
+            manifest: b.manifest(),
+        })
+        .collect();
+    ops::inventory::of_bundles(&listed, created)
+}
+
+/// `diff A B`: each side an inventory file or a bundle.
+pub fn diff(args: super::args::DiffArgs) -> Result<()> {
+    use ops::diff::{Input, Side};
+    let inputs = [Input::classify(&args.a)?, Input::classify(&args.b)?];
+    let needs_trust = inputs.iter().any(|i| matches!(i, Input::Bundle(_)));
+    let trust = match needs_trust {
+        true => Some(bundle_trust(
+            args.public_keys.clone(),
+            args.allow_unsigned,
+            "diff of a bundle",
+        )?),
+        false => None,
+    };
+    let mut sides = Vec::new();
+    for (input, path) in inputs.into_iter().zip([&args.a, &args.b]) {
+        let inventory = match input {
+            Input::Inventory(inv) => *inv,
+            Input::Bundle(p) => {
+                let trust = trust.as_ref().expect("asked for above");
+                let created = bundle::rfc3339(created_now());
+                inventory_of_bundles(&[p.display().to_string()], trust, created, args.json)?
+            }
+        };
+        sides.push(Side {
+            name: path.display().to_string(),
+            inventory,
+        });
+    }
+    let diff = ops::diff::diff(&sides[0], &sides[1]);
+    if args.json {
+        render::json(&diff);
+    } else {
+        render::diffed(&diff);
+    }
+    Ok(())
 }

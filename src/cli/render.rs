@@ -295,6 +295,26 @@ pub fn packed(s: &PackSummary) {
     );
 }
 
+/// `pack --dry-run`: each image that would be packed, then the totals.
+pub fn pack_planned(s: &PackSummary) {
+    for i in &s.images {
+        let name = i.name.as_deref().unwrap_or("(referrer)");
+        outln!(
+            "would pack {} {} from {}",
+            Shown(name),
+            i.digest.short(),
+            Shown(&i.source)
+        );
+    }
+    outln!(
+        "would pack {} image(s), {} blob(s), {} into {}",
+        s.images.len(),
+        s.blobs,
+        size(s.bytes),
+        Shown(s.output.display())
+    );
+}
+
 pub fn verified(report: &VerifyReport) {
     outln!(
         "OK: {} image(s), {} blob(s), {} checked; {}",
@@ -586,5 +606,57 @@ pub fn cache_pruned(p: &airlock::ops::cache::Pruned) {
         size(p.removed_bytes),
         p.left,
         size(p.left_bytes)
+    );
+}
+
+/// `inventory`'s summary, on stderr (the document itself is the output).
+pub fn inventoried(inv: &airlock::model::inventory::Inventory, output: &Path) {
+    let bytes: u64 = inv.blobs.iter().map(|b| b.size).sum();
+    let to = if output == Path::new("-") {
+        "standard output".to_string()
+    } else {
+        Shown(output.display()).to_string()
+    };
+    errln!(
+        "inventory: {} image(s), {} blob(s), {} listed into {to}",
+        inv.images.len(),
+        inv.blobs.len(),
+        size(bytes),
+    );
+}
+
+/// `diff`'s report on stdout: one group per kind of change, each line an
+/// image, then the count unchanged and what a delta would carry.
+pub fn diffed(d: &airlock::ops::diff::Diff) {
+    let name = |n: &Option<String>| match n {
+        Some(n) => Shown(n).to_string(),
+        None => "(untagged)".to_string(),
+    };
+    outln!("--- A: {}", Shown(&d.a));
+    outln!("+++ B: {}", Shown(&d.b));
+    if !d.added.is_empty() {
+        outln!("added ({}):", d.added.len());
+        for i in &d.added {
+            outln!("  + {}  {}", name(&i.name), i.digest);
+        }
+    }
+    if !d.removed.is_empty() {
+        outln!("removed ({}):", d.removed.len());
+        for i in &d.removed {
+            outln!("  - {}  {}", name(&i.name), i.digest);
+        }
+    }
+    if !d.changed.is_empty() {
+        outln!("changed ({}):", d.changed.len());
+        for c in &d.changed {
+            outln!("  ~ {}  {} -> {}", Shown(&c.name), c.from, c.to);
+        }
+    }
+    outln!("unchanged: {} image(s)", d.unchanged_count);
+    outln!(
+        "a delta from A to B carries {} blob(s), {} ({} bytes)",
+        d.delta_blob_count,
+        size(d.delta_bytes),
+        d.delta_bytes
     );
 }

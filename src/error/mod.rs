@@ -159,6 +159,21 @@ pub enum Error {
         retry_helps: bool,
     },
 
+    /// An inventory file (docs/inventory.md) that this airlock cannot read.
+    #[error("inventory {}: {}", Shown(path.display()), Shown(problem))]
+    BadInventory { path: PathBuf, problem: String },
+    /// A mistake in an image set file (docs/image-sets.md), at its line
+    /// and field; also a filter of the set that selects nothing (exit 2).
+    #[error("{}:{line}: {}: {}", Shown(file.display()), Shown(field), Shown(reason))]
+    ImageSet {
+        file: PathBuf,
+        line: usize,
+        /// The field's path, as `images[1].tags.include`.
+        field: String,
+        reason: String,
+        hint: Option<String>,
+    },
+
     /// Several independent failures, reported together at the end of a run.
     #[error("{} problem(s):\n{}", .0.len(), numbered(.0))]
     Many(Vec<Error>),
@@ -328,6 +343,11 @@ impl Error {
             Error::ImagesFailed { .. } => {
                 "each image's reason says what to change before it can go in".into()
             }
+            Error::BadInventory { .. } => {
+                "make it again with this release's `airlock inventory`, or read it with the release that wrote it (docs/inventory.md describes the format)".into()
+            }
+            Error::ImageSet { hint: Some(h), .. } => h.clone(),
+            Error::ImageSet { .. } => "docs/image-sets.md lists every field of an image set".into(),
             Error::Key { hint: Some(h), .. } => h.clone(),
             Error::Key { hint: None, .. } => {
                 "keys are PKCS#8 PEM ed25519 files, as written by `airlock keygen`".into()
@@ -362,7 +382,9 @@ impl Error {
             Error::Failed(_) => "failed",
             Error::Registry(_) => "registry",
             Error::ImagesFailed { .. } => "images_failed",
+            Error::BadInventory { .. } => "bad_inventory",
             Error::Many(_) => "many",
+            Error::ImageSet { .. } => "image_set",
         }
     }
 
@@ -370,7 +392,7 @@ impl Error {
     /// the CLI exits 2 for these, as for clap's own.
     pub fn is_usage(&self) -> bool {
         match self {
-            Error::Usage(_) | Error::InvalidSource { .. } => true,
+            Error::Usage(_) | Error::InvalidSource { .. } | Error::ImageSet { .. } => true,
             Error::Many(all) => all.iter().all(Error::is_usage),
             _ => false,
         }

@@ -24,6 +24,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::imageset::{self, ImageSet};
 use super::import::{import, import_stream, ImportReport, ImportRequest};
 use super::pack::{pack, PackRequest, PackSummary};
 use super::transport::{SourceSpec, TargetSpec};
@@ -53,6 +54,8 @@ pub struct CopyRequest {
     pub all_tags: Vec<String>,
     /// `REGISTRY`: every repository and tag it lists.
     pub catalogs: Vec<String>,
+    /// `-f SET.yaml`: an image set (docs/image-sets.md).
+    pub set: Option<ImageSet>,
     pub target: TargetSpec,
     /// For a registry target, as `import` has them.
     pub prefix: Option<String>,
@@ -121,7 +124,11 @@ impl CopyRequest {
 
     /// The rules between flags that clap cannot state.
     fn check(&self) -> Result<()> {
-        if self.sources.is_empty() && self.all_tags.is_empty() && self.catalogs.is_empty() {
+        if self.sources.is_empty()
+            && self.all_tags.is_empty()
+            && self.catalogs.is_empty()
+            && self.set.is_none()
+        {
             return Err(Error::Usage(
                 "name at least one source and a target: airlock copy SOURCE… TARGET".into(),
             ));
@@ -147,7 +154,11 @@ pub fn bundle_source(req: &CopyRequest) -> Result<Option<PathBuf>> {
     }
     match bundles.len() {
         0 => Ok(None),
-        1 if req.sources.len() == 1 && req.all_tags.is_empty() && req.catalogs.is_empty() => {
+        1 if req.sources.len() == 1
+            && req.all_tags.is_empty()
+            && req.catalogs.is_empty()
+            && req.set.is_none() =>
+        {
             Ok(bundles.pop())
         }
         _ => Err(Error::Usage(
@@ -230,6 +241,7 @@ pub fn copy(req: CopyRequest) -> Result<Copied> {
             sources: req.sources.clone(),
             all_tags: req.all_tags.clone(),
             catalogs: req.catalogs.clone(),
+            set: req.set,
             output: output.clone(),
             platforms: req.platforms.clone(),
             options: req.pack,
@@ -237,6 +249,7 @@ pub fn copy(req: CopyRequest) -> Result<Copied> {
             cache: req.cache,
             referrers: req.referrers,
             force: req.force,
+            dry_run: false,
             quiet: req.quiet,
         })?));
     }
@@ -261,7 +274,11 @@ fn source_hosts(req: &CopyRequest, specs: &[(String, SourceSpec)]) -> Vec<String
         })
         .chain(&req.all_tags)
         .filter_map(|r| Reference::parse(r).ok().map(|r| r.registry));
-    named.chain(req.catalogs.iter().cloned()).collect()
+    let set_hosts = req.set.iter().flat_map(ImageSet::hosts);
+    named
+        .chain(req.catalogs.iter().cloned())
+        .chain(set_hosts)
+        .collect()
 }
 
 /// The sources' registry clients, or none when no source is a registry.
@@ -291,7 +308,10 @@ fn source_context(
     Ok(Some(RegistryContext {
         registries: Arc::new(Registries::new(options)),
         cache: Arc::new(BlobCache::open(&dir)?),
-        referrers: req.referrers,
+        referrers: req
+            .set
+            .as_ref()
+            .map_or(req.referrers, |s| s.referrers(req.referrers)),
     }))
 }
 
@@ -321,9 +341,19 @@ fn plan_sources(
             }
         }
     }
+    // A set's entry that names platforms keeps those; others `platforms`.
+    let mut own_platforms = vec![None; sources.len()];
+    if let Some(set) = &req.set {
+        for (s, p) in imageset::open(set, ctx, true, &mut problems) {
+            sources.push(s);
+            own_platforms.push(p);
+        }
+    }
     let mut plan = Plan::default();
-    plan.platforms_are_default = platforms_are_default;
     for (i, s) in sources.iter().enumerate() {
+        // An entry's own platforms are the user's filter, never a default.
+        plan.platforms_are_default = platforms_are_default && own_platforms[i].is_none();
+        let platforms = own_platforms[i].as_deref().unwrap_or(platforms);
         if let Err(e) = plan.add_source(i, s.as_ref(), platforms) {
             problems.push(e);
         }
@@ -371,6 +401,7 @@ fn journal_key(req: &CopyRequest) -> Vec<String> {
     key.extend(req.all_tags.iter().map(|r| format!("--all-tags {r}")));
     key.extend(req.catalogs.iter().map(|r| format!("--catalog {r}")));
     key.extend(req.platforms.iter().map(|p| format!("--platform {p}")));
+    key.extend(req.set.iter().flat_map(ImageSet::describe));
     key
 }
 

@@ -8,9 +8,12 @@
 
 pub mod cache;
 pub mod copy;
+pub mod diff;
 pub mod export;
+pub mod imageset;
 pub mod import;
 pub mod inspect;
+pub mod inventory;
 pub mod keygen;
 pub mod login;
 pub mod pack;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::imageset::{self, ImageSet};
 use super::transport::SourceSpec;
 use crate::atomic::Swept;
 use crate::bundle::{existing_outputs, sweep_partials, BundleWriter, PackOptions};
@@ -39,6 +40,9 @@ pub struct PackSummary {
     /// The id of the key that signed the bundle; empty when unsigned. A
     /// list, as in `verify` and `inspect`.
     pub signed_by: Vec<String>,
+    /// `--dry-run`: planned, nothing downloaded or written.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 /// One image in the bundle, as `inspect` names it.
@@ -64,6 +68,8 @@ pub struct PackRequest {
     pub all_tags: Vec<String>,
     /// `REGISTRY`: every repository and tag it lists.
     pub catalogs: Vec<String>,
+    /// `-f SET.yaml`: an image set (docs/image-sets.md).
+    pub set: Option<ImageSet>,
     pub output: PathBuf,
     pub platforms: Vec<Platform>,
     pub options: PackOptions,
@@ -75,6 +81,9 @@ pub struct PackRequest {
     /// Replace an existing bundle of the output's name (file, volumes,
     /// parity); without it, pack refuses to.
     pub force: bool,
+    /// Plan (list tags and catalogs, fetch and check every manifest), say
+    /// what would be packed, write nothing.
+    pub dry_run: bool,
     pub quiet: bool,
 }
 
@@ -85,7 +94,11 @@ pub struct PackRequest {
 /// anything is written; problems with any of them are reported together and
 /// no bundle is created.
 pub fn pack(req: PackRequest) -> Result<PackSummary> {
-    if req.sources.is_empty() && req.all_tags.is_empty() && req.catalogs.is_empty() {
+    if req.sources.is_empty()
+        && req.all_tags.is_empty()
+        && req.catalogs.is_empty()
+        && req.set.is_none()
+    {
         return Err(Error::Usage("name at least one source to pack".into()));
     }
     refuse_to_clobber(&req.output, req.force)?;
@@ -96,16 +109,32 @@ pub fn pack(req: PackRequest) -> Result<PackSummary> {
         .collect::<Result<_>>()?;
     let registry = registry_context(&req, &specs)?;
     let mut problems = Vec::new();
-    let sources = open_sources(&req, &specs, registry.as_ref(), &mut problems);
+    let (sources, own_platforms): (Vec<_>, Vec<_>) =
+        open_sources(&req, &specs, registry.as_ref(), &mut problems)
+            .into_iter()
+            .unzip();
     let mut plan = Plan::default();
     for (i, s) in sources.iter().enumerate() {
-        if let Err(e) = plan.add_source(i, s.as_ref(), &req.platforms) {
+        // A set's entry that names platforms keeps those; others --platform.
+        let platforms = own_platforms[i].as_deref().unwrap_or(&req.platforms);
+        if let Err(e) = plan.add_source(i, s.as_ref(), platforms) {
             problems.push(e);
         }
     }
     Error::many(problems)?;
     if plan.images.is_empty() {
         return Err(Error::Usage("the sources hold no images".into()));
+    }
+    if req.dry_run {
+        return Ok(PackSummary {
+            images: packed_images(&plan),
+            blobs: plan.blobs.len(),
+            bytes: plan.total_bytes(),
+            downloaded: 0,
+            output: req.output.clone(),
+            signed_by: Vec::new(),
+            dry_run: true,
+        });
     }
 
     let to_fetch: u64 = plan
@@ -145,8 +174,19 @@ pub fn pack(req: PackRequest) -> Result<PackSummary> {
     // Counted by the cache: the writer may fetch a blob itself when it gets
     // there before the pool does.
     let downloaded = registry.as_ref().map_or(0, |ctx| ctx.cache.downloaded());
-    let images = plan
-        .images
+    Ok(PackSummary {
+        images: packed_images(&plan),
+        signed_by,
+        blobs: plan.blobs.len(),
+        bytes: plan.total_bytes(),
+        downloaded,
+        output: req.output.clone(),
+        dry_run: false,
+    })
+}
+
+fn packed_images(plan: &Plan) -> Vec<PackedImage> {
+    plan.images
         .iter()
         .map(|i| PackedImage {
             name: i.name.as_ref().map(|n| n.to_string()),
@@ -155,15 +195,7 @@ pub fn pack(req: PackRequest) -> Result<PackSummary> {
             source_digest: i.source_digest.clone(),
             subject: i.subject.clone(),
         })
-        .collect();
-    Ok(PackSummary {
-        images,
-        signed_by,
-        blobs: plan.blobs.len(),
-        bytes: plan.total_bytes(),
-        downloaded,
-        output: req.output.clone(),
-    })
+        .collect()
 }
 
 /// A pack replaces the bundle at `output`, and removes the volumes and
@@ -207,7 +239,8 @@ fn registry_context(
 ) -> Result<Option<RegistryContext>> {
     let needs_registry = !req.all_tags.is_empty()
         || !req.catalogs.is_empty()
-        || specs.iter().any(|(_, s)| s.is_registry());
+        || specs.iter().any(|(_, s)| s.is_registry())
+        || req.set.as_ref().is_some_and(ImageSet::needs_registry);
     if !needs_registry {
         return Ok(None);
     }
@@ -221,29 +254,37 @@ fn registry_context(
         })
         .chain(&req.all_tags)
         .filter_map(|r| Reference::parse(r).ok().map(|r| r.registry));
-    let names: Vec<String> = named.chain(req.catalogs.iter().cloned()).collect();
+    let set_hosts = req.set.iter().flat_map(ImageSet::hosts);
+    let names: Vec<String> = named
+        .chain(req.catalogs.iter().cloned())
+        .chain(set_hosts)
+        .collect();
     options.scope_login(names.iter().map(String::as_str))?;
     let dir = req.cache.clone().unwrap_or_else(BlobCache::default_dir);
     Ok(Some(RegistryContext {
         registries: Arc::new(Registries::new(options)),
         cache: Arc::new(BlobCache::open(&dir)?),
-        referrers: req.referrers,
+        referrers: req
+            .set
+            .as_ref()
+            .map_or(req.referrers, |s| s.referrers(req.referrers)),
     }))
 }
 
 /// Opens every source named on the command line, then the repositories of
-/// `--all-tags` and `--catalog`. Problems are collected, not returned, so
-/// that all of them are reported together.
+/// `--all-tags` and `--catalog`, then what the image set names, each with
+/// the platforms its entry names (`None`: `--platform`'s). Problems are
+/// collected, not returned, so that all of them are reported together.
 fn open_sources(
     req: &PackRequest,
     specs: &[(String, SourceSpec)],
     registry: Option<&RegistryContext>,
     problems: &mut Vec<Error>,
-) -> Vec<Box<dyn Source>> {
-    let mut sources: Vec<Box<dyn Source>> = Vec::new();
+) -> Vec<imageset::Opened> {
+    let mut sources: Vec<imageset::Opened> = Vec::new();
     for (text, spec) in specs {
         match spec.open(text, registry) {
-            Ok(s) => sources.push(s),
+            Ok(s) => sources.push((s, None)),
             Err(e) => problems.push(e),
         }
     }
@@ -251,10 +292,13 @@ fn open_sources(
         for repo in repositories(req, ctx, problems) {
             let name = format!("docker://{}", repo.name());
             match RegistrySource::all_tags(&name, &repo, ctx) {
-                Ok(s) => sources.push(Box::new(s)),
+                Ok(s) => sources.push((Box::new(s), None)),
                 Err(e) => problems.push(e),
             }
         }
+    }
+    if let Some(set) = &req.set {
+        sources.extend(imageset::open(set, registry, false, problems));
     }
     sources
 }
@@ -350,13 +394,8 @@ fn prefetch(
 }
 
 /// Reads a `-f LIST` file: one source per line, `#` comments and blank
-/// lines ignored.
+/// lines ignored. (`-f` itself reads an image set too: [`imageset::read`].)
 pub fn read_source_list(path: &Path) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io("read source list", path, e))?;
-    Ok(text
-        .lines()
-        .map(|l| l.split_once(" #").map_or(l, |(a, _)| a).trim())
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(String::from)
-        .collect())
+    Ok(imageset::parse_list(&text))
 }

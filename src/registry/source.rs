@@ -150,6 +150,46 @@ impl RegistrySource {
         Ok(s)
     }
 
+    /// The tags of a repository, referrer tags left out (they travel with
+    /// their subjects): what an image set's tag filter chooses from.
+    pub fn tags(repo: &Reference, ctx: &RegistryContext) -> Result<Vec<String>> {
+        let client = ctx.registries.client(&repo.registry)?;
+        let scope = format!("repository:{}:pull", repo.repository);
+        let tags = client.paginate(
+            &format!("/v2/{}/tags/list", repo.repository),
+            &scope,
+            "tags",
+        )?;
+        Ok(tags.into_iter().filter(|t| !is_referrer_tag(t)).collect())
+    }
+
+    /// The named tags of one repository, as one source.
+    pub fn tagged(
+        name: &str,
+        repo: &Reference,
+        tags: &[String],
+        ctx: &RegistryContext,
+    ) -> Result<RegistrySource> {
+        let mut s = RegistrySource::new(name, repo, ctx)?;
+        for tag in tags {
+            let reference = Reference {
+                tag: Some(tag.clone()),
+                digest: None,
+                ..repo.clone()
+            };
+            let descriptor = s.fetch_manifest(tag, None, &reference.to_string())?;
+            s.roots.push(Root {
+                name: Some(reference),
+                descriptor,
+                subject: None,
+            });
+        }
+        if ctx.referrers {
+            s.add_referrers()?;
+        }
+        Ok(s)
+    }
+
     /// The repositories of a registry's catalog, for whole-registry backups.
     pub fn catalog(registry: &str, ctx: &RegistryContext) -> Result<Vec<String>> {
         let client = ctx.registries.client(registry)?;

@@ -74,6 +74,8 @@ pub struct Config<'a> {
     pub token: Option<&'a TokenServer>,
     /// Keeps upload sessions valid across restarts.
     pub secret: bool,
+    /// `catalog.maxentries`: `_catalog` pages of at most this many.
+    pub catalog_max: Option<usize>,
 }
 
 pub struct Registry {
@@ -102,6 +104,10 @@ impl Registry {
                 c.cert.display(),
                 c.key.display()
             ));
+        }
+        // Top level, after the `http:` lines above.
+        if let Some(n) = cfg.catalog_max {
+            yml.push_str(&format!("catalog: {{maxentries: {n}}}\n"));
         }
         if let Some((user, pass)) = cfg.basic {
             let out = run("htpasswd", &["-Bbn", user, pass], dir.path()).ok();
