@@ -89,6 +89,7 @@ fn benches(c: &mut Criterion) {
             // Packs the same output again and again.
             force: true,
             quiet: true,
+            against: Default::default(),
         })
         .unwrap();
     };

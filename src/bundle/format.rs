@@ -144,6 +144,30 @@ pub struct BaseRecord {
     pub name: String,
 }
 
+impl BaseRecord {
+    /// How messages name the base: its name and short digest.
+    pub fn label(&self) -> String {
+        let kind = match self.kind {
+            BaseKind::Bundle => "bundle",
+            BaseKind::Inventory => "inventory",
+        };
+        match self.name.is_empty() {
+            true => format!("{kind} {}", self.digest),
+            false => format!("{kind} {} ({})", self.name, self.digest.short()),
+        }
+    }
+}
+
+impl Delta {
+    /// The label of the base an expected blob names (in range: checked
+    /// when the manifest was parsed).
+    pub fn base_of(&self, blob: &ExpectedBlob) -> String {
+        self.bases
+            .get(blob.base)
+            .map_or_else(|| format!("#{}", blob.base), BaseRecord::label)
+    }
+}
+
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum BaseKind {
@@ -209,8 +233,6 @@ impl BundleManifest {
             .get("formatVersion")
             .and_then(|v| v.as_u64())
             .ok_or_else(|| bad("the bundle manifest has no formatVersion".into()))?;
-        // TODO(delta): check `delta` is present exactly when version is 2,
-        // `base` indexes within `bases`, and add expected sizes to the bound.
         if version != FORMAT_VERSION && version != DELTA_FORMAT_VERSION {
             return Err(Error::UnsupportedVersion {
                 path: path.to_path_buf(),
@@ -220,17 +242,31 @@ impl BundleManifest {
         }
         let manifest: BundleManifest = serde_json::from_value(value)
             .map_err(|e| bad(format!("the bundle manifest is malformed: {e}")))?;
+        let expected = manifest.expected();
         let total = manifest
             .blobs
             .iter()
-            .try_fold(manifest.index.size, |sum, b| sum.checked_add(b.size))
+            .map(|b| b.size)
+            .chain(expected.iter().map(|e| e.size))
+            .try_fold(manifest.index.size, |sum, s| sum.checked_add(s))
             .filter(|&t| t <= MAX_BUNDLE);
         if total.is_none() {
             return Err(bad(format!(
                 "the bundle manifest states sizes that add up to more than the {MAX_BUNDLE} bytes a bundle may hold"
             )));
         }
+        check_delta(&manifest).map_err(bad)?;
         Ok(manifest)
+    }
+
+    /// The blobs a delta expects the far side to hold; none for a whole
+    /// bundle.
+    pub fn expected(&self) -> &[ExpectedBlob] {
+        self.delta.as_ref().map_or(&[], |d| &d.expected)
+    }
+
+    pub fn is_delta(&self) -> bool {
+        self.delta.is_some()
     }
 
     /// The tar members this manifest calls for, in order, with their sizes
@@ -247,6 +283,59 @@ impl BundleManifest {
         members.extend(self.blobs.iter().map(|b| (b.digest.layout_path(), b.size)));
         members
     }
+}
+
+/// The rules of §16 that the manifest alone decides: `delta` present
+/// exactly at version 2, each expected blob listed once, not carried too,
+/// never a manifest or an index, and its `base` one of `bases`.
+fn check_delta(m: &BundleManifest) -> std::result::Result<(), String> {
+    let delta = match (&m.delta, m.format_version) {
+        (None, DELTA_FORMAT_VERSION) => {
+            return Err(format!(
+                "formatVersion {DELTA_FORMAT_VERSION} is a delta bundle, but the manifest has no delta"
+            ))
+        }
+        (Some(_), v) if v != DELTA_FORMAT_VERSION => {
+            return Err(format!(
+                "the manifest has a delta, but formatVersion {v} is a whole bundle (a delta is {DELTA_FORMAT_VERSION})"
+            ))
+        }
+        (None, _) => return Ok(()),
+        (Some(d), _) => d,
+    };
+    if delta.bases.is_empty() {
+        return Err("the delta names no base".into());
+    }
+    let carried: std::collections::HashSet<&Digest> = m.blobs.iter().map(|b| &b.digest).collect();
+    let mut seen = std::collections::HashSet::new();
+    for e in &delta.expected {
+        if !seen.insert(&e.digest) {
+            return Err(format!("the delta lists expected blob {} twice", e.digest));
+        }
+        if carried.contains(&e.digest) {
+            return Err(format!(
+                "blob {} is both carried and listed as expected",
+                e.digest
+            ));
+        }
+        if e.base >= delta.bases.len() {
+            return Err(format!(
+                "expected blob {} names base {}, but the delta has {} base(s)",
+                e.digest,
+                e.base,
+                delta.bases.len()
+            ));
+        }
+        if crate::model::image::media::is_manifest(&e.media_type)
+            || crate::model::image::media::is_index(&e.media_type)
+        {
+            return Err(format!(
+                "expected blob {} is a manifest or index ({}); a delta must carry those",
+                e.digest, e.media_type
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Rounds a member size up to whole tar blocks.

@@ -238,6 +238,7 @@ pub fn copy(req: CopyRequest) -> Result<Copied> {
             referrers: req.referrers,
             force: req.force,
             quiet: req.quiet,
+            against: Default::default(),
         })?));
     }
     let specs: Vec<(String, SourceSpec)> = req

@@ -8,6 +8,7 @@
 
 pub mod cache;
 pub mod copy;
+pub mod delta;
 pub mod export;
 pub mod import;
 pub mod inspect;
@@ -18,6 +19,6 @@ pub mod repair;
 pub mod stdio;
 pub mod transport;
 
-pub use export::{export, ExportTarget};
+pub use export::{export, export_with, ExportTarget};
 pub use inspect::{inspect, ImageInfo, Inspection};
 pub use pack::{pack, read_source_list, PackRequest, PackSummary};

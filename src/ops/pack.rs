@@ -39,6 +39,10 @@ pub struct PackSummary {
     /// The id of the key that signed the bundle; empty when unsigned. A
     /// list, as in `verify` and `inspect`.
     pub signed_by: Vec<String>,
+    /// For a delta (`--against`): what it expects instead of carrying
+    /// (`blob_count` and `bytes` are what it carries).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delta: Option<crate::bundle::DeltaReport>,
 }
 
 /// One image in the bundle, as `inspect` names it.
@@ -76,6 +80,9 @@ pub struct PackRequest {
     /// parity); without it, pack refuses to.
     pub force: bool,
     pub quiet: bool,
+    /// Bases for a delta bundle (`--against`): what they hold is listed
+    /// as expected, not carried. Empty: a whole bundle.
+    pub against: super::delta::Against,
 }
 
 /// Reads every source, checks every manifest, downloads what registries
@@ -107,6 +114,8 @@ pub fn pack(req: PackRequest) -> Result<PackSummary> {
     if plan.images.is_empty() {
         return Err(Error::Usage("the sources hold no images".into()));
     }
+    // Before any download: what the bases hold is neither pulled nor carried.
+    let delta = super::delta::against(&mut plan, &req.against)?;
 
     let to_fetch: u64 = plan
         .blobs
@@ -137,6 +146,10 @@ pub fn pack(req: PackRequest) -> Result<PackSummary> {
         .into_iter()
         .collect();
     let writer = BundleWriter::to_file(&req.output, req.options)?;
+    let writer = match &delta {
+        Some(d) => writer.with_delta(d.clone()),
+        None => writer,
+    };
     let jobs = registry.as_ref().map(|_| req.registry.jobs);
     let written = write_while_downloading(&plan, &sources, writer, jobs, &pull, &progress);
     pull.finish();
@@ -163,6 +176,7 @@ pub fn pack(req: PackRequest) -> Result<PackSummary> {
         bytes: plan.total_bytes(),
         downloaded,
         output: req.output.clone(),
+        delta: delta.map(|d| crate::bundle::DeltaReport::of_delta(&d)),
     })
 }
 

@@ -8,6 +8,7 @@ mod conventions_auth;
 mod conventions_keys;
 mod conventions_surface;
 mod copy;
+mod delta;
 mod export;
 mod harness;
 mod hostile;
