@@ -83,6 +83,58 @@ fn blobs_of(layout: &Path, tag: &str) -> (Blob, Blob, Vec<Blob>) {
     (pair(m), pair(&manifest["config"]), layers)
 }
 
+/// Every field of `v` (by path, `a[].b`) is a row of docs/json.md's
+/// section `airlock COMMAND --json`.
+fn documented(command: &str, v: &Value) {
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/json.md"))
+        .unwrap();
+    let head = format!("## `airlock {command} --json`");
+    let section = doc
+        .split(&head)
+        .nth(1)
+        .unwrap()
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let rows: BTreeSet<&str> = section
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `")?.split('`').next())
+        .collect();
+    fn walk(v: &Value, path: &str, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, c) in m {
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    out.push(p.clone());
+                    walk(c, &p, out);
+                }
+            }
+            Value::Array(items) => items
+                .iter()
+                .for_each(|c| walk(c, &format!("{path}[]"), out)),
+            _ => {}
+        }
+    }
+    let mut paths = Vec::new();
+    walk(v, "", &mut paths);
+    let missing: Vec<&String> = paths
+        .iter()
+        .filter(|p| !rows.contains(p.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{command}: not in docs/json.md: {missing:?}"
+    );
+    assert!(
+        paths.iter().any(|p| p == "delta.expected_count"),
+        "{paths:?}"
+    );
+}
+
 fn json(r: Run) -> Value {
     serde_json::from_str(&r.stdout()).unwrap()
 }
@@ -222,6 +274,7 @@ fn a_delta_carries_what_its_base_bundle_lacks_and_exports_whole_with_it() {
     // inspect --json: what it carries and what it expects, in bytes.
     let i = json(airlock(&["inspect", "--json", s(&p.delta)], dir).ok());
     assert_eq!(i["format_version"], 2);
+    documented("inspect", &i);
     assert_eq!(i["blob_count"], 4);
     assert_eq!(i["bytes"], want.iter().map(|b| b.1).sum::<u64>());
     assert_eq!(i["delta"]["expected_count"], 2);
@@ -280,6 +333,7 @@ fn a_delta_carries_what_its_base_bundle_lacks_and_exports_whole_with_it() {
         .ok(),
     );
     assert_eq!(v["delta"]["supplied_by"].as_array().unwrap().len(), 1);
+    documented("verify", &v);
     // … and through a stream.
     run(
         "sh",
@@ -443,6 +497,7 @@ fn a_delta_against_an_inventory_expects_what_the_inventory_lists() {
         .ok(),
     );
     // Carried: the app's manifest, config and own layer.
+    documented("pack", &summary);
     assert_eq!(summary["blob_count"], 3);
     assert_eq!(summary["delta"]["expected_count"], 1);
     assert_eq!(summary["delta"]["expected_bytes"], base_l[0].1);
@@ -729,4 +784,110 @@ fn crafted_deltas_are_refused_by_the_file_and_the_stream_reader() {
 fn base64_of(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[test]
+fn a_delta_as_a_base_holds_what_it_carries_and_what_it_expects() {
+    let p = pack_both();
+    let dir = p.t.path();
+    let pubk = s(&p.public);
+    let src = |tag: &str| format!("oci:{}:{tag}", p.v2.display());
+    // Against a bundle, pack needs to know whom to trust for it.
+    let again = dir.join("again.airlock");
+    let err = airlock(
+        &[
+            "pack",
+            "-q",
+            "-o",
+            s(&again),
+            "--against",
+            s(&p.delta),
+            &src("base"),
+            &src("app"),
+        ],
+        dir,
+    )
+    .fails_usage();
+    insta::with_settings!({filters => filters()}, {
+        insta::assert_snapshot!(err, @"airlock: error: base bundle [DIR]/v2.airlock must be checked: pass --pub KEY (its signer's public key), or --allow-unsigned");
+    });
+    // v2 again, against the v2 delta alone: every config and layer is
+    // expected, those it carried and those it expected itself.
+    let summary = json(
+        airlock(
+            &[
+                "pack",
+                "--json",
+                "-o",
+                s(&again),
+                "--against",
+                s(&p.delta),
+                "--pub",
+                pubk,
+                &src("base"),
+                &src("app"),
+            ],
+            dir,
+        )
+        .ok(),
+    );
+    assert_eq!(summary["blob_count"], 2, "only the two manifests");
+    assert_eq!(summary["delta"]["expected_count"], 4);
+    airlock(
+        &[
+            "verify",
+            "-q",
+            "--allow-unsigned",
+            s(&again),
+            "--with",
+            s(&p.delta),
+        ],
+        dir,
+    )
+    .ok();
+    // Exporting needs bytes: the v2 delta does not carry base's layer,
+    // so it alone does not do; with v1 as well it does.
+    let (_, base_c, base_l) = blobs_of(&p.v2, "base");
+    let out = dir.join("out");
+    let target = format!("oci:{}", out.display());
+    let err = airlock(
+        &[
+            "export",
+            "-q",
+            "--allow-unsigned",
+            "--with",
+            s(&p.delta),
+            "--to",
+            &target,
+            s(&again),
+        ],
+        dir,
+    )
+    .fails();
+    for blob in [&base_c, &base_l[0]] {
+        assert!(
+            err.contains(&format!("{} ({} bytes)", blob.0, blob.1)),
+            "{err}"
+        );
+    }
+    assert!(err.contains("its base bundle"), "{err}");
+    assert!(!out.exists(), "nothing written before every blob is found");
+    airlock(
+        &[
+            "export",
+            "-q",
+            "--allow-unsigned",
+            "--with",
+            s(&p.delta),
+            "--with",
+            s(&p.base),
+            "--to",
+            &target,
+            s(&again),
+        ],
+        dir,
+    )
+    .ok();
+    let names = crate::util::entries(&out.join("blobs/sha256"));
+    assert!(names.contains(&base_l[0].0.strip_prefix("sha256:").unwrap().to_string()));
 }
