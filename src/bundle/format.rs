@@ -237,7 +237,7 @@ impl BundleManifest {
             return Err(Error::UnsupportedVersion {
                 path: path.to_path_buf(),
                 found: version,
-                supported: FORMAT_VERSION,
+                supported: DELTA_FORMAT_VERSION,
             });
         }
         let manifest: BundleManifest = serde_json::from_value(value)

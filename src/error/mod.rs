@@ -126,7 +126,7 @@ pub enum Error {
         hint: String,
     },
 
-    #[error("bundle {}: format version {found} is not supported (this airlock reads version {supported})", Shown(path.display()))]
+    #[error("bundle {}: format version {found} is not supported (this airlock reads versions 1 to {supported})", Shown(path.display()))]
     UnsupportedVersion {
         path: PathBuf,
         found: u64,

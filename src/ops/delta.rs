@@ -205,28 +205,26 @@ fn read_inventory(path: &Path) -> Result<(Digest, Vec<(Digest, u64)>)> {
     f.take(MAX_INVENTORY + 1)
         .read_to_end(&mut raw)
         .map_err(|e| Error::io("read base", path, e))?;
-    let what = format!(
-        "base {} (neither a bundle nor an inventory)",
-        path.display()
-    );
+    let refuse = |reason: String| Error::Refused {
+        what: path.display().to_string(),
+        reason,
+        hint: "give a bundle sent before (a file, a volume or the directory of its volumes) or an inventory written by `airlock inventory`".into(),
+    };
     if raw.len() as u64 > MAX_INVENTORY {
-        return Err(Error::Unsupported {
-            what,
-            reason: format!("it is larger than the {MAX_INVENTORY} bytes an inventory may have"),
-        });
+        return Err(refuse(format!(
+            "it is not a bundle, and larger than the {MAX_INVENTORY} bytes an inventory may have"
+        )));
     }
-    let inv: InventoryBlobs = serde_json::from_slice(&raw).map_err(|e| Error::BadJson {
-        what: what.clone(),
-        reason: e.to_string(),
+    let inv: InventoryBlobs = serde_json::from_slice(&raw).map_err(|e| {
+        refuse(format!(
+            "it is neither a bundle (no zstd frame at its start) nor an inventory ({e})"
+        ))
     })?;
     if inv.version != INVENTORY_VERSION {
-        return Err(Error::Unsupported {
-            what: format!("inventory {}", path.display()),
-            reason: format!(
-                "its version is {}; this airlock reads version {INVENTORY_VERSION}",
-                inv.version
-            ),
-        });
+        return Err(refuse(format!(
+            "it is an inventory of version {}; this airlock reads version {INVENTORY_VERSION}",
+            inv.version
+        )));
     }
     let blobs = inv.blobs.into_iter().map(|b| (b.digest, b.size)).collect();
     Ok((Digest::of(&raw), blobs))

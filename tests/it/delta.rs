@@ -891,3 +891,41 @@ fn a_delta_as_a_base_holds_what_it_carries_and_what_it_expects() {
     let names = crate::util::entries(&out.join("blobs/sha256"));
     assert!(names.contains(&base_l[0].0.strip_prefix("sha256:").unwrap().to_string()));
 }
+
+#[test]
+fn a_base_that_is_neither_a_bundle_nor_an_inventory_is_named() {
+    let t = scratch();
+    let dir = t.path();
+    let (_, v2) = versions(dir);
+    let app = format!("oci:{}:app", v2.display());
+    let pack = |base: &Path| {
+        airlock(
+            &[
+                "pack",
+                "-q",
+                "-o",
+                s(&dir.join("d.airlock")),
+                "--against",
+                s(base),
+                &app,
+            ],
+            dir,
+        )
+        .fails()
+    };
+    let newer = dir.join("newer.json");
+    std::fs::write(&newer, r#"{"version": 9, "images": [], "blobs": []}"#).unwrap();
+    let notes = dir.join("notes.txt");
+    std::fs::write(&notes, "not json").unwrap();
+    let out = format!("{}\n{}", pack(&newer), pack(&notes));
+    insta::with_settings!({filters => filters()}, {
+        insta::assert_snapshot!(out, @r"
+        airlock: error: [DIR]/newer.json: it is an inventory of version 9; this airlock reads version 1
+          hint: give a bundle sent before (a file, a volume or the directory of its volumes) or an inventory written by `airlock inventory`
+
+        airlock: error: [DIR]/notes.txt: it is neither a bundle (no zstd frame at its start) nor an inventory (expected ident at line 1 column 2)
+          hint: give a bundle sent before (a file, a volume or the directory of its volumes) or an inventory written by `airlock inventory`
+        ");
+    });
+    assert!(!dir.join("d.airlock").exists());
+}
