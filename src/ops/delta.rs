@@ -205,10 +205,12 @@ fn read_inventory(path: &Path) -> Result<(Digest, Vec<(Digest, u64)>)> {
     f.take(MAX_INVENTORY + 1)
         .read_to_end(&mut raw)
         .map_err(|e| Error::io("read base", path, e))?;
-    let refuse = |reason: String| Error::Refused {
+    let refuse = |reason: String| {
+        Error::Refused {
         what: path.display().to_string(),
         reason,
         hint: "give a bundle sent before (a file, a volume or the directory of its volumes) or an inventory written by `airlock inventory`".into(),
+    }
     };
     if raw.len() as u64 > MAX_INVENTORY {
         return Err(refuse(format!(

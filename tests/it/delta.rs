@@ -653,6 +653,34 @@ fn a_delta_from_a_registry_downloads_only_what_it_carries() {
         .ok(),
     );
     assert_eq!(v["delta"]["expected_count"], 2);
+    // A base may be a volume set too, named by its directory.
+    let vols = dir.join("vols");
+    std::fs::create_dir(&vols).unwrap();
+    let mut pack_v1 = vec!["pack", "-q", "--split", "1M", "-o"];
+    let v1_split = vols.join("v1.airlock");
+    pack_v1.push(s(&v1_split));
+    let v1_sources = [
+        format!("oci:{}:base", v1.display()),
+        format!("oci:{}:app", v1.display()),
+    ];
+    pack_v1.extend(v1_sources.iter().map(String::as_str));
+    airlock(&pack_v1, dir).ok();
+    assert!(vols.join("v1.airlock.001").exists());
+    let v = json(
+        airlock(
+            &[
+                "verify",
+                "--json",
+                "--allow-unsigned",
+                s(&delta),
+                "--with",
+                s(&vols),
+            ],
+            dir,
+        )
+        .ok(),
+    );
+    assert_eq!(v["delta"]["supplied_by"].as_array().unwrap().len(), 1);
 }
 
 /// The delta's parts, altered by `change` and laid out again unsigned.
