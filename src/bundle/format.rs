@@ -1,5 +1,6 @@
-//! Every constant and structure of bundle format v1, and every limit the
-//! bundle readers enforce, in one place.
+//! Every constant and structure of the bundle format (version 1, and
+//! version 2: a delta bundle, §16), and every limit the bundle readers
+//! enforce, in one place.
 //!
 //! These serve as documentation of `docs/bundle-format.md`, which is
 //! normative; a change here is a change there, in the same commit. Not for
