@@ -343,3 +343,86 @@ fn check_delta(m: &BundleManifest) -> std::result::Result<(), String> {
 pub fn padded(size: u64) -> u64 {
     size.div_ceil(BLOCK as u64) * BLOCK as u64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::image::media;
+
+    fn digest(n: u8) -> Digest {
+        Digest::of(&[n])
+    }
+
+    /// A delta manifest carrying blob 1 and expecting blob 2 from one base.
+    fn delta() -> serde_json::Value {
+        serde_json::json!({
+            "formatVersion": 2, "tool": "t", "created": "c",
+            "index": {"digest": digest(0), "size": 1},
+            "images": [],
+            "blobs": [{"digest": digest(1), "size": 1}],
+            "delta": {
+                "bases": [{"kind": "bundle", "digest": digest(9)}],
+                "expected": [{"digest": digest(2), "size": 5, "base": 0}],
+            },
+        })
+    }
+
+    fn parse(v: &serde_json::Value) -> std::result::Result<BundleManifest, String> {
+        BundleManifest::from_payload(Path::new("b"), &serde_json::to_vec(v).unwrap())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_delta_manifest_is_refused_unless_its_records_agree() {
+        let m = parse(&delta()).unwrap();
+        assert_eq!(m.expected().len(), 1);
+        assert_eq!(
+            m.delta.as_ref().unwrap().base_of(&m.expected()[0]),
+            format!("bundle {}", digest(9))
+        );
+        type Change = Box<dyn Fn(&mut serde_json::Value)>;
+        let cases: Vec<(&str, Change)> = vec![
+            (
+                "has no delta",
+                Box::new(|v| drop(v.as_object_mut().unwrap().remove("delta"))),
+            ),
+            (
+                "formatVersion 1 is a whole bundle",
+                Box::new(|v| v["formatVersion"] = 1.into()),
+            ),
+            (
+                "names no base",
+                Box::new(|v| v["delta"]["bases"] = serde_json::json!([])),
+            ),
+            (
+                "names base 1",
+                Box::new(|v| v["delta"]["expected"][0]["base"] = 1.into()),
+            ),
+            (
+                "both carried and listed",
+                Box::new(|v| v["delta"]["expected"][0]["digest"] = serde_json::json!(digest(1))),
+            ),
+            (
+                "twice",
+                Box::new(|v| {
+                    let e = v["delta"]["expected"][0].clone();
+                    v["delta"]["expected"].as_array_mut().unwrap().push(e);
+                }),
+            ),
+            (
+                "a delta must carry those",
+                Box::new(|v| v["delta"]["expected"][0]["mediaType"] = media::OCI_INDEX.into()),
+            ),
+            (
+                "add up to more than",
+                Box::new(|v| v["delta"]["expected"][0]["size"] = MAX_BUNDLE.into()),
+            ),
+        ];
+        for (want, change) in cases {
+            let mut v = delta();
+            change(&mut v);
+            let err = parse(&v).unwrap_err();
+            assert!(err.contains(want), "{want}: {err}");
+        }
+    }
+}
