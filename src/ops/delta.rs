@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use crate::bundle::format::{BaseKind, BaseRecord, BundleManifest, Delta, ExpectedBlob};
 use crate::bundle::sign::TrustedKeys;
-use crate::bundle::{Bundle, BundleSource, OpenOptions, Opened, Verified, VerifyReport};
+use crate::bundle::{Bundle, BundleSource, OpenOptions, Opened, Trusted, Verified, VerifyReport};
 use crate::error::{Error, Result};
 use crate::model::image::{media, Descriptor};
 use crate::model::inventory::INVENTORY_VERSION;
@@ -74,7 +74,7 @@ impl Bases {
         for path in paths {
             let position = bases.records.len();
             if is_bundle(path) {
-                let bundle = open_bundle(path, trust)?;
+                let bundle = open_bundle(path, trust, keep)?;
                 let m = bundle.manifest();
                 let blobs: Vec<(Digest, u64)> = m
                     .blobs
@@ -167,21 +167,35 @@ fn is_bundle(path: &Path) -> bool {
 }
 
 /// Opens a base bundle and checks its signature as the command's own
-/// bundle would be.
-fn open_bundle(
-    path: &Path,
-    trust: &BaseTrust,
-) -> Result<crate::bundle::Bundle<crate::bundle::Trusted>> {
-    match &trust.keys {
-        Some(keys) => Bundle::<Opened>::open_for_key(path, OpenOptions::FULL, keys)?
-            .check_signature(keys),
-        None if trust.allow_unsigned => {
-            Bundle::<Opened>::open_with(path, OpenOptions::FULL)?.without_signature_check()
-        }
-        None => Err(Error::Usage(format!(
+/// bundle would be. With `whole` its bytes will be read, so every volume
+/// is hashed first, as `verify` does; otherwise only its signed manifest
+/// is used, and only the structure is read first, as `inspect` does
+/// (unless that much fails).
+fn open_bundle(path: &Path, trust: &BaseTrust, whole: bool) -> Result<Bundle<Trusted>> {
+    if trust.keys.is_none() && !trust.allow_unsigned {
+        return Err(Error::Usage(format!(
             "base bundle {} must be checked: pass --pub KEY (its signer's public key), or --allow-unsigned",
             path.display()
-        ))),
+        )));
+    }
+    let open = |options: OpenOptions| match &trust.keys {
+        Some(keys) => Bundle::<Opened>::open_for_key(path, options, keys),
+        None => Bundle::<Opened>::open_with(path, options),
+    };
+    let quick = OpenOptions {
+        check: false,
+        repair: true,
+    };
+    let opened = match whole {
+        true => open(OpenOptions::FULL)?,
+        false => match open(quick) {
+            Err(Error::BadBundle { .. }) => open(OpenOptions::FULL)?,
+            other => other?,
+        },
+    };
+    match &trust.keys {
+        Some(keys) => opened.check_signature(keys),
+        None => opened.without_signature_check(),
     }
 }
 

@@ -839,6 +839,26 @@ fn a_delta_as_a_base_holds_what_it_carries_and_what_it_expects() {
     insta::with_settings!({filters => filters()}, {
         insta::assert_snapshot!(err, @"airlock: error: base bundle [DIR]/v2.airlock must be checked: pass --pub KEY (its signer's public key), or --allow-unsigned");
     });
+    // … and checks the base's signature with the keys it is given.
+    let (_, stranger) = keys(dir, "stranger");
+    let err = airlock(
+        &[
+            "pack",
+            "-q",
+            "-o",
+            s(&again),
+            "--against",
+            s(&p.delta),
+            "--pub",
+            s(&stranger),
+            &src("base"),
+            &src("app"),
+        ],
+        dir,
+    )
+    .fails();
+    assert!(err.contains("not by the trusted key"), "{err}");
+    assert!(!again.exists());
     // v2 again, against the v2 delta alone: every config and layer is
     // expected, those it carried and those it expected itself.
     let summary = json(
