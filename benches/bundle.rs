@@ -91,6 +91,7 @@ fn benches(c: &mut Criterion) {
             force: true,
             dry_run: false,
             quiet: true,
+            against: Default::default(),
         })
         .unwrap();
     };

@@ -98,6 +98,23 @@ impl Plan {
         Ok(())
     }
 
+    /// Takes the blobs `leave` selects out of the plan (a delta expects
+    /// them instead of carrying them), returning them in plan order. The
+    /// images stay: they are still described whole.
+    pub fn take_blobs(&mut self, leave: impl Fn(&PlannedBlob) -> bool) -> Vec<PlannedBlob> {
+        let (taken, kept) = std::mem::take(&mut self.blobs)
+            .into_iter()
+            .partition(|b| leave(b));
+        self.blobs = kept;
+        self.seen = self
+            .blobs
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (b.descriptor.digest.clone(), i))
+            .collect();
+        taken
+    }
+
     pub fn total_bytes(&self) -> u64 {
         self.blobs.iter().map(|b| b.descriptor.size).sum()
     }

@@ -1,5 +1,6 @@
-//! Every constant and structure of bundle format v1, and every limit the
-//! bundle readers enforce, in one place.
+//! Every constant and structure of the bundle format (version 1, and
+//! version 2: a delta bundle, §16), and every limit the bundle readers
+//! enforce, in one place.
 //!
 //! These serve as documentation of `docs/bundle-format.md`, which is
 //! normative; a change here is a change there, in the same commit. Not for
@@ -144,6 +145,30 @@ pub struct BaseRecord {
     pub name: String,
 }
 
+impl BaseRecord {
+    /// How messages name the base: its name and short digest.
+    pub fn label(&self) -> String {
+        let kind = match self.kind {
+            BaseKind::Bundle => "bundle",
+            BaseKind::Inventory => "inventory",
+        };
+        match self.name.is_empty() {
+            true => format!("{kind} {}", self.digest),
+            false => format!("{kind} {} ({})", self.name, self.digest.short()),
+        }
+    }
+}
+
+impl Delta {
+    /// The label of the base an expected blob names (in range: checked
+    /// when the manifest was parsed).
+    pub fn base_of(&self, blob: &ExpectedBlob) -> String {
+        self.bases
+            .get(blob.base)
+            .map_or_else(|| format!("#{}", blob.base), BaseRecord::label)
+    }
+}
+
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum BaseKind {
@@ -209,28 +234,40 @@ impl BundleManifest {
             .get("formatVersion")
             .and_then(|v| v.as_u64())
             .ok_or_else(|| bad("the bundle manifest has no formatVersion".into()))?;
-        // TODO(delta): check `delta` is present exactly when version is 2,
-        // `base` indexes within `bases`, and add expected sizes to the bound.
         if version != FORMAT_VERSION && version != DELTA_FORMAT_VERSION {
             return Err(Error::UnsupportedVersion {
                 path: path.to_path_buf(),
                 found: version,
-                supported: FORMAT_VERSION,
+                supported: DELTA_FORMAT_VERSION,
             });
         }
         let manifest: BundleManifest = serde_json::from_value(value)
             .map_err(|e| bad(format!("the bundle manifest is malformed: {e}")))?;
+        let expected = manifest.expected();
         let total = manifest
             .blobs
             .iter()
-            .try_fold(manifest.index.size, |sum, b| sum.checked_add(b.size))
+            .map(|b| b.size)
+            .chain(expected.iter().map(|e| e.size))
+            .try_fold(manifest.index.size, |sum, s| sum.checked_add(s))
             .filter(|&t| t <= MAX_BUNDLE);
         if total.is_none() {
             return Err(bad(format!(
                 "the bundle manifest states sizes that add up to more than the {MAX_BUNDLE} bytes a bundle may hold"
             )));
         }
+        check_delta(&manifest).map_err(bad)?;
         Ok(manifest)
+    }
+
+    /// The blobs a delta expects the far side to hold; none for a whole
+    /// bundle.
+    pub fn expected(&self) -> &[ExpectedBlob] {
+        self.delta.as_ref().map_or(&[], |d| &d.expected)
+    }
+
+    pub fn is_delta(&self) -> bool {
+        self.delta.is_some()
     }
 
     /// The tar members this manifest calls for, in order, with their sizes
@@ -249,7 +286,143 @@ impl BundleManifest {
     }
 }
 
+/// The rules of §16 that the manifest alone decides: `delta` present
+/// exactly at version 2, each expected blob listed once, not carried too,
+/// never a manifest or an index, and its `base` one of `bases`.
+fn check_delta(m: &BundleManifest) -> std::result::Result<(), String> {
+    let delta = match (&m.delta, m.format_version) {
+        (None, DELTA_FORMAT_VERSION) => {
+            return Err(format!(
+                "formatVersion {DELTA_FORMAT_VERSION} is a delta bundle, but the manifest has no delta"
+            ))
+        }
+        (Some(_), v) if v != DELTA_FORMAT_VERSION => {
+            return Err(format!(
+                "the manifest has a delta, but formatVersion {v} is a whole bundle (a delta is {DELTA_FORMAT_VERSION})"
+            ))
+        }
+        (None, _) => return Ok(()),
+        (Some(d), _) => d,
+    };
+    if delta.bases.is_empty() {
+        return Err("the delta names no base".into());
+    }
+    let carried: std::collections::HashSet<&Digest> = m.blobs.iter().map(|b| &b.digest).collect();
+    let mut seen = std::collections::HashSet::new();
+    for e in &delta.expected {
+        if !seen.insert(&e.digest) {
+            return Err(format!("the delta lists expected blob {} twice", e.digest));
+        }
+        if carried.contains(&e.digest) {
+            return Err(format!(
+                "blob {} is both carried and listed as expected",
+                e.digest
+            ));
+        }
+        if e.base >= delta.bases.len() {
+            return Err(format!(
+                "expected blob {} names base {}, but the delta has {} base(s)",
+                e.digest,
+                e.base,
+                delta.bases.len()
+            ));
+        }
+        if crate::model::image::media::is_manifest(&e.media_type)
+            || crate::model::image::media::is_index(&e.media_type)
+        {
+            return Err(format!(
+                "expected blob {} is a manifest or index ({}); a delta must carry those",
+                e.digest, e.media_type
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Rounds a member size up to whole tar blocks.
 pub fn padded(size: u64) -> u64 {
     size.div_ceil(BLOCK as u64) * BLOCK as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::image::media;
+
+    fn digest(n: u8) -> Digest {
+        Digest::of(&[n])
+    }
+
+    /// A delta manifest carrying blob 1 and expecting blob 2 from one base.
+    fn delta() -> serde_json::Value {
+        serde_json::json!({
+            "formatVersion": 2, "tool": "t", "created": "c",
+            "index": {"digest": digest(0), "size": 1},
+            "images": [],
+            "blobs": [{"digest": digest(1), "size": 1}],
+            "delta": {
+                "bases": [{"kind": "bundle", "digest": digest(9)}],
+                "expected": [{"digest": digest(2), "size": 5, "base": 0}],
+            },
+        })
+    }
+
+    fn parse(v: &serde_json::Value) -> std::result::Result<BundleManifest, String> {
+        BundleManifest::from_payload(Path::new("b"), &serde_json::to_vec(v).unwrap())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_delta_manifest_is_refused_unless_its_records_agree() {
+        let m = parse(&delta()).unwrap();
+        assert_eq!(m.expected().len(), 1);
+        assert_eq!(
+            m.delta.as_ref().unwrap().base_of(&m.expected()[0]),
+            format!("bundle {}", digest(9))
+        );
+        type Change = Box<dyn Fn(&mut serde_json::Value)>;
+        let cases: Vec<(&str, Change)> = vec![
+            (
+                "has no delta",
+                Box::new(|v| drop(v.as_object_mut().unwrap().remove("delta"))),
+            ),
+            (
+                "formatVersion 1 is a whole bundle",
+                Box::new(|v| v["formatVersion"] = 1.into()),
+            ),
+            (
+                "names no base",
+                Box::new(|v| v["delta"]["bases"] = serde_json::json!([])),
+            ),
+            (
+                "names base 1",
+                Box::new(|v| v["delta"]["expected"][0]["base"] = 1.into()),
+            ),
+            (
+                "both carried and listed",
+                Box::new(|v| v["delta"]["expected"][0]["digest"] = serde_json::json!(digest(1))),
+            ),
+            (
+                "twice",
+                Box::new(|v| {
+                    let e = v["delta"]["expected"][0].clone();
+                    v["delta"]["expected"].as_array_mut().unwrap().push(e);
+                }),
+            ),
+            (
+                "a delta must carry those",
+                Box::new(|v| v["delta"]["expected"][0]["mediaType"] = media::OCI_INDEX.into()),
+            ),
+            (
+                "add up to more than",
+                Box::new(|v| v["delta"]["expected"][0]["size"] = MAX_BUNDLE.into()),
+            ),
+        ];
+        for (want, change) in cases {
+            let mut v = delta();
+            change(&mut v);
+            let err = parse(&v).unwrap_err();
+            assert!(err.contains(want), "{want}: {err}");
+        }
+    }
 }

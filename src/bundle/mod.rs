@@ -56,5 +56,5 @@ pub use open::{Bundle, Claims, Opened, Trusted, Verified};
 pub use repair::{check_repaired, plan_repair, RepairPlan, VolumeFix};
 pub use source::BundleSource;
 pub use stream::{read_stream, verify_stream, Received, StreamVisitor};
-pub use verify::VerifyReport;
+pub use verify::{DeltaReport, VerifyReport};
 pub use writer::{existing_outputs, rfc3339, sweep_partials, BundleWriter, Output, PackOptions};

@@ -6,19 +6,23 @@
 //! bundle: [`super::Bundle`] gives one only once trusted, and `inspect`
 //! reads one only through [`super::Claims::unchecked_source`].
 
+use std::collections::HashMap;
 use std::io::Read;
 
-use super::format::{BundleManifest, ImageRecord};
+use super::format::{BundleManifest, ExpectedBlob, ImageRecord};
 use super::index::BundleFile;
 use crate::error::{Error, Result};
 use crate::model::image::Descriptor;
 use crate::model::reference::Reference;
+use crate::model::Digest;
 use crate::source::{Root, Source};
 
 pub struct BundleSource<'a> {
     file: &'a BundleFile,
     manifest: &'a BundleManifest,
     name: String,
+    /// A delta's expected blobs: asked for one, the source names its base.
+    expected: HashMap<&'a Digest, &'a ExpectedBlob>,
 }
 
 impl<'a> BundleSource<'a> {
@@ -27,6 +31,7 @@ impl<'a> BundleSource<'a> {
             file,
             manifest,
             name: file.path().display().to_string(),
+            expected: manifest.expected().iter().map(|e| (&e.digest, e)).collect(),
         }
     }
 }
@@ -55,6 +60,15 @@ impl Source for BundleSource<'_> {
 
     fn open_blob(&self, blob: &Descriptor) -> Result<Box<dyn Read + Send + '_>> {
         let digest = &blob.digest;
+        if let (Some(e), Some(delta)) = (self.expected.get(digest), &self.manifest.delta) {
+            return Err(Error::NotInDelta {
+                source_name: self.name.clone(),
+                digest: digest.clone(),
+                size: e.size,
+                base: delta.base_of(e),
+                image: None,
+            });
+        }
         let m = self
             .file
             .member(&digest.layout_path())

@@ -453,17 +453,21 @@ impl Source for Received {
 
 /// Every image finds all its blobs, and no blob is left unused.
 fn check_graph(received: &Received, manifest: &BundleManifest) -> Result<()> {
-    let mut used = std::collections::HashSet::new();
+    let mut used: HashMap<Digest, u64> = HashMap::new();
     let mut problems = Vec::new();
     for root in received.roots()? {
         let mut plan = Plan::default();
         match plan.add_root(0, received, root, &[]) {
-            Ok(()) => used.extend(plan.blobs.into_iter().map(|b| b.descriptor.digest)),
+            Ok(()) => used.extend(
+                plan.blobs
+                    .into_iter()
+                    .map(|b| (b.descriptor.digest, b.descriptor.size)),
+            ),
             Err(e) => problems.push(e),
         }
     }
     for b in &manifest.blobs {
-        if !used.contains(&b.digest) {
+        if !used.contains_key(&b.digest) {
             problems.push(bad(format!(
                 "blob {} is in the bundle but no image uses it",
                 b.digest
@@ -473,10 +477,29 @@ fn check_graph(received: &Received, manifest: &BundleManifest) -> Result<()> {
     // A set built once: a scan per used digest was quadratic (60,000 blobs).
     let held: std::collections::HashSet<&Digest> =
         manifest.blobs.iter().map(|b| &b.digest).collect();
-    for d in &used {
-        if !held.contains(d) {
-            problems.push(bad(format!(
+    // A delta's image graph may end in an expected blob instead (§16).
+    let expected: HashMap<&Digest, u64> = manifest
+        .expected()
+        .iter()
+        .map(|e| (&e.digest, e.size))
+        .collect();
+    for (d, size) in &used {
+        match expected.get(d) {
+            _ if held.contains(d) => {}
+            Some(s) if s != size => problems.push(bad(format!(
+                "an image declares blob {d} as {size} bytes, the delta expects {s}"
+            ))),
+            Some(_) => {}
+            None => problems.push(bad(format!(
                 "an image needs blob {d}, which the bundle does not hold"
+            ))),
+        }
+    }
+    for e in manifest.expected() {
+        if !used.contains_key(&e.digest) {
+            problems.push(bad(format!(
+                "the delta expects blob {}, but no image uses it",
+                e.digest
             )));
         }
     }
@@ -502,6 +525,7 @@ pub fn verify_stream(input: impl Read, key: Option<&TrustedKeys>) -> Result<supe
         bytes: manifest.blobs.iter().map(|b| b.size).sum(),
         signed_by: None,
         notices: Vec::new(),
+        delta: super::verify::DeltaReport::of(&manifest),
     })
 }
 

@@ -37,6 +37,42 @@ pub struct VerifyReport {
     /// What opening found and did: volumes repaired from parity, files
     /// named out of order, damaged parity.
     pub notices: Vec<String>,
+    /// For a delta bundle: what it expects and from which bases.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delta: Option<DeltaReport>,
+}
+
+/// What a delta bundle expects the far side to hold (spec §16).
+#[derive(Clone, Debug, Serialize)]
+pub struct DeltaReport {
+    /// Blobs its images need that it does not carry.
+    pub expected_count: usize,
+    pub expected_bytes: u64,
+    /// The bases it was packed against, in order.
+    pub bases: Vec<BaseRecord>,
+    /// With `verify --with`: the bases given, which supply every expected
+    /// blob. Left out when none was given (the expectations unchecked).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub supplied_by: Vec<String>,
+    /// The expected blobs themselves, for `verify --with`; not printed.
+    #[serde(skip)]
+    pub expected: Vec<ExpectedBlob>,
+}
+
+impl DeltaReport {
+    pub fn of(manifest: &BundleManifest) -> Option<DeltaReport> {
+        manifest.delta.as_ref().map(DeltaReport::of_delta)
+    }
+
+    pub fn of_delta(d: &Delta) -> DeltaReport {
+        DeltaReport {
+            expected_count: d.expected.len(),
+            expected_bytes: d.expected.iter().map(|e| e.size).sum(),
+            bases: d.bases.clone(),
+            supplied_by: Vec::new(),
+            expected: d.expected.clone(),
+        }
+    }
 }
 
 fn as_list<S: serde::Serializer>(value: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
@@ -62,6 +98,7 @@ pub(crate) fn check_all(
         bytes: manifest.blobs.iter().map(|b| b.size).sum(),
         signed_by: None,
         notices: file.notices().to_vec(),
+        delta: DeltaReport::of(manifest),
     })
 }
 
@@ -134,6 +171,12 @@ fn check_images(
     let mut problems = Vec::new();
     let listed: HashMap<&Digest, &BlobRecord> =
         manifest.blobs.iter().map(|r| (&r.digest, r)).collect();
+    // A delta's image graph may end in an expected blob instead (§16).
+    let expected: HashMap<&Digest, u64> = manifest
+        .expected()
+        .iter()
+        .map(|e| (&e.digest, e.size))
+        .collect();
     for root in source.roots()? {
         let label = root
             .name
@@ -150,14 +193,18 @@ fn check_images(
                 .entry(b.descriptor.digest.clone())
                 .or_default()
                 .push(label.clone());
-            match listed.get(&b.descriptor.digest) {
+            let size = listed
+                .get(&b.descriptor.digest)
+                .map(|r| r.size)
+                .or_else(|| expected.get(&b.descriptor.digest).copied());
+            match size {
                 None => problems.push(bad(format!(
                     "{label} needs blob {}, which the bundle does not hold",
                     b.descriptor.digest
                 ))),
-                Some(r) if r.size != b.descriptor.size => problems.push(bad(format!(
-                    "{label} declares blob {} as {} bytes, the bundle manifest as {}",
-                    r.digest, b.descriptor.size, r.size
+                Some(size) if size != b.descriptor.size => problems.push(bad(format!(
+                    "{label} declares blob {} as {} bytes, the bundle manifest as {size}",
+                    b.descriptor.digest, b.descriptor.size
                 ))),
                 Some(_) => {}
             }
@@ -168,6 +215,14 @@ fn check_images(
             problems.push(bad(format!(
                 "blob {} is in the bundle but no image uses it",
                 b.digest
+            )));
+        }
+    }
+    for e in manifest.expected() {
+        if !users.contains_key(&e.digest) {
+            problems.push(bad(format!(
+                "the delta expects blob {}, but no image uses it",
+                e.digest
             )));
         }
     }

@@ -256,6 +256,8 @@ pub struct BundleWriter {
     path: PathBuf,
     /// The digest of the signed manifest, once `begin` wrote it.
     id: Option<Digest>,
+    /// Set for a delta bundle (§16): what it expects instead of carrying.
+    delta: Option<Delta>,
 }
 
 impl BundleWriter {
@@ -303,7 +305,15 @@ impl BundleWriter {
             options,
             path: name.to_path_buf(),
             id: None,
+            delta: None,
         }
+    }
+
+    /// Makes this a delta bundle (§16): the plan's blobs are what it
+    /// carries, and `delta` lists what its images need besides.
+    pub fn with_delta(mut self, delta: Delta) -> BundleWriter {
+        self.delta = Some(delta);
+        self
     }
 
     fn io(&self, e: io::Error) -> Error {
@@ -377,7 +387,10 @@ impl Sink for BundleWriter {
     fn begin(&mut self, plan: &Plan) -> Result<()> {
         let index = index_json(plan);
         let manifest = BundleManifest {
-            format_version: FORMAT_VERSION,
+            format_version: match self.delta {
+                Some(_) => DELTA_FORMAT_VERSION,
+                None => FORMAT_VERSION,
+            },
             tool: format!("airlock {}", env!("CARGO_PKG_VERSION")),
             created: rfc3339(self.options.created),
             index: BlobRecord {
@@ -407,7 +420,7 @@ impl Sink for BundleWriter {
                     media_type: b.descriptor.media_type.clone(),
                 })
                 .collect(),
-            delta: None,
+            delta: self.delta.clone(),
         };
         let payload = serde_json::to_vec(&manifest).expect("JSON values serialise");
         self.id = Some(Digest::of(&payload));

@@ -384,6 +384,17 @@ pub struct PackArgs {
     /// much damage anywhere, or a lost volume if PCT exceeds its share.
     #[arg(long, value_name = "PCT", value_parser = clap::value_parser!(u32).range(1..=100))]
     pub parity: Option<u32>,
+    /// Pack a delta against BASE: a bundle sent before (file, volume or
+    /// volume set) or an inventory JSON file; blobs BASE holds are listed,
+    /// not carried. Repeatable.
+    #[arg(long = "against", value_name = "BASE")]
+    pub against: Vec<PathBuf>,
+    /// For --against bundles: the signer's public key; repeatable.
+    #[arg(long = "pub", value_name = "KEY", requires = "against")]
+    pub base_keys: Vec<PathBuf>,
+    /// For --against bundles: accept them without checking who signed them.
+    #[arg(long, conflicts_with = "base_keys", requires = "against")]
+    pub allow_unsigned: bool,
     /// Replace an existing bundle of this name, with its volumes and
     /// parity (they go once the new bundle is complete).
     #[arg(long)]
@@ -403,6 +414,10 @@ pub struct VerifyArgs {
     pub bundle: PathBuf,
     #[command(flatten)]
     pub trust: TrustArgs,
+    /// For a delta bundle: a base (bundle or inventory) that supplies the
+    /// blobs it expects; checks that the bases hold every one. Repeatable.
+    #[arg(long = "with", value_name = "BASE")]
+    pub with: Vec<PathBuf>,
     /// Report damage that parity could repair, and fail, instead of
     /// repairing it in memory.
     #[arg(long)]
@@ -501,6 +516,10 @@ pub struct ExportArgs {
     /// lists them) [default: all].
     #[arg(value_name = "IMAGE")]
     pub images: Vec<String>,
+    /// For a delta bundle: a base bundle that carries the blobs the delta
+    /// expects (checked with the same --pub). Repeatable.
+    #[arg(long = "with", value_name = "BASE")]
+    pub with: Vec<PathBuf>,
     /// Replace an existing docker-archive file.
     #[arg(long)]
     pub force: bool,

@@ -137,6 +137,9 @@ pub fn pack(args: PackArgs) -> Result<()> {
         force,
         dry_run,
         output_args,
+        against,
+        base_keys,
+        allow_unsigned,
     } = args;
     set_jobs(jobs)?;
     ops::stdio::check_pack_output(&output, output_args.json)?;
@@ -180,6 +183,13 @@ pub fn pack(args: PackArgs) -> Result<()> {
         force,
         dry_run,
         quiet: output_args.quiet,
+        against: ops::delta::Against {
+            bases: against,
+            trust: ops::delta::BaseTrust {
+                keys: open::public_keys(&base_keys)?,
+                allow_unsigned,
+            },
+        },
     })?;
     let show = if dry_run {
         render::pack_planned
@@ -194,7 +204,7 @@ pub fn verify(args: VerifyArgs) -> Result<()> {
     set_jobs(args.jobs)?;
     let out = &args.output_args;
     let quiet = out.quiet || out.json;
-    let report = if is_stdin(&args.bundle) {
+    let mut report = if is_stdin(&args.bundle) {
         let key = open::stream_key(&args.trust)?;
         let mut report = bundle::verify_stream(std::io::stdin().lock(), key.as_ref())?;
         report.signed_by = key.as_ref().and_then(|k| k.signer());
@@ -211,6 +221,17 @@ pub fn verify(args: VerifyArgs) -> Result<()> {
         progress.finish();
         report
     };
+    if !args.with.is_empty() {
+        let bases = ops::delta::Bases::open(&args.with, &open::base_trust(&args.trust)?, true)?;
+        let name = match is_stdin(&args.bundle) {
+            true => "standard input".to_string(),
+            false => args.bundle.display().to_string(),
+        };
+        let supplied = ops::delta::check_supplied(&report, &name, &bases)?;
+        if let Some(d) = report.delta.as_mut() {
+            d.supplied_by = supplied;
+        }
+    }
     render::report(out, &report, render::verified);
     Ok(())
 }
@@ -291,8 +312,17 @@ pub fn export(args: ExportArgs) -> Result<()> {
     // Nothing leaves a bundle that `verify` would refuse.
     let bundle = bundle.verify(&Progress::hidden())?;
     let out = &args.output_args;
-    let n = ops::export(
+    let bases = match args.with.is_empty() {
+        true => None,
+        false => Some(ops::delta::Bases::open(
+            &args.with,
+            &open::base_trust(&args.trust)?,
+            true,
+        )?),
+    };
+    let n = ops::export_with(
         &bundle,
+        bases.as_ref(),
         &target,
         &args.images,
         &args.platform.parse()?,

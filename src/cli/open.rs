@@ -53,6 +53,15 @@ pub fn untrusted(path: &Path) -> Result<Bundle<Opened>> {
     Ok(bundle)
 }
 
+/// Whom to trust for `--with` base bundles: the command's own `--pub`
+/// keys, or nobody with `--allow-unsigned`.
+pub fn base_trust(trust: &TrustArgs) -> Result<ops::delta::BaseTrust> {
+    Ok(ops::delta::BaseTrust {
+        keys: public_keys(&trust.public_keys)?,
+        allow_unsigned: trust.allow_unsigned,
+    })
+}
+
 /// The trusted keys from `--pub`, if any (for a stream, they are checked
 /// as the stream arrives).
 pub fn stream_key(trust: &TrustArgs) -> Result<Option<TrustedKeys>> {

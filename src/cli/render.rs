@@ -293,6 +293,26 @@ pub fn packed(s: &PackSummary) {
             format!(", signed by {}", list_or(&s.signed_by, ""))
         }
     );
+    if let Some(d) = &s.delta {
+        errln!(
+            "delta: carries {} blob(s), {}; expects {} blob(s), {} from {}",
+            s.blobs,
+            size(s.bytes),
+            d.expected_count,
+            size(d.expected_bytes),
+            delta_bases(d)
+        );
+    }
+}
+
+/// The bases a delta names, for one line.
+fn delta_bases(d: &airlock::bundle::DeltaReport) -> String {
+    let labels: Vec<String> = d
+        .bases
+        .iter()
+        .map(|b| Shown(b.label()).to_string())
+        .collect();
+    labels.join(", ")
 }
 
 /// `pack --dry-run`: each image that would be packed, then the totals.
@@ -326,6 +346,19 @@ pub fn verified(report: &VerifyReport) {
             None => "signature NOT checked (--allow-unsigned)".into(),
         }
     );
+    if let Some(d) = &report.delta {
+        outln!(
+            "delta: expects {} blob(s), {} from {}; {}",
+            d.expected_count,
+            size(d.expected_bytes),
+            delta_bases(d),
+            if d.supplied_by.is_empty() {
+                "not checked against the bases (--with BASE checks)".to_string()
+            } else {
+                format!("all supplied by {}", list_or(&d.supplied_by, ""))
+            }
+        );
+    }
 }
 
 /// One line per image (`pushed`, `exists`, `failed`, `would push`), a line
@@ -486,6 +519,14 @@ pub fn inspection(bundle: &Path, report: &Inspection) {
     );
     if let Some(why) = &report.stopped_short {
         outln!("note:     stopped short: {why}");
+    }
+    if let Some(d) = &report.delta {
+        outln!(
+            "delta:    expects {} blob(s), {} from {}",
+            d.expected_count,
+            size(d.expected_bytes),
+            delta_bases(d)
+        );
     }
     let mut shown = vec![false; report.images.len()];
     let tree = Tree {

@@ -64,6 +64,22 @@ pub enum Error {
         image: Option<String>,
     },
 
+    /// A delta bundle was asked for a blob it expects the far side to hold.
+    #[error(
+        "{}: blob {digest} ({size} bytes) is not carried by this delta bundle; its base {} should hold it{}",
+        Shown(source_name),
+        Shown(base),
+        for_image(image)
+    )]
+    NotInDelta {
+        source_name: String,
+        digest: Digest,
+        size: u64,
+        /// The base the delta names for it (its name, or its digest).
+        base: String,
+        image: Option<String>,
+    },
+
     #[error("{}: invalid JSON: {}", Shown(what), Shown(reason))]
     BadJson { what: String, reason: String },
 
@@ -110,7 +126,7 @@ pub enum Error {
         hint: String,
     },
 
-    #[error("bundle {}: format version {found} is not supported (this airlock reads version {supported})", Shown(path.display()))]
+    #[error("bundle {}: format version {found} is not supported (this airlock reads versions 1 to {supported})", Shown(path.display()))]
     UnsupportedVersion {
         path: PathBuf,
         found: u64,
@@ -277,6 +293,19 @@ impl Error {
                 digest,
                 image: Some(image.to_string()),
             },
+            Error::NotInDelta {
+                source_name,
+                digest,
+                size,
+                base,
+                image: None,
+            } => Error::NotInDelta {
+                source_name,
+                digest,
+                size,
+                base,
+                image: Some(image.to_string()),
+            },
             e => e,
         }
     }
@@ -310,6 +339,9 @@ impl Error {
             }
             Error::DigestMismatch { .. } | Error::SizeMismatch { .. } => {
                 "the content is corrupt or was altered; fetch or copy it again from a good copy".into()
+            }
+            Error::NotInDelta { .. } => {
+                "give the base bundle with --with BASE, or import into a registry that holds the base".into()
             }
             Error::MissingBlob { .. } => {
                 "the source is incomplete; copy it again (skopeo copy --all) or pack from the registry".into()
@@ -367,6 +399,7 @@ impl Error {
             Error::DigestMismatch { .. } => "digest_mismatch",
             Error::SizeMismatch { .. } => "size_mismatch",
             Error::MissingBlob { .. } => "missing_blob",
+            Error::NotInDelta { .. } => "not_in_delta",
             Error::BadJson { .. } => "bad_json",
             Error::Unsupported { .. } => "unsupported",
             Error::ImageNotFound { .. } => "image_not_found",

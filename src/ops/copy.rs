@@ -251,6 +251,7 @@ pub fn copy(req: CopyRequest) -> Result<Copied> {
             force: req.force,
             dry_run: false,
             quiet: req.quiet,
+            against: Default::default(),
         })?));
     }
     let specs: Vec<(String, SourceSpec)> = req

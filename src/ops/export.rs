@@ -9,6 +9,7 @@
 
 use std::path::PathBuf;
 
+use super::delta::{Bases, WithBases};
 use crate::bundle::{Bundle, Verified};
 use crate::docker_archive::DockerArchiveSink;
 use crate::error::{Error, Result};
@@ -81,8 +82,49 @@ pub fn export(
     platforms: &[Platform],
     quiet: bool,
 ) -> Result<usize> {
-    let source = bundle.source();
-    let roots = select_roots(&source, images)?;
+    export_with(bundle, None, target, images, platforms, quiet)
+}
+
+/// [`export`] of a bundle that may be a delta: `bases` (`--with`) supply
+/// the blobs it expects. A delta without bases, or with a blob no base
+/// bundle carries, is refused before anything is written.
+pub fn export_with(
+    bundle: &Bundle<Verified>,
+    bases: Option<&Bases>,
+    target: &ExportTarget,
+    images: &[String],
+    platforms: &[Platform],
+    quiet: bool,
+) -> Result<usize> {
+    let manifest = bundle.manifest();
+    let source: Box<dyn Source + '_> = match (&manifest.delta, bases) {
+        (None, Some(_)) => {
+            return Err(Error::Usage(format!(
+                "{} is a whole bundle, not a delta: it needs no --with",
+                bundle.file().path().display()
+            )))
+        }
+        (Some(delta), None) => {
+            return Err(Error::Refused {
+                what: bundle.file().path().display().to_string(),
+                reason: format!(
+                    "it is a delta bundle: it does not carry {} blob(s) ({} bytes) its images need, which it expects from {}",
+                    delta.expected.len(),
+                    delta.expected.iter().map(|e| e.size).sum::<u64>(),
+                    delta
+                        .bases
+                        .iter()
+                        .map(|b| b.label())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                hint: "give the base bundles with --with BASE".into(),
+            })
+        }
+        (Some(_), Some(bases)) => Box::new(WithBases::new(bundle, bases)?),
+        (None, None) => Box::new(bundle.source()),
+    };
+    let roots = select_roots(source.as_ref(), images)?;
     let host_default = matches!(target, ExportTarget::DockerArchive(_)) && platforms.is_empty();
     let platforms: Vec<Platform> = if host_default {
         vec![Platform::host()]
@@ -92,7 +134,10 @@ pub fn export(
     let mut plan = Plan::default();
     plan.platforms_are_default = host_default;
     for root in roots {
-        plan.add_root(0, &source, root, &platforms)?;
+        plan.add_root(0, source.as_ref(), root, &platforms)?;
+    }
+    if bases.is_some() {
+        super::delta::unsupplied(&plan, manifest, source.as_ref())?;
     }
     let progress = Progress::new(plan.total_bytes(), "export", quiet);
     let swept = match target {
@@ -112,7 +157,7 @@ pub fn export(
             Box::new(DockerArchiveSink::new(file, created_secs(bundle)?)?)
         }
     };
-    let sources: Vec<Box<dyn Source + '_>> = vec![Box::new(source)];
+    let sources: Vec<Box<dyn Source + '_>> = vec![source];
     copy(&plan, &sources, sink, &progress)?;
     progress.finish();
     Ok(plan.images.len())

@@ -53,6 +53,10 @@ pub struct Inspection {
     /// Why some images are not described, when inspect stopped short.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped_short: Option<String>,
+    /// For a delta bundle: what it expects and from which bases, as it
+    /// claims (`blob_count` and `bytes` are what it carries).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delta: Option<crate::bundle::DeltaReport>,
 }
 
 #[derive(Debug, Serialize)]
@@ -170,7 +174,8 @@ impl StreamVisitor for Seen {
 /// Describes a bundle manifest, reading image manifests and configs from
 /// `source`.
 fn describe(m: &BundleManifest, source: &dyn Source, signed_by: Vec<String>) -> Result<Inspection> {
-    let (per_image, stopped_short) = describe_images(source, &m.images)?;
+    let expected: HashSet<&Digest> = m.expected().iter().map(|e| &e.digest).collect();
+    let (per_image, stopped_short) = describe_images(source, &m.images, &expected)?;
     let shared = shared_blobs(&per_image);
     let mut images: Vec<ImageInfo> = per_image
         .into_iter()
@@ -199,6 +204,7 @@ fn describe(m: &BundleManifest, source: &dyn Source, signed_by: Vec<String>) -> 
             .map(|b| b.size)
             .sum(),
         stopped_short,
+        delta: crate::bundle::DeltaReport::of(m),
     })
 }
 
@@ -211,6 +217,7 @@ type Described = (ImageInfo, Vec<(Digest, u64)>);
 fn describe_images(
     inner: &dyn Source,
     records: &[ImageRecord],
+    expected: &HashSet<&Digest>,
 ) -> Result<(Vec<Described>, Option<String>)> {
     let source = Budgeted {
         inner,
@@ -233,7 +240,7 @@ fn describe_images(
         let mut plan = Plan::default();
         let walked = plan
             .add_root(0, &source, root.clone(), &[])
-            .and_then(|()| platforms_of(&source, &root, &label));
+            .and_then(|()| platforms_of(&source, &root, &label, expected));
         let platforms = match walked {
             Ok(p) => p,
             Err(_) if source.exhausted.load(Ordering::Relaxed) => {
@@ -358,9 +365,16 @@ fn link_referrers(images: &mut [ImageInfo]) {
 
 /// An index's platforms (attestation entries left out), or the platform in
 /// a single image's config.
-fn platforms_of(source: &dyn Source, root: &Root, label: &str) -> Result<Vec<String>> {
+/// A delta's expected config is not there to read: no platform is shown.
+fn platforms_of(
+    source: &dyn Source,
+    root: &Root,
+    label: &str,
+    expected: &HashSet<&Digest>,
+) -> Result<Vec<String>> {
     let node = read_node(source, &root.descriptor, label)?;
     Ok(match node.parsed {
+        Parsed::Manifest { config, .. } if expected.contains(&config.digest) => Vec::new(),
         Parsed::Index { manifests } => manifests
             .iter()
             .filter(|d| !d.annotations.contains_key("vnd.docker.reference.type"))

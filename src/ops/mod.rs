@@ -9,6 +9,7 @@
 pub mod cache;
 pub mod copy;
 pub mod diff;
+pub mod delta;
 pub mod export;
 pub mod imageset;
 pub mod import;
@@ -21,6 +22,6 @@ pub mod repair;
 pub mod stdio;
 pub mod transport;
 
-pub use export::{export, ExportTarget};
+pub use export::{export, export_with, ExportTarget};
 pub use inspect::{inspect, ImageInfo, Inspection};
 pub use pack::{pack, read_source_list, PackRequest, PackSummary};

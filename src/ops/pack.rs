@@ -43,6 +43,10 @@ pub struct PackSummary {
     /// `--dry-run`: planned, nothing downloaded or written.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
+    /// For a delta (`--against`): what it expects instead of carrying
+    /// (`blob_count` and `bytes` are what it carries).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delta: Option<crate::bundle::DeltaReport>,
 }
 
 /// One image in the bundle, as `inspect` names it.
@@ -85,6 +89,9 @@ pub struct PackRequest {
     /// what would be packed, write nothing.
     pub dry_run: bool,
     pub quiet: bool,
+    /// Bases for a delta bundle (`--against`): what they hold is listed
+    /// as expected, not carried. Empty: a whole bundle.
+    pub against: super::delta::Against,
 }
 
 /// Reads every source, checks every manifest, downloads what registries
@@ -125,6 +132,8 @@ pub fn pack(req: PackRequest) -> Result<PackSummary> {
     if plan.images.is_empty() {
         return Err(Error::Usage("the sources hold no images".into()));
     }
+    // Before any download: what the bases hold is neither pulled nor carried.
+    let delta = super::delta::against(&mut plan, &req.against)?;
     if req.dry_run {
         return Ok(PackSummary {
             images: packed_images(&plan),
@@ -134,6 +143,7 @@ pub fn pack(req: PackRequest) -> Result<PackSummary> {
             output: req.output.clone(),
             signed_by: Vec::new(),
             dry_run: true,
+            delta: delta.map(|d| crate::bundle::DeltaReport::of_delta(&d)),
         });
     }
 
@@ -166,6 +176,10 @@ pub fn pack(req: PackRequest) -> Result<PackSummary> {
         .into_iter()
         .collect();
     let writer = BundleWriter::to_file(&req.output, req.options)?;
+    let writer = match &delta {
+        Some(d) => writer.with_delta(d.clone()),
+        None => writer,
+    };
     let jobs = registry.as_ref().map(|_| req.registry.jobs);
     let written = write_while_downloading(&plan, &sources, writer, jobs, &pull, &progress);
     pull.finish();
@@ -182,6 +196,7 @@ pub fn pack(req: PackRequest) -> Result<PackSummary> {
         downloaded,
         output: req.output.clone(),
         dry_run: false,
+        delta: delta.map(|d| crate::bundle::DeltaReport::of_delta(&d)),
     })
 }
 

@@ -128,11 +128,11 @@ fn the_crafting_helper_makes_bundles_that_verify() {
 fn unknown_format_version_is_refused_first() {
     let t = scratch();
     let (a, b, c) = envelope_member(|v| {
-        v["formatVersion"] = 2.into();
+        v["formatVersion"] = 3.into();
         v["somethingNew"] = "x".into();
     });
     let err = verify_fails(&crafted(t.path(), "v2.airlock", vec![a, b, c]));
-    assert!(err.contains("format version 2 is not supported"), "{err}");
+    assert!(err.contains("format version 3 is not supported"), "{err}");
     assert!(err.contains("newer"), "{err}");
 }
 

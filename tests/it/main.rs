@@ -9,6 +9,7 @@ mod conventions_keys;
 mod conventions_surface;
 mod copy;
 mod delta_import;
+mod delta;
 mod export;
 mod harness;
 mod hostile;
