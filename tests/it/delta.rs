@@ -156,7 +156,8 @@ fn filters() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
-/// Packs v1 signed, then v2 against it; returns (dir, v1, delta, public).
+/// The two layouts, v1's whole bundle (`base`) and v2's delta against it,
+/// both signed by `key`.
 struct Packed {
     t: tempfile::TempDir,
     v1: PathBuf,
@@ -167,6 +168,7 @@ struct Packed {
     key: PathBuf,
 }
 
+/// Packs v1 (base and app) signed, then v2 against it.
 fn pack_both() -> Packed {
     let t = scratch();
     let (v1, v2) = versions(t.path());
