@@ -12,21 +12,16 @@ use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-
 use crate::bundle::format::{BaseKind, BaseRecord, BundleManifest, Delta, ExpectedBlob};
 use crate::bundle::sign::TrustedKeys;
 use crate::bundle::{Bundle, BundleSource, OpenOptions, Opened, Trusted, Verified, VerifyReport};
 use crate::error::{Error, Result};
 use crate::model::image::{media, Descriptor};
-use crate::model::inventory::INVENTORY_VERSION;
+use crate::model::inventory::{Inventory, MAX_INVENTORY_SIZE as MAX_INVENTORY};
 use crate::model::Digest;
 use crate::plan::{Plan, PlannedBlob};
 use crate::progress::Progress;
 use crate::source::{Root, Source};
-
-/// An inventory is read whole; this bounds it (about a million blobs).
-pub const MAX_INVENTORY: u64 = 256 * 1024 * 1024;
 
 /// Whom to trust for base bundles: the command's own `--pub` keys, or
 /// nobody with `--allow-unsigned`.
@@ -199,20 +194,9 @@ fn open_bundle(path: &Path, trust: &BaseTrust, whole: bool) -> Result<Bundle<Tru
     }
 }
 
-/// Only what a base needs of an inventory: its blobs (docs/inventory.md).
-#[derive(Deserialize)]
-struct InventoryBlobs {
-    version: u64,
-    blobs: Vec<InventoryBlob>,
-}
-
-#[derive(Deserialize)]
-struct InventoryBlob {
-    digest: Digest,
-    size: u64,
-}
-
-/// An inventory's blobs and the digest of its bytes.
+/// An inventory's blobs and the digest of its bytes. A file that is not
+/// JSON is named as neither format; one that is JSON is read by the
+/// inventory's own parser, with every rule of docs/inventory.md.
 fn read_inventory(path: &Path) -> Result<(Digest, Vec<(Digest, u64)>)> {
     let f = std::fs::File::open(path).map_err(|e| Error::io("open base", path, e))?;
     let mut raw = Vec::new();
@@ -231,18 +215,17 @@ fn read_inventory(path: &Path) -> Result<(Digest, Vec<(Digest, u64)>)> {
             "it is not a bundle, and larger than the {MAX_INVENTORY} bytes an inventory may have"
         )));
     }
-    let inv: InventoryBlobs = serde_json::from_slice(&raw).map_err(|e| {
-        refuse(format!(
-            "it is neither a bundle (no zstd frame at its start) nor an inventory ({e})"
-        ))
-    })?;
-    if inv.version != INVENTORY_VERSION {
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&raw) {
         return Err(refuse(format!(
-            "it is an inventory of version {}; this airlock reads version {INVENTORY_VERSION}",
-            inv.version
+            "it is neither a bundle (no zstd frame at its start) nor an inventory ({e})"
         )));
     }
-    let blobs = inv.blobs.into_iter().map(|b| (b.digest, b.size)).collect();
+    let inventory = Inventory::parse(path, &raw)?;
+    let blobs = inventory
+        .blobs
+        .into_iter()
+        .map(|b| (b.digest, b.size))
+        .collect();
     Ok((Digest::of(&raw), blobs))
 }
 

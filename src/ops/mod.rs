@@ -8,8 +8,8 @@
 
 pub mod cache;
 pub mod copy;
-pub mod diff;
 pub mod delta;
+pub mod diff;
 pub mod export;
 pub mod imageset;
 pub mod import;

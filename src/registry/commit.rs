@@ -234,7 +234,14 @@ impl Commit<'_> {
                         return Err(tag_taken(self.target, &now, &d.digest))
                     }
                     Some(now) if now != d.digest => tag_to_write = Some((tag, key, Some(now))),
-                    _ => tag_to_write = Some((tag, key, None)),
+                    // The tag names this image already (another bundle put
+                    // it there): a registry holds a manifest only with all
+                    // it refers to, so the whole image is there.
+                    Some(_) => {
+                        journal.manifest_done(&key, &d.digest)?;
+                        return Ok(Committed::default());
+                    }
+                    None => tag_to_write = Some((tag, key, None)),
                 }
             }
         }

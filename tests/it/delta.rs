@@ -469,13 +469,19 @@ fn a_delta_against_an_inventory_expects_what_the_inventory_lists() {
     let (base_m, base_c, base_l) = blobs_of(&v2, "base");
     let (_, app_c, app_l) = blobs_of(&v2, "app");
     // What the far side's registry holds: base, whole.
+    // As docs/inventory.md has them: sorted by digest.
     let blobs = |list: &[&Blob]| -> Value {
+        let mut list = list.to_vec();
+        list.sort_by(|a, b| a.0.cmp(&b.0));
         list.iter()
             .map(|(d, s)| serde_json::json!({"digest": d, "size": s}))
             .collect()
     };
     let inv = serde_json::json!({
+        "kind": "airlock-inventory",
         "version": 1,
+        "created": "2026-01-01T00:00:00Z",
+        "source": {"type": "registry", "registry": "far.example", "prefix": ""},
         "images": [{"name": "app:base", "digest": base_m.0}],
         "blobs": blobs(&[&base_m, &base_c, &base_l[0]]),
     });
@@ -522,7 +528,13 @@ fn a_delta_against_an_inventory_expects_what_the_inventory_lists() {
     .ok();
     // An inventory that lies about the size is caught.
     let mut lying = inv.clone();
-    lying["blobs"][2]["size"] = serde_json::json!(base_l[0].1 + 1);
+    let listed = lying["blobs"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|b| b["digest"] == base_l[0].0.as_str())
+        .unwrap();
+    listed["size"] = serde_json::json!(base_l[0].1 + 1);
     let lie = dir.join("lie.json");
     std::fs::write(&lie, serde_json::to_vec(&lying).unwrap()).unwrap();
     let err = airlock(
@@ -964,14 +976,18 @@ fn a_base_that_is_neither_a_bundle_nor_an_inventory_is_named() {
         .fails()
     };
     let newer = dir.join("newer.json");
-    std::fs::write(&newer, r#"{"version": 9, "images": [], "blobs": []}"#).unwrap();
+    std::fs::write(
+        &newer,
+        r#"{"kind": "airlock-inventory", "version": 9, "images": [], "blobs": []}"#,
+    )
+    .unwrap();
     let notes = dir.join("notes.txt");
     std::fs::write(&notes, "not json").unwrap();
     let out = format!("{}\n{}", pack(&newer), pack(&notes));
     insta::with_settings!({filters => filters()}, {
         insta::assert_snapshot!(out, @r"
-        airlock: error: [DIR]/newer.json: it is an inventory of version 9; this airlock reads version 1
-          hint: give a bundle sent before (a file, a volume or the directory of its volumes) or an inventory written by `airlock inventory`
+        airlock: error: inventory [DIR]/newer.json: version 9 is not supported (this airlock reads version 1)
+          hint: make it again with this release's `airlock inventory`, or read it with the release that wrote it (docs/inventory.md describes the format)
 
         airlock: error: [DIR]/notes.txt: it is neither a bundle (no zstd frame at its start) nor an inventory (expected ident at line 1 column 2)
           hint: give a bundle sent before (a file, a volume or the directory of its volumes) or an inventory written by `airlock inventory`

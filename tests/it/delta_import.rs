@@ -135,7 +135,12 @@ fn a_delta_against_the_base_bundle_imports_and_sends_only_the_changed_blobs() {
     v.pack(
         v2.to_str().unwrap(),
         &["team/app:1", "team/app:2"],
-        &["--against", v1.to_str().unwrap()],
+        &[
+            "--against",
+            v1.to_str().unwrap(),
+            "--pub",
+            v.public.to_str().unwrap(),
+        ],
     )
     .ok();
     let whole = v.path("whole.airlock");
@@ -219,7 +224,12 @@ fn a_delta_into_a_registry_without_its_base_fails_naming_the_blobs_and_tags_noth
     v.pack(
         v2.to_str().unwrap(),
         &["team/app:1", "team/app:2"],
-        &["--against", v1.to_str().unwrap()],
+        &[
+            "--against",
+            v1.to_str().unwrap(),
+            "--pub",
+            v.public.to_str().unwrap(),
+        ],
     )
     .ok();
     let empty = Registry::start(Config::default());
@@ -247,8 +257,12 @@ fn a_delta_into_a_registry_without_its_base_fails_naming_the_blobs_and_tags_noth
         state = v.path("state2").display(),
         delta = v2.display(),
     );
-    let err = run("bash", &["-c", &stream], v.dir.path()).fails();
-    assert!(err.contains(&v.base_layer()), "{err}");
+    let streamed = run("bash", &["-c", &stream], v.dir.path());
+    // Each image's reason is on stdout, the summary on stderr.
+    let out = streamed.stdout();
+    let err = streamed.fails();
+    assert!(out.contains(&v.base_layer()), "{out}\n{err}");
+    assert!(out.contains("import that base first"), "{out}");
     assert_eq!(tags(&empty, "team/app"), Vec::<String>::new());
 }
 
@@ -294,7 +308,12 @@ fn an_expected_blob_held_in_another_repository_is_mounted_from_there() {
     v.pack(
         delta.to_str().unwrap(),
         &["other/tool:2"],
-        &["--against", v1.to_str().unwrap()],
+        &[
+            "--against",
+            v1.to_str().unwrap(),
+            "--pub",
+            v.public.to_str().unwrap(),
+        ],
     )
     .ok();
     let r = json(v.import(delta.to_str().unwrap(), &target, &[]));
