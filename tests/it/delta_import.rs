@@ -322,3 +322,55 @@ fn an_expected_blob_held_in_another_repository_is_mounted_from_there() {
     assert_eq!(r["blob_counts"]["mounted"], 1, "{r}");
     assert_eq!(r["blob_counts"]["pushed"], 2, "{r}");
 }
+
+#[test]
+fn a_delta_whose_expected_list_was_altered_is_refused_at_import_and_nothing_goes_in() {
+    use crate::hostile::craft::{entries, write, Parts};
+    let v = Versions::new();
+    let target = imported_v1(&v);
+    let (v1, v2) = (v.path("v1.airlock"), v.path("v2.airlock"));
+    v.pack(
+        v2.to_str().unwrap(),
+        &["team/app:1", "team/app:2"],
+        &[
+            "--against",
+            v1.to_str().unwrap(),
+            "--pub",
+            v.public.to_str().unwrap(),
+        ],
+    )
+    .ok();
+    // One expectation dropped from the signed manifest, not re-signed.
+    let mut parts = Parts::of(&v2);
+    let env: serde_json::Value = serde_json::from_slice(&parts.members[0].1).unwrap();
+    parts.manifest["delta"]["expected"]
+        .as_array_mut()
+        .unwrap()
+        .pop();
+    let mut env = env;
+    let payload = serde_json::to_vec(&parts.manifest).unwrap();
+    env["payload"] = serde_json::Value::String(base64(&payload));
+    parts.members[0].1 = serde_json::to_vec(&env).unwrap();
+    let tampered = v.path("tampered.airlock");
+    std::fs::write(&tampered, write(&entries(&parts.frames()))).unwrap();
+
+    let err = v.import(tampered.to_str().unwrap(), &target, &[]).fails();
+    assert!(err.contains("the manifest was altered"), "{err}");
+    let stream = format!(
+        "{bin} import - --pub {public} --to {host} --plain-http={host} --state {state} < {delta}",
+        bin = env!("CARGO_BIN_EXE_airlock"),
+        public = v.public.display(),
+        host = target.host,
+        state = v.path("state2").display(),
+        delta = tampered.display(),
+    );
+    let err = run("bash", &["-c", &stream], v.dir.path()).fails();
+    assert!(err.contains("the manifest was altered"), "{err}");
+    // v1 is all the target has: app:2 never appeared.
+    assert_eq!(tags(&target, "team/app"), ["1"]);
+}
+
+fn base64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
