@@ -51,6 +51,7 @@ fn main() -> ExitCode {
         Command::Login(args) => commands::login(args),
         Command::Logout(args) => commands::logout(args),
         Command::Copy(args) => commands::copy(args),
+        Command::Serve(args) => commands::serve(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

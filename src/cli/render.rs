@@ -588,3 +588,13 @@ pub fn cache_pruned(p: &airlock::ops::cache::Pruned) {
         size(p.left_bytes)
     );
 }
+
+/// The line `serve` prints once it listens (on stderr: stdout stays free).
+pub fn serving(view: &airlock::serve::View, addr: std::net::SocketAddr) {
+    errln!(
+        "airlock: serving {} tags in {} repositories from {} bundle(s) on {addr}",
+        view.tag_count(),
+        view.repos().len(),
+        view.bundle_count()
+    );
+}
