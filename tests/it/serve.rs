@@ -793,3 +793,131 @@ fn a_volume_damaged_beyond_parity_fails_only_its_blobs() {
         "the log names the volume: {log}"
     );
 }
+
+#[test]
+fn many_connections_and_stalled_clients_do_not_stall_the_others() {
+    use std::io::Write;
+    let t = scratch();
+    let dir = t.path();
+    let large = fixtures().join("large");
+    let (bundle, public) = packed(dir, &[&format!("oci:{}", large.display())]);
+    let s = Served::start(
+        dir,
+        &["--pub", public.to_str().unwrap(), bundle.to_str().unwrap()],
+    );
+    let (_, _, body) = curl(&[&s.url("/v2/large/manifests/large")]);
+    let layer = json_of(&body)["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!("/v2/large/blobs/{layer}");
+    // 8 clients ask for the 6 MiB layer and never read a byte; 72 more
+    // send half a request and stop (a debug build hashes too slowly for
+    // 80 blob streams on two cores to say anything about stalls).
+    let stalled: Vec<std::net::TcpStream> = (0..80)
+        .map(|i| {
+            let mut c = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+            if i < 8 {
+                write!(c, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            } else {
+                write!(c, "GET /v2/ HTTP/1.1\r\nHost:").unwrap();
+            }
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    // Others still get whole answers, quickly.
+    let started = Instant::now();
+    let want = std::fs::read(large.join("blobs/sha256").join(&layer["sha256:".len()..])).unwrap();
+    for _ in 0..3 {
+        let (status, _, body) = curl(&["--max-time", "10", &s.url(&path)]);
+        assert_eq!(status, 200);
+        assert!(
+            body == want,
+            "{} of {} bytes after {:?}\n{}",
+            body.len(),
+            want.len(),
+            started.elapsed(),
+            s.log()
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(stalled.len(), 80);
+    drop(stalled);
+    let (status, log) = s.stop();
+    assert!(status.success(), "{log}");
+}
+
+#[test]
+fn bundles_given_together_are_one_registry_and_a_later_tag_wins() {
+    let t = scratch();
+    let dir = t.path();
+    let (key, public) = keys(dir, "signer");
+    // Two layouts with the same repository name: the second moves app-1.
+    let first = dir.join("one/layout");
+    let second = dir.join("two/layout");
+    std::fs::create_dir_all(dir.join("one")).unwrap();
+    std::fs::create_dir_all(dir.join("two")).unwrap();
+    copy_dir(&layout(), &first);
+    skopeo(
+        &[
+            "copy",
+            &image("app-2"),
+            &format!("oci:{}:app-1", second.display()),
+        ],
+        dir,
+    )
+    .ok();
+    for (out, src) in [("one.airlock", &first), ("two.airlock", &second)] {
+        airlock(
+            &[
+                "pack",
+                "-q",
+                "-o",
+                out,
+                "--key",
+                key.to_str().unwrap(),
+                &format!("oci:{}", src.display()),
+            ],
+            dir,
+        )
+        .ok();
+    }
+    let s = Served::start(
+        dir,
+        &[
+            "--pub",
+            public.to_str().unwrap(),
+            "one.airlock",
+            "two.airlock",
+        ],
+    );
+    let h = s.host();
+    assert_eq!(
+        served_digest(&format!("docker://{h}/layout:app-1"), dir),
+        skopeo_digest(&image("app-2"), dir),
+        "the later bundle's tag wins"
+    );
+    assert_eq!(
+        served_digest(&format!("docker://{h}/layout:base"), dir),
+        skopeo_digest(&image("base"), dir),
+        "the first bundle's other tags stay"
+    );
+    let out = dir.join("copied");
+    skopeo(
+        &[
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{h}/layout:app-1"),
+            &format!("oci:{}:x", out.display()),
+        ],
+        dir,
+    )
+    .ok();
+    let log = s.log();
+    assert!(log.contains("from 2 bundle(s)"), "{log}");
+}
