@@ -921,3 +921,51 @@ fn bundles_given_together_are_one_registry_and_a_later_tag_wins() {
     let log = s.log();
     assert!(log.contains("from 2 bundle(s)"), "{log}");
 }
+
+#[test]
+fn damage_within_parity_met_while_serving_is_repaired_and_the_pull_goes_on() {
+    let t = scratch();
+    let dir = t.path();
+    let public = pack_split(dir, &["--parity", "30"]);
+    // The same damage as above, now within what the parity covers: serve
+    // starts without noticing (no full pass), meets it on the first read.
+    let vol = dir.join("b.airlock.004");
+    let mut bytes = std::fs::read(&vol).unwrap();
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid - 20_000..mid + 20_000] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&vol, &bytes).unwrap();
+    let s = Served::start(
+        dir,
+        &[
+            "--pub",
+            public.to_str().unwrap(),
+            dir.join("b.airlock.001").to_str().unwrap(),
+        ],
+    );
+    let out = dir.join("large-copy");
+    skopeo(
+        &[
+            "copy",
+            "--retry-times",
+            "0",
+            "--src-tls-verify=false",
+            &format!("docker://{}/large:large", s.host()),
+            &format!("oci:{}:x", out.display()),
+        ],
+        dir,
+    )
+    .ok();
+    assert_eq!(
+        skopeo_digest(&format!("oci:{}:x", out.display()), dir),
+        skopeo_digest(
+            &format!("oci:{}:large", fixtures().join("large").display()),
+            dir
+        )
+    );
+    let log = s.log();
+    assert!(log.contains("repaired from parity, going on"), "{log}");
+    assert!(log.contains("volume 4 ("), "{log}");
+    assert!(!log.contains("the response was cut"), "{log}");
+}
