@@ -969,3 +969,39 @@ fn damage_within_parity_met_while_serving_is_repaired_and_the_pull_goes_on() {
     assert!(log.contains("volume 4 ("), "{log}");
     assert!(!log.contains("the response was cut"), "{log}");
 }
+
+#[test]
+fn names_follow_import_map_and_keep_registry() {
+    let t = scratch();
+    let dir = t.path();
+    let (bundle, public) = pack_layout(dir);
+    let catalog = |extra: &[&str]| {
+        let mut args = vec!["--pub", public.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        args.push(bundle.to_str().unwrap());
+        let s = Served::start(dir, &args);
+        let (_, _, body) = curl(&[&s.url("/v2/_catalog")]);
+        json_of(&body)["repositories"].clone()
+    };
+    assert_eq!(catalog(&[]), serde_json::json!(["layout"]));
+    assert_eq!(
+        catalog(&["--keep-registry", "--prefix", "m"]),
+        serde_json::json!(["m/localhost/layout"])
+    );
+    assert_eq!(
+        catalog(&["--map", "localhost/layout=apps/x", "--prefix", "m"]),
+        serde_json::json!(["m/apps/x"])
+    );
+    let err = airlock(
+        &[
+            "serve",
+            "--allow-unsigned",
+            "--map",
+            "nope",
+            bundle.to_str().unwrap(),
+        ],
+        dir,
+    )
+    .fails_usage();
+    assert!(err.contains("--map \"nope\" is not SRC=DST"), "{err}");
+}
