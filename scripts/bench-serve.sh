@@ -106,6 +106,37 @@ done
 wait $pulls
 peak=$(awk '/VmHWM/ {print $2}' "/proc/$serve_pid/status")
 
+# 64 connections at once (the thread-per-connection question): 64 curls
+# each fetch the largest blob, on a fresh process; time, peak RSS, threads.
+kill "$serve_pid"; wait "$serve_pid" 2>/dev/null || true
+"$A" serve --pub "$out/k.pub" --listen "$ours" "$out/b.airlock" 2>>"$out/serve.log" &
+serve_pid=$!
+python3 -c "
+import time, urllib.request
+for _ in range(500):
+    try: urllib.request.urlopen('http://$ours/v2/', timeout=1); break
+    except Exception: time.sleep(0.01)"
+largest=$(python3 - "$fx/big" <<'PY'
+import os, sys
+d = os.path.join(sys.argv[1], "blobs", "sha256")
+print("sha256:" + max(os.listdir(d), key=lambda f: os.path.getsize(os.path.join(d, f))))
+PY
+)
+t1=$(date +%s.%N)
+threads=0
+fetches=""
+for i in $(seq 64); do
+  curl -sf -o /dev/null "http://$ours/v2/big/blobs/$largest" &
+  fetches="$fetches $!"
+done
+sleep 0.5
+threads=$(awk '/Threads/ {print $2}' "/proc/$serve_pid/status")
+wait $fetches
+t64=$(python3 -c "import time; print(f'{time.time() - $t1:.2f}')")
+peak64=$(awk '/VmHWM/ {print $2}' "/proc/$serve_pid/status")
+size64=$(stat -c %s "$fx/big/blobs/sha256/${largest#sha256:}")
+echo "64 connections: 64 x $((size64 / 1048576)) MiB in $t64 s, $threads threads, peak RSS $((peak64 / 1024)) MiB"
+
 python3 - "$out/serve.json" "$data" "$nblobs" "$peak" "$(cat "$out/first.txt")" "$bundle_bytes" "$(echo $tags | wc -w)" <<'PY'
 import json, sys
 res = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}

@@ -283,7 +283,8 @@ impl View {
     /// after `end` are read and hashed but not sent, and the last byte is
     /// held back until the digest checks out, so a damaged blob never
     /// arrives complete. Damage that parity covers is repaired in memory
-    /// (once per bundle) and the stream goes on from where it stopped.
+    /// (once per bundle) and the stream goes on from where it stopped;
+    /// otherwise it goes on from another bundle holding the same blob.
     #[allow(clippy::too_many_arguments)]
     pub fn stream_blob(
         &self,
@@ -295,12 +296,19 @@ impl View {
         out: &mut dyn Write,
         sent: &mut dyn FnMut(u64),
     ) -> std::result::Result<(), Cut> {
-        let s = &self.slots[slot];
+        // The bundles to read it from, the one asked for first.
+        let mut order = vec![slot];
+        if let Some(holders) = self.blobs.get(digest) {
+            order.extend(holders.iter().map(|&(i, _)| i).filter(|&i| i != slot));
+        }
+        let mut at = 0;
         let mut hash = Sha256::new();
         let mut pos = 0u64;
         let mut held: Option<u8> = None;
         let mut repaired_once = false;
         'outer: loop {
+            let slot = order[at];
+            let s = &self.slots[slot];
             let bundle = s.bundle.read().expect("not poisoned").clone();
             let file = bundle.file();
             let member = file
@@ -309,7 +317,8 @@ impl View {
             let mut reader = file
                 .open_member(member)
                 .map_err(|e| Cut::Damage(e.to_string()))?;
-            // After a repair: skip what was already hashed (and sent).
+            // After a repair or a switch: skip what was already hashed
+            // (and sent); the hash goes on over exactly the bytes sent.
             let mut skip = pos;
             loop {
                 let chunk = match reader.fill_buf() {
@@ -319,6 +328,15 @@ impl View {
                         if !repaired_once && self.repair(slot) {
                             repaired_once = true;
                             log::warn!("{why}; repaired from parity, going on");
+                            continue 'outer;
+                        }
+                        if at + 1 < order.len() {
+                            at += 1;
+                            repaired_once = false;
+                            log::warn!(
+                                "{why}; going on from {}",
+                                self.slots[order[at]].path.display()
+                            );
                             continue 'outer;
                         }
                         return Err(Cut::Damage(why));
@@ -354,6 +372,8 @@ impl View {
             }
             break;
         }
+        let slot = order[at];
+        let s = &self.slots[slot];
         if pos != size {
             return Err(Cut::Damage(format!(
                 "blob {digest} in {} has {pos} bytes, its record says {size}",

@@ -1005,3 +1005,62 @@ fn names_follow_import_map_and_keep_registry() {
     .fails_usage();
     assert!(err.contains("--map \"nope\" is not SRC=DST"), "{err}");
 }
+
+#[test]
+fn a_blob_damaged_in_one_bundle_is_served_from_another_that_holds_it() {
+    let t = scratch();
+    let dir = t.path();
+    let public = pack_split(dir, &[]);
+    let vol = dir.join("b.airlock.004");
+    let mut bytes = std::fs::read(&vol).unwrap();
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid - 20_000..mid + 20_000] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&vol, &bytes).unwrap();
+    // The same large image, whole, in a second bundle signed by the same key.
+    airlock(
+        &[
+            "pack",
+            "-q",
+            "-o",
+            "whole.airlock",
+            "--key",
+            "signer",
+            &format!("oci:{}", fixtures().join("large").display()),
+        ],
+        dir,
+    )
+    .ok();
+    let s = Served::start(
+        dir,
+        &[
+            "--pub",
+            public.to_str().unwrap(),
+            "b.airlock.001",
+            "whole.airlock",
+        ],
+    );
+    let out = dir.join("large-copy");
+    skopeo(
+        &[
+            "copy",
+            "--retry-times",
+            "0",
+            "--src-tls-verify=false",
+            &format!("docker://{}/large:large", s.host()),
+            &format!("oci:{}:x", out.display()),
+        ],
+        dir,
+    )
+    .ok();
+    assert_eq!(
+        skopeo_digest(&format!("oci:{}:x", out.display()), dir),
+        skopeo_digest(
+            &format!("oci:{}:large", fixtures().join("large").display()),
+            dir
+        )
+    );
+    let log = s.log();
+    assert!(log.contains("going on from whole.airlock"), "{log}");
+}
