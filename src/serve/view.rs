@@ -26,6 +26,9 @@ use crate::model::image::{media, Descriptor, Node, Parsed, MAX_MANIFEST_SIZE};
 use crate::model::{Digest, Reference};
 use crate::registry::Target;
 
+/// What the reading thread hands the sending one at a time.
+const PIECE: usize = 1 << 20;
+
 /// A manifest or index, byte for byte, with its own media type.
 pub struct Manifest {
     pub media_type: String,
@@ -248,11 +251,11 @@ impl View {
             });
         }
         let mut out = Vec::with_capacity(size as usize);
-        self.stream_blob(slot, digest, size, 0, size, &mut out, &mut |_| {})
-            .map_err(|cut| match cut {
-                Cut::Damage(why) => Error::Failed(why),
-                Cut::Client(e) => Error::Failed(e.to_string()),
-            })?;
+        self.read_checked(slot, digest, size, &mut |chunk| {
+            out.extend_from_slice(chunk);
+            true
+        })
+        .map_err(Error::Failed)?;
         Ok(out)
     }
 
@@ -279,12 +282,12 @@ impl View {
     }
 
     /// Streams bytes `start..end` of a blob of `size` bytes from bundle
-    /// `slot` into `out`, hashing the whole blob: bytes before `start` and
-    /// after `end` are read and hashed but not sent, and the last byte is
-    /// held back until the digest checks out, so a damaged blob never
-    /// arrives complete. Damage that parity covers is repaired in memory
-    /// (once per bundle) and the stream goes on from where it stopped;
-    /// otherwise it goes on from another bundle holding the same blob.
+    /// `slot` into `out`. The whole blob is read and hashed
+    /// ([`View::read_checked`]) on a thread of its own, a frame or two
+    /// ahead of the socket, so decompressing and hashing overlap with
+    /// sending; bytes outside the range are hashed but not sent, and the
+    /// last byte is held back until the digest checks out, so a damaged
+    /// blob never arrives complete.
     #[allow(clippy::too_many_arguments)]
     pub fn stream_blob(
         &self,
@@ -296,6 +299,67 @@ impl View {
         out: &mut dyn Write,
         sent: &mut dyn FnMut(u64),
     ) -> std::result::Result<(), Cut> {
+        enum Msg {
+            Data(Vec<u8>),
+            Done(std::result::Result<(), String>),
+        }
+        // Two frames in flight at most: memory stays bounded per stream.
+        let (tx, rx) = crossbeam_channel::bounded::<Msg>(2);
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                let r = self.read_checked(slot, digest, size, &mut |chunk| {
+                    tx.send(Msg::Data(chunk.to_vec())).is_ok()
+                });
+                let _ = tx.send(Msg::Done(r));
+            });
+            // Returning drops `rx`, which stops the reader if the client
+            // went away first.
+            let rx = rx;
+            let mut pos = 0u64;
+            let mut held: Option<u8> = None;
+            loop {
+                match rx.recv() {
+                    Ok(Msg::Data(chunk)) => {
+                        let n = chunk.len() as u64;
+                        let (lo, hi) = (pos.max(start), (pos + n).min(end));
+                        if lo < hi {
+                            let part = &chunk[(lo - pos) as usize..(hi - pos) as usize];
+                            let body = if hi == end {
+                                held = part.last().copied();
+                                &part[..part.len() - 1]
+                            } else {
+                                part
+                            };
+                            out.write_all(body).map_err(Cut::Client)?;
+                            sent(body.len() as u64);
+                        }
+                        pos += n;
+                    }
+                    Ok(Msg::Done(Ok(()))) => break,
+                    Ok(Msg::Done(Err(why))) => return Err(Cut::Damage(why)),
+                    Err(_) => return Err(Cut::Damage(format!("reading {digest} stopped"))),
+                }
+            }
+            if let Some(b) = held {
+                out.write_all(&[b]).map_err(Cut::Client)?;
+                sent(1);
+            }
+            out.flush().map_err(Cut::Client)
+        })
+    }
+
+    /// Reads a whole blob from bundle `slot`, handing each piece to `emit`
+    /// (which returns false to stop), and checks its size and digest over
+    /// exactly the bytes handed out. Damage that parity covers is repaired
+    /// in memory (once per bundle) and the reading goes on from where it
+    /// stopped; otherwise it goes on from another bundle holding the blob.
+    fn read_checked(
+        &self,
+        slot: usize,
+        digest: &Digest,
+        size: u64,
+        emit: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> std::result::Result<(), String> {
         // The bundles to read it from, the one asked for first.
         let mut order = vec![slot];
         if let Some(holders) = self.blobs.get(digest) {
@@ -304,7 +368,6 @@ impl View {
         let mut at = 0;
         let mut hash = Sha256::new();
         let mut pos = 0u64;
-        let mut held: Option<u8> = None;
         let mut repaired_once = false;
         'outer: loop {
             let slot = order[at];
@@ -313,12 +376,10 @@ impl View {
             let file = bundle.file();
             let member = file
                 .member(&digest.layout_path())
-                .ok_or_else(|| Cut::Damage(format!("{} holds no {digest}", s.path.display())))?;
-            let mut reader = file
-                .open_member(member)
-                .map_err(|e| Cut::Damage(e.to_string()))?;
-            // After a repair or a switch: skip what was already hashed
-            // (and sent); the hash goes on over exactly the bytes sent.
+                .ok_or_else(|| format!("{} holds no {digest}", s.path.display()))?;
+            let mut reader = file.open_member(member).map_err(|e| e.to_string())?;
+            // After a repair or a switch: skip what was already handed out;
+            // the hash goes on over exactly those bytes.
             let mut skip = pos;
             loop {
                 let chunk = match reader.fill_buf() {
@@ -339,7 +400,7 @@ impl View {
                             );
                             continue 'outer;
                         }
-                        return Err(Cut::Damage(why));
+                        return Err(why);
                     }
                 };
                 if chunk.is_empty() {
@@ -353,46 +414,31 @@ impl View {
                     continue;
                 }
                 hash.update(chunk);
-                let (lo, hi) = (pos.max(start), (pos + n as u64).min(end));
-                if lo < hi {
-                    let part = &chunk[(lo - pos) as usize..(hi - pos) as usize];
-                    let (body, last) = if hi == end {
-                        (&part[..part.len() - 1], Some(part[part.len() - 1]))
-                    } else {
-                        (part, None)
-                    };
-                    out.write_all(body).map_err(Cut::Client)?;
-                    sent(body.len() as u64);
-                    if last.is_some() {
-                        held = last;
-                    }
+                // In 1 MiB pieces: what waits in the channel stays small.
+                if !chunk.chunks(PIECE).all(&mut *emit) {
+                    return Err("the client went away".into());
                 }
                 pos += n as u64;
                 reader.consume(n);
             }
             break;
         }
-        let slot = order[at];
-        let s = &self.slots[slot];
+        let s = &self.slots[order[at]];
         if pos != size {
-            return Err(Cut::Damage(format!(
+            return Err(format!(
                 "blob {digest} in {} has {pos} bytes, its record says {size}",
                 s.path.display()
-            )));
+            ));
         }
         let got = Digest::from_raw(hash.finalize().into());
         if got != *digest {
-            return Err(Cut::Damage(format!(
+            return Err(format!(
                 "blob {digest} in {} does not match its digest (it hashes to {got}): it is damaged{}",
                 s.path.display(),
-                self.volumes_of(slot, digest)
-            )));
+                self.volumes_of(order[at], digest)
+            ));
         }
-        if let Some(b) = held {
-            out.write_all(&[b]).map_err(Cut::Client)?;
-            sent(1);
-        }
-        out.flush().map_err(Cut::Client)
+        Ok(())
     }
 
     /// The volumes a blob's bytes lie in, for a damage message.
