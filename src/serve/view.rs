@@ -283,7 +283,7 @@ impl View {
 
     /// Streams bytes `start..end` of a blob of `size` bytes from bundle
     /// `slot` into `out`. The whole blob is read and hashed
-    /// ([`View::read_checked`]) on a thread of its own, a frame or two
+    /// (`read_checked`) on a thread of its own, a frame or two
     /// ahead of the socket, so decompressing and hashing overlap with
     /// sending; bytes outside the range are hashed but not sent, and the
     /// last byte is held back until the digest checks out, so a damaged
