@@ -5,7 +5,7 @@
 //! client's cost to its own thread: it never holds a lock or a shared
 //! buffer, so it cannot stall the others. Each blob being sent has a
 //! reading thread too ([`View::stream_blob`]); memory is one frame buffer
-//! plus 3 MiB in flight per blob being sent. Connections past
+//! plus about 1 MiB in flight per blob being sent. Connections past
 //! `max_connections` are answered 503.
 //!
 //! Not for what a request answers (`routes.rs`).

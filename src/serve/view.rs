@@ -27,7 +27,7 @@ use crate::model::{Digest, Reference};
 use crate::registry::Target;
 
 /// What the reading thread hands the sending one at a time.
-const PIECE: usize = 1 << 20;
+const PIECE: usize = 256 << 10;
 
 /// A manifest or index, byte for byte, with its own media type.
 pub struct Manifest {
@@ -283,9 +283,8 @@ impl View {
 
     /// Streams bytes `start..end` of a blob of `size` bytes from bundle
     /// `slot` into `out`. The whole blob is read and hashed
-    /// (`read_checked`) on a thread of its own, a frame or two
-    /// ahead of the socket, so decompressing and hashing overlap with
-    /// sending; bytes outside the range are hashed but not sent, and the
+    /// (`read_checked`) on a thread of its own, up to 1 MiB ahead of the
+    /// socket, so decompressing and hashing overlap with sending; bytes outside the range are hashed but not sent, and the
     /// last byte is held back until the digest checks out, so a damaged
     /// blob never arrives complete.
     #[allow(clippy::too_many_arguments)]
@@ -303,8 +302,8 @@ impl View {
             Data(Vec<u8>),
             Done(std::result::Result<(), String>),
         }
-        // Two frames in flight at most: memory stays bounded per stream.
-        let (tx, rx) = crossbeam_channel::bounded::<Msg>(2);
+        // 1 MiB in flight at most: memory stays bounded per stream.
+        let (tx, rx) = crossbeam_channel::bounded::<Msg>(4);
         std::thread::scope(|scope| {
             scope.spawn(move || {
                 let r = self.read_checked(slot, digest, size, &mut |chunk| {
@@ -414,7 +413,7 @@ impl View {
                     continue;
                 }
                 hash.update(chunk);
-                // In 1 MiB pieces: what waits in the channel stays small.
+                // In small pieces: what waits in the channel stays small.
                 if !chunk.chunks(PIECE).all(&mut *emit) {
                     return Err("the client went away".into());
                 }
