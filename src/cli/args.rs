@@ -829,6 +829,43 @@ pub struct LogoutArgs {
     pub authfile: Option<PathBuf>,
 }
 
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Bundle files, first volumes or directories of volumes; a later
+    /// bundle's tags win over an earlier one's (a delta over its base).
+    #[arg(value_name = "BUNDLE", required = true)]
+    pub bundles: Vec<PathBuf>,
+    /// ADDR:PORT to listen on.
+    #[arg(long, default_value = "127.0.0.1:5000", value_name = "ADDR")]
+    pub listen: String,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    /// Put every repository under this path, as import does.
+    #[arg(long, value_name = "PATH")]
+    pub prefix: Option<String>,
+    /// Rewrite repositories as import does: SRC (a repository or path
+    /// prefix, with or without its registry) becomes DST; repeatable.
+    #[arg(long = "map", value_name = "SRC=DST")]
+    pub maps: Vec<String>,
+    /// Keep the source registry's host as the first path component
+    /// [default: dropped].
+    #[arg(long)]
+    pub keep_registry: bool,
+    /// PEM certificate (chain) to serve HTTPS with; needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require Basic auth against this file's bcrypt passwords (as
+    /// `htpasswd -B` writes them).
+    #[arg(long, value_name = "FILE")]
+    pub htpasswd: Option<PathBuf>,
+    /// Connections served at once; more are answered 503.
+    #[arg(long, default_value_t = 512, value_name = "N")]
+    pub max_connections: usize,
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
@@ -902,41 +939,4 @@ mod tests {
         }
         assert!(seen >= 8, "only {seen} positionals found");
     }
-}
-
-#[derive(Args)]
-pub struct ServeArgs {
-    /// Bundle files, first volumes or directories of volumes; a later
-    /// bundle's tags win over an earlier one's (a delta over its base).
-    #[arg(value_name = "BUNDLE", required = true)]
-    pub bundles: Vec<PathBuf>,
-    /// ADDR:PORT to listen on.
-    #[arg(long, default_value = "127.0.0.1:5000", value_name = "ADDR")]
-    pub listen: String,
-    #[command(flatten)]
-    pub trust: TrustArgs,
-    /// Put every repository under this path, as import does.
-    #[arg(long, value_name = "PATH")]
-    pub prefix: Option<String>,
-    /// Rewrite repositories as import does: SRC (a repository or path
-    /// prefix, with or without its registry) becomes DST; repeatable.
-    #[arg(long = "map", value_name = "SRC=DST")]
-    pub maps: Vec<String>,
-    /// Keep the source registry's host as the first path component
-    /// [default: dropped].
-    #[arg(long)]
-    pub keep_registry: bool,
-    /// PEM certificate (chain) to serve HTTPS with; needs --tls-key.
-    #[arg(long, value_name = "FILE", requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key of --tls-cert.
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
-    /// Require Basic auth against this file's bcrypt passwords (as
-    /// `htpasswd -B` writes them).
-    #[arg(long, value_name = "FILE")]
-    pub htpasswd: Option<PathBuf>,
-    /// Connections served at once; more are answered 503.
-    #[arg(long, default_value_t = 512, value_name = "N")]
-    pub max_connections: usize,
 }
