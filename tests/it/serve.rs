@@ -1064,3 +1064,38 @@ fn a_blob_damaged_in_one_bundle_is_served_from_another_that_holds_it() {
     let log = s.log();
     assert!(log.contains("going on from whole.airlock"), "{log}");
 }
+
+#[test]
+fn connections_past_the_limit_get_503_and_the_others_go_on() {
+    use std::io::Write;
+    let t = scratch();
+    let dir = t.path();
+    let (bundle, public) = pack_layout(dir);
+    let s = Served::start(
+        dir,
+        &[
+            "--pub",
+            public.to_str().unwrap(),
+            "--max-connections",
+            "2",
+            bundle.to_str().unwrap(),
+        ],
+    );
+    // Served::start's own probe has come and gone; let its thread end.
+    std::thread::sleep(Duration::from_millis(300));
+    let idle: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| {
+            let mut c = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+            write!(c, "GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _, body) = curl(&[&s.url("/v2/")]);
+    assert_eq!(status, 503);
+    assert_eq!(json_of(&body)["errors"][0]["code"], "UNAVAILABLE");
+    drop(idle);
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _, _) = curl(&[&s.url("/v2/")]);
+    assert_eq!(status, 200);
+}
