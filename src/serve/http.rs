@@ -217,7 +217,7 @@ pub fn range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64)>, ()> 
             if last < start {
                 return Err(());
             }
-            (last + 1).min(size)
+            last.saturating_add(1).min(size)
         };
         (start, end)
     };
@@ -243,6 +243,14 @@ mod tests {
         assert_eq!(range(Some("bytes=5-2"), 10), Err(()));
         assert_eq!(range(Some("bytes=x-"), 10), Err(()));
         assert_eq!(range(Some("bytes=-0"), 10), Err(()));
+        assert_eq!(
+            range(Some("bytes=0-18446744073709551615"), 10),
+            Ok(Some((0, 10)))
+        );
+        assert_eq!(
+            range(Some("bytes=-18446744073709551615"), 10),
+            Ok(Some((0, 10)))
+        );
     }
 
     #[test]
