@@ -169,6 +169,16 @@ fn connection(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
             Ok(None) => return,
             Err(e) => {
                 log::debug!("{peer}: {e}");
+                if e.kind() == io::ErrorKind::InvalidData {
+                    let a = routes::error(400, "UNSUPPORTED", format!("bad request: {e}"));
+                    if let Body::Bytes(b) = &a.body {
+                        let mut headers = a.headers.clone();
+                        headers.push(("Content-Length".into(), b.len().to_string()));
+                        let out = conn.get_mut();
+                        let _ = write_head(out, 400, &headers, true).and_then(|_| out.write_all(b));
+                        let _ = out.flush();
+                    }
+                }
                 return;
             }
         };
