@@ -24,6 +24,7 @@ FLOORS = [
     ("readers and files", ["integrity.rs", "atomic.rs", "lock.rs", "progress.rs", "fs.rs", "tar_out.rs"]),
     ("traits: source, sink, plan", ["source.rs", "sink.rs", "plan.rs"]),
     ("formats", ["oci/", "docker_archive/", "registry/", "bundle/"]),
+    ("servers", ["serve/"]),
     ("orchestration", ["ops/"]),
     ("command line", ["cli/", "main.rs"]),
 ]

@@ -30,6 +30,7 @@ pub mod ops;
 pub mod plan;
 pub mod progress;
 pub mod registry;
+pub mod serve;
 pub mod sink;
 pub mod source;
 mod tar_out;

@@ -53,6 +53,7 @@ fn main() -> ExitCode {
         Command::Copy(args) => commands::copy(args),
         Command::Inventory(args) => commands::inventory(args),
         Command::Diff(args) => commands::diff(args),
+        Command::Serve(args) => commands::serve(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -226,6 +226,15 @@ pub enum Command {
         "airlock diff old.json new.json --json | jq .delta_bytes",
     ))]
     Diff(DiffArgs),
+    /// Serve bundles as a read-only registry (the OCI distribution API),
+    /// straight from the files: no unpacking, no temporary space. Several
+    /// bundles (a base and its deltas) are served as one.
+    #[command(after_help = examples!(
+        "airlock serve --pub site.key.pub app.airlock",
+        "airlock serve --pub site.key.pub --listen 0.0.0.0:5000 base.airlock delta-1.airlock",
+        "airlock serve --pub site.key.pub --tls-cert srv.crt --tls-key srv.key --htpasswd users app.airlock",
+    ))]
+    Serve(ServeArgs),
 }
 
 #[derive(Subcommand)]
@@ -864,6 +873,43 @@ pub struct LogoutArgs {
     /// The auth file to edit [default: as for login].
     #[arg(long, value_name = "FILE")]
     pub authfile: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Bundle files, first volumes or directories of volumes; a later
+    /// bundle's tags win over an earlier one's (a delta over its base).
+    #[arg(value_name = "BUNDLE", required = true)]
+    pub bundles: Vec<PathBuf>,
+    /// ADDR:PORT to listen on.
+    #[arg(long, default_value = "127.0.0.1:5000", value_name = "ADDR")]
+    pub listen: String,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    /// Put every repository under this path, as import does.
+    #[arg(long, value_name = "PATH")]
+    pub prefix: Option<String>,
+    /// Rewrite repositories as import does: SRC (a repository or path
+    /// prefix, with or without its registry) becomes DST; repeatable.
+    #[arg(long = "map", value_name = "SRC=DST")]
+    pub maps: Vec<String>,
+    /// Keep the source registry's host as the first path component
+    /// [default: dropped].
+    #[arg(long)]
+    pub keep_registry: bool,
+    /// PEM certificate (chain) to serve HTTPS with; needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require Basic auth against this file's bcrypt passwords (as
+    /// `htpasswd -B` writes them).
+    #[arg(long, value_name = "FILE")]
+    pub htpasswd: Option<PathBuf>,
+    /// Connections served at once; more are answered 503.
+    #[arg(long, default_value_t = 512, value_name = "N")]
+    pub max_connections: usize,
 }
 
 #[cfg(test)]

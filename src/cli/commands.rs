@@ -20,7 +20,7 @@ use clap::CommandFactory;
 use super::args::{
     CacheArgs, CacheLsArgs, CachePruneArgs, Cli, CompletionArgs, CopyArgs, ExportArgs, ImportArgs,
     InspectArgs, KeyIdArgs, KeygenArgs, LoginArgs, LogoutArgs, ManArgs, PackArgs, RepairArgs,
-    VerifyArgs,
+    ServeArgs, VerifyArgs,
 };
 use super::open;
 use super::passphrase;
@@ -807,4 +807,28 @@ pub fn diff(args: super::args::DiffArgs) -> Result<()> {
         render::diffed(&diff);
     }
     Ok(())
+}
+
+/// `serve BUNDLE…`: the bundles as one read-only registry.
+pub fn serve(args: ServeArgs) -> Result<()> {
+    let keys = open::stream_key(&args.trust)?;
+    let mut bundles = Vec::new();
+    for path in &args.bundles {
+        let bundle = open::trusted_with(path, &args.trust, ops::serve::OPEN, false)?;
+        bundles.push((path.clone(), bundle));
+    }
+    let request = ops::serve::ServeRequest {
+        bundles,
+        keys,
+        naming: airlock::serve::Naming {
+            prefix: args.prefix,
+            maps: args.maps,
+            keep_registry: args.keep_registry,
+        },
+        listen: args.listen,
+        tls: args.tls_cert.zip(args.tls_key),
+        htpasswd: args.htpasswd,
+        max_connections: args.max_connections,
+    };
+    ops::serve::serve(request, render::serving)
 }

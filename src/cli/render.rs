@@ -701,3 +701,13 @@ pub fn diffed(d: &airlock::ops::diff::Diff) {
         d.delta_bytes
     );
 }
+
+/// The line `serve` prints once it listens (on stderr: stdout stays free).
+pub fn serving(view: &airlock::serve::View, addr: std::net::SocketAddr) {
+    errln!(
+        "airlock: serving {} tags in {} repositories from {} bundle(s) on {addr}",
+        view.tag_count(),
+        view.repos().len(),
+        view.bundle_count()
+    );
+}

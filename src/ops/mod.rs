@@ -19,6 +19,7 @@ pub mod keygen;
 pub mod login;
 pub mod pack;
 pub mod repair;
+pub mod serve;
 pub mod stdio;
 pub mod transport;
 

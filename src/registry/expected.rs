@@ -19,7 +19,6 @@ use std::sync::Mutex;
 
 use super::journal::Journal;
 use super::push::Mount;
-use super::sink::BlobCounts;
 use super::Client;
 use super::RegistryError;
 use crate::error::{Error, Result};
@@ -36,7 +35,9 @@ pub struct ExpectedBlob {
 /// What looking for the expected blobs found.
 #[derive(Default)]
 pub(super) struct Found {
-    pub counts: BlobCounts,
+    /// Repositories that held an expected blob, and those it was mounted into.
+    pub existed: usize,
+    pub mounted: usize,
     /// Expected blobs that no repository holds, with the reason.
     pub missing: HashMap<Digest, String>,
 }
@@ -79,9 +80,9 @@ pub(super) fn find_expected(
                 let searched = place(client, journal, digest, &repos, &others, dry_run);
                 let mut found = found.lock().expect("not poisoned");
                 match searched {
-                    Ok(Some(c)) => {
-                        found.counts.existed += c.existed;
-                        found.counts.mounted += c.mounted;
+                    Ok(Some((existed, mounted))) => {
+                        found.existed += existed;
+                        found.mounted += mounted;
                     }
                     Ok(None) => {
                         let blob = &expected[digest];
@@ -141,8 +142,9 @@ impl Others {
     }
 }
 
-/// Places one expected blob in `repos`: `None` when no repository of the
-/// registry holds it.
+/// Places one expected blob in `repos`: how many of them held it and how
+/// many it was mounted into, or `None` when no repository of the registry
+/// holds it.
 fn place(
     client: &Client,
     journal: &Journal,
@@ -150,13 +152,13 @@ fn place(
     repos: &[&str],
     others: &Others,
     dry_run: bool,
-) -> Result<Option<BlobCounts>> {
-    let mut counts = BlobCounts::default();
+) -> Result<Option<(usize, usize)>> {
+    let (mut existed, mut mounted) = (0, 0);
     let mut holder: Option<String> = None;
     let mut lacking = Vec::new();
     for &repo in repos {
         if client.blob_exists(repo, d)? {
-            counts.existed += 1;
+            existed += 1;
             holder.get_or_insert_with(|| repo.to_string());
             if !dry_run {
                 journal.blob_done(repo, d)?;
@@ -166,7 +168,7 @@ fn place(
         }
     }
     if lacking.is_empty() {
-        return Ok(Some(counts));
+        return Ok(Some((existed, mounted)));
     }
     if holder.is_none() {
         let candidates = others.list(client)?;
@@ -186,18 +188,18 @@ fn place(
     };
     for repo in lacking {
         if dry_run {
-            counts.mounted += 1;
+            mounted += 1;
             continue;
         }
         match client.mount(repo, d, &from)? {
             Mount::Mounted => {
                 journal.blob_done(repo, d)?;
-                counts.mounted += 1;
+                mounted += 1;
             }
             // The registry would not mount it: without the blob's bytes
             // there is no upload to make in the session it opened.
             Mount::Session(_) => return Ok(None),
         }
     }
-    Ok(Some(counts))
+    Ok(Some((existed, mounted)))
 }

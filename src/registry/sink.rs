@@ -167,8 +167,8 @@ impl<'a> RegistrySink<'a> {
             self.jobs(),
         )?;
         let mut tally = self.tally.lock().expect("not poisoned");
-        tally.counts.existed += found.counts.existed;
-        tally.counts.mounted += found.counts.mounted;
+        tally.counts.existed += found.existed;
+        tally.counts.mounted += found.mounted;
         tally.failed.extend(found.missing);
         Ok(())
     }

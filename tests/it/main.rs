@@ -24,6 +24,7 @@ mod progress_truth;
 mod pull;
 mod safety;
 mod scale;
+mod serve;
 mod sources;
 mod target_failures;
 mod trust_registry;

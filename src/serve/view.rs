@@ -1,0 +1,557 @@
+//! The merged view of every bundle `serve` was given: repositories, tags,
+//! manifests, referrers, and where each blob lives.
+//!
+//! A blob is looked up across all the bundles, so a delta's expected blob
+//! is served from the base that carries it. Manifests (small, and read
+//! once at start, digest-checked) are held in memory; blobs stay in the
+//! bundles and are streamed through a digest check ([`View::stream_blob`]).
+//! Names are the ones `import` would give ([`Target`]); where two bundles
+//! tag the same name, the one given later wins (a delta is newer than its
+//! base).
+//!
+//! Not for HTTP (`routes.rs`, `http.rs`) nor for opening or trusting a
+//! bundle (the caller hands in trusted ones).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{self, BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use sha2::{Digest as _, Sha256};
+
+use crate::bundle::sign::TrustedKeys;
+use crate::bundle::{volume, Bundle, OpenOptions, Opened, Trusted};
+use crate::error::{Error, Result};
+use crate::model::image::{media, Descriptor, Node, Parsed, MAX_MANIFEST_SIZE};
+use crate::model::{Digest, Reference};
+use crate::registry::Target;
+
+/// What the reading thread hands the sending one at a time.
+const PIECE: usize = 256 << 10;
+
+/// A manifest or index, byte for byte, with its own media type.
+pub struct Manifest {
+    pub media_type: String,
+    pub raw: Arc<[u8]>,
+}
+
+/// One repository as a client sees it.
+#[derive(Default)]
+pub struct Repo {
+    pub tags: BTreeMap<String, Digest>,
+    pub manifests: HashSet<Digest>,
+    pub blobs: HashSet<Digest>,
+    /// Referrer descriptors (artifactType, annotations) by subject.
+    pub referrers: HashMap<Digest, Vec<Descriptor>>,
+}
+
+/// One bundle given to `serve`.
+struct Slot {
+    path: PathBuf,
+    bundle: RwLock<Arc<Bundle<Trusted>>>,
+    /// Parity files exist beside it: damage found while reading triggers
+    /// one full check and an in-memory repair.
+    has_parity: bool,
+    /// Set once a repair was tried (whatever came of it).
+    repaired: Mutex<bool>,
+    /// Volume byte ranges (start, end, name) for naming damage.
+    volumes: Vec<(u64, u64, String)>,
+}
+
+pub struct View {
+    slots: Vec<Slot>,
+    keys: Option<TrustedKeys>,
+    /// Every bundle that holds a blob, in the order given, with its size.
+    blobs: HashMap<Digest, Vec<(usize, u64)>>,
+    manifests: HashMap<Digest, Manifest>,
+    repos: BTreeMap<String, Repo>,
+    /// What building the view found (missing blobs, images skipped).
+    pub warnings: Vec<String>,
+}
+
+/// How the names are made: `import`'s `--prefix`, `--map`, `--keep-registry`.
+pub struct Naming {
+    pub prefix: Option<String>,
+    pub maps: Vec<String>,
+    pub keep_registry: bool,
+}
+
+impl Naming {
+    pub fn target(&self) -> Result<Target> {
+        // The host is a placeholder: serve answers for whatever host it is
+        // reached by; only the repository paths matter.
+        Target::parse(
+            "serve.invalid",
+            self.prefix.as_deref(),
+            &self.maps,
+            self.keep_registry,
+        )
+    }
+}
+
+/// Why a blob's response was cut.
+#[derive(Debug)]
+pub enum Cut {
+    /// The client went away or stalled past the timeout.
+    Client(io::Error),
+    /// The bundle could not give the bytes, or they failed their digest.
+    Damage(String),
+}
+
+impl View {
+    /// Builds the view: reads and checks every image's manifests, and
+    /// indexes every blob of every bundle.
+    pub fn build(
+        bundles: Vec<(PathBuf, Bundle<Trusted>)>,
+        keys: Option<TrustedKeys>,
+        naming: &Naming,
+    ) -> Result<View> {
+        let target = naming.target()?;
+        let mut view = View {
+            slots: Vec::new(),
+            keys,
+            blobs: HashMap::new(),
+            manifests: HashMap::new(),
+            repos: BTreeMap::new(),
+            warnings: Vec::new(),
+        };
+        for (i, (path, bundle)) in bundles.into_iter().enumerate() {
+            let m = bundle.manifest();
+            for b in &m.blobs {
+                view.blobs
+                    .entry(b.digest.clone())
+                    .or_default()
+                    .push((i, b.size));
+            }
+            let has_parity = volume::locate(&path)
+                .map(|l| !l.parity.is_empty())
+                .unwrap_or(false);
+            view.slots.push(Slot {
+                volumes: volume_ranges(&path),
+                path,
+                bundle: RwLock::new(Arc::new(bundle)),
+                has_parity,
+                repaired: Mutex::new(false),
+            });
+        }
+        // Named images by digest, for placing unnamed referrers (as import).
+        let mut named: HashMap<Digest, Reference> = HashMap::new();
+        let mut images = Vec::new();
+        for slot in &view.slots {
+            let bundle = slot.bundle.read().expect("not poisoned").clone();
+            for record in &bundle.manifest().images {
+                let name = record.name.as_deref().map(Reference::parse).transpose()?;
+                if let Some(n) = &name {
+                    named.insert(record.digest.clone(), n.clone());
+                }
+                let root = Descriptor::new(
+                    record.media_type.clone(),
+                    record.digest.clone(),
+                    record.size,
+                );
+                images.push((name, root, record.subject.clone()));
+            }
+        }
+        for (name, root, subject) in images {
+            let repo = match (&name, &subject) {
+                (Some(n), _) => target.repository(n),
+                (None, Some(s)) => named
+                    .get(s)
+                    .map(|n| target.repository(n))
+                    .unwrap_or_else(|| target.untagged()),
+                (None, None) => target.untagged(),
+            };
+            let label = name
+                .as_ref()
+                .map_or_else(|| root.digest.to_string(), |n| n.to_string());
+            if let Err(e) = view.add_image(&repo, &root, 0, &label) {
+                view.warnings
+                    .push(format!("image {label} is not served: {e}"));
+                continue;
+            }
+            if let Some(tag) = name.as_ref().and_then(|n| n.tag.clone()) {
+                let r = view.repos.entry(repo).or_default();
+                r.tags.insert(tag, root.digest.clone());
+            }
+        }
+        Ok(view)
+    }
+
+    /// Walks one manifest or index into `repo`.
+    fn add_image(&mut self, repo: &str, d: &Descriptor, depth: usize, label: &str) -> Result<()> {
+        if depth > crate::plan::MAX_DEPTH {
+            return Err(Error::Unsupported {
+                what: label.to_string(),
+                reason: "indexes nest too deeply".into(),
+            });
+        }
+        let raw = match self.manifests.get(&d.digest) {
+            Some(m) => m.raw.clone(),
+            None => {
+                let raw: Arc<[u8]> = self.read_small(&d.digest, MAX_MANIFEST_SIZE, label)?.into();
+                self.manifests.insert(
+                    d.digest.clone(),
+                    Manifest {
+                        media_type: d.media_type.clone(),
+                        raw: raw.clone(),
+                    },
+                );
+                raw
+            }
+        };
+        let node = Node::parse(d.clone(), raw.clone(), label)?;
+        let r = self.repos.entry(repo.to_string()).or_default();
+        r.manifests.insert(d.digest.clone());
+        if let Some((subject, referrer)) = referrer_of(d, &raw) {
+            let list = r.referrers.entry(subject).or_default();
+            if !list.iter().any(|x| x.digest == referrer.digest) {
+                list.push(referrer);
+            }
+        }
+        match &node.parsed {
+            Parsed::Manifest { .. } => {
+                for child in node.children() {
+                    if !self.blobs.contains_key(&child.digest) {
+                        self.warnings.push(format!(
+                            "blob {} of {label} is in none of the bundles given (a delta's base missing?); it answers 404",
+                            child.digest
+                        ));
+                    }
+                    r.blobs.insert(child.digest.clone());
+                }
+            }
+            Parsed::Index { manifests } => {
+                for child in manifests.clone() {
+                    if media::is_index(&child.media_type) || media::is_manifest(&child.media_type) {
+                        self.add_image(repo, &child, depth + 1, label)?;
+                    } else {
+                        self.repos
+                            .entry(repo.to_string())
+                            .or_default()
+                            .blobs
+                            .insert(child.digest.clone());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A small blob, read whole and checked against its digest.
+    fn read_small(&self, digest: &Digest, limit: u64, label: &str) -> Result<Vec<u8>> {
+        let &(slot, size) = self
+            .blobs
+            .get(digest)
+            .and_then(|v| v.first())
+            .ok_or_else(|| Error::missing_blob(label, digest))?;
+        if size > limit {
+            return Err(Error::Unsupported {
+                what: format!("{digest} of {label}"),
+                reason: format!("it has {size} bytes, more than the {limit} a manifest may"),
+            });
+        }
+        let mut out = Vec::with_capacity(size as usize);
+        self.read_checked(slot, digest, size, &mut |chunk| {
+            out.extend_from_slice(chunk);
+            true
+        })
+        .map_err(Error::Failed)?;
+        Ok(out)
+    }
+
+    pub fn repos(&self) -> &BTreeMap<String, Repo> {
+        &self.repos
+    }
+
+    pub fn manifest(&self, digest: &Digest) -> Option<&Manifest> {
+        self.manifests.get(digest)
+    }
+
+    /// Size of a blob, and the first bundle that holds it.
+    pub fn blob(&self, digest: &Digest) -> Option<(usize, u64)> {
+        self.blobs.get(digest).and_then(|v| v.first()).copied()
+    }
+
+    pub fn bundle_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Images (tags) served, for the start-up line.
+    pub fn tag_count(&self) -> usize {
+        self.repos.values().map(|r| r.tags.len()).sum()
+    }
+
+    /// Streams bytes `start..end` of a blob of `size` bytes from bundle
+    /// `slot` into `out`. The whole blob is read and hashed
+    /// (`read_checked`) on a thread of its own, up to 1 MiB ahead of the
+    /// socket, so decompressing and hashing overlap with sending; bytes outside the range are hashed but not sent, and the
+    /// last byte is held back until the digest checks out, so a damaged
+    /// blob never arrives complete.
+    #[allow(clippy::too_many_arguments)]
+    pub fn stream_blob(
+        &self,
+        slot: usize,
+        digest: &Digest,
+        size: u64,
+        start: u64,
+        end: u64,
+        out: &mut dyn Write,
+        sent: &mut dyn FnMut(u64),
+    ) -> std::result::Result<(), Cut> {
+        enum Msg {
+            Data(Vec<u8>),
+            Done(std::result::Result<(), String>),
+        }
+        // 1 MiB in flight at most: memory stays bounded per stream.
+        let (tx, rx) = crossbeam_channel::bounded::<Msg>(4);
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                let r = self.read_checked(slot, digest, size, &mut |chunk| {
+                    tx.send(Msg::Data(chunk.to_vec())).is_ok()
+                });
+                let _ = tx.send(Msg::Done(r));
+            });
+            // Returning drops `rx`, which stops the reader if the client
+            // went away first.
+            let rx = rx;
+            let mut pos = 0u64;
+            let mut held: Option<u8> = None;
+            loop {
+                match rx.recv() {
+                    Ok(Msg::Data(chunk)) => {
+                        let n = chunk.len() as u64;
+                        let (lo, hi) = (pos.max(start), (pos + n).min(end));
+                        if lo < hi {
+                            let part = &chunk[(lo - pos) as usize..(hi - pos) as usize];
+                            let body = if hi == end {
+                                held = part.last().copied();
+                                &part[..part.len() - 1]
+                            } else {
+                                part
+                            };
+                            out.write_all(body).map_err(Cut::Client)?;
+                            sent(body.len() as u64);
+                        }
+                        pos += n;
+                    }
+                    Ok(Msg::Done(Ok(()))) => break,
+                    Ok(Msg::Done(Err(why))) => return Err(Cut::Damage(why)),
+                    Err(_) => return Err(Cut::Damage(format!("reading {digest} stopped"))),
+                }
+            }
+            if let Some(b) = held {
+                out.write_all(&[b]).map_err(Cut::Client)?;
+                sent(1);
+            }
+            out.flush().map_err(Cut::Client)
+        })
+    }
+
+    /// Reads a whole blob from bundle `slot`, handing each piece to `emit`
+    /// (which returns false to stop), and checks its size and digest over
+    /// exactly the bytes handed out. Damage that parity covers is repaired
+    /// in memory (once per bundle) and the reading goes on from where it
+    /// stopped; otherwise it goes on from another bundle holding the blob.
+    fn read_checked(
+        &self,
+        slot: usize,
+        digest: &Digest,
+        size: u64,
+        emit: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> std::result::Result<(), String> {
+        // The bundles to read it from, the one asked for first.
+        let mut order = vec![slot];
+        if let Some(holders) = self.blobs.get(digest) {
+            order.extend(holders.iter().map(|&(i, _)| i).filter(|&i| i != slot));
+        }
+        let mut at = 0;
+        let mut hash = Sha256::new();
+        let mut pos = 0u64;
+        let mut repaired_once = false;
+        'outer: loop {
+            let slot = order[at];
+            let s = &self.slots[slot];
+            let bundle = s.bundle.read().expect("not poisoned").clone();
+            let file = bundle.file();
+            let member = file
+                .member(&digest.layout_path())
+                .ok_or_else(|| format!("{} holds no {digest}", s.path.display()))?;
+            let mut reader = file.open_member(member).map_err(|e| e.to_string())?;
+            // After a repair or a switch: skip what was already handed out;
+            // the hash goes on over exactly those bytes.
+            let mut skip = pos;
+            loop {
+                let chunk = match reader.fill_buf() {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let why = format!("{e}{}", self.volumes_of(slot, digest));
+                        if !repaired_once && self.repair(slot) {
+                            repaired_once = true;
+                            log::warn!("{why}; repaired from parity, going on");
+                            continue 'outer;
+                        }
+                        if at + 1 < order.len() {
+                            at += 1;
+                            repaired_once = false;
+                            log::warn!(
+                                "{why}; going on from {}",
+                                self.slots[order[at]].path.display()
+                            );
+                            continue 'outer;
+                        }
+                        return Err(why);
+                    }
+                };
+                if chunk.is_empty() {
+                    break;
+                }
+                let n = chunk.len();
+                if skip > 0 {
+                    let k = (skip as usize).min(n);
+                    reader.consume(k);
+                    skip -= k as u64;
+                    continue;
+                }
+                hash.update(chunk);
+                // In small pieces: what waits in the channel stays small.
+                if !chunk.chunks(PIECE).all(&mut *emit) {
+                    return Err("the client went away".into());
+                }
+                pos += n as u64;
+                reader.consume(n);
+            }
+            break;
+        }
+        let s = &self.slots[order[at]];
+        if pos != size {
+            return Err(format!(
+                "blob {digest} in {} has {pos} bytes, its record says {size}",
+                s.path.display()
+            ));
+        }
+        let got = Digest::from_raw(hash.finalize().into());
+        if got != *digest {
+            return Err(format!(
+                "blob {digest} in {} does not match its digest (it hashes to {got}): it is damaged{}",
+                s.path.display(),
+                self.volumes_of(order[at], digest)
+            ));
+        }
+        Ok(())
+    }
+
+    /// The volumes a blob's bytes lie in, for a damage message.
+    fn volumes_of(&self, slot: usize, digest: &Digest) -> String {
+        let s = &self.slots[slot];
+        let bundle = s.bundle.read().expect("not poisoned").clone();
+        let Some(m) = bundle.file().member(&digest.layout_path()) else {
+            return String::new();
+        };
+        let (lo, hi) = bundle.file().member_range(m);
+        let names: Vec<&str> = s
+            .volumes
+            .iter()
+            .filter(|(a, b, _)| *a < hi && lo < *b)
+            .map(|(_, _, n)| n.as_str())
+            .collect();
+        if names.is_empty() {
+            String::new()
+        } else {
+            format!(" (in {})", names.join(", "))
+        }
+    }
+
+    /// Opens bundle `slot` again with a full check and in-memory repair
+    /// from its parity; true if a repaired bundle replaced it. Tried once
+    /// per bundle: a second damage after that is beyond the parity.
+    fn repair(&self, slot: usize) -> bool {
+        let s = &self.slots[slot];
+        if !s.has_parity {
+            return false;
+        }
+        let mut tried = s.repaired.lock().expect("not poisoned");
+        if *tried {
+            return false;
+        }
+        *tried = true;
+        log::warn!(
+            "damage in {}: checking it against its parity",
+            s.path.display()
+        );
+        let opened = match &self.keys {
+            Some(k) => Bundle::<Opened>::open_for_key(&s.path, OpenOptions::FULL, k)
+                .and_then(|b| b.check_signature(k)),
+            None => Bundle::<Opened>::open_with(&s.path, OpenOptions::FULL)
+                .and_then(|b| b.without_signature_check()),
+        };
+        let old_id = s.bundle.read().expect("not poisoned").id().clone();
+        match opened {
+            Ok(b) if *b.id() == old_id => {
+                for n in b.file().notices() {
+                    log::warn!("{n}");
+                }
+                *s.bundle.write().expect("not poisoned") = Arc::new(b);
+                true
+            }
+            Ok(_) => {
+                log::error!(
+                    "{} changed on disk while served; not repaired",
+                    s.path.display()
+                );
+                false
+            }
+            Err(e) => {
+                log::error!("cannot repair {}: {e}", s.path.display());
+                false
+            }
+        }
+    }
+}
+
+/// For a manifest with a `subject`: the subject and the descriptor the
+/// referrers API lists (artifactType, else the config's media type, and
+/// the manifest's annotations).
+fn referrer_of(d: &Descriptor, raw: &[u8]) -> Option<(Digest, Descriptor)> {
+    let v: serde_json::Value = serde_json::from_slice(raw).ok()?;
+    let subject: Digest = v.get("subject")?.get("digest")?.as_str()?.parse().ok()?;
+    let mut out = Descriptor::new(d.media_type.clone(), d.digest.clone(), d.size);
+    out.artifact_type = v
+        .get("artifactType")
+        .and_then(|a| a.as_str())
+        .or_else(|| v.get("config")?.get("mediaType")?.as_str())
+        .map(String::from);
+    if let Some(a) = v.get("annotations").and_then(|a| a.as_object()) {
+        out.annotations = a
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+            .collect();
+    }
+    Some((subject, out))
+}
+
+/// Byte ranges of a split bundle's volumes, from their files' sizes (one
+/// range for an unsplit bundle); a missing volume ends the list.
+fn volume_ranges(path: &Path) -> Vec<(u64, u64, String)> {
+    let Ok(located) = volume::locate(path) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut at = 0;
+    for (number, file) in &located.volumes {
+        let Ok(meta) = std::fs::metadata(file) else {
+            out.push((
+                at,
+                u64::MAX,
+                format!("volume {number} ({})", file.display()),
+            ));
+            break;
+        };
+        out.push((
+            at,
+            at + meta.len(),
+            format!("volume {number} ({})", file.display()),
+        ));
+        at += meta.len();
+    }
+    out
+}
