@@ -132,10 +132,22 @@ fn a_delta_against_the_base_bundle_imports_and_sends_only_the_changed_blobs() {
     let v = Versions::new();
     let target = imported_v1(&v);
     let (v1, v2) = (v.path("v1.airlock"), v.path("v2.airlock"));
+    // The next version's set, kept in a file: every tag of the app.
+    let set = v.path("set.yaml");
+    std::fs::write(
+        &set,
+        format!(
+            "apiVersion: airlock/v1\nkind: ImageSet\nimages:\n  - ref: {}/team/app\n    tags: {{include: '^[0-9]+$'}}\n",
+            v.src.host
+        ),
+    )
+    .unwrap();
     v.pack(
         v2.to_str().unwrap(),
-        &["team/app:1", "team/app:2"],
+        &[],
         &[
+            "-f",
+            set.to_str().unwrap(),
             "--against",
             v1.to_str().unwrap(),
             "--pub",
