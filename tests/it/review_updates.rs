@@ -1,0 +1,51 @@
+//! Review of `inventory`, `diff` and image sets (#13): each test here
+//! failed on the code as it was merged, and names the defect it caught.
+
+use crate::util::*;
+
+fn digest(c: char) -> String {
+    format!("sha256:{}", c.to_string().repeat(64))
+}
+
+/// An inventory of `blobs` (sorted, each once), all of one image.
+fn inventory(blobs: &[(char, u64)]) -> String {
+    let blobs: Vec<_> = blobs
+        .iter()
+        .map(|(c, size)| serde_json::json!({"digest": digest(*c), "size": size}))
+        .collect();
+    serde_json::json!({
+        "version": 1, "kind": "airlock-inventory", "created": "2026-12-01T00:00:00Z",
+        "source": {"type": "registry", "registry": "reg.local", "prefix": ""},
+        "images": [{"name": "app:1", "digest": digest('a')}],
+        "blobs": blobs,
+    })
+    .to_string()
+}
+
+/// Two sizes that fit a u64 each but not their sum: `diff` added them up
+/// unchecked and panicked (debug) or printed a wrapped byte count
+/// (release). The reader now refuses such an inventory.
+#[test]
+fn an_inventory_whose_blob_sizes_overflow_when_added_is_refused_not_a_panic() {
+    let t = scratch();
+    std::fs::write(t.path().join("a.json"), inventory(&[('a', 1)])).unwrap();
+    std::fs::write(
+        t.path().join("huge.json"),
+        inventory(&[('a', 1), ('b', u64::MAX), ('c', u64::MAX)]),
+    )
+    .unwrap();
+    let err = airlock(&["diff", "a.json", "huge.json"], t.path()).fails();
+    insta::assert_snapshot!(err, @r"
+    airlock: error: inventory huge.json: the blob sizes add up to more than 18446744073709551615 bytes (at sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb)
+      hint: make it again with this release's `airlock inventory`, or read it with the release that wrote it (docs/inventory.md describes the format)
+    ");
+    // One size at the limit alone is a number, not an overflow.
+    std::fs::write(
+        t.path().join("max.json"),
+        inventory(&[('a', 1), ('b', u64::MAX - 1)]),
+    )
+    .unwrap();
+    let out = airlock(&["diff", "--json", "a.json", "max.json"], t.path()).ok();
+    let v: serde_json::Value = serde_json::from_str(&out.stdout()).unwrap();
+    assert_eq!(v["delta_bytes"].as_u64(), Some(u64::MAX - 1));
+}
