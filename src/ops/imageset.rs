@@ -323,6 +323,7 @@ fn catalog_sources(
             "change the filter's include or exclude so that it keeps a repository",
         ));
     }
+    let kept_names: Vec<String> = kept.iter().map(|n| n.to_string()).collect();
     let mut sources = Vec::new();
     let mut seen_tags = Vec::new();
     for name in kept {
@@ -348,6 +349,19 @@ fn catalog_sources(
                 shown(&seen_tags)
             ),
             "change the filter's include or exclude so that it keeps a tag",
+        )),
+        // Repositories whose every manifest was deleted stay in the
+        // catalog with no tag: a catalog of only those must not be dropped
+        // silently from the set.
+        None if sources.is_empty() => Err(set.selects_nothing(
+            catalog.line,
+            format!("catalogs[{i}]"),
+            format!(
+                "the repositories kept on {host} ({}) hold no tag: {}",
+                catalog.repositories.describe(),
+                shown(&kept_names)
+            ),
+            "tag an image in one of them, or change the repositories filter",
         )),
         _ => Ok(sources),
     }

@@ -1,6 +1,9 @@
 //! Review of `inventory`, `diff` and image sets (#13): each test here
 //! failed on the code as it was merged, and names the defect it caught.
 
+use std::path::Path;
+
+use crate::harness::*;
 use crate::util::*;
 
 fn digest(c: char) -> String {
@@ -48,4 +51,54 @@ fn an_inventory_whose_blob_sizes_overflow_when_added_is_refused_not_a_panic() {
     let out = airlock(&["diff", "--json", "a.json", "max.json"], t.path()).ok();
     let v: serde_json::Value = serde_json::from_str(&out.stdout()).unwrap();
     assert_eq!(v["delta_bytes"].as_u64(), Some(u64::MAX - 1));
+}
+
+/// A catalog whose kept repositories hold no tag (every manifest deleted;
+/// distribution still lists the repository) resolved to nothing, and the
+/// pack went on with the other entries as if the catalog were there.
+#[test]
+fn a_catalog_whose_repositories_hold_no_tag_is_an_error_not_nothing() {
+    let t = scratch();
+    let reg = Registry::start(Config::default());
+    let app = format!("oci:{}:app-1", layout().display());
+    reg.push(&app, "team/app:1");
+    reg.push(&format!("oci:{}:base", layout().display()), "gone:1");
+    let gone = reg.digest("gone:1", &["--tls-verify=false"]);
+    skopeo(
+        &[
+            "delete",
+            "--tls-verify=false",
+            &format!("docker://{}/gone@{gone}", reg.host),
+        ],
+        Path::new("/"),
+    )
+    .ok();
+    assert!(reg.catalog().contains("\"gone\""), "{}", reg.catalog());
+    let set = format!(
+        "apiVersion: airlock/v1\nkind: ImageSet\nimages:\n  - ref: {host}/team/app:1\ncatalogs:\n  - registry: {host}\n    repositories: {{include: '^gone$'}}\n",
+        host = reg.host
+    );
+    std::fs::write(t.path().join("set.yaml"), set).unwrap();
+    let plain = format!("--plain-http={}", reg.host);
+    let err = airlock(
+        &[
+            "pack",
+            "-q",
+            &plain,
+            "--cache",
+            "cache",
+            "-f",
+            "set.yaml",
+            "-o",
+            "out.airlock",
+        ],
+        t.path(),
+    )
+    .fails_usage();
+    let err = err.replace(&reg.host, "[REG]");
+    insta::assert_snapshot!(err, @r#"
+    airlock: error: set.yaml:6: catalogs[0]: the repositories kept on [REG] (include "^gone$" exclude "") hold no tag: gone
+      hint: tag an image in one of them, or change the repositories filter
+    "#);
+    assert!(!t.path().join("out.airlock").exists());
 }
