@@ -102,3 +102,46 @@ fn a_catalog_whose_repositories_hold_no_tag_is_an_error_not_nothing() {
     "#);
     assert!(!t.path().join("out.airlock").exists());
 }
+
+/// Under the prefix `mirror`, the repository `mirror` keeps its whole
+/// path and `mirror/mirror` loses the prefix: both were named `mirror:1`,
+/// and `inventory` wrote a file that its own reader refused ("listed
+/// twice"). The one under the prefix is listed; both images' blobs are.
+#[test]
+fn an_inventory_of_a_prefix_lists_a_name_once_when_the_prefix_repository_shares_it() {
+    let t = scratch();
+    let reg = Registry::start(Config::default());
+    reg.push(&format!("oci:{}:app-1", layout().display()), "mirror:1");
+    reg.push(
+        &format!("oci:{}:app-2", layout().display()),
+        "mirror/mirror:1",
+    );
+    let under = reg.digest("mirror/mirror:1", &["--tls-verify=false"]);
+    let at_prefix = reg.digest("mirror:1", &["--tls-verify=false"]);
+    assert_ne!(under, at_prefix);
+    let plain = format!("--plain-http={}", reg.host);
+    let place = format!("docker://{}/mirror", reg.host);
+    airlock(
+        &["inventory", "-q", &plain, &place, "-o", "inv.json"],
+        t.path(),
+    )
+    .ok();
+    let inv: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(t.path().join("inv.json")).unwrap()).unwrap();
+    assert_eq!(
+        inv["images"],
+        serde_json::json!([{"name": "mirror:1", "digest": under}])
+    );
+    let blobs: Vec<&str> = inv["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["digest"].as_str().unwrap())
+        .collect();
+    assert!(blobs.contains(&at_prefix.as_str()), "{blobs:?}");
+    assert!(blobs.contains(&under.as_str()), "{blobs:?}");
+    // And it reads back: diff of the inventory against itself.
+    let out = airlock(&["diff", "--json", "inv.json", "inv.json"], t.path()).ok();
+    let diff: serde_json::Value = serde_json::from_str(&out.stdout()).unwrap();
+    assert_eq!(diff["unchanged_count"], 1);
+}
