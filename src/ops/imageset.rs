@@ -27,6 +27,10 @@ pub use parse::parse;
 pub const API_VERSION: &str = "airlock/v1";
 pub const KIND: &str = "ImageSet";
 
+/// A `-f` file larger than this is refused unread (a set or list of some
+/// hundred thousand sources is a few MiB).
+const MAX_SOURCE_FILE: u64 = 32 << 20;
+
 /// Tags or repositories named in a "selects nothing" error, at most.
 const SHOWN_NAMES: usize = 20;
 
@@ -119,16 +123,26 @@ pub fn check_stdin(file: Option<&Path>, others: &[&str]) -> Result<()> {
 /// ends in `.yaml` or `.yml`, or when its first line that is not blank, a
 /// `#` comment or `---` starts with `apiVersion:`; otherwise it is the list.
 pub fn read(path: &Path) -> Result<SourceFile> {
-    let text = if path == Path::new("-") {
-        let mut text = String::new();
+    // Bounded: `-f /dev/zero` or a mistaken multi-gigabyte file must not
+    // be read into memory whole.
+    let mut text = String::new();
+    let read = if path == Path::new("-") {
         std::io::stdin()
             .lock()
+            .take(MAX_SOURCE_FILE + 1)
             .read_to_string(&mut text)
-            .map_err(|e| Error::io("read source list", path, e))?;
-        text
     } else {
-        std::fs::read_to_string(path).map_err(|e| Error::io("read source list", path, e))?
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_SOURCE_FILE + 1).read_to_string(&mut text))
     };
+    read.map_err(|e| Error::io("read source list", path, e))?;
+    if text.len() as u64 > MAX_SOURCE_FILE {
+        return Err(Error::Usage(format!(
+            "-f {}: more than {} MiB, larger than any image set or source list; check the file name",
+            path.display(),
+            MAX_SOURCE_FILE >> 20
+        )));
+    }
     if !is_set(path, &text) {
         return Ok(SourceFile::List(parse_list(&text)));
     }

@@ -145,3 +145,18 @@ fn an_inventory_of_a_prefix_lists_a_name_once_when_the_prefix_repository_shares_
     let diff: serde_json::Value = serde_json::from_str(&out.stdout()).unwrap();
     assert_eq!(diff["unchanged_count"], 1);
 }
+
+/// `-f FILE` was read whole, however large: `-f /dev/zero` grew without
+/// bound, and a mistaken 40 MiB file of NULs became one "source" that
+/// the error printed back whole. Now refused by size, with its name.
+#[test]
+fn a_source_file_larger_than_any_set_is_refused_unread() {
+    let t = scratch();
+    let f = std::fs::File::create(t.path().join("huge.list")).unwrap();
+    f.set_len(40 << 20).unwrap();
+    let err = airlock(&["pack", "-f", "huge.list", "-o", "out.airlock"], t.path()).fails_usage();
+    insta::assert_snapshot!(err, @"airlock: error: -f huge.list: more than 32 MiB, larger than any image set or source list; check the file name");
+    let err = airlock(&["pack", "-f", "/dev/zero", "-o", "out.airlock"], t.path()).fails_usage();
+    assert!(err.contains("-f /dev/zero: more than 32 MiB"), "{err}");
+    assert!(!t.path().join("out.airlock").exists());
+}
