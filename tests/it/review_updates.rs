@@ -160,3 +160,37 @@ fn a_source_file_larger_than_any_set_is_refused_unread() {
     assert!(err.contains("-f /dev/zero: more than 32 MiB"), "{err}");
     assert!(!t.path().join("out.airlock").exists());
 }
+
+/// Block nesting some thousands deep (`- - - …` on one line) overflowed
+/// the stack of the YAML loader: the process aborted (no error, no file
+/// name, exit 134). Now refused at its line before it is loaded.
+#[test]
+fn a_set_nested_thousands_deep_is_refused_not_a_stack_overflow() {
+    let t = scratch();
+    let deep = format!(
+        "apiVersion: airlock/v1\nkind: ImageSet\nimages:\n  - ref: oci:./layout\n{}x\n",
+        "- ".repeat(20_000)
+    );
+    std::fs::write(t.path().join("deep.yaml"), deep).unwrap();
+    let err = airlock(&["pack", "-f", "deep.yaml", "-o", "out.airlock"], t.path()).fails_usage();
+    insta::assert_snapshot!(err, @r"
+    airlock: error: deep.yaml:5: (syntax): nests deeper than 512 columns of indentation; an image set needs a few
+      hint: docs/image-sets.md lists every field of an image set
+    ");
+    // Indentation alone nests too.
+    let mut indented = "apiVersion: airlock/v1\nkind: ImageSet\nimages:\n".to_string();
+    for i in 0..3000 {
+        indented.push_str(&format!("{}a:\n", " ".repeat(i)));
+    }
+    std::fs::write(t.path().join("indented.yaml"), indented).unwrap();
+    let err = airlock(
+        &["pack", "-f", "indented.yaml", "-o", "out.airlock"],
+        t.path(),
+    )
+    .fails_usage();
+    assert!(
+        err.contains("indented.yaml:517: (syntax): nests deeper"),
+        "{err}"
+    );
+    assert!(!t.path().join("out.airlock").exists());
+}
