@@ -8,6 +8,7 @@
 //! images: what a set resolves to is opened like any other source, and the
 //! plan reads it.
 
+use std::collections::HashSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -251,12 +252,28 @@ pub fn open(
     problems: &mut Vec<Error>,
 ) -> Vec<Opened> {
     let mut opened = Vec::new();
+    // The registry images the entries name, `REGISTRY/REPO:TAG`: a catalog
+    // leaves them to their entry (and its platforms) rather than naming
+    // them a second time, which the plan refuses.
+    let mut named = HashSet::new();
     for (i, entry) in set.images.iter().enumerate() {
         let source = match (&entry.tags, &entry.spec, ctx) {
-            (Some(filter), SourceSpec::Registry(r), Some(ctx)) => {
-                filtered(set, i, filter, r, ctx).map(|s| Box::new(s.streaming(stream)) as _)
+            (Some(filter), SourceSpec::Registry(r), Some(ctx)) => filtered(set, i, filter, r, ctx)
+                .map(|(s, kept)| {
+                    named.extend(kept);
+                    Box::new(s.streaming(stream)) as _
+                }),
+            (_, spec, _) => {
+                if let SourceSpec::Registry(r) = spec {
+                    named.extend(
+                        Reference::parse(r)
+                            .ok()
+                            .filter(|r| r.digest.is_none())
+                            .map(|r| r.to_string()),
+                    );
+                }
+                entry.spec.open_as(&entry.text, ctx, stream)
             }
-            _ => entry.spec.open_as(&entry.text, ctx, stream),
         };
         match source {
             Ok(s) => opened.push((s, entry.platforms.clone())),
@@ -265,7 +282,7 @@ pub fn open(
     }
     if let Some(ctx) = ctx {
         for (i, catalog) in set.catalogs.iter().enumerate() {
-            match catalog_sources(set, i, catalog, ctx) {
+            match catalog_sources(set, i, catalog, ctx, &named) {
                 Ok(sources) => opened.extend(sources.into_iter().map(|s| {
                     (
                         Box::new(s.streaming(stream)) as _,
@@ -279,15 +296,15 @@ pub fn open(
     opened
 }
 
-/// `images[i]`: the tags of repository `r` that `filter` keeps; none is an
-/// error naming the tags seen.
+/// `images[i]`: the tags of repository `r` that `filter` keeps (and their
+/// names, `REGISTRY/REPO:TAG`); none is an error naming the tags seen.
 fn filtered(
     set: &ImageSet,
     i: usize,
     filter: &Filter,
     r: &str,
     ctx: &RegistryContext,
-) -> Result<RegistrySource> {
+) -> Result<(RegistrySource, Vec<String>)> {
     let repo = Reference::parse(r)?;
     // Sorted: registries list tags in no promised order, and the bundle's
     // order and this message should not depend on it.
@@ -307,17 +324,24 @@ fn filtered(
             "change the filter's include or exclude so that it keeps a tag",
         ));
     }
-    RegistrySource::tagged(&format!("docker://{}", repo.name()), &repo, &kept, ctx)
+    let names = kept
+        .iter()
+        .map(|t| format!("{}:{t}", repo.name()))
+        .collect();
+    let source = RegistrySource::tagged(&format!("docker://{}", repo.name()), &repo, &kept, ctx)?;
+    Ok((source, names))
 }
 
 /// `catalogs[i]`: every repository the registry lists that the filter
 /// keeps, each with the tags its `tags` filter keeps (a repository left
-/// with none is skipped; a catalog left with none is an error).
+/// with none is skipped; a catalog left with none is an error). A tag an
+/// `images` entry names (`named`) is left to that entry.
 fn catalog_sources(
     set: &ImageSet,
     i: usize,
     catalog: &Catalog,
     ctx: &RegistryContext,
+    named: &HashSet<String>,
 ) -> Result<Vec<RegistrySource>> {
     let host = &catalog.registry;
     let listed = RegistrySource::catalog(host, ctx)?;
@@ -339,6 +363,7 @@ fn catalog_sources(
     }
     let kept_names: Vec<String> = kept.iter().map(|n| n.to_string()).collect();
     let mut sources = Vec::new();
+    let mut any_tag = false;
     let mut seen_tags = Vec::new();
     for name in kept {
         let repo = Reference::parse(&format!("{host}/{name}"))?;
@@ -348,13 +373,15 @@ fn catalog_sources(
             seen_tags.extend(tags.iter().map(|t| format!("{name}:{t}")));
             tags.retain(|t| filter.keeps(t));
         }
+        any_tag |= !tags.is_empty();
+        tags.retain(|t| !named.contains(&format!("{}:{t}", repo.name())));
         if !tags.is_empty() {
             let source = format!("docker://{}", repo.name());
             sources.push(RegistrySource::tagged(&source, &repo, &tags, ctx)?);
         }
     }
     match &catalog.tags {
-        Some(filter) if sources.is_empty() => Err(set.selects_nothing(
+        Some(filter) if !any_tag => Err(set.selects_nothing(
             filter.line,
             format!("catalogs[{i}].tags"),
             format!(
@@ -367,7 +394,7 @@ fn catalog_sources(
         // Repositories whose every manifest was deleted stay in the
         // catalog with no tag: a catalog of only those must not be dropped
         // silently from the set.
-        None if sources.is_empty() => Err(set.selects_nothing(
+        None if !any_tag => Err(set.selects_nothing(
             catalog.line,
             format!("catalogs[{i}]"),
             format!(

@@ -194,3 +194,59 @@ fn a_set_nested_thousands_deep_is_refused_not_a_stack_overflow() {
     );
     assert!(!t.path().join("out.airlock").exists());
 }
+
+/// An image named by an `images` entry and again by a catalog that keeps
+/// its repository (a pinned tag beside the whole team) was refused as
+/// "given twice", an error that named neither entry's line. The catalog
+/// now leaves the tag to the entry, and the bundle holds each image once.
+#[test]
+fn a_catalog_leaves_an_image_that_an_entry_names_to_that_entry() {
+    let t = scratch();
+    let reg = Registry::start(Config::default());
+    reg.push(&format!("oci:{}:app-1", layout().display()), "team/app:1");
+    reg.push(&format!("oci:{}:base", layout().display()), "team/base:1");
+    let set = format!(
+        "apiVersion: airlock/v1\nkind: ImageSet\nimages:\n  - ref: {host}/team/app:1\ncatalogs:\n  - registry: {host}\n    repositories: {{include: '^team/'}}\n",
+        host = reg.host
+    );
+    std::fs::write(t.path().join("set.yaml"), set).unwrap();
+    let (key, public) = keys(t.path(), "site");
+    let (key, public) = (key.display().to_string(), public.display().to_string());
+    let plain = format!("--plain-http={}", reg.host);
+    airlock(
+        &[
+            "pack",
+            "-q",
+            &plain,
+            "--cache",
+            "cache",
+            "-f",
+            "set.yaml",
+            "-o",
+            "out.airlock",
+            "--key",
+            &key,
+        ],
+        t.path(),
+    )
+    .ok();
+    let out = airlock(
+        &[
+            "inventory",
+            "-q",
+            "--pub",
+            &public,
+            "out.airlock",
+            "-o",
+            "-",
+        ],
+        t.path(),
+    )
+    .ok();
+    let inv: serde_json::Value = serde_json::from_str(&out.stdout()).unwrap();
+    let want = serde_json::json!([
+        {"name": "team/app:1", "digest": reg.digest("team/app:1", &["--tls-verify=false"])},
+        {"name": "team/base:1", "digest": reg.digest("team/base:1", &["--tls-verify=false"])},
+    ]);
+    assert_eq!(inv["images"], want);
+}
