@@ -90,13 +90,21 @@ impl Inventory {
     ) -> Result<Inventory> {
         images.sort();
         images.dedup();
+        let blobs = merge_blobs(blobs, "the inventory")?;
+        if let Err(at) = total_size(&blobs) {
+            return Err(Error::Failed(format!(
+                "the inventory's blob sizes add up to more than {} bytes (at blob {at}): \
+                 a manifest states a size no place holds",
+                u64::MAX
+            )));
+        }
         Ok(Inventory {
             version: INVENTORY_VERSION,
             kind: INVENTORY_KIND.to_string(),
             created,
             source,
             images,
-            blobs: merge_blobs(blobs, "the inventory")?,
+            blobs,
         })
     }
 
@@ -157,6 +165,14 @@ impl Inventory {
                 w[1].digest
             ));
         }
+        // Every consumer adds sizes up (diff, pack --against, the summary);
+        // a total past u64 would panic or wrap there.
+        if let Err(at) = total_size(&self.blobs) {
+            return Err(format!(
+                "the blob sizes add up to more than {} bytes (at {at})",
+                u64::MAX
+            ));
+        }
         let mut names = std::collections::BTreeSet::new();
         for name in self.images.iter().filter_map(|i| i.name.as_deref()) {
             check_name(name).map_err(|why| format!("image name {name:?} {why}"))?;
@@ -166,6 +182,13 @@ impl Inventory {
         }
         Ok(())
     }
+}
+
+/// The sum of the blobs' sizes, or the digest at which it overflows.
+fn total_size(blobs: &[InventoryBlob]) -> std::result::Result<u64, &Digest> {
+    blobs
+        .iter()
+        .try_fold(0u64, |sum, b| sum.checked_add(b.size).ok_or(&b.digest))
 }
 
 /// `REPOSITORY:TAG`, no digest. Whether the first component is a host

@@ -8,6 +8,7 @@
 //! images: what a set resolves to is opened like any other source, and the
 //! plan reads it.
 
+use std::collections::HashSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -26,6 +27,10 @@ pub use parse::parse;
 /// The `apiVersion` and `kind` this release reads.
 pub const API_VERSION: &str = "airlock/v1";
 pub const KIND: &str = "ImageSet";
+
+/// A `-f` file larger than this is refused unread (a set or list of some
+/// hundred thousand sources is a few MiB).
+const MAX_SOURCE_FILE: u64 = 32 << 20;
 
 /// Tags or repositories named in a "selects nothing" error, at most.
 const SHOWN_NAMES: usize = 20;
@@ -119,16 +124,26 @@ pub fn check_stdin(file: Option<&Path>, others: &[&str]) -> Result<()> {
 /// ends in `.yaml` or `.yml`, or when its first line that is not blank, a
 /// `#` comment or `---` starts with `apiVersion:`; otherwise it is the list.
 pub fn read(path: &Path) -> Result<SourceFile> {
-    let text = if path == Path::new("-") {
-        let mut text = String::new();
+    // Bounded: `-f /dev/zero` or a mistaken multi-gigabyte file must not
+    // be read into memory whole.
+    let mut text = String::new();
+    let read = if path == Path::new("-") {
         std::io::stdin()
             .lock()
+            .take(MAX_SOURCE_FILE + 1)
             .read_to_string(&mut text)
-            .map_err(|e| Error::io("read source list", path, e))?;
-        text
     } else {
-        std::fs::read_to_string(path).map_err(|e| Error::io("read source list", path, e))?
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_SOURCE_FILE + 1).read_to_string(&mut text))
     };
+    read.map_err(|e| Error::io("read source list", path, e))?;
+    if text.len() as u64 > MAX_SOURCE_FILE {
+        return Err(Error::Usage(format!(
+            "-f {}: more than {} MiB, larger than any image set or source list; check the file name",
+            path.display(),
+            MAX_SOURCE_FILE >> 20
+        )));
+    }
     if !is_set(path, &text) {
         return Ok(SourceFile::List(parse_list(&text)));
     }
@@ -237,12 +252,28 @@ pub fn open(
     problems: &mut Vec<Error>,
 ) -> Vec<Opened> {
     let mut opened = Vec::new();
+    // The registry images the entries name, `REGISTRY/REPO:TAG`: a catalog
+    // leaves them to their entry (and its platforms) rather than naming
+    // them a second time, which the plan refuses.
+    let mut named = HashSet::new();
     for (i, entry) in set.images.iter().enumerate() {
         let source = match (&entry.tags, &entry.spec, ctx) {
-            (Some(filter), SourceSpec::Registry(r), Some(ctx)) => {
-                filtered(set, i, filter, r, ctx).map(|s| Box::new(s.streaming(stream)) as _)
+            (Some(filter), SourceSpec::Registry(r), Some(ctx)) => filtered(set, i, filter, r, ctx)
+                .map(|(s, kept)| {
+                    named.extend(kept);
+                    Box::new(s.streaming(stream)) as _
+                }),
+            (_, spec, _) => {
+                if let SourceSpec::Registry(r) = spec {
+                    named.extend(
+                        Reference::parse(r)
+                            .ok()
+                            .filter(|r| r.digest.is_none())
+                            .map(|r| r.to_string()),
+                    );
+                }
+                entry.spec.open_as(&entry.text, ctx, stream)
             }
-            _ => entry.spec.open_as(&entry.text, ctx, stream),
         };
         match source {
             Ok(s) => opened.push((s, entry.platforms.clone())),
@@ -251,7 +282,7 @@ pub fn open(
     }
     if let Some(ctx) = ctx {
         for (i, catalog) in set.catalogs.iter().enumerate() {
-            match catalog_sources(set, i, catalog, ctx) {
+            match catalog_sources(set, i, catalog, ctx, &named) {
                 Ok(sources) => opened.extend(sources.into_iter().map(|s| {
                     (
                         Box::new(s.streaming(stream)) as _,
@@ -265,15 +296,15 @@ pub fn open(
     opened
 }
 
-/// `images[i]`: the tags of repository `r` that `filter` keeps; none is an
-/// error naming the tags seen.
+/// `images[i]`: the tags of repository `r` that `filter` keeps (and their
+/// names, `REGISTRY/REPO:TAG`); none is an error naming the tags seen.
 fn filtered(
     set: &ImageSet,
     i: usize,
     filter: &Filter,
     r: &str,
     ctx: &RegistryContext,
-) -> Result<RegistrySource> {
+) -> Result<(RegistrySource, Vec<String>)> {
     let repo = Reference::parse(r)?;
     // Sorted: registries list tags in no promised order, and the bundle's
     // order and this message should not depend on it.
@@ -293,17 +324,24 @@ fn filtered(
             "change the filter's include or exclude so that it keeps a tag",
         ));
     }
-    RegistrySource::tagged(&format!("docker://{}", repo.name()), &repo, &kept, ctx)
+    let names = kept
+        .iter()
+        .map(|t| format!("{}:{t}", repo.name()))
+        .collect();
+    let source = RegistrySource::tagged(&format!("docker://{}", repo.name()), &repo, &kept, ctx)?;
+    Ok((source, names))
 }
 
 /// `catalogs[i]`: every repository the registry lists that the filter
 /// keeps, each with the tags its `tags` filter keeps (a repository left
-/// with none is skipped; a catalog left with none is an error).
+/// with none is skipped; a catalog left with none is an error). A tag an
+/// `images` entry names (`named`) is left to that entry.
 fn catalog_sources(
     set: &ImageSet,
     i: usize,
     catalog: &Catalog,
     ctx: &RegistryContext,
+    named: &HashSet<String>,
 ) -> Result<Vec<RegistrySource>> {
     let host = &catalog.registry;
     let listed = RegistrySource::catalog(host, ctx)?;
@@ -323,7 +361,9 @@ fn catalog_sources(
             "change the filter's include or exclude so that it keeps a repository",
         ));
     }
+    let kept_names: Vec<String> = kept.iter().map(|n| n.to_string()).collect();
     let mut sources = Vec::new();
+    let mut any_tag = false;
     let mut seen_tags = Vec::new();
     for name in kept {
         let repo = Reference::parse(&format!("{host}/{name}"))?;
@@ -333,13 +373,15 @@ fn catalog_sources(
             seen_tags.extend(tags.iter().map(|t| format!("{name}:{t}")));
             tags.retain(|t| filter.keeps(t));
         }
+        any_tag |= !tags.is_empty();
+        tags.retain(|t| !named.contains(&format!("{}:{t}", repo.name())));
         if !tags.is_empty() {
             let source = format!("docker://{}", repo.name());
             sources.push(RegistrySource::tagged(&source, &repo, &tags, ctx)?);
         }
     }
     match &catalog.tags {
-        Some(filter) if sources.is_empty() => Err(set.selects_nothing(
+        Some(filter) if !any_tag => Err(set.selects_nothing(
             filter.line,
             format!("catalogs[{i}].tags"),
             format!(
@@ -348,6 +390,19 @@ fn catalog_sources(
                 shown(&seen_tags)
             ),
             "change the filter's include or exclude so that it keeps a tag",
+        )),
+        // Repositories whose every manifest was deleted stay in the
+        // catalog with no tag: a catalog of only those must not be dropped
+        // silently from the set.
+        None if !any_tag => Err(set.selects_nothing(
+            catalog.line,
+            format!("catalogs[{i}]"),
+            format!(
+                "the repositories kept on {host} ({}) hold no tag: {}",
+                catalog.repositories.describe(),
+                shown(&kept_names)
+            ),
+            "tag an image in one of them, or change the repositories filter",
         )),
         _ => Ok(sources),
     }

@@ -124,16 +124,31 @@ pub fn of_registry(req: RegistryRequest) -> Result<Inventory> {
     let mut images = Vec::new();
     let mut blobs = Vec::new();
     let mut problems = Vec::new();
-    for w in walked {
+    for ((repo, _), w) in work.iter().zip(walked) {
         match w {
             Ok((image, b)) => {
-                images.push(image);
+                images.push((*repo == place.prefix, image));
                 blobs.extend(b);
             }
             Err(e) => problems.push(e),
         }
     }
     Error::many(problems)?;
+    // The repository at the prefix itself keeps its whole path, which one
+    // under the prefix may be named too (`mirror:1` for both `mirror` and
+    // `mirror/mirror` under `mirror`). A name is listed once: the one
+    // under the prefix, which `import --to REGISTRY/PREFIX` made. The
+    // other's blobs stay listed (the registry holds them).
+    let under: HashSet<String> = images
+        .iter()
+        .filter(|(at_prefix, _)| !at_prefix)
+        .filter_map(|(_, i)| i.name.clone())
+        .collect();
+    let images = images
+        .into_iter()
+        .filter(|(at_prefix, i)| !at_prefix || i.name.as_ref().is_none_or(|n| !under.contains(n)))
+        .map(|(_, i)| i)
+        .collect();
     let source = InventorySource::Registry {
         registry: place.host.clone(),
         prefix: place.prefix.clone(),

@@ -18,6 +18,15 @@ use crate::ops::transport::SourceSpec;
 /// are taken from `base`.
 pub fn parse(text: &str, file: &Path, base: &Path) -> Result<ImageSet> {
     let p = Parser { file, base };
+    if let Some(at) = text.lines().position(|l| nesting_columns(l) > MAX_NESTING) {
+        return Err(p.err(
+            at + 1,
+            "(syntax)",
+            format!(
+                "nests deeper than {MAX_NESTING} columns of indentation; an image set needs a few"
+            ),
+        ));
+    }
     let docs = MarkedYaml::load_from_str(text).map_err(|e| {
         p.err(
             e.marker().line(),
@@ -96,6 +105,27 @@ pub fn parse(text: &str, file: &Path, base: &Path) -> Result<ImageSet> {
         ));
     }
     Ok(set)
+}
+
+/// The YAML loader recurses once per level of nesting and limits only flow
+/// collections (`[[[…`); block nesting (`- - - …`, or ever deeper
+/// indentation) some thousands deep overflowed the stack. Block depth is
+/// bounded by a line's indentation, so that is what is bounded here.
+const MAX_NESTING: usize = 512;
+
+/// The columns of a line's indentation and block indicators (`- `, `? `,
+/// `: `) before its content.
+fn nesting_columns(line: &str) -> usize {
+    let b = line.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b' ' => i += 1,
+            b'-' | b'?' | b':' if b.get(i + 1).is_none_or(|c| *c == b' ') => i += 1,
+            _ => break,
+        }
+    }
+    i
 }
 
 fn line(n: &MarkedYaml) -> usize {
