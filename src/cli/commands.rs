@@ -677,6 +677,17 @@ pub fn inventory(args: super::args::InventoryArgs) -> Result<()> {
         quiet,
     } = args;
     ops::inventory::check_output(&output, force)?;
+    // skopeo and crane users write a registry bare; a bundle is a file.
+    if let Some(bare) = places.iter().find(|p| {
+        !p.starts_with("docker://")
+            && !Path::new(p.as_str()).exists()
+            && p.contains(['.', ':'])
+            && !p.contains(".airlock")
+    }) {
+        return Err(Error::Usage(format!(
+            "{bare} is neither a file nor a docker:// place: to list a registry, write docker://{bare}"
+        )));
+    }
     let created = bundle::rfc3339(created_now());
     let registries: Vec<&String> = places
         .iter()

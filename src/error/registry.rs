@@ -264,6 +264,7 @@ impl RegistryError {
             Failure::Certificate(t) if t.contains("CaUsedAsEndEntity") => format!("the registry presents a CA certificate (basicConstraints CA:TRUE) as its own, which TLS clients refuse even when it is trusted: give the registry a server certificate signed by that CA (CA:FALSE), or (only on a trusted network) --insecure={host}"),
             Failure::Certificate(_) => format!("the registry's certificate is not trusted: pass its CA with --ca-cert FILE, put it in /etc/docker/certs.d/{host}/ca.crt, or (only on a trusted network) --insecure={host}"),
             Failure::Protocol(t) if t.starts_with(SPEAKS_TLS) => "the registry speaks HTTPS: drop --plain-http".into(),
+            Failure::Protocol(t) if t.starts_with(PAGES_REPEAT) => "the registry's list goes round in a circle: ask its administrator, or name the repositories and tags one by one".into(),
             Failure::Protocol(_) => format!("if the registry speaks plain HTTP, pass --plain-http={host}"),
             Failure::Connection(_) | Failure::Unreachable(_) => "check the host name, the port, proxies (HTTPS_PROXY, NO_PROXY) and that the registry is up".into(),
             Failure::UnknownHost(_) => "check the host name (and the DNS or /etc/hosts entry that should resolve it)".into(),
@@ -346,6 +347,10 @@ impl std::error::Error for RegistryError {}
 /// How a plain-HTTP request to a TLS port is described (Go's servers, and
 /// so distribution, answer it with a 400 and this body).
 pub const SPEAKS_TLS: &str = "the server speaks HTTPS";
+
+/// The start of the [`Failure::Protocol`] text of a paginated list whose
+/// next-page links go round.
+pub const PAGES_REPEAT: &str = "the registry's pages repeat";
 
 /// Whether a transport error's text is rustls refusing the peer's
 /// certificate (whatever the reason: issuer, name, CA used as an end entity,

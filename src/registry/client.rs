@@ -38,7 +38,7 @@ use super::options::RegistryOptions;
 use super::origin::Origin;
 use super::retry::Budget;
 use super::tls;
-use crate::error::registry::{redact, Failure, Login, RegistryError, SPEAKS_TLS};
+use crate::error::registry::{redact, Failure, Login, RegistryError, PAGES_REPEAT, SPEAKS_TLS};
 use crate::error::Result;
 
 /// Every manifest type airlock reads. Schema 1 is listed last so that a
@@ -796,8 +796,18 @@ impl Client {
         field: &str,
     ) -> std::result::Result<Vec<String>, RegistryError> {
         let mut out = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         let mut next = Some(first.to_string());
         while let Some(path) = next.take() {
+            // A registry whose next link names a page it sent already would
+            // keep this loop (and its list) growing for ever.
+            if !seen.insert(path.clone()) {
+                let what = self.what(&Method::GET, &path);
+                let kind = Failure::Protocol(format!(
+                    "{PAGES_REPEAT}: its next-page link names a page it sent already"
+                ));
+                return Err(RegistryError::target(what, &self.registry, kind));
+            }
             let mut resp =
                 self.success(Method::GET, &path, scope, &[("Accept", "application/json")])?;
             next = resp

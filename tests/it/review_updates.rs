@@ -250,3 +250,82 @@ fn a_catalog_leaves_an_image_that_an_entry_names_to_that_entry() {
     ]);
     assert_eq!(inv["images"], want);
 }
+
+/// A registry whose catalog's next-page link names the same page for ever.
+fn circular_catalog() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let pages = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = pages.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let mut header = String::new();
+            while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+                header.clear();
+            }
+            let (body, link) = if line.contains("/v2/_catalog") {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                (
+                    r#"{"repositories":["team/app"]}"#,
+                    "Link: </v2/_catalog?last=team%2Fapp&n=1>; rel=\"next\"\r\n",
+                )
+            } else {
+                ("{}", "")
+            };
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{link}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (port, pages)
+}
+
+#[test]
+fn a_catalog_whose_pages_go_round_is_refused_not_followed_for_ever() {
+    let (port, pages) = circular_catalog();
+    let t = scratch();
+    let host = format!("127.0.0.1:{port}");
+    let r = run(
+        "timeout",
+        &[
+            "60",
+            env!("CARGO_BIN_EXE_airlock"),
+            "inventory",
+            &format!("docker://{host}"),
+            &format!("--plain-http={host}"),
+            "-o",
+            "inv.json",
+        ],
+        t.path(),
+    );
+    let err = r.fails();
+    insta::with_settings!({filters => vec![(r"127\.0\.0\.1:\d+", "[REG]")]}, {
+        insta::assert_snapshot!(err, @r"
+        airlock: error: GET http://[REG]/v2/_catalog: protocol error (the registry's pages repeat: its next-page link names a page it sent already)
+          hint: the registry's list goes round in a circle: ask its administrator, or name the repositories and tags one by one
+        ");
+    });
+    // The first page, then its repeat, which is not asked for.
+    assert_eq!(pages.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert!(!t.path().join("inv.json").exists());
+}
+
+#[test]
+fn a_registry_named_without_docker_is_pointed_at_docker_not_read_as_a_bundle() {
+    let t = scratch();
+    let err = airlock(
+        &["inventory", "registry.internal:5000/mirror", "-o", "inv.json"],
+        t.path(),
+    )
+    .fails_usage();
+    insta::assert_snapshot!(err, @"airlock: error: registry.internal:5000/mirror is neither a file nor a docker:// place: to list a registry, write docker://registry.internal:5000/mirror");
+}
