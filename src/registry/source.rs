@@ -127,27 +127,8 @@ impl RegistrySource {
 
     /// Every tag of a repository (referrer tags travel with their subjects).
     pub fn all_tags(name: &str, repo: &Reference, ctx: &RegistryContext) -> Result<RegistrySource> {
-        let mut s = RegistrySource::new(name, repo, ctx)?;
-        let tags =
-            s.client
-                .paginate(&format!("/v2/{}/tags/list", s.repository), &s.scope, "tags")?;
-        for tag in tags.into_iter().filter(|t| !is_referrer_tag(t)) {
-            let reference = Reference {
-                tag: Some(tag.clone()),
-                digest: None,
-                ..repo.clone()
-            };
-            let descriptor = s.fetch_manifest(&tag, None, &reference.to_string())?;
-            s.roots.push(Root {
-                name: Some(reference),
-                descriptor,
-                subject: None,
-            });
-        }
-        if ctx.referrers {
-            s.add_referrers()?;
-        }
-        Ok(s)
+        let tags = RegistrySource::tags(repo, ctx)?;
+        RegistrySource::tagged(name, repo, &tags, ctx)
     }
 
     /// The tags of a repository, referrer tags left out (they travel with

@@ -74,6 +74,36 @@ impl Versions {
         airlock(&args, self.dir.path())
     }
 
+    /// The shell command of `airlock import -` into `target`, with its
+    /// journal in `state`: a delta read from standard input.
+    fn import_stdin(&self, target: &Registry, state: &str) -> String {
+        format!(
+            "{bin} import - --pub {public} --to {host} --plain-http={host} --state {state}",
+            bin = env!("CARGO_BIN_EXE_airlock"),
+            public = self.public.display(),
+            host = target.host,
+            state = self.path(state).display(),
+        )
+    }
+
+    /// `airlock inventory docker://TARGET -o held.json`: what `target` holds.
+    fn inventory(&self, target: &Registry) -> PathBuf {
+        let inventory = self.path("held.json");
+        let plain = format!("--plain-http={}", target.host);
+        airlock(
+            &[
+                "inventory",
+                &format!("docker://{}", target.host),
+                "-o",
+                inventory.to_str().unwrap(),
+                &plain,
+            ],
+            self.dir.path(),
+        )
+        .ok();
+        inventory
+    }
+
     /// The source's digest of `repo_tag`, as skopeo reads it.
     fn source_digest(&self, repo_tag: &str) -> String {
         self.src.digest(repo_tag, &["--tls-verify=false"])
@@ -189,19 +219,7 @@ fn a_delta_against_the_base_bundle_imports_and_sends_only_the_changed_blobs() {
 fn a_delta_against_an_inventory_of_the_target_imports_from_a_stream() {
     let v = Versions::new();
     let target = imported_v1(&v);
-    let inventory = v.path("held.json");
-    let plain = format!("--plain-http={}", target.host);
-    airlock(
-        &[
-            "inventory",
-            &format!("docker://{}", target.host),
-            "-o",
-            inventory.to_str().unwrap(),
-            &plain,
-        ],
-        v.dir.path(),
-    )
-    .ok();
+    let inventory = v.inventory(&target);
     // pack -o - | import -: the delta never touches the disk.
     let pack = format!(
         "{bin} pack -q -o - --key {key} {flags} {a} {b} --against {inv}",
@@ -212,13 +230,7 @@ fn a_delta_against_an_inventory_of_the_target_imports_from_a_stream() {
         b = v.image("team/app:2"),
         inv = inventory.display(),
     );
-    let import = format!(
-        "{bin} import - --pub {public} --to {host} {plain} --state {state} --json",
-        bin = env!("CARGO_BIN_EXE_airlock"),
-        public = v.public.display(),
-        host = target.host,
-        state = v.path("state").display(),
-    );
+    let import = format!("{} --json", v.import_stdin(&target, "state"));
     let r = json(run(
         "bash",
         &["-o", "pipefail", "-c", &format!("{pack} | {import}")],
@@ -261,14 +273,7 @@ fn a_delta_into_a_registry_without_its_base_fails_naming_the_blobs_and_tags_noth
 
     // From a stream, the same: the expected blobs are asked for before the
     // first blob is sent, and no tag appears.
-    let stream = format!(
-        "{bin} import - --pub {public} --to {host} --plain-http={host} --state {state} < {delta}",
-        bin = env!("CARGO_BIN_EXE_airlock"),
-        public = v.public.display(),
-        host = empty.host,
-        state = v.path("state2").display(),
-        delta = v2.display(),
-    );
+    let stream = format!("{} < {}", v.import_stdin(&empty, "state2"), v2.display());
     let streamed = run("bash", &["-c", &stream], v.dir.path());
     // Each image's reason is on stdout, the summary on stderr.
     let out = streamed.stdout();
@@ -282,19 +287,7 @@ fn a_delta_into_a_registry_without_its_base_fails_naming_the_blobs_and_tags_noth
 fn an_inventory_that_lies_is_caught_at_import_and_nothing_is_tagged() {
     let v = Versions::new();
     let held = imported_v1(&v);
-    let inventory = v.path("held.json");
-    let plain = format!("--plain-http={}", held.host);
-    airlock(
-        &[
-            "inventory",
-            &format!("docker://{}", held.host),
-            "-o",
-            inventory.to_str().unwrap(),
-            &plain,
-        ],
-        v.dir.path(),
-    )
-    .ok();
+    let inventory = v.inventory(&held);
     let v2 = v.path("v2.airlock");
     v.pack(
         v2.to_str().unwrap(),
@@ -369,12 +362,9 @@ fn a_delta_whose_expected_list_was_altered_is_refused_at_import_and_nothing_goes
     let err = v.import(tampered.to_str().unwrap(), &target, &[]).fails();
     assert!(err.contains("the manifest was altered"), "{err}");
     let stream = format!(
-        "{bin} import - --pub {public} --to {host} --plain-http={host} --state {state} < {delta}",
-        bin = env!("CARGO_BIN_EXE_airlock"),
-        public = v.public.display(),
-        host = target.host,
-        state = v.path("state2").display(),
-        delta = tampered.display(),
+        "{} < {}",
+        v.import_stdin(&target, "state2"),
+        tampered.display()
     );
     let err = run("bash", &["-c", &stream], v.dir.path()).fails();
     assert!(err.contains("the manifest was altered"), "{err}");

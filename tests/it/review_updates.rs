@@ -323,7 +323,12 @@ fn a_catalog_whose_pages_go_round_is_refused_not_followed_for_ever() {
 fn a_registry_named_without_docker_is_pointed_at_docker_not_read_as_a_bundle() {
     let t = scratch();
     let err = airlock(
-        &["inventory", "registry.internal:5000/mirror", "-o", "inv.json"],
+        &[
+            "inventory",
+            "registry.internal:5000/mirror",
+            "-o",
+            "inv.json",
+        ],
         t.path(),
     )
     .fails_usage();
