@@ -9,6 +9,7 @@
 
 pub mod args;
 pub mod commands;
+pub mod flags;
 pub mod log;
 pub mod open;
 pub mod passphrase;
