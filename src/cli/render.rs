@@ -695,7 +695,7 @@ pub fn diffed(d: &airlock::ops::diff::Diff) {
     }
     outln!("unchanged: {} image(s)", d.unchanged_count);
     outln!(
-        "a delta from A to B carries {} blob(s), {} ({} bytes)",
+        "B holds {} blob(s), {} ({} bytes), that A lacks: what a delta from A to B carries, with every manifest of B",
         d.delta_blob_count,
         size(d.delta_bytes),
         d.delta_bytes

@@ -65,8 +65,9 @@ pub struct Diff {
     /// A name in both, at another digest in B: a tag that moved.
     pub changed: Vec<ChangedImage>,
     pub unchanged_count: usize,
-    /// Blobs of B that A lacks: what a delta from A to B carries
-    /// (manifests and indexes included).
+    /// Blobs of B that A lacks, manifests and indexes included: what a
+    /// delta from A to B carries, besides the manifests of B that A holds
+    /// (a delta always carries every manifest).
     pub delta_blob_count: usize,
     pub delta_bytes: u64,
 }

@@ -584,7 +584,7 @@ fn diff_between_bundles_and_between_an_inventory_and_a_bundle() {
             changed (1):
               ~ team/app:latest  [APP1] -> [APP2]
             unchanged: 1 image(s)
-            a delta from A to B carries 3 blob(s), [SIZE]
+            B holds 3 blob(s), [SIZE], that A lacks: what a delta from A to B carries, with every manifest of B
             "#);
     });
     let err = airlock(&["diff", "held.json", "week2.airlock"], t.path()).fails_usage();
@@ -593,7 +593,7 @@ fn diff_between_bundles_and_between_an_inventory_and_a_bundle() {
         .ok()
         .stdout();
     assert!(same.contains("unchanged: 3 image(s)"), "{same}");
-    assert!(same.contains("carries 0 blob(s)"), "{same}");
+    assert!(same.contains("B holds 0 blob(s)"), "{same}");
     assert!(
         !same.contains("added (") && !same.contains("changed ("),
         "{same}"
