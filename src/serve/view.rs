@@ -6,8 +6,8 @@
 //! once at start, digest-checked) are held in memory; blobs stay in the
 //! bundles and are streamed through a digest check ([`View::stream_blob`]).
 //! Names are the ones `import` would give ([`Target`]); where two bundles
-//! tag the same name, the one given later wins (a delta is newer than its
-//! base).
+//! tag the same name, a delta wins over the bundles it was packed against
+//! whatever the order given, and otherwise the one given later wins.
 //!
 //! Not for HTTP (`routes.rs`, `http.rs`) nor for opening or trusting a
 //! bundle (the caller hands in trusted ones).
@@ -137,8 +137,8 @@ impl View {
         // Named images by digest, for placing unnamed referrers (as import).
         let mut named: HashMap<Digest, Reference> = HashMap::new();
         let mut images = Vec::new();
-        for slot in &view.slots {
-            let bundle = slot.bundle.read().expect("not poisoned").clone();
+        for i in tag_order(&view.given_bases()) {
+            let bundle = view.slots[i].bundle.read().expect("not poisoned").clone();
             for record in &bundle.manifest().images {
                 let name = record.name.as_deref().map(Reference::parse).transpose()?;
                 if let Some(n) = &name {
@@ -175,6 +175,24 @@ impl View {
             }
         }
         Ok(view)
+    }
+
+    /// For each bundle, the bundles given that it is a delta against.
+    fn given_bases(&self) -> Vec<Vec<usize>> {
+        let bundles: Vec<_> = self
+            .slots
+            .iter()
+            .map(|s| s.bundle.read().expect("not poisoned").clone())
+            .collect();
+        bundles
+            .iter()
+            .map(|b| {
+                let bases = b.manifest().delta.as_ref().map_or(&[][..], |d| &d.bases);
+                (0..bundles.len())
+                    .filter(|&j| bases.iter().any(|r| r.digest == *bundles[j].id()))
+                    .collect()
+            })
+            .collect()
     }
 
     /// Walks one manifest or index into `repo`.
@@ -508,6 +526,27 @@ impl View {
     }
 }
 
+/// The order the bundles' tags are taken in (the last one taken wins):
+/// as given, except that a delta comes after every bundle given that it
+/// was packed against, since its tags are newer whatever the order on the
+/// command line. A cycle (only crafted bundles make one) falls back to
+/// the order given.
+fn tag_order(bases: &[Vec<usize>]) -> Vec<usize> {
+    let n = bases.len();
+    let mut taken = vec![false; n];
+    let mut order = Vec::with_capacity(n);
+    while order.len() < n {
+        let ready = |i: usize| !taken[i] && bases[i].iter().all(|&b| taken[b] || b == i);
+        let next = (0..n)
+            .find(|&i| ready(i))
+            .or_else(|| (0..n).find(|&i| !taken[i]))
+            .expect("a bundle is left");
+        taken[next] = true;
+        order.push(next);
+    }
+    order
+}
+
 /// For a manifest with a `subject`: the subject and the descriptor the
 /// referrers API lists (artifactType, else the config's media type, and
 /// the manifest's annotations).
@@ -554,4 +593,20 @@ fn volume_ranges(path: &Path) -> Vec<(u64, u64, String)> {
         at += meta.len();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tag_order;
+
+    #[test]
+    fn a_delta_is_taken_after_its_bases_and_the_rest_as_given() {
+        assert_eq!(tag_order(&[vec![], vec![0]]), [0, 1]);
+        // delta first, then its base: the delta is taken last.
+        assert_eq!(tag_order(&[vec![1], vec![]]), [1, 0]);
+        // a chain given backwards, and an unrelated bundle keeping its place.
+        assert_eq!(tag_order(&[vec![1], vec![2], vec![]]), [2, 1, 0]);
+        assert_eq!(tag_order(&[vec![], vec![0], vec![]]), [0, 1, 2]);
+        assert_eq!(tag_order(&[vec![1], vec![0]]), [0, 1]);
+    }
 }

@@ -1,0 +1,189 @@
+//! Review of `airlock serve` (#14) as a pulling cluster and as an attacker:
+//! each test here failed on the code before its fix.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+use crate::util::*;
+
+/// A running `airlock serve`; stopped with SIGTERM when dropped.
+struct Served {
+    child: Child,
+    port: u16,
+    stderr: PathBuf,
+}
+
+impl Served {
+    fn start(dir: &Path, args: &[&str]) -> Served {
+        let port = free_port();
+        let stderr = dir.join(format!("serve-{port}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .args(["-v", "serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let s = Served {
+            child,
+            port,
+            stderr,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "serve did not start:\n{}",
+                s.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        s
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn fixture(tag: &str) -> String {
+    format!("oci:{}:{tag}", layout().display())
+}
+
+/// A base bundle (base, app-1) and a delta packed against it from a
+/// layout where app-1 moved to app-2's image and app-2, multi were added.
+/// Returns (base, delta, public key, the delta's tags with their source).
+fn base_and_delta(dir: &Path) -> (PathBuf, PathBuf, PathBuf, Vec<(&'static str, String)>) {
+    let (key, public) = keys(dir, "signer");
+    let (one, two) = (dir.join("one/layout"), dir.join("two/layout"));
+    std::fs::create_dir_all(dir.join("one")).unwrap();
+    std::fs::create_dir_all(dir.join("two")).unwrap();
+    for (tag, from) in [("base", "base"), ("app-1", "app-1")] {
+        skopeo(
+            &[
+                "copy",
+                "--all",
+                &fixture(from),
+                &format!("oci:{}:{tag}", one.display()),
+            ],
+            dir,
+        )
+        .ok();
+    }
+    let delta_tags = [
+        ("base", "base"),
+        ("app-1", "app-2"),
+        ("app-2", "app-2"),
+        ("multi", "multi"),
+    ];
+    for (tag, from) in delta_tags {
+        skopeo(
+            &[
+                "copy",
+                "--all",
+                &fixture(from),
+                &format!("oci:{}:{tag}", two.display()),
+            ],
+            dir,
+        )
+        .ok();
+    }
+    let (base, delta) = (dir.join("base.airlock"), dir.join("delta.airlock"));
+    let k = key.to_str().unwrap();
+    airlock(
+        &[
+            "pack",
+            "-q",
+            "-o",
+            base.to_str().unwrap(),
+            "--key",
+            k,
+            &format!("oci:{}", one.display()),
+        ],
+        dir,
+    )
+    .ok();
+    airlock(
+        &[
+            "pack",
+            "-q",
+            "-o",
+            delta.to_str().unwrap(),
+            "--key",
+            k,
+            "--pub",
+            public.to_str().unwrap(),
+            "--against",
+            base.to_str().unwrap(),
+            &format!("oci:{}", two.display()),
+        ],
+        dir,
+    )
+    .ok();
+    let tags = delta_tags
+        .iter()
+        .map(|&(tag, from)| (tag, skopeo_digest(&fixture(from), dir)))
+        .collect();
+    (base, delta, public, tags)
+}
+
+/// A base and its delta served together, in either order: `skopeo copy
+/// --all` of every image of the delta gives the source's digests. Given
+/// delta first, the base's older `app-1` used to win (a later bundle's
+/// tags won, whatever the bundles were to each other).
+#[test]
+fn a_base_and_its_delta_serve_the_delta_images_in_either_order() {
+    let t = scratch();
+    let dir = t.path();
+    let (base, delta, public, tags) = base_and_delta(dir);
+    let orders = [[&base, &delta], [&delta, &base]];
+    for (i, order) in orders.iter().enumerate() {
+        let s = Served::start(
+            dir,
+            &[
+                "--pub",
+                public.to_str().unwrap(),
+                order[0].to_str().unwrap(),
+                order[1].to_str().unwrap(),
+            ],
+        );
+        for (tag, want) in &tags {
+            let out = dir.join(format!("copied-{i}-{tag}"));
+            skopeo(
+                &[
+                    "copy",
+                    "--all",
+                    "--src-tls-verify=false",
+                    &format!("docker://{}/layout:{tag}", s.host()),
+                    &format!("oci:{}:{tag}", out.display()),
+                ],
+                dir,
+            )
+            .ok();
+            assert_eq!(
+                &skopeo_digest(&format!("oci:{}:{tag}", out.display()), dir),
+                want,
+                "layout:{tag} with the bundles given as {:?}:\n{}",
+                order,
+                s.log()
+            );
+        }
+    }
+}
