@@ -106,10 +106,13 @@ pub fn read_request<R: BufRead>(r: &mut R) -> io::Result<Option<Request>> {
     if let Some(c) = req.header("connection") {
         req.close = c.eq_ignore_ascii_case("close");
     }
+    // Every Content-Length counts: two that disagree (a request smuggled
+    // in the body) close the connection like any body.
     req.has_body = req.header("transfer-encoding").is_some()
         || req
-            .header("content-length")
-            .is_some_and(|l| l.trim() != "0");
+            .headers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("content-length") && v != "0");
     Ok(Some(req))
 }
 
@@ -269,6 +272,10 @@ mod tests {
         assert!(read_request(&mut huge.as_bytes()).is_err());
         let push = b"PUT /v2/a/manifests/x HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello";
         assert!(read_request(&mut &push[..]).unwrap().unwrap().has_body);
+        let two = b"GET / HTTP/1.1\r\nContent-Length: 0\r\ncontent-length: 5\r\n\r\nhello";
+        assert!(read_request(&mut &two[..]).unwrap().unwrap().has_body);
+        let zero = b"GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
+        assert!(!read_request(&mut &zero[..]).unwrap().unwrap().has_body);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Review of `airlock serve` (#14) as a pulling cluster and as an attacker:
 //! each test here failed on the code before its fix.
 
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -51,6 +52,17 @@ impl Served {
 
     fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Sends `raw` on one connection and reads until the server closes it
+    /// (or 3 s pass).
+    fn raw(&self, raw: &[u8]) -> String {
+        let mut c = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        c.write_all(raw).unwrap();
+        let mut out = Vec::new();
+        let _ = c.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
     }
 }
 
@@ -186,4 +198,40 @@ fn a_base_and_its_delta_serve_the_delta_images_in_either_order() {
             );
         }
     }
+}
+
+/// Two `Content-Length` headers that disagree (RFC 9112 §6.3: an error):
+/// serve read the first (0), kept the connection open and answered the
+/// body as a second request, a request smuggled past whatever in front
+/// of serve looked at the other length.
+#[test]
+fn conflicting_content_lengths_do_not_smuggle_a_second_request() {
+    let t = scratch();
+    let dir = t.path();
+    let (bundle, public) = packed(dir, &[&format!("oci:{}", layout().display())]);
+    let s = Served::start(
+        dir,
+        &["--pub", public.to_str().unwrap(), bundle.to_str().unwrap()],
+    );
+    let smuggled = b"GET /v2/_catalog HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut req = format!(
+        "GET /v2/ HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: {}\r\n\r\n",
+        smuggled.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(smuggled);
+    let answer = s.raw(&req);
+    assert!(answer.starts_with("HTTP/1.1 "), "{answer}");
+    assert!(
+        !answer.contains("repositories"),
+        "the body was answered as a request:\n{answer}"
+    );
+    assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "{answer}");
+    // The same request without the conflict is still answered on one
+    // connection, twice (keep-alive is not broken for honest clients).
+    let mut honest = b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+    honest.extend_from_slice(b"GET /v2/_catalog HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let answer = s.raw(&honest);
+    assert_eq!(answer.matches("HTTP/1.1 200").count(), 2, "{answer}");
+    assert!(answer.contains("\"repositories\""), "{answer}");
 }
