@@ -165,6 +165,10 @@ pub fn write_head(
 ) -> io::Result<()> {
     let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status));
     for (k, v) in headers {
+        // Never a header split by what a bundle or a request put in one.
+        if [k, v].iter().any(|s| s.contains(['\r', '\n'])) {
+            return Err(bad("a response header holds a line break"));
+        }
         head.push_str(k);
         head.push_str(": ");
         head.push_str(v);
@@ -276,6 +280,17 @@ mod tests {
         assert!(read_request(&mut &two[..]).unwrap().unwrap().has_body);
         let zero = b"GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
         assert!(!read_request(&mut &zero[..]).unwrap().unwrap().has_body);
+    }
+
+    #[test]
+    fn a_header_with_a_line_break_is_not_written() {
+        let mut out = Vec::new();
+        let split = [("Content-Type".to_string(), "a\r\nSet-Cookie: x".to_string())];
+        assert!(write_head(&mut out, 200, &split, false).is_err());
+        assert!(out.is_empty());
+        let fine = [("Content-Type".to_string(), "a/b".to_string())];
+        write_head(&mut out, 200, &fine, false).unwrap();
+        assert_eq!(out, b"HTTP/1.1 200 OK\r\nContent-Type: a/b\r\n\r\n");
     }
 
     #[test]

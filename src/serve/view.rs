@@ -203,6 +203,21 @@ impl View {
                 reason: "indexes nest too deeply".into(),
             });
         }
+        // The media type goes out as `Content-Type`: a line break in it
+        // would let a bundle write any header.
+        if !d
+            .media_type
+            .bytes()
+            .all(|c| c == b' ' || c.is_ascii_graphic())
+        {
+            return Err(Error::Unsupported {
+                what: format!("{} of {label}", d.digest),
+                reason: format!(
+                    "its media type {:?} is not one an HTTP header can carry",
+                    d.media_type
+                ),
+            });
+        }
         let raw = match self.manifests.get(&d.digest) {
             Some(m) => m.raw.clone(),
             None => {

@@ -235,3 +235,46 @@ fn conflicting_content_lengths_do_not_smuggle_a_second_request() {
     assert_eq!(answer.matches("HTTP/1.1 200").count(), 2, "{answer}");
     assert!(answer.contains("\"repositories\""), "{answer}");
 }
+
+/// A crafted bundle (signed by a trusted key, or served with
+/// `--allow-unsigned`) whose image record and `index.json` give a media
+/// type with a CR LF in it: serve wrote it into `Content-Type` as is, so
+/// the bundle could add any header (here a `Set-Cookie`) to the answer.
+#[test]
+fn a_media_type_with_a_line_break_cannot_add_a_header() {
+    use crate::hostile::craft::{entries, write, Parts};
+    let t = scratch();
+    let dir = t.path();
+    let (bundle, _) = packed(dir, &[&fixture("base")]);
+    let mut p = Parts::of(&bundle);
+    let evil = "application/vnd.oci.image.manifest.v1+json\r\nSet-Cookie: evil=1";
+    p.manifest["images"][0]["mediaType"] = evil.into();
+    let at = p
+        .members
+        .iter()
+        .position(|(n, _)| n == "index.json")
+        .unwrap();
+    let mut index: serde_json::Value = serde_json::from_slice(&p.members[at].1).unwrap();
+    index["manifests"][0]["mediaType"] = evil.into();
+    let raw = serde_json::to_vec(&index).unwrap();
+    p.manifest["index"]["digest"] = format!("sha256:{}", sha256_hex(&raw)).into();
+    p.manifest["index"]["size"] = raw.len().into();
+    p.members[at].1 = raw;
+    p.unsign();
+    let crafted = dir.join("crafted.airlock");
+    std::fs::write(&crafted, write(&entries(&p.frames()))).unwrap();
+    let s = Served::start(dir, &["--allow-unsigned", crafted.to_str().unwrap()]);
+    let answer =
+        s.raw(b"GET /v2/layout/manifests/base HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(
+        !answer.to_lowercase().contains("\r\nset-cookie"),
+        "the bundle added a header:\n{answer}\n{}",
+        s.log()
+    );
+    assert!(answer.starts_with("HTTP/1.1 404 "), "{answer}");
+    let log = s.log();
+    assert!(
+        log.contains("is not served") && log.contains("not one an HTTP header can carry"),
+        "{log}"
+    );
+}
