@@ -111,20 +111,24 @@ pub fn answer(view: &View, req: &Request) -> Answer {
             |page| json!({"name": name, "tags": page}),
         );
     }
-    for (sep, route) in [
+    // The route is the separator that comes last: a repository name may
+    // have `manifests` or `blobs` components (`a/manifests/b/blobs/…`).
+    let found = [
         ("/manifests/", Route::Manifest),
         ("/blobs/", Route::Blob),
         ("/referrers/", Route::Referrers),
-    ] {
-        if let Some(i) = rest.rfind(sep) {
-            let name = http::decode(&rest[..i]);
-            let reference = http::decode(&rest[i + sep.len()..]);
-            return match route {
-                Route::Manifest => manifest(view, req, &name, &reference),
-                Route::Blob => blob(view, req, &name, &reference),
-                Route::Referrers => referrers(view, req, &name, &reference),
-            };
-        }
+    ]
+    .into_iter()
+    .filter_map(|(sep, route)| Some((rest.rfind(sep)?, sep, route)))
+    .max_by_key(|&(i, _, _)| i);
+    if let Some((i, sep, route)) = found {
+        let name = http::decode(&rest[..i]);
+        let reference = http::decode(&rest[i + sep.len()..]);
+        return match route {
+            Route::Manifest => manifest(view, req, &name, &reference),
+            Route::Blob => blob(view, req, &name, &reference),
+            Route::Referrers => referrers(view, req, &name, &reference),
+        };
     }
     error(404, "NOT_FOUND", format!("{path} is not a registry path"))
 }

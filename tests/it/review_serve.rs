@@ -278,3 +278,42 @@ fn a_media_type_with_a_line_break_cannot_add_a_header() {
         "{log}"
     );
 }
+
+/// A repository whose name has a `manifests` component (legal in the
+/// distribution spec, here made with `--prefix`): its blob paths
+/// `/v2/a/manifests/layout/blobs/…` were routed as a manifest of `a`, so
+/// every pull of it failed.
+#[test]
+fn a_repository_named_with_manifests_or_blobs_components_is_pulled() {
+    let t = scratch();
+    let dir = t.path();
+    let (bundle, public) = packed(dir, &[&fixture("base")]);
+    for prefix in ["a/manifests", "a/blobs", "a/referrers"] {
+        let s = Served::start(
+            dir,
+            &[
+                "--pub",
+                public.to_str().unwrap(),
+                "--prefix",
+                prefix,
+                bundle.to_str().unwrap(),
+            ],
+        );
+        let out = dir.join(prefix.replace('/', "-"));
+        skopeo(
+            &[
+                "copy",
+                "--src-tls-verify=false",
+                &format!("docker://{}/{prefix}/layout:base", s.host()),
+                &format!("oci:{}:base", out.display()),
+            ],
+            dir,
+        )
+        .ok();
+        assert_eq!(
+            skopeo_digest(&format!("oci:{}:base", out.display()), dir),
+            skopeo_digest(&fixture("base"), dir),
+            "{prefix}"
+        );
+    }
+}
