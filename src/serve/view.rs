@@ -52,8 +52,8 @@ struct Slot {
     /// Parity files exist beside it: damage found while reading triggers
     /// one full check and an in-memory repair.
     has_parity: bool,
-    /// Set once a repair was tried (whatever came of it).
-    repaired: Mutex<bool>,
+    /// Set once a repair was tried: whether a repaired bundle replaced it.
+    repaired: Mutex<Option<bool>>,
     /// Volume byte ranges (start, end, name) for naming damage.
     volumes: Vec<(u64, u64, String)>,
 }
@@ -131,7 +131,7 @@ impl View {
                 path,
                 bundle: RwLock::new(Arc::new(bundle)),
                 has_parity,
-                repaired: Mutex::new(false),
+                repaired: Mutex::new(None),
             });
         }
         // Named images by digest, for placing unnamed referrers (as import).
@@ -496,17 +496,19 @@ impl View {
 
     /// Opens bundle `slot` again with a full check and in-memory repair
     /// from its parity; true if a repaired bundle replaced it. Tried once
-    /// per bundle: a second damage after that is beyond the parity.
+    /// per bundle: a second damage after that is beyond the parity. A
+    /// read that met the damage while another repaired it is told the
+    /// outcome, so it goes on from the repaired bundle too.
     fn repair(&self, slot: usize) -> bool {
         let s = &self.slots[slot];
         if !s.has_parity {
             return false;
         }
         let mut tried = s.repaired.lock().expect("not poisoned");
-        if *tried {
-            return false;
+        if let Some(done) = *tried {
+            return done;
         }
-        *tried = true;
+        *tried = Some(false);
         log::warn!(
             "damage in {}: checking it against its parity",
             s.path.display()
@@ -524,6 +526,7 @@ impl View {
                     log::warn!("{n}");
                 }
                 *s.bundle.write().expect("not poisoned") = Arc::new(b);
+                *tried = Some(true);
                 true
             }
             Ok(_) => {

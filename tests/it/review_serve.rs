@@ -317,3 +317,82 @@ fn a_repository_named_with_manifests_or_blobs_components_is_pulled() {
         );
     }
 }
+
+/// Damage within the parity met by several pulls at once: the first one
+/// repairs the bundle and goes on, but the others, which met the damage
+/// while the repair ran, were told "already tried" and cut, although the
+/// repaired bundle was there for them too.
+#[test]
+fn concurrent_pulls_meeting_repairable_damage_all_complete() {
+    let t = scratch();
+    let dir = t.path();
+    let (key, public) = keys(dir, "signer");
+    let large = fixtures().join("large");
+    airlock(
+        &[
+            "pack",
+            "-q",
+            "-o",
+            "b.airlock",
+            "--key",
+            key.to_str().unwrap(),
+            "--split",
+            "1M",
+            "--parity",
+            "30",
+            &format!("oci:{}", large.display()),
+        ],
+        dir,
+    )
+    .ok();
+    let vol = dir.join("b.airlock.004");
+    let mut bytes = std::fs::read(&vol).unwrap();
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid - 20_000..mid + 20_000] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&vol, &bytes).unwrap();
+    let s = Served::start(
+        dir,
+        &[
+            "--pub",
+            public.to_str().unwrap(),
+            dir.join("b.airlock.001").to_str().unwrap(),
+        ],
+    );
+    // The largest blob of the layout, as umoci wrote it.
+    let mut blobs: Vec<(u64, PathBuf)> = std::fs::read_dir(large.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            (p.metadata().unwrap().len(), p)
+        })
+        .collect();
+    blobs.sort();
+    let (_, path) = blobs.last().unwrap().clone();
+    let hex = path.file_name().unwrap().to_str().unwrap().to_string();
+    let url = format!("http://{}/v2/large/blobs/sha256:{hex}", s.host());
+    let pulls: Vec<_> = (0..8)
+        .map(|i| {
+            let out = dir.join(format!("pull-{i}"));
+            let child = Command::new("curl")
+                .args(["-s", "-f", "-o", out.to_str().unwrap(), &url])
+                .spawn()
+                .unwrap();
+            (out, child)
+        })
+        .collect();
+    assert_eq!(pulls.len(), 8);
+    for (out, mut child) in pulls {
+        let status = child.wait().unwrap();
+        let got = std::fs::read(&out).unwrap_or_default();
+        assert!(
+            status.success() && sha256_hex(&got) == hex,
+            "{} ({} bytes, {status}):\n{}",
+            out.display(),
+            got.len(),
+            s.log()
+        );
+    }
+    assert!(s.log().contains("repaired from parity, going on"));
+}
