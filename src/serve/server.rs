@@ -309,7 +309,7 @@ fn authorized(shared: &Shared, req: &http::Request) -> bool {
     };
     let Some((user, password)) = req
         .header("authorization")
-        .and_then(|h| h.strip_prefix("Basic "))
+        .and_then(basic_token)
         .and_then(|b| {
             base64::engine::general_purpose::STANDARD
                 .decode(b.trim())
@@ -324,6 +324,13 @@ fn authorized(shared: &Shared, req: &http::Request) -> bool {
         return false;
     };
     auth.check(&user, &password)
+}
+
+/// The credentials of a `Basic` authorization; the scheme's name is
+/// case-insensitive (RFC 9110 §11.1).
+fn basic_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("basic").then_some(token)
 }
 
 /// Users and bcrypt hashes from an htpasswd file (`htpasswd -B`).
@@ -403,4 +410,18 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>> 
         .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
         .map_err(|e| Error::Usage(format!("--tls-cert/--tls-key: {e}")))?;
     Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::basic_token;
+
+    #[test]
+    fn the_basic_scheme_is_case_insensitive() {
+        assert_eq!(basic_token("Basic YWxpY2U6eA=="), Some("YWxpY2U6eA=="));
+        assert_eq!(basic_token("basic YWxpY2U6eA=="), Some("YWxpY2U6eA=="));
+        assert_eq!(basic_token("BASIC YWxpY2U6eA=="), Some("YWxpY2U6eA=="));
+        assert_eq!(basic_token("Bearer YWxpY2U6eA=="), None);
+        assert_eq!(basic_token("Basic"), None);
+    }
 }

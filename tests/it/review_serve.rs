@@ -396,3 +396,45 @@ fn concurrent_pulls_meeting_repairable_damage_all_complete() {
     }
     assert!(s.log().contains("repaired from parity, going on"));
 }
+
+/// `Authorization: basic …` (the scheme is case-insensitive, RFC 9110
+/// §11.1) was refused 401 with the right password; a wrong password or
+/// another scheme still is.
+#[test]
+fn basic_auth_takes_the_scheme_in_any_case_and_nothing_else() {
+    let t = scratch();
+    let dir = t.path();
+    let (bundle, public) = packed(dir, &[&fixture("base")]);
+    run("htpasswd", &["-Bbc", "users", "alice", "s3cret"], dir).ok();
+    let s = Served::start(
+        dir,
+        &[
+            "--pub",
+            public.to_str().unwrap(),
+            "--htpasswd",
+            "users",
+            bundle.to_str().unwrap(),
+        ],
+    );
+    let status = |auth: &str| {
+        let answer = s.raw(
+            format!(
+                "GET /v2/_catalog HTTP/1.1\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        answer.lines().next().unwrap_or_default().to_string()
+    };
+    // base64("alice:s3cret") and base64("alice:wrong")
+    assert_eq!(status("Basic YWxpY2U6czNjcmV0"), "HTTP/1.1 200 OK");
+    assert_eq!(status("basic YWxpY2U6czNjcmV0"), "HTTP/1.1 200 OK");
+    assert_eq!(status("BASIC YWxpY2U6czNjcmV0"), "HTTP/1.1 200 OK");
+    assert_eq!(
+        status("basic YWxpY2U6d3Jvbmc="),
+        "HTTP/1.1 401 Unauthorized"
+    );
+    assert_eq!(
+        status("Bearer YWxpY2U6czNjcmV0"),
+        "HTTP/1.1 401 Unauthorized"
+    );
+}
