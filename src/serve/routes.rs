@@ -226,7 +226,13 @@ fn accepts(accept: Option<&str>, media_type: &str) -> bool {
     accept
         .split(',')
         .map(|t| t.split(';').next().unwrap_or("").trim())
-        .any(|t| t == media_type || t == "*/*" || t == "application/*" || t == "application/json")
+        // Media types are case-insensitive (RFC 9110 §8.3.1).
+        .any(|t| {
+            t.eq_ignore_ascii_case(media_type)
+                || t == "*/*"
+                || t.eq_ignore_ascii_case("application/*")
+                || t.eq_ignore_ascii_case("application/json")
+        })
 }
 
 fn blob(view: &View, req: &Request, name: &str, reference: &str) -> Answer {
@@ -342,5 +348,9 @@ mod tests {
         ));
         assert!(!accepts(Some(media::DOCKER_MANIFEST), oci));
         assert!(!accepts(Some(media::OCI_MANIFEST), media::OCI_INDEX));
+        assert!(accepts(
+            Some("Application/VND.oci.image.manifest.v1+JSON"),
+            oci
+        ));
     }
 }
