@@ -82,14 +82,25 @@ pub fn run(view: Arc<View>, options: ServerOptions, ready: impl FnOnce(SocketAdd
         busy: AtomicUsize::new(0),
     });
     ready(addr);
+    let mut failing = false;
     while !STOP.load(Ordering::SeqCst) {
         if !readable(&listener, 200) {
             continue;
         }
         let (stream, peer) = match listener.accept() {
-            Ok(c) => c,
+            Ok(c) => {
+                failing = false;
+                c
+            }
             Err(e) => {
-                log::warn!("accept: {e}");
+                // Out of descriptors, say: the connection stays queued and
+                // the listener readable, so without a pause this loop
+                // would spin and flood the log. Said once per spell.
+                if !failing {
+                    log::warn!("accept: {e}; new connections wait until it clears");
+                }
+                failing = true;
+                std::thread::sleep(Duration::from_millis(100));
                 continue;
             }
         };

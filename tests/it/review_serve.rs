@@ -438,3 +438,64 @@ fn basic_auth_takes_the_scheme_in_any_case_and_nothing_else() {
         "HTTP/1.1 401 Unauthorized"
     );
 }
+
+/// Out of file descriptors (here `ulimit -n 40` and 60 connections held
+/// open), `accept` fails at once and the listener stays readable: serve
+/// spun on it, a core at 100% and hundreds of thousands of warnings a
+/// second. Now it says so once, waits, and serves again once the
+/// connections close.
+#[test]
+fn running_out_of_descriptors_neither_spins_nor_floods_the_log() {
+    let t = scratch();
+    let dir = t.path();
+    let (bundle, public) = packed(dir, &[&fixture("base")]);
+    let port = free_port();
+    let log = dir.join("serve.log");
+    let mut child = Command::new("bash")
+        .args([
+            "-c",
+            "ulimit -n 40 && exec \"$0\" -v serve --listen \"$1\" --pub \"$2\" \"$3\"",
+            env!("CARGO_BIN_EXE_airlock"),
+            &format!("127.0.0.1:{port}"),
+            public.to_str().unwrap(),
+            bundle.to_str().unwrap(),
+        ])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut held = Vec::new();
+    while held.is_empty() {
+        assert!(Instant::now() < deadline, "serve did not start");
+        if let Ok(c) = TcpStream::connect(("127.0.0.1", port)) {
+            held.push(c);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    while held.len() < 60 {
+        held.push(TcpStream::connect(("127.0.0.1", port)).unwrap());
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    drop(held);
+    std::thread::sleep(Duration::from_millis(500));
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.write_all(b"GET /v2/ HTTP/1.1\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    let _ = c.read_to_string(&mut answer);
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let warnings = text.matches("accept:").count();
+    assert!(
+        (1..=3).contains(&warnings),
+        "{warnings} accept warnings:\n{}",
+        &text[..text.len().min(2000)]
+    );
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+}
