@@ -114,8 +114,10 @@ pub fn run(view: Arc<View>, options: ServerOptions, ready: impl FnOnce(SocketAdd
             .name("serve".into())
             .stack_size(STACK)
             .spawn(move || {
+                // Counted down even if the connection panics: a leaked
+                // count would end in 503 for everyone.
+                let _count = Release(&s.connections);
                 connection(&s, stream, peer);
-                s.connections.fetch_sub(1, Ordering::SeqCst);
             });
         if let Err(e) = spawned {
             shared.connections.fetch_sub(1, Ordering::SeqCst);
@@ -127,6 +129,15 @@ pub fn run(view: Arc<View>, options: ServerOptions, ready: impl FnOnce(SocketAdd
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(())
+}
+
+/// Counts a connection down when dropped.
+struct Release<'a>(&'a AtomicUsize);
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// poll(2) on the listener, so the loop sees a stop within `ms`.

@@ -338,12 +338,18 @@ impl View {
         // 1 MiB in flight at most: memory stays bounded per stream.
         let (tx, rx) = crossbeam_channel::bounded::<Msg>(4);
         std::thread::scope(|scope| {
-            scope.spawn(move || {
-                let r = self.read_checked(slot, digest, size, &mut |chunk| {
-                    tx.send(Msg::Data(chunk.to_vec())).is_ok()
-                });
-                let _ = tx.send(Msg::Done(r));
-            });
+            // Out of threads or memory: this response fails, the server
+            // goes on (`scope.spawn` would panic, and take the
+            // connection's count with it).
+            std::thread::Builder::new()
+                .name("serve-read".into())
+                .spawn_scoped(scope, move || {
+                    let r = self.read_checked(slot, digest, size, &mut |chunk| {
+                        tx.send(Msg::Data(chunk.to_vec())).is_ok()
+                    });
+                    let _ = tx.send(Msg::Done(r));
+                })
+                .map_err(|e| Cut::Damage(format!("cannot start a thread to read {digest}: {e}")))?;
             // Returning drops `rx`, which stops the reader if the client
             // went away first.
             let rx = rx;

@@ -499,3 +499,87 @@ fn running_out_of_descriptors_neither_spins_nor_floods_the_log() {
     );
     assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
 }
+
+/// Out of threads (here `prlimit --nproc` for an unprivileged user):
+/// starting a blob's reading thread panicked the connection's thread,
+/// which never counted itself down, so the connections lost that way were
+/// refused 503 to everyone afterwards. Now that response fails alone.
+#[test]
+fn running_out_of_threads_fails_only_the_responses_that_needed_one() {
+    let t = scratch();
+    let dir = t.path();
+    let large = fixtures().join("large");
+    let (bundle, public) = packed(dir, &[&format!("oci:{}", large.display())]);
+    use std::os::unix::fs::PermissionsExt;
+    for p in [dir, &bundle, &public] {
+        let mode = if p.is_dir() { 0o755 } else { 0o644 };
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let port = free_port();
+    let log = dir.join("serve.log");
+    let mut child = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(["prlimit", "--nproc=8", env!("CARGO_BIN_EXE_airlock")])
+        .args(["-v", "serve", "--max-connections", "6", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["--pub", public.to_str().unwrap(), bundle.to_str().unwrap()])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "serve did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300)); // the probe is gone
+    let mut blobs: Vec<(u64, PathBuf)> = std::fs::read_dir(large.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            (p.metadata().unwrap().len(), p)
+        })
+        .collect();
+    blobs.sort();
+    let hex = blobs.last().unwrap().1.file_name().unwrap().to_owned();
+    let get = format!(
+        "GET /v2/large/blobs/sha256:{} HTTP/1.1\r\n\r\n",
+        hex.to_str().unwrap()
+    );
+    // Six blob responses at once, none read: twelve threads wanted.
+    let stalled: Vec<TcpStream> = (0..6)
+        .map(|_| {
+            let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            c.write_all(get.as_bytes()).unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(1));
+    drop(stalled);
+    std::thread::sleep(Duration::from_secs(1));
+    // All six connection slots are free again.
+    let mut open: Vec<TcpStream> = (0..6)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    let answers: Vec<String> = open
+        .iter_mut()
+        .map(|c| {
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            c.write_all(b"GET /v2/ HTTP/1.1\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            let mut a = String::new();
+            let _ = c.read_to_string(&mut a);
+            a.lines().next().unwrap_or_default().to_string()
+        })
+        .collect();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("cannot start a thread"), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+    assert_eq!(answers, vec!["HTTP/1.1 200 OK"; 6], "{text}");
+}
