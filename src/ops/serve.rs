@@ -25,7 +25,7 @@ pub const OPEN: OpenOptions = OpenOptions {
 
 pub struct ServeRequest {
     /// Trusted bundles with the paths they were opened from, in the order
-    /// given: a later one's tags win.
+    /// given: a later one's tags win, and a delta's over its bases'.
     pub bundles: Vec<(PathBuf, Bundle<Trusted>)>,
     /// The keys they were checked with, to check a bundle reopened for
     /// repair; `None` with `--allow-unsigned`.

@@ -106,10 +106,13 @@ pub fn read_request<R: BufRead>(r: &mut R) -> io::Result<Option<Request>> {
     if let Some(c) = req.header("connection") {
         req.close = c.eq_ignore_ascii_case("close");
     }
+    // Every Content-Length counts: two that disagree (a request smuggled
+    // in the body) close the connection like any body.
     req.has_body = req.header("transfer-encoding").is_some()
         || req
-            .header("content-length")
-            .is_some_and(|l| l.trim() != "0");
+            .headers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("content-length") && v != "0");
     Ok(Some(req))
 }
 
@@ -162,6 +165,10 @@ pub fn write_head(
 ) -> io::Result<()> {
     let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status));
     for (k, v) in headers {
+        // Never a header split by what a bundle or a request put in one.
+        if [k, v].iter().any(|s| s.contains(['\r', '\n'])) {
+            return Err(bad("a response header holds a line break"));
+        }
         head.push_str(k);
         head.push_str(": ");
         head.push_str(v);
@@ -269,6 +276,21 @@ mod tests {
         assert!(read_request(&mut huge.as_bytes()).is_err());
         let push = b"PUT /v2/a/manifests/x HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello";
         assert!(read_request(&mut &push[..]).unwrap().unwrap().has_body);
+        let two = b"GET / HTTP/1.1\r\nContent-Length: 0\r\ncontent-length: 5\r\n\r\nhello";
+        assert!(read_request(&mut &two[..]).unwrap().unwrap().has_body);
+        let zero = b"GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
+        assert!(!read_request(&mut &zero[..]).unwrap().unwrap().has_body);
+    }
+
+    #[test]
+    fn a_header_with_a_line_break_is_not_written() {
+        let mut out = Vec::new();
+        let split = [("Content-Type".to_string(), "a\r\nSet-Cookie: x".to_string())];
+        assert!(write_head(&mut out, 200, &split, false).is_err());
+        assert!(out.is_empty());
+        let fine = [("Content-Type".to_string(), "a/b".to_string())];
+        write_head(&mut out, 200, &fine, false).unwrap();
+        assert_eq!(out, b"HTTP/1.1 200 OK\r\nContent-Type: a/b\r\n\r\n");
     }
 
     #[test]

@@ -111,20 +111,24 @@ pub fn answer(view: &View, req: &Request) -> Answer {
             |page| json!({"name": name, "tags": page}),
         );
     }
-    for (sep, route) in [
+    // The route is the separator that comes last: a repository name may
+    // have `manifests` or `blobs` components (`a/manifests/b/blobs/…`).
+    let found = [
         ("/manifests/", Route::Manifest),
         ("/blobs/", Route::Blob),
         ("/referrers/", Route::Referrers),
-    ] {
-        if let Some(i) = rest.rfind(sep) {
-            let name = http::decode(&rest[..i]);
-            let reference = http::decode(&rest[i + sep.len()..]);
-            return match route {
-                Route::Manifest => manifest(view, req, &name, &reference),
-                Route::Blob => blob(view, req, &name, &reference),
-                Route::Referrers => referrers(view, req, &name, &reference),
-            };
-        }
+    ]
+    .into_iter()
+    .filter_map(|(sep, route)| Some((rest.rfind(sep)?, sep, route)))
+    .max_by_key(|&(i, _, _)| i);
+    if let Some((i, sep, route)) = found {
+        let name = http::decode(&rest[..i]);
+        let reference = http::decode(&rest[i + sep.len()..]);
+        return match route {
+            Route::Manifest => manifest(view, req, &name, &reference),
+            Route::Blob => blob(view, req, &name, &reference),
+            Route::Referrers => referrers(view, req, &name, &reference),
+        };
     }
     error(404, "NOT_FOUND", format!("{path} is not a registry path"))
 }
@@ -222,7 +226,13 @@ fn accepts(accept: Option<&str>, media_type: &str) -> bool {
     accept
         .split(',')
         .map(|t| t.split(';').next().unwrap_or("").trim())
-        .any(|t| t == media_type || t == "*/*" || t == "application/*" || t == "application/json")
+        // Media types are case-insensitive (RFC 9110 §8.3.1).
+        .any(|t| {
+            t.eq_ignore_ascii_case(media_type)
+                || t == "*/*"
+                || t.eq_ignore_ascii_case("application/*")
+                || t.eq_ignore_ascii_case("application/json")
+        })
 }
 
 fn blob(view: &View, req: &Request, name: &str, reference: &str) -> Answer {
@@ -338,5 +348,9 @@ mod tests {
         ));
         assert!(!accepts(Some(media::DOCKER_MANIFEST), oci));
         assert!(!accepts(Some(media::OCI_MANIFEST), media::OCI_INDEX));
+        assert!(accepts(
+            Some("Application/VND.oci.image.manifest.v1+JSON"),
+            oci
+        ));
     }
 }

@@ -82,14 +82,25 @@ pub fn run(view: Arc<View>, options: ServerOptions, ready: impl FnOnce(SocketAdd
         busy: AtomicUsize::new(0),
     });
     ready(addr);
+    let mut failing = false;
     while !STOP.load(Ordering::SeqCst) {
         if !readable(&listener, 200) {
             continue;
         }
         let (stream, peer) = match listener.accept() {
-            Ok(c) => c,
+            Ok(c) => {
+                failing = false;
+                c
+            }
             Err(e) => {
-                log::warn!("accept: {e}");
+                // Out of descriptors, say: the connection stays queued and
+                // the listener readable, so without a pause this loop
+                // would spin and flood the log. Said once per spell.
+                if !failing {
+                    log::warn!("accept: {e}; new connections wait until it clears");
+                }
+                failing = true;
+                std::thread::sleep(Duration::from_millis(100));
                 continue;
             }
         };
@@ -103,8 +114,10 @@ pub fn run(view: Arc<View>, options: ServerOptions, ready: impl FnOnce(SocketAdd
             .name("serve".into())
             .stack_size(STACK)
             .spawn(move || {
+                // Counted down even if the connection panics: a leaked
+                // count would end in 503 for everyone.
+                let _count = Release(&s.connections);
                 connection(&s, stream, peer);
-                s.connections.fetch_sub(1, Ordering::SeqCst);
             });
         if let Err(e) = spawned {
             shared.connections.fetch_sub(1, Ordering::SeqCst);
@@ -116,6 +129,15 @@ pub fn run(view: Arc<View>, options: ServerOptions, ready: impl FnOnce(SocketAdd
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(())
+}
+
+/// Counts a connection down when dropped.
+struct Release<'a>(&'a AtomicUsize);
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// poll(2) on the listener, so the loop sees a stop within `ms`.
@@ -309,7 +331,7 @@ fn authorized(shared: &Shared, req: &http::Request) -> bool {
     };
     let Some((user, password)) = req
         .header("authorization")
-        .and_then(|h| h.strip_prefix("Basic "))
+        .and_then(basic_token)
         .and_then(|b| {
             base64::engine::general_purpose::STANDARD
                 .decode(b.trim())
@@ -324,6 +346,13 @@ fn authorized(shared: &Shared, req: &http::Request) -> bool {
         return false;
     };
     auth.check(&user, &password)
+}
+
+/// The credentials of a `Basic` authorization; the scheme's name is
+/// case-insensitive (RFC 9110 §11.1).
+fn basic_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("basic").then_some(token)
 }
 
 /// Users and bcrypt hashes from an htpasswd file (`htpasswd -B`).
@@ -403,4 +432,18 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>> 
         .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
         .map_err(|e| Error::Usage(format!("--tls-cert/--tls-key: {e}")))?;
     Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::basic_token;
+
+    #[test]
+    fn the_basic_scheme_is_case_insensitive() {
+        assert_eq!(basic_token("Basic YWxpY2U6eA=="), Some("YWxpY2U6eA=="));
+        assert_eq!(basic_token("basic YWxpY2U6eA=="), Some("YWxpY2U6eA=="));
+        assert_eq!(basic_token("BASIC YWxpY2U6eA=="), Some("YWxpY2U6eA=="));
+        assert_eq!(basic_token("Bearer YWxpY2U6eA=="), None);
+        assert_eq!(basic_token("Basic"), None);
+    }
 }

@@ -6,8 +6,8 @@
 //! once at start, digest-checked) are held in memory; blobs stay in the
 //! bundles and are streamed through a digest check ([`View::stream_blob`]).
 //! Names are the ones `import` would give ([`Target`]); where two bundles
-//! tag the same name, the one given later wins (a delta is newer than its
-//! base).
+//! tag the same name, a delta wins over the bundles it was packed against
+//! whatever the order given, and otherwise the one given later wins.
 //!
 //! Not for HTTP (`routes.rs`, `http.rs`) nor for opening or trusting a
 //! bundle (the caller hands in trusted ones).
@@ -52,8 +52,8 @@ struct Slot {
     /// Parity files exist beside it: damage found while reading triggers
     /// one full check and an in-memory repair.
     has_parity: bool,
-    /// Set once a repair was tried (whatever came of it).
-    repaired: Mutex<bool>,
+    /// Set once a repair was tried: whether a repaired bundle replaced it.
+    repaired: Mutex<Option<bool>>,
     /// Volume byte ranges (start, end, name) for naming damage.
     volumes: Vec<(u64, u64, String)>,
 }
@@ -131,14 +131,14 @@ impl View {
                 path,
                 bundle: RwLock::new(Arc::new(bundle)),
                 has_parity,
-                repaired: Mutex::new(false),
+                repaired: Mutex::new(None),
             });
         }
         // Named images by digest, for placing unnamed referrers (as import).
         let mut named: HashMap<Digest, Reference> = HashMap::new();
         let mut images = Vec::new();
-        for slot in &view.slots {
-            let bundle = slot.bundle.read().expect("not poisoned").clone();
+        for i in tag_order(&view.given_bases()) {
+            let bundle = view.slots[i].bundle.read().expect("not poisoned").clone();
             for record in &bundle.manifest().images {
                 let name = record.name.as_deref().map(Reference::parse).transpose()?;
                 if let Some(n) = &name {
@@ -177,12 +177,45 @@ impl View {
         Ok(view)
     }
 
+    /// For each bundle, the bundles given that it is a delta against.
+    fn given_bases(&self) -> Vec<Vec<usize>> {
+        let bundles: Vec<_> = self
+            .slots
+            .iter()
+            .map(|s| s.bundle.read().expect("not poisoned").clone())
+            .collect();
+        bundles
+            .iter()
+            .map(|b| {
+                let bases = b.manifest().delta.as_ref().map_or(&[][..], |d| &d.bases);
+                (0..bundles.len())
+                    .filter(|&j| bases.iter().any(|r| r.digest == *bundles[j].id()))
+                    .collect()
+            })
+            .collect()
+    }
+
     /// Walks one manifest or index into `repo`.
     fn add_image(&mut self, repo: &str, d: &Descriptor, depth: usize, label: &str) -> Result<()> {
         if depth > crate::plan::MAX_DEPTH {
             return Err(Error::Unsupported {
                 what: label.to_string(),
                 reason: "indexes nest too deeply".into(),
+            });
+        }
+        // The media type goes out as `Content-Type`: a line break in it
+        // would let a bundle write any header.
+        if !d
+            .media_type
+            .bytes()
+            .all(|c| c == b' ' || c.is_ascii_graphic())
+        {
+            return Err(Error::Unsupported {
+                what: format!("{} of {label}", d.digest),
+                reason: format!(
+                    "its media type {:?} is not one an HTTP header can carry",
+                    d.media_type
+                ),
             });
         }
         let raw = match self.manifests.get(&d.digest) {
@@ -305,12 +338,18 @@ impl View {
         // 1 MiB in flight at most: memory stays bounded per stream.
         let (tx, rx) = crossbeam_channel::bounded::<Msg>(4);
         std::thread::scope(|scope| {
-            scope.spawn(move || {
-                let r = self.read_checked(slot, digest, size, &mut |chunk| {
-                    tx.send(Msg::Data(chunk.to_vec())).is_ok()
-                });
-                let _ = tx.send(Msg::Done(r));
-            });
+            // Out of threads or memory: this response fails, the server
+            // goes on (`scope.spawn` would panic, and take the
+            // connection's count with it).
+            std::thread::Builder::new()
+                .name("serve-read".into())
+                .spawn_scoped(scope, move || {
+                    let r = self.read_checked(slot, digest, size, &mut |chunk| {
+                        tx.send(Msg::Data(chunk.to_vec())).is_ok()
+                    });
+                    let _ = tx.send(Msg::Done(r));
+                })
+                .map_err(|e| Cut::Damage(format!("cannot start a thread to read {digest}: {e}")))?;
             // Returning drops `rx`, which stops the reader if the client
             // went away first.
             let rx = rx;
@@ -463,17 +502,19 @@ impl View {
 
     /// Opens bundle `slot` again with a full check and in-memory repair
     /// from its parity; true if a repaired bundle replaced it. Tried once
-    /// per bundle: a second damage after that is beyond the parity.
+    /// per bundle: a second damage after that is beyond the parity. A
+    /// read that met the damage while another repaired it is told the
+    /// outcome, so it goes on from the repaired bundle too.
     fn repair(&self, slot: usize) -> bool {
         let s = &self.slots[slot];
         if !s.has_parity {
             return false;
         }
         let mut tried = s.repaired.lock().expect("not poisoned");
-        if *tried {
-            return false;
+        if let Some(done) = *tried {
+            return done;
         }
-        *tried = true;
+        *tried = Some(false);
         log::warn!(
             "damage in {}: checking it against its parity",
             s.path.display()
@@ -491,6 +532,7 @@ impl View {
                     log::warn!("{n}");
                 }
                 *s.bundle.write().expect("not poisoned") = Arc::new(b);
+                *tried = Some(true);
                 true
             }
             Ok(_) => {
@@ -506,6 +548,27 @@ impl View {
             }
         }
     }
+}
+
+/// The order the bundles' tags are taken in (the last one taken wins):
+/// as given, except that a delta comes after every bundle given that it
+/// was packed against, since its tags are newer whatever the order on the
+/// command line. A cycle (only crafted bundles make one) falls back to
+/// the order given.
+fn tag_order(bases: &[Vec<usize>]) -> Vec<usize> {
+    let n = bases.len();
+    let mut taken = vec![false; n];
+    let mut order = Vec::with_capacity(n);
+    while order.len() < n {
+        let ready = |i: usize| !taken[i] && bases[i].iter().all(|&b| taken[b] || b == i);
+        let next = (0..n)
+            .find(|&i| ready(i))
+            .or_else(|| (0..n).find(|&i| !taken[i]))
+            .expect("a bundle is left");
+        taken[next] = true;
+        order.push(next);
+    }
+    order
 }
 
 /// For a manifest with a `subject`: the subject and the descriptor the
@@ -554,4 +617,20 @@ fn volume_ranges(path: &Path) -> Vec<(u64, u64, String)> {
         at += meta.len();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tag_order;
+
+    #[test]
+    fn a_delta_is_taken_after_its_bases_and_the_rest_as_given() {
+        assert_eq!(tag_order(&[vec![], vec![0]]), [0, 1]);
+        // delta first, then its base: the delta is taken last.
+        assert_eq!(tag_order(&[vec![1], vec![]]), [1, 0]);
+        // a chain given backwards, and an unrelated bundle keeping its place.
+        assert_eq!(tag_order(&[vec![1], vec![2], vec![]]), [2, 1, 0]);
+        assert_eq!(tag_order(&[vec![], vec![0], vec![]]), [0, 1, 2]);
+        assert_eq!(tag_order(&[vec![1], vec![0]]), [0, 1]);
+    }
 }

@@ -22,6 +22,7 @@ mod pack;
 mod parity_trust;
 mod progress_truth;
 mod pull;
+mod review_serve;
 mod review_updates;
 mod safety;
 mod scale;
