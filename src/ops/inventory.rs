@@ -99,6 +99,18 @@ pub fn of_registry(req: RegistryRequest) -> Result<Inventory> {
         .into_iter()
         .filter(|r| place.name_under(r).is_some())
         .collect();
+    if repositories.is_empty() {
+        // Not an error (a new mirror holds nothing yet), but an inventory
+        // that says "nothing" makes the next delta whole: say why.
+        log::warn!(
+            "registry {} lists no repository{}; the inventory is empty",
+            place.host,
+            match place.prefix.is_empty() {
+                true => String::new(),
+                false => format!(" under {}", place.prefix),
+            }
+        );
+    }
     let tag_lists = on_pool(&repositories, jobs, |repo| {
         client
             .paginate(

@@ -334,3 +334,31 @@ fn a_registry_named_without_docker_is_pointed_at_docker_not_read_as_a_bundle() {
     .fails_usage();
     insta::assert_snapshot!(err, @"airlock: error: registry.internal:5000/mirror is neither a file nor a docker:// place: to list a registry, write docker://registry.internal:5000/mirror");
 }
+
+#[test]
+fn an_inventory_of_a_prefix_that_holds_nothing_says_so() {
+    let reg = Registry::start(Config::default());
+    reg.push(&format!("oci:{}:app-1", layout().display()), "team/app:1");
+    let t = scratch();
+    let plain = format!("--plain-http={}", reg.host);
+    let run = airlock(
+        &[
+            "inventory",
+            &format!("docker://{}/mirror", reg.host),
+            &plain,
+            "-o",
+            "-",
+        ],
+        t.path(),
+    )
+    .ok();
+    let inv: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
+    assert_eq!(inv["images"], serde_json::json!([]));
+    let stderr = run.stderr();
+    let warning = stderr
+        .lines()
+        .find(|l| l.starts_with("airlock: warning:"))
+        .unwrap_or_else(|| panic!("no warning in:\n{stderr}"))
+        .replace(&reg.host, "[REG]");
+    insta::assert_snapshot!(warning, @"airlock: warning: registry [REG] lists no repository under mirror; the inventory is empty");
+}
