@@ -669,6 +669,31 @@ fn referrers_api_lists_an_sbom_and_the_signature_tag_is_served() {
 }
 
 /// Packs the layout and the large image into 1 MB volumes.
+/// `skopeo copy` (no retries) of `large:large` from `s` gives the
+/// fixture's digest: the pull went through whole.
+fn assert_large_pulls_whole(s: &Served, dir: &Path) {
+    let out = dir.join("large-copy");
+    skopeo(
+        &[
+            "copy",
+            "--retry-times",
+            "0",
+            "--src-tls-verify=false",
+            &format!("docker://{}/large:large", s.host()),
+            &format!("oci:{}:x", out.display()),
+        ],
+        dir,
+    )
+    .ok();
+    assert_eq!(
+        skopeo_digest(&format!("oci:{}:x", out.display()), dir),
+        skopeo_digest(
+            &format!("oci:{}:large", fixtures().join("large").display()),
+            dir
+        )
+    );
+}
+
 fn pack_split(dir: &Path, extra: &[&str]) -> PathBuf {
     let (key, public) = keys(dir, "signer");
     let mut args = vec![
@@ -944,26 +969,7 @@ fn damage_within_parity_met_while_serving_is_repaired_and_the_pull_goes_on() {
             dir.join("b.airlock.001").to_str().unwrap(),
         ],
     );
-    let out = dir.join("large-copy");
-    skopeo(
-        &[
-            "copy",
-            "--retry-times",
-            "0",
-            "--src-tls-verify=false",
-            &format!("docker://{}/large:large", s.host()),
-            &format!("oci:{}:x", out.display()),
-        ],
-        dir,
-    )
-    .ok();
-    assert_eq!(
-        skopeo_digest(&format!("oci:{}:x", out.display()), dir),
-        skopeo_digest(
-            &format!("oci:{}:large", fixtures().join("large").display()),
-            dir
-        )
-    );
+    assert_large_pulls_whole(&s, dir);
     let log = s.log();
     assert!(log.contains("repaired from parity, going on"), "{log}");
     assert!(log.contains("volume 4 ("), "{log}");
@@ -1041,26 +1047,7 @@ fn a_blob_damaged_in_one_bundle_is_served_from_another_that_holds_it() {
             "whole.airlock",
         ],
     );
-    let out = dir.join("large-copy");
-    skopeo(
-        &[
-            "copy",
-            "--retry-times",
-            "0",
-            "--src-tls-verify=false",
-            &format!("docker://{}/large:large", s.host()),
-            &format!("oci:{}:x", out.display()),
-        ],
-        dir,
-    )
-    .ok();
-    assert_eq!(
-        skopeo_digest(&format!("oci:{}:x", out.display()), dir),
-        skopeo_digest(
-            &format!("oci:{}:large", fixtures().join("large").display()),
-            dir
-        )
-    );
+    assert_large_pulls_whole(&s, dir);
     let log = s.log();
     assert!(log.contains("going on from whole.airlock"), "{log}");
 }
