@@ -194,6 +194,11 @@ fn stored_frame(data: &[u8], frame: &mut Vec<u8>) {
     frame.extend_from_slice(&checksum.to_le_bytes());
 }
 
+#[cfg(test)]
+pub(crate) fn stored_frame_for_tests(data: &[u8], frame: &mut Vec<u8>) {
+    stored_frame(data, frame)
+}
+
 /// Writes frames in sequence order as they arrive, then the seek table.
 fn write_in_order(
     out: &mut impl FrameSink,

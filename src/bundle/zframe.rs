@@ -171,6 +171,37 @@ pub(crate) fn check_entry(entry: &[u8], d_size: u32) -> std::result::Result<(), 
     }
 }
 
+/// The data ranges (start, length) of a frame that [`check_entry`] passed
+/// and that holds only raw (stored) blocks, as airlock writes
+/// incompressible data: its content is these bytes of the entry, in order,
+/// with nothing to decompress, and its last 4 bytes the checksum. `None`
+/// for a frame with any other block or without a checksum.
+pub(crate) fn raw_blocks(entry: &[u8]) -> Option<Vec<(usize, usize)>> {
+    let descriptor = *entry.get(4)?;
+    if descriptor & 0x04 == 0 {
+        return None;
+    }
+    let (fcs_flag, single) = (descriptor >> 6, descriptor & 0x20 != 0);
+    let mut at = 5 + usize::from(!single) + [1, 2, 4, 8][usize::from(fcs_flag)];
+    let mut blocks = Vec::new();
+    loop {
+        let block = le(entry.get(at..at + 3)?) as usize;
+        let (last, kind, size) = (block & 1 != 0, (block >> 1) & 3, block >> 3);
+        if kind != 0 {
+            return None;
+        }
+        at += 3;
+        entry.get(at..at + size)?;
+        if size > 0 {
+            blocks.push((at, size));
+        }
+        at += size;
+        if last {
+            return (at + 4 == entry.len()).then_some(blocks);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,6 +230,25 @@ mod tests {
                 }
             );
         }
+    }
+
+    #[test]
+    fn raw_blocks_are_found_only_in_frames_of_stored_blocks() {
+        let data: Vec<u8> = (0..300_000u32).map(|i| ((i * 7919) >> 3) as u8).collect();
+        let mut stored = Vec::new();
+        crate::bundle::frames::stored_frame_for_tests(&data, &mut stored);
+        check_entry(&stored, data.len() as u32).unwrap();
+        let blocks = raw_blocks(&stored).unwrap();
+        let joined: Vec<u8> = blocks
+            .iter()
+            .flat_map(|&(s, n)| stored[s..s + n].iter().copied())
+            .collect();
+        assert_eq!(joined, data);
+        assert_eq!(blocks.len(), 3, "128 KiB blocks");
+        // A compressed frame has compressed blocks: not direct.
+        assert_eq!(raw_blocks(&frame(&[5u8; 300_000])), None);
+        // Cut short: no panic, no ranges.
+        assert_eq!(raw_blocks(&stored[..stored.len() / 2]), None);
     }
 
     #[test]

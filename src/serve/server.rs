@@ -3,19 +3,23 @@
 //!
 //! A thread per connection (blocking I/O, small stacks) keeps a slow
 //! client's cost to its own thread: it never holds a lock or a shared
-//! buffer, so it cannot stall the others. Each blob being sent has a
-//! reading thread too ([`View::stream_blob`]); memory is one frame buffer
-//! plus about 1 MiB in flight per blob being sent. Connections past
-//! `max_connections` are answered 503.
+//! buffer, so it cannot stall the others. A blob is read, hashed and
+//! sent on the connection's own thread ([`View::stream_blob`]): memory is
+//! a 128 KiB piece per blob being sent, plus a frame buffer while it
+//! crosses compressed frames (stored frames are read in place).
+//! When `max_connections` are open, a new client takes the slot of the
+//! connection that has waited longest for a request (idle keep-alive, or a
+//! request sent too slowly); only when every connection is being answered
+//! is it answered 503.
 //!
 //! Not for what a request answers (`routes.rs`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,7 +29,7 @@ use sha2::{Digest as _, Sha256};
 use super::http::{self, write_head};
 use super::routes::{self, Answer, Body};
 use super::view::{Cut, View};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Shown};
 
 /// How long a keep-alive connection may sit idle, and a write may stall.
 const IDLE: Duration = Duration::from_secs(120);
@@ -54,7 +58,18 @@ struct Shared {
     connections: AtomicUsize,
     /// Requests being answered: a stop waits for them.
     busy: AtomicUsize,
+    /// Connections waiting for (the rest of) a request, by id: since when,
+    /// and a handle to close them by. When every slot is taken, the one
+    /// that has waited longest is closed for a new client, as nginx reuses
+    /// idle keep-alive connections: idle or slow-sending clients cannot
+    /// lock everyone out; only connections being answered hold their slot.
+    waiting: Mutex<HashMap<u64, (Instant, TcpStream)>>,
+    next_id: AtomicU64,
 }
+
+/// A connection must have waited this long before a new one may take its
+/// slot, so a burst of new clients does not close each other.
+const EVICT_AFTER: Duration = Duration::from_secs(1);
 
 /// Binds, calls `ready` with the address, and serves until SIGTERM or
 /// SIGINT; then stops accepting and waits (up to 10 s) for requests in
@@ -80,6 +95,8 @@ pub fn run(view: Arc<View>, options: ServerOptions, ready: impl FnOnce(SocketAdd
         tls: options.tls,
         connections: AtomicUsize::new(0),
         busy: AtomicUsize::new(0),
+        waiting: Mutex::new(HashMap::new()),
+        next_id: AtomicU64::new(0),
     });
     ready(addr);
     let mut failing = false;
@@ -104,7 +121,9 @@ pub fn run(view: Arc<View>, options: ServerOptions, ready: impl FnOnce(SocketAdd
                 continue;
             }
         };
-        if shared.connections.load(Ordering::SeqCst) >= options.max_connections {
+        if shared.connections.load(Ordering::SeqCst) >= options.max_connections
+            && !evict_longest_waiting(&shared)
+        {
             refuse(stream);
             continue;
         }
@@ -129,6 +148,36 @@ pub fn run(view: Arc<View>, options: ServerOptions, ready: impl FnOnce(SocketAdd
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(())
+}
+
+/// Closes the connection that has waited longest for a request, if one
+/// has waited [`EVICT_AFTER`]; its thread sees the end of its stream and
+/// counts itself down.
+fn evict_longest_waiting(shared: &Shared) -> bool {
+    let mut waiting = shared.waiting.lock().expect("not poisoned");
+    let Some((&id, _)) = waiting
+        .iter()
+        .filter(|(_, (since, _))| since.elapsed() >= EVICT_AFTER)
+        .min_by_key(|(_, (since, _))| *since)
+    else {
+        return false;
+    };
+    let (_, stream) = waiting.remove(&id).expect("found above");
+    log::debug!(
+        "every connection slot is taken: closing the one waiting since {:?} for a new client",
+        stream.peer_addr().ok()
+    );
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    true
+}
+
+/// Takes a connection out of the waiting list when dropped.
+struct Waiting<'a>(&'a Shared, u64);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.lock().expect("not poisoned").remove(&self.1);
+    }
 }
 
 /// Counts a connection down when dropped.
@@ -174,6 +223,9 @@ fn connection(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_read_timeout(Some(IDLE));
     let _ = stream.set_write_timeout(Some(STALL));
     let _ = stream.set_nodelay(true);
+    let id = shared.next_id.fetch_add(1, Ordering::SeqCst);
+    let handle = stream.try_clone().ok();
+    let _waiting = Waiting(shared, id);
     let conn: Box<dyn Conn> = match &shared.tls {
         None => Box::new(stream),
         Some(config) => match rustls::ServerConnection::new(config.clone()) {
@@ -186,7 +238,27 @@ fn connection(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
     };
     let mut conn = BufReader::with_capacity(16 * 1024, conn);
     loop {
-        let req = match http::read_request(&mut conn) {
+        let listed = match handle.as_ref().and_then(|h| h.try_clone().ok()) {
+            Some(h) => {
+                let mut waiting = shared.waiting.lock().expect("not poisoned");
+                waiting.insert(id, (Instant::now(), h));
+                true
+            }
+            None => false,
+        };
+        let read = http::read_request(&mut conn);
+        // Being answered from here on: its slot is its own. Closed while
+        // waiting (for a new client), it ends here.
+        let evicted = shared
+            .waiting
+            .lock()
+            .expect("not poisoned")
+            .remove(&id)
+            .is_none();
+        if listed && evicted {
+            return;
+        }
+        let req = match read {
             Ok(Some(r)) => r,
             Ok(None) => return,
             Err(e) => {
@@ -205,6 +277,7 @@ fn connection(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
             }
         };
         shared.busy.fetch_add(1, Ordering::SeqCst);
+        let busy = Release(&shared.busy);
         let started = Instant::now();
         let close = req.close || req.has_body || STOP.load(Ordering::SeqCst);
         let answer = match authorized(shared, &req) {
@@ -212,11 +285,11 @@ fn connection(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
             false => routes::error(401, "UNAUTHORIZED", "authentication required").with_challenge(),
         };
         let (status, sent, outcome) = send(shared, conn.get_mut(), &req, answer, close);
-        shared.busy.fetch_sub(1, Ordering::SeqCst);
+        drop(busy);
         log::info!(
             "{peer} {} {} {status} {sent} {}ms{}",
-            req.method,
-            req.path,
+            Shown(&req.method),
+            Shown(&req.path),
             started.elapsed().as_millis(),
             match &outcome {
                 Ok(()) => String::new(),
@@ -225,7 +298,11 @@ fn connection(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
             }
         );
         if let Err(Cut::Damage(why)) = &outcome {
-            log::error!("{} {}: {why}; the response was cut", req.method, req.path);
+            log::error!(
+                "{} {}: {why}; the response was cut",
+                Shown(&req.method),
+                Shown(&req.path)
+            );
         }
         if close || outcome.is_err() {
             return;

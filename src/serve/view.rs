@@ -26,8 +26,9 @@ use crate::model::image::{media, Descriptor, Node, Parsed, MAX_MANIFEST_SIZE};
 use crate::model::{Digest, Reference};
 use crate::registry::Target;
 
-/// What the reading thread hands the sending one at a time.
-const PIECE: usize = 256 << 10;
+/// What is copied, hashed and sent at a time: small enough to stay in
+/// cache between the three, a raw zstd block's size.
+const PIECE: usize = 128 << 10;
 
 /// A manifest or index, byte for byte, with its own media type.
 pub struct Manifest {
@@ -315,11 +316,10 @@ impl View {
     }
 
     /// Streams bytes `start..end` of a blob of `size` bytes from bundle
-    /// `slot` into `out`. The whole blob is read and hashed
-    /// (`read_checked`) on a thread of its own, up to 1 MiB ahead of the
-    /// socket, so decompressing and hashing overlap with sending; bytes outside the range are hashed but not sent, and the
-    /// last byte is held back until the digest checks out, so a damaged
-    /// blob never arrives complete.
+    /// `slot` into `out`, on the caller's thread. The whole blob is read
+    /// and hashed (`read_checked`); bytes outside the range are hashed but
+    /// not sent, and the last byte is held back until the digest checks
+    /// out, so a damaged blob never arrives complete.
     #[allow(clippy::too_many_arguments)]
     pub fn stream_blob(
         &self,
@@ -331,66 +331,54 @@ impl View {
         out: &mut dyn Write,
         sent: &mut dyn FnMut(u64),
     ) -> std::result::Result<(), Cut> {
-        enum Msg {
-            Data(Vec<u8>),
-            Done(std::result::Result<(), String>),
-        }
-        // 1 MiB in flight at most: memory stays bounded per stream.
-        let (tx, rx) = crossbeam_channel::bounded::<Msg>(4);
-        std::thread::scope(|scope| {
-            // Out of threads or memory: this response fails, the server
-            // goes on (`scope.spawn` would panic, and take the
-            // connection's count with it).
-            std::thread::Builder::new()
-                .name("serve-read".into())
-                .spawn_scoped(scope, move || {
-                    let r = self.read_checked(slot, digest, size, &mut |chunk| {
-                        tx.send(Msg::Data(chunk.to_vec())).is_ok()
-                    });
-                    let _ = tx.send(Msg::Done(r));
-                })
-                .map_err(|e| Cut::Damage(format!("cannot start a thread to read {digest}: {e}")))?;
-            // Returning drops `rx`, which stops the reader if the client
-            // went away first.
-            let rx = rx;
-            let mut pos = 0u64;
-            let mut held: Option<u8> = None;
-            loop {
-                match rx.recv() {
-                    Ok(Msg::Data(chunk)) => {
-                        let n = chunk.len() as u64;
-                        let (lo, hi) = (pos.max(start), (pos + n).min(end));
-                        if lo < hi {
-                            let part = &chunk[(lo - pos) as usize..(hi - pos) as usize];
-                            let body = if hi == end {
-                                held = part.last().copied();
-                                &part[..part.len() - 1]
-                            } else {
-                                part
-                            };
-                            out.write_all(body).map_err(Cut::Client)?;
-                            sent(body.len() as u64);
-                        }
-                        pos += n;
-                    }
-                    Ok(Msg::Done(Ok(()))) => break,
-                    Ok(Msg::Done(Err(why))) => return Err(Cut::Damage(why)),
-                    Err(_) => return Err(Cut::Damage(format!("reading {digest} stopped"))),
+        let mut pos = 0u64;
+        let mut held: Option<u8> = None;
+        let mut client: Option<io::Error> = None;
+        let read = self.read_checked(slot, digest, size, &mut |chunk| {
+            let n = chunk.len() as u64;
+            let (lo, hi) = (pos.max(start), (pos + n).min(end));
+            pos += n;
+            if lo >= hi {
+                return true;
+            }
+            let part = &chunk[(lo - (pos - n)) as usize..(hi - (pos - n)) as usize];
+            let body = if hi == end {
+                held = part.last().copied();
+                &part[..part.len() - 1]
+            } else {
+                part
+            };
+            match out.write_all(body) {
+                Ok(()) => {
+                    sent(body.len() as u64);
+                    true
+                }
+                Err(e) => {
+                    client = Some(e);
+                    false
                 }
             }
-            if let Some(b) = held {
-                out.write_all(&[b]).map_err(Cut::Client)?;
-                sent(1);
-            }
-            out.flush().map_err(Cut::Client)
-        })
+        });
+        if let Some(e) = client {
+            return Err(Cut::Client(e));
+        }
+        read.map_err(Cut::Damage)?;
+        if let Some(b) = held {
+            out.write_all(&[b]).map_err(Cut::Client)?;
+            sent(1);
+        }
+        out.flush().map_err(Cut::Client)
     }
 
     /// Reads a whole blob from bundle `slot`, handing each piece to `emit`
     /// (which returns false to stop), and checks its size and digest over
-    /// exactly the bytes handed out. Damage that parity covers is repaired
-    /// in memory (once per bundle) and the reading goes on from where it
-    /// stopped; otherwise it goes on from another bundle holding the blob.
+    /// exactly the bytes handed out: each piece is copied out of the
+    /// mapped bundle once, into a buffer small enough to stay in cache,
+    /// and hashed and handed out from there, so what is sent is what was
+    /// hashed even if the file changed underneath. Damage that parity
+    /// covers is repaired in memory (once per bundle) and the reading goes
+    /// on from where it stopped; otherwise it goes on from another bundle
+    /// holding the blob.
     fn read_checked(
         &self,
         slot: usize,
@@ -407,6 +395,7 @@ impl View {
         let mut hash = Sha256::new();
         let mut pos = 0u64;
         let mut repaired_once = false;
+        let mut piece = Vec::with_capacity(PIECE);
         'outer: loop {
             let slot = order[at];
             let s = &self.slots[slot];
@@ -415,7 +404,7 @@ impl View {
             let member = file
                 .member(&digest.layout_path())
                 .ok_or_else(|| format!("{} holds no {digest}", s.path.display()))?;
-            let mut reader = file.open_member(member).map_err(|e| e.to_string())?;
+            let mut reader = file.open_member_direct(member).map_err(|e| e.to_string())?;
             // After a repair or a switch: skip what was already handed out;
             // the hash goes on over exactly those bytes.
             let mut skip = pos;
@@ -444,20 +433,21 @@ impl View {
                 if chunk.is_empty() {
                     break;
                 }
-                let n = chunk.len();
                 if skip > 0 {
-                    let k = (skip as usize).min(n);
+                    let k = (skip as usize).min(chunk.len());
                     reader.consume(k);
                     skip -= k as u64;
                     continue;
                 }
-                hash.update(chunk);
-                // In small pieces: what waits in the channel stays small.
-                if !chunk.chunks(PIECE).all(&mut *emit) {
+                let n = chunk.len().min(PIECE);
+                piece.clear();
+                piece.extend_from_slice(&chunk[..n]);
+                reader.consume(n);
+                hash.update(&piece);
+                pos += n as u64;
+                if !emit(&piece) {
                     return Err("the client went away".into());
                 }
-                pos += n as u64;
-                reader.consume(n);
             }
             break;
         }

@@ -1052,12 +1052,15 @@ fn a_blob_damaged_in_one_bundle_is_served_from_another_that_holds_it() {
     assert!(log.contains("going on from whole.airlock"), "{log}");
 }
 
+/// When every slot holds a response being sent (clients that never read
+/// a large blob), a new client is answered 503; once they go, it is served.
 #[test]
 fn connections_past_the_limit_get_503_and_the_others_go_on() {
     use std::io::Write;
     let t = scratch();
     let dir = t.path();
-    let (bundle, public) = pack_layout(dir);
+    let large = fixtures().join("large");
+    let (bundle, public) = packed(dir, &[&format!("oci:{}", large.display())]);
     let s = Served::start(
         dir,
         &[
@@ -1070,19 +1073,201 @@ fn connections_past_the_limit_get_503_and_the_others_go_on() {
     );
     // Served::start's own probe has come and gone; let its thread end.
     std::thread::sleep(Duration::from_millis(300));
-    let idle: Vec<std::net::TcpStream> = (0..2)
+    let (_, _, body) = curl(&[&s.url("/v2/large/manifests/large")]);
+    let layer = json_of(&body)["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let busy: Vec<std::net::TcpStream> = (0..2)
         .map(|_| {
             let mut c = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
-            write!(c, "GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            write!(c, "GET /v2/large/blobs/{layer} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
             c
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    // Longer than a waiting connection is kept from a new client: these
+    // are being answered, so they keep their slots anyway.
+    std::thread::sleep(Duration::from_millis(1500));
     let (status, _, body) = curl(&[&s.url("/v2/")]);
     assert_eq!(status, 503);
     assert_eq!(json_of(&body)["errors"][0]["code"], "UNAVAILABLE");
-    drop(idle);
+    drop(busy);
     std::thread::sleep(Duration::from_millis(300));
     let (status, _, _) = curl(&[&s.url("/v2/")]);
     assert_eq!(status, 200);
+}
+
+/// Idle keep-alive connections and requests sent too slowly (slowloris)
+/// used to hold every slot until their 120 s timeout, and everyone else
+/// was answered 503. Now a new client takes the slot of the one that has
+/// waited longest, which is closed.
+#[test]
+fn idle_and_slow_connections_give_their_slots_to_new_clients() {
+    use std::io::{Read, Write};
+    let t = scratch();
+    let dir = t.path();
+    let (bundle, public) = pack_layout(dir);
+    let s = Served::start(
+        dir,
+        &[
+            "--pub",
+            public.to_str().unwrap(),
+            "--max-connections",
+            "3",
+            bundle.to_str().unwrap(),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    // One idle after a whole answer, two halfway through sending a request.
+    let mut idle = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    write!(idle, "GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut first = [0u8; 12];
+    idle.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    // Its thread goes back to waiting just after answering: let it, so it
+    // has waited longest.
+    std::thread::sleep(Duration::from_millis(200));
+    let slow: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| {
+            let mut c = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+            write!(c, "GET /v2/ HTTP/1.1\r\nHost:").unwrap();
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    for _ in 0..3 {
+        let (status, _, _) = curl(&[&s.url("/v2/")]);
+        assert_eq!(status, 200, "{}", s.log());
+    }
+    // The idle one, waiting longest, was closed for the first of them.
+    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut rest = Vec::new();
+    let closed = idle.read_to_end(&mut rest);
+    assert!(closed.is_ok(), "not closed: {closed:?}");
+    assert_eq!(slow.len(), 2);
+}
+
+/// Stored frames are read in place, after their zstd checksum: a layer
+/// whose bytes were changed in the bundle *and* whose frame checksum was
+/// forged to match passes that check, so only the blob's digest can catch
+/// it. Its pull fails, its response never arrives whole, and a range that
+/// ends before the change is refused too (the whole blob is checked).
+#[test]
+fn a_stored_frame_with_a_forged_checksum_is_still_caught_by_the_blob_digest() {
+    let t = scratch();
+    let dir = t.path();
+    let large = fixtures().join("large");
+    let (bundle, public) = packed(dir, &[&format!("oci:{}", large.display())]);
+    let mut blobs: Vec<(u64, PathBuf)> = std::fs::read_dir(large.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            (p.metadata().unwrap().len(), p)
+        })
+        .collect();
+    blobs.sort();
+    let (layer_len, layer_path) = blobs.last().unwrap().clone();
+    let layer = std::fs::read(&layer_path).unwrap();
+    let hex = layer_path
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+
+    let mut bytes = std::fs::read(&bundle).unwrap();
+    // A sample from the layer's middle lies verbatim in a stored frame.
+    let mid = layer.len() / 2;
+    let sample = &layer[mid..mid + 64];
+    let at = bytes
+        .windows(64)
+        .position(|w| w == sample)
+        .expect("the layer is stored, not compressed");
+    // Its frame: the last zstd frame magic before it, a header declaring a
+    // 4-byte content size and a checksum (with or without a window byte).
+    let start = bytes[..at]
+        .windows(4)
+        .rposition(|w| w == [0x28, 0xb5, 0x2f, 0xfd])
+        .expect("a frame header");
+    let descriptor = bytes[start + 4];
+    assert_eq!(descriptor & 0xc4, 0x84, "4-byte content size, checksum");
+    let size_at = start + 5 + usize::from(descriptor & 0x20 == 0);
+    let content = u32::from_le_bytes(bytes[size_at..size_at + 4].try_into().unwrap()) as usize;
+    // Change one byte, then forge the checksum over the frame's blocks.
+    bytes[at + 10] ^= 0x01;
+    let mut pos = size_at + 4;
+    let mut xxh = xxhash_rust::xxh64::Xxh64::new(0);
+    let mut seen = 0;
+    loop {
+        let h = u32::from_le_bytes([bytes[pos], bytes[pos + 1], bytes[pos + 2], 0]);
+        let (last, kind, size) = (h & 1 == 1, (h >> 1) & 3, (h >> 3) as usize);
+        assert_eq!(kind, 0, "a raw block");
+        xxh.update(&bytes[pos + 3..pos + 3 + size]);
+        seen += size;
+        pos += 3 + size;
+        if last {
+            break;
+        }
+    }
+    assert_eq!(seen, content);
+    let forged = (xxh.digest() as u32).to_le_bytes();
+    bytes[pos..pos + 4].copy_from_slice(&forged);
+    std::fs::write(&bundle, &bytes).unwrap();
+
+    let s = Served::start(
+        dir,
+        &["--pub", public.to_str().unwrap(), bundle.to_str().unwrap()],
+    );
+    let url = s.url(&format!("/v2/large/blobs/sha256:{hex}"));
+    let (_, _, body) = curl(&[&url]);
+    assert!(
+        (body.len() as u64) < layer_len,
+        "{} of {layer_len} bytes arrived",
+        body.len()
+    );
+    let (_, _, ranged) = curl(&["-r", "0-99", &url]);
+    assert!(
+        ranged.len() < 100,
+        "a range of a damaged blob arrived whole"
+    );
+    let failed = skopeo(
+        &[
+            "copy",
+            "--retry-times",
+            "0",
+            "--src-tls-verify=false",
+            &format!("docker://{}/large:large", s.host()),
+            &format!("oci:{}:x", dir.join("copy").display()),
+        ],
+        dir,
+    );
+    assert!(!failed.out.status.success(), "{}", failed.stderr());
+    let log = s.log();
+    assert!(log.contains("does not match its digest"), "{log}");
+}
+
+/// A request line is the client's text: control characters in it (an
+/// escape sequence here) reached the access log raw, where they could
+/// recolour a terminal or fake a line. They are written as escapes.
+#[test]
+fn control_characters_in_a_request_reach_the_access_log_escaped() {
+    use std::io::{Read, Write};
+    let t = scratch();
+    let dir = t.path();
+    let (bundle, public) = pack_layout(dir);
+    let s = Served::start(
+        dir,
+        &["--pub", public.to_str().unwrap(), bundle.to_str().unwrap()],
+    );
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    c.write_all(
+        b"GET /v2/x\x1b[2Kfaked/manifests/y HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    c.read_to_end(&mut answer).unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 "), "answered");
+    let (_, log) = s.stop();
+    assert!(!log.contains('\u{1b}'), "{log:?}");
+    assert!(log.contains("x\\u{1b}[2Kfaked"), "{log}");
 }
