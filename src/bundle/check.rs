@@ -7,7 +7,9 @@
 //! it is used; parity that contradicts good bytes is named and set aside.
 //!
 //! Damage that remains is refused with the volumes it is in and what it
-//! takes away ([`super::loss`]). Not for writing anything to disk (that is
+//! takes away ([`super::loss`]), unless the open is degraded (serve): then
+//! the members are indexed from the signed manifest and the damage stays
+//! unreadable ([`super::degraded`]). Not for writing anything to disk (that is
 //! `airlock repair`, [`super::repair`] and `ops::repair`), nor for the
 //! structure of what the bytes hold ([`super::index`]).
 
@@ -19,8 +21,9 @@ use rayon::prelude::*;
 use sha2::{Digest as _, Sha256};
 
 use super::assemble::{assemble, Assembled};
+use super::degraded::open_degraded;
 use super::format::LABEL_LEN;
-use super::index::Checksums;
+use super::index::{BundleFile, Checksums};
 use super::loss::{damaged_error, describe_loss};
 use super::parity::guard::{self, Guarded, Rejected};
 use super::parity::Parity;
@@ -37,12 +40,18 @@ pub struct OpenOptions {
     pub check: bool,
     /// Rebuild damage from parity in memory instead of failing.
     pub repair: bool,
+    /// Damage beyond repair (a missing, truncated or damaged volume, with
+    /// no parity or more loss than it covers) leaves the affected members
+    /// unreadable instead of failing the open, as long as the signed
+    /// manifest and the seek table can be read. Only `serve` asks for it.
+    pub degraded: bool,
 }
 
 impl OpenOptions {
     pub const FULL: OpenOptions = OpenOptions {
         check: true,
         repair: true,
+        degraded: false,
     };
 }
 
@@ -50,12 +59,41 @@ impl OpenOptions {
 pub(crate) struct CheckedBytes {
     /// How to name the bundle in messages: the file, or the first volume.
     pub path: PathBuf,
-    pub bytes: BundleBytes,
+    pub content: Content,
     pub notices: Vec<String>,
     pub claimed_id: Option<Digest>,
-    /// What indexing still has to hash against the volume labels.
-    pub checksums: Checksums,
 }
+
+/// What opening hands on to indexing.
+pub(crate) enum Content {
+    /// Bytes to index, with what indexing still has to hash against the
+    /// volume labels.
+    Bytes(BundleBytes, Checksums),
+    /// A degraded open: already indexed from the signed manifest's sizes,
+    /// the damage left as gaps that fail the reads reaching them.
+    Indexed(BundleFile),
+}
+
+/// Damage that neither the volumes nor the parity make good.
+struct Unrepaired {
+    a: Assembled,
+    problems: Vec<String>,
+    /// The ranges the error message describes the loss of.
+    lost: Vec<(u64, u64)>,
+    /// The ranges whose bytes are gone or wrong, as reads will meet them.
+    unreadable: Vec<(u64, u64)>,
+    hint: Option<String>,
+}
+
+impl Unrepaired {
+    fn into_error(self, name: &Path) -> Error {
+        let lost = describe_loss(name, self.a.bytes, &self.lost);
+        damaged_error(name, self.problems, lost, self.hint)
+    }
+}
+
+/// The outcome of checking: bytes fit to index, or damage left over.
+type Checked = std::result::Result<(Assembled, Checksums), Box<Unrepaired>>;
 
 /// Assembles, checks and (if asked) repairs a bundle's bytes.
 pub(crate) fn open_bytes(path: &Path, options: OpenOptions) -> Result<CheckedBytes> {
@@ -75,18 +113,65 @@ pub(crate) fn open_bytes_keyed(
     let check = options.check || !a.problems.is_empty();
     let mut checksums = Checksums::Skip;
     if check {
-        (a, checksums) = match a.parity.take() {
-            Some(parity) => check_with_parity(a, &name, &parity, options.repair, key)?,
-            None => check_checksums(a, &name)?,
+        let parity = a.parity.take();
+        let checked = match &parity {
+            Some(parity) => check_with_parity(a, &name, parity, options.repair, key)?,
+            None => check_checksums(a),
+        };
+        (a, checksums) = match checked {
+            Ok(done) => done,
+            Err(u) if options.degraded => return degraded(*u, &name, parity.is_some(), key),
+            Err(u) => return Err(u.into_error(&name)),
         };
     }
     Ok(CheckedBytes {
         path: name,
-        bytes: a.bytes,
+        content: Content::Bytes(a.bytes, checksums),
         notices: a.notices,
         claimed_id: a.claimed_id,
-        checksums,
     })
+}
+
+/// Damage beyond repair, for a degraded open: indexed from the signed
+/// manifest if it and the seek table survive, refused as usual if not.
+fn degraded(
+    u: Unrepaired,
+    name: &Path,
+    has_parity: bool,
+    key: Option<&TrustedKeys>,
+) -> Result<CheckedBytes> {
+    let Unrepaired {
+        mut a,
+        problems,
+        lost,
+        unreadable,
+        hint,
+    } = u;
+    // What was found on disk, without the parity's tally: nothing is
+    // rebuilt in a degraded open.
+    let found = a.problems.clone();
+    match open_degraded(name, a.bytes, &unreadable, &found, has_parity, key) {
+        Ok((file, notices)) => {
+            a.notices.extend(notices);
+            Ok(CheckedBytes {
+                path: name.to_path_buf(),
+                content: Content::Indexed(file),
+                notices: a.notices,
+                claimed_id: a.claimed_id,
+            })
+        }
+        Err(bytes) => {
+            a.bytes = bytes;
+            Err(Unrepaired {
+                a,
+                problems,
+                lost,
+                unreadable,
+                hint,
+            }
+            .into_error(name))
+        }
+    }
 }
 
 /// Finds damaged shards by their hashes and rebuilds them if `repair`.
@@ -100,7 +185,7 @@ fn check_with_parity(
     parity: &Parity,
     repair: bool,
     key: Option<&TrustedKeys>,
-) -> Result<(Assembled, Checksums)> {
+) -> Result<Checked> {
     let damaged = parity.damaged_shards(&a.bytes);
     let bad_recovery = parity.damaged_recovery();
     if bad_recovery > 0 {
@@ -112,7 +197,7 @@ fn check_with_parity(
     if damaged.is_empty() {
         a.notices
             .extend(a.problems.drain(..).map(|p| format!("{p} (harmless)")));
-        return Ok((a, Checksums::Check));
+        return Ok(Ok((a, Checksums::Check)));
     }
     let intact = guard::self_check(name, guard::fresh(&a.bytes, &[])?, key);
     if intact.whole {
@@ -123,7 +208,7 @@ fn check_with_parity(
         ));
         a.notices
             .extend(a.problems.drain(..).map(|p| format!("{p} (harmless)")));
-        return Ok((a, Checksums::Check));
+        return Ok(Ok((a, Checksums::Check)));
     }
     if !repair {
         return Err(repairable_error(a, name, parity, &damaged));
@@ -135,10 +220,10 @@ fn check_with_parity(
         )
     };
     let patches = match guard::guarded_rebuild(parity, &a.bytes, &damaged, &intact) {
-        Guarded::Lost(lost) => return Err(beyond_parity_error(a, name, parity, &damaged, &lost)),
+        Guarded::Lost(lost) => return Ok(Err(beyond_parity(a, parity, &damaged, &lost))),
         Guarded::Contradicts(why) => {
             a.notices.push(unused(why));
-            return check_checksums(a, name);
+            return Ok(check_checksums(a));
         }
         Guarded::Patches(patches) => patches,
     };
@@ -148,7 +233,7 @@ fn check_with_parity(
         a.notices.push(unused(format!(
             "the bundle it rebuilds fails its checks: {why}"
         )));
-        return check_checksums(a, name);
+        return Ok(check_checksums(a));
     }
     for (at, piece) in patches {
         a.bytes.patch(at, piece);
@@ -165,7 +250,7 @@ fn check_with_parity(
             ));
         }
     }
-    Ok((a, Checksums::Check))
+    Ok(Ok((a, Checksums::Check)))
 }
 
 /// Damage the parity could repair, reported instead (`--no-repair`).
@@ -193,15 +278,10 @@ fn repairable_error(a: Assembled, name: &Path, parity: &Parity, damaged: &[u64])
     )
 }
 
-/// Damage beyond what the parity rebuilds.
-fn beyond_parity_error(
-    a: Assembled,
-    name: &Path,
-    parity: &Parity,
-    damaged: &[u64],
-    lost: &[u64],
-) -> Error {
-    let mut problems = a.problems;
+/// Damage beyond what the parity rebuilds. Nothing is rebuilt, so every
+/// damaged shard stays unreadable.
+fn beyond_parity(a: Assembled, parity: &Parity, damaged: &[u64], lost: &[u64]) -> Box<Unrepaired> {
+    let mut problems = a.problems.clone();
     problems.push(format!(
         "{} damaged shard(s) of {}; parity rebuilt {} but not {} (too much damage in their stripes, or damaged parity)",
         damaged.len(),
@@ -209,24 +289,33 @@ fn beyond_parity_error(
         damaged.len() - lost.len(),
         lost.len()
     ));
-    let ranges = shard_ranges(parity, lost);
-    let lost = describe_loss(name, a.bytes, &ranges);
-    damaged_error(
-        name,
-        problems,
-        lost,
-        Some(format!(
+    // A damaged shard that meets a gap is blamed on the gap (as in
+    // `shards_by_part`): the bytes a neighbouring volume holds of it are
+    // left to the digest checks, not called lost.
+    let mut unreadable = gaps(&a.bytes);
+    let meets_gap = |&(s, e): &(u64, u64)| unreadable.iter().any(|&(gs, ge)| gs < e && s < ge);
+    let damaged_elsewhere: Vec<(u64, u64)> = shard_ranges(parity, damaged)
+        .into_iter()
+        .filter(|r| !meets_gap(r))
+        .collect();
+    unreadable.extend(damaged_elsewhere);
+    Box::new(Unrepaired {
+        lost: shard_ranges(parity, lost),
+        unreadable,
+        hint: Some(format!(
             "the damage is beyond what the parity covers ({} recovery shards per {} data shards); copy the volumes named again from the source media",
             parity.layout.recovery,
             parity.layout.width(0)
         )),
-    )
+        a,
+        problems,
+    })
 }
 
 /// Without parity: each volume's own checksum names the damage. A set of
 /// volume files is hashed here, one file bundle by indexing (its labels
 /// are found in the seek table).
-fn check_checksums(a: Assembled, name: &Path) -> Result<(Assembled, Checksums)> {
+fn check_checksums(a: Assembled) -> Checked {
     let split = a.located.is_split();
     let damaged = checksum_failures(&a.bytes, split);
     let checksums = if split {
@@ -251,15 +340,27 @@ fn check_checksums(a: Assembled, name: &Path) -> Result<(Assembled, Checksums)> 
             (p.start, p.end())
         })
         .collect();
-    for p in a.bytes.parts() {
-        match p.file_len() {
-            None => ranges.push((p.start, p.end())),
-            Some(n) if n < p.len => ranges.push((p.start + n, p.end())),
-            _ => {}
-        }
-    }
-    let lost = describe_loss(name, a.bytes, &ranges);
-    Err(damaged_error(name, problems, lost, None))
+    ranges.extend(gaps(&a.bytes));
+    Err(Box::new(Unrepaired {
+        a,
+        problems,
+        unreadable: ranges.clone(),
+        lost: ranges,
+        hint: None,
+    }))
+}
+
+/// The ranges no file holds: missing volumes, and the ends of truncated ones.
+fn gaps(bytes: &BundleBytes) -> Vec<(u64, u64)> {
+    bytes
+        .parts()
+        .iter()
+        .filter_map(|p| match p.file_len() {
+            None => Some((p.start, p.end())),
+            Some(n) if n < p.len => Some((p.start + n, p.end())),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Volumes whose bytes after the label do not match the label's checksum.

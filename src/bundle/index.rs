@@ -106,30 +106,31 @@ impl BundleFile {
         bytes: BundleBytes,
         names_and_sizes: &[(String, u64)],
     ) -> Result<BundleFile> {
-        let (frames, _) = read_seek_table(&path, &bytes)?;
-        let mut members = Vec::new();
-        let mut i = 0;
-        for (position, (name, size)) in names_and_sizes.iter().enumerate() {
-            let first_frame = i + 1;
-            let mut covered = 0;
-            let mut j = first_frame;
-            while covered < padded(*size) {
-                let f = frames.get(j).ok_or_else(|| {
-                    Error::bad_bundle(&path, "the seek table does not match the signed manifest")
-                })?;
-                covered += f.d_size as u64;
-                j += 1;
-            }
-            members.push(Member {
-                name: name.clone(),
-                size: *size,
-                position,
-                first_frame,
-                end_frame: j,
-            });
-            i = j;
+        let (frames, members) = locate_sizes(&path, &bytes, names_and_sizes)?;
+        Ok(BundleFile::located(path, bytes, frames, members))
+    }
+
+    /// [`BundleFile::from_sizes`] that hands the bytes back when the seek
+    /// table cannot be read or does not fit the sizes (serve's degraded
+    /// open, which then fails with the damage report).
+    pub(crate) fn from_sizes_or_back(
+        path: PathBuf,
+        bytes: BundleBytes,
+        names_and_sizes: &[(String, u64)],
+    ) -> std::result::Result<BundleFile, BundleBytes> {
+        match locate_sizes(&path, &bytes, names_and_sizes) {
+            Ok((frames, members)) => Ok(BundleFile::located(path, bytes, frames, members)),
+            Err(_) => Err(bytes),
         }
-        Ok(BundleFile {
+    }
+
+    fn located(
+        path: PathBuf,
+        bytes: BundleBytes,
+        frames: Vec<Frame>,
+        members: Vec<Member>,
+    ) -> BundleFile {
+        BundleFile {
             path,
             bytes,
             frames,
@@ -137,7 +138,7 @@ impl BundleFile {
             members,
             notices: Vec::new(),
             claimed_id: None,
-        })
+        }
     }
 
     /// The size the first member's header declares.
@@ -430,6 +431,39 @@ impl BundleFile {
             .map_err(|e| Error::io("read", &self.path, e))?;
         Ok(out)
     }
+}
+
+/// The frames, and members placed over them by their sizes alone: each
+/// member's header frame, then data frames until its padded size is covered.
+fn locate_sizes(
+    path: &Path,
+    bytes: &BundleBytes,
+    names_and_sizes: &[(String, u64)],
+) -> Result<(Vec<Frame>, Vec<Member>)> {
+    let (frames, _) = read_seek_table(path, bytes)?;
+    let mut members = Vec::new();
+    let mut i = 0;
+    for (position, (name, size)) in names_and_sizes.iter().enumerate() {
+        let first_frame = i + 1;
+        let mut covered = 0;
+        let mut j = first_frame;
+        while covered < padded(*size) {
+            let f = frames.get(j).ok_or_else(|| {
+                Error::bad_bundle(path, "the seek table does not match the signed manifest")
+            })?;
+            covered += f.d_size as u64;
+            j += 1;
+        }
+        members.push(Member {
+            name: name.clone(),
+            size: *size,
+            position,
+            first_frame,
+            end_frame: j,
+        });
+        i = j;
+    }
+    Ok((frames, members))
 }
 
 /// The volumes whose bytes after the label do not hash to its checksum.

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use super::format::*;
 use super::index::BundleFile;
-use super::sign::decode_envelope;
+use super::sign::{decode_envelope, TrustedKeys};
 use super::store::BundleBytes;
 use crate::error::Error;
 use crate::model::image::{self, Descriptor};
@@ -41,8 +41,7 @@ pub(crate) fn describe_loss(path: &Path, bytes: BundleBytes, ranges: &[(u64, u64
     if ranges.is_empty() {
         return Vec::new();
     }
-    let hits = |(a, b): (u64, u64)| ranges.iter().any(|&(s, e)| s < b && a < e);
-    let Some((envelope_size, manifest, bytes)) = read_manifest(path, bytes) else {
+    let Ok((envelope_size, manifest, bytes)) = read_manifest(path, bytes, None) else {
         return vec![
             "the signed manifest at the start of the first volume, or the seek table at the end of the last, is lost, so no content can be identified".into(),
         ];
@@ -51,31 +50,9 @@ pub(crate) fn describe_loss(path: &Path, bytes: BundleBytes, ranges: &[(u64, u64
     let Ok(file) = BundleFile::from_sizes(path.to_path_buf(), bytes, &members) else {
         return vec!["the seek table does not match the signed manifest; which content is lost cannot be told".into()];
     };
-    let lost: BTreeSet<String> = file
-        .members()
-        .iter()
-        .filter(|m| hits(file.member_range(m)))
-        .map(|m| m.name.clone())
-        .collect();
+    let (lost, images) = taken_by(&file, &manifest, ranges);
     if lost.is_empty() {
         return vec!["no image content: only bundle structure (labels, padding or the seek table) is damaged".into()];
-    }
-    // An image is lost when any blob it reaches is.
-    let mut images = Vec::new();
-    for record in &manifest.images {
-        let root = Descriptor::new(
-            record.media_type.clone(),
-            record.digest.clone(),
-            record.size,
-        );
-        if reaches_lost(&file, &root, &lost, 0) {
-            images.push(
-                record
-                    .name
-                    .clone()
-                    .unwrap_or_else(|| record.digest.to_string()),
-            );
-        }
     }
     let mut out = Vec::new();
     if !images.is_empty() {
@@ -102,26 +79,74 @@ pub(crate) fn describe_loss(path: &Path, bytes: BundleBytes, ranges: &[(u64, u64
     out
 }
 
+/// The members whose bytes (header included) meet any of `ranges`, by
+/// name, and the names of the images that reach any of them.
+pub(crate) fn taken_by(
+    file: &BundleFile,
+    manifest: &BundleManifest,
+    ranges: &[(u64, u64)],
+) -> (BTreeSet<String>, Vec<String>) {
+    let hits = |(a, b): (u64, u64)| ranges.iter().any(|&(s, e)| s < b && a < e);
+    let lost: BTreeSet<String> = file
+        .members()
+        .iter()
+        .filter(|m| hits(file.member_range(m)))
+        .map(|m| m.name.clone())
+        .collect();
+    if lost.is_empty() {
+        return (lost, Vec::new());
+    }
+    // An image is lost when any blob it reaches is.
+    let mut images = Vec::new();
+    for record in &manifest.images {
+        let root = Descriptor::new(
+            record.media_type.clone(),
+            record.digest.clone(),
+            record.size,
+        );
+        if reaches_lost(file, &root, &lost, 0) {
+            images.push(
+                record
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| record.digest.to_string()),
+            );
+        }
+    }
+    (lost, images)
+}
+
 /// The envelope's size and the bundle manifest, if the first member and
-/// the seek table can be read; the bytes come back for further use.
-fn read_manifest(path: &Path, bytes: BundleBytes) -> Option<(u64, BundleManifest, BundleBytes)> {
-    let probe = BundleFile::from_sizes(path.to_path_buf(), bytes, &[]).ok()?;
+/// the seek table can be read; the bytes come back either way. With `key`,
+/// the signature over the raw payload is checked before it is parsed
+/// (spec §10), and a payload that fails it is not read.
+pub(crate) fn read_manifest(
+    path: &Path,
+    bytes: BundleBytes,
+    key: Option<&TrustedKeys>,
+) -> Result<(u64, BundleManifest, BundleBytes), BundleBytes> {
+    let probe = BundleFile::from_sizes_or_back(path.to_path_buf(), bytes, &[])?;
     let size = probe.first_member_size();
     let bytes = probe.into_bytes();
-    let size = size.ok()?;
-    let file = BundleFile::from_sizes(
+    let Ok(size) = size else {
+        return Err(bytes);
+    };
+    let file = BundleFile::from_sizes_or_back(
         path.to_path_buf(),
         bytes,
         &[(ENVELOPE_NAME.to_string(), size)],
-    )
-    .ok()?;
+    )?;
     let manifest = file
         .read_member(&file.members()[0], MAX_ENVELOPE)
         .ok()
         .and_then(|raw| decode_envelope(&raw).ok())
+        .filter(|signed| key.is_none_or(|k| signed.verify(k).is_ok()))
         .and_then(|signed| BundleManifest::from_payload(path, signed.payload()).ok());
     let bytes = file.into_bytes();
-    Some((size, manifest?, bytes))
+    match manifest {
+        Some(manifest) => Ok((size, manifest, bytes)),
+        None => Err(bytes),
+    }
 }
 
 fn reaches_lost(file: &BundleFile, d: &Descriptor, lost: &BTreeSet<String>, depth: usize) -> bool {

@@ -20,6 +20,8 @@
 //! - `assemble.rs`: volumes placed by their labels into one byte range.
 //! - `loss.rs`: the damage report (what a damaged range takes away).
 //! - `check.rs`: volume checksums or parity shards checked, repaired in memory.
+//! - `degraded.rs`: serve's open despite damage beyond repair (members indexed
+//!   from the signed manifest, the damage left unreadable).
 //! - `zframe.rs`: one zstd frame walked and checked (§5), for both readers.
 //! - `seek.rs`, `index.rs`: seek table → frames → members; member readers.
 //! - `source.rs`: a bundle's content as a `Source`.
@@ -31,6 +33,7 @@
 
 mod assemble;
 mod check;
+mod degraded;
 pub mod format;
 mod frames;
 mod index;

@@ -20,7 +20,7 @@ use std::path::Path;
 
 use crate::bundle::sign::TrustedKeys;
 
-use super::check::{open_bytes_keyed, OpenOptions};
+use super::check::{open_bytes_keyed, Content, OpenOptions};
 use super::format::*;
 use super::index::BundleFile;
 use super::sign::{decode_envelope, SignedPayload};
@@ -74,7 +74,12 @@ impl BundleFile {
         key: Option<&TrustedKeys>,
     ) -> Result<BundleFile> {
         let checked = open_bytes_keyed(path, options, key)?;
-        let mut file = BundleFile::from_checked(checked.path, checked.bytes, checked.checksums)?;
+        let mut file = match checked.content {
+            Content::Bytes(bytes, checksums) => {
+                BundleFile::from_checked(checked.path, bytes, checksums)?
+            }
+            Content::Indexed(file) => file,
+        };
         file.notices = checked.notices;
         file.claimed_id = checked.claimed_id;
         Ok(file)

@@ -259,6 +259,7 @@ pub fn check_repaired(path: &Path) -> Result<()> {
         OpenOptions {
             check: true,
             repair: false,
+            degraded: false,
         },
     )?;
     Ok(())

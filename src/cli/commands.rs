@@ -213,6 +213,7 @@ pub fn verify(args: VerifyArgs) -> Result<()> {
         let options = OpenOptions {
             check: true,
             repair: !args.no_repair,
+            degraded: false,
         };
         let bundle = open::trusted_with(&args.bundle, &args.trust, options, quiet)?;
         let total = bundle.manifest().blobs.iter().map(|b| b.size).sum();
@@ -758,6 +759,7 @@ fn inventory_of_bundles(
     let quick = OpenOptions {
         check: false,
         repair: true,
+        degraded: false,
     };
     let opened = paths
         .iter()

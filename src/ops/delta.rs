@@ -180,6 +180,7 @@ fn open_bundle(path: &Path, trust: &BaseTrust, whole: bool) -> Result<Bundle<Tru
     let quick = OpenOptions {
         check: false,
         repair: true,
+        degraded: false,
     };
     let opened = match whole {
         true => open(OpenOptions::FULL)?,

@@ -87,6 +87,7 @@ pub fn open(path: &Path) -> Result<Bundle<Opened>> {
     let quick = OpenOptions {
         check: false,
         repair: true,
+        degraded: false,
     };
     match Bundle::<Opened>::open_with(path, quick) {
         Err(Error::BadBundle { .. }) => Bundle::<Opened>::open(path),

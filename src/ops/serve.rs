@@ -17,10 +17,13 @@ use crate::serve::{self, Htpasswd, Naming, ServerOptions, View};
 
 /// How serve opens bundles: volumes are placed by their labels and not
 /// hashed; a missing or truncated volume makes opening check (and repair
-/// from parity) anyway.
+/// from parity) anyway, and damage beyond the parity leaves only the blobs
+/// it holds unreadable (degraded), as long as the signed manifest and the
+/// seek table survive.
 pub const OPEN: OpenOptions = OpenOptions {
     check: false,
     repair: true,
+    degraded: true,
 };
 
 pub struct ServeRequest {

@@ -27,6 +27,7 @@ mod review_updates;
 mod safety;
 mod scale;
 mod serve;
+mod serve_degraded;
 mod sources;
 mod target_failures;
 mod trust_registry;

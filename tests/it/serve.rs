@@ -10,14 +10,14 @@ use crate::harness::*;
 use crate::util::*;
 
 /// A running `airlock serve`; stopped with SIGTERM when dropped.
-struct Served {
+pub(crate) struct Served {
     child: Option<Child>,
     port: u16,
     stderr: PathBuf,
 }
 
 impl Served {
-    fn start(dir: &Path, args: &[&str]) -> Served {
+    pub(crate) fn start(dir: &Path, args: &[&str]) -> Served {
         let port = free_port();
         let stderr = dir.join(format!("serve-{port}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_airlock"))
@@ -47,7 +47,7 @@ impl Served {
         served
     }
 
-    fn host(&self) -> String {
+    pub(crate) fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
@@ -55,7 +55,7 @@ impl Served {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
@@ -117,7 +117,7 @@ fn json_of(body: &[u8]) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)))
 }
 
-fn image(name: &str) -> String {
+pub(crate) fn image(name: &str) -> String {
     format!("oci:{}:{name}", layout().display())
 }
 
@@ -694,7 +694,7 @@ fn assert_large_pulls_whole(s: &Served, dir: &Path) {
     );
 }
 
-fn pack_split(dir: &Path, extra: &[&str]) -> PathBuf {
+pub(crate) fn pack_split(dir: &Path, extra: &[&str]) -> PathBuf {
     let (key, public) = keys(dir, "signer");
     let mut args = vec![
         "pack",
