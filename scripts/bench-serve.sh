@@ -3,7 +3,7 @@
 # holding the same images (imported into it first), in the same run, on
 # 127.0.0.1.
 #
-#   scripts/bench-serve.sh [WORKDIR] [MiB] [RUNS]   default: ./bench-work, 1024 MiB, 3
+#   scripts/bench-serve.sh [WORKDIR] [MiB] [RUNS]   default: ./bench-work, 1024 MiB, 7
 #
 # Measures, for each server: skopeo copy of every image (one after the
 # other, into a fresh OCI layout), and a fetch of every blob with 4 curls
@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 work=${1:-bench-work}
 mib=${2:-1024}
-runs=${3:-3}
+runs=${3:-7}
 mkdir -p "$work"
 work=$(cd "$work" && pwd)
 cargo build --release -q
@@ -101,6 +101,21 @@ hyperfine -N -w 1 -r "$runs" --export-json "$out/serve.json" \
   -n "4 x curl, airlock serve" "sh $out/curl-ours.sh" \
   -n "4 x curl, distribution" "sh $out/curl-dist.sh" >/dev/null
 
+# CPU seconds of one 4-curl fetch: the server's own (utime + stime from
+# /proc) and the whole machine's busy time, which on 2 cores bounds the
+# wall time from below.
+cpu_of() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+hz=$(getconf CLK_TCK)
+: > "$out/cpu.txt"
+for side in ours dist; do
+  pid=$serve_pid; [ "$side" = dist ] && pid=$registry_pid
+  p0=$(cpu_of "$pid"); b0=$(busy)
+  sh "$out/curl-$side.sh"
+  p1=$(cpu_of "$pid"); b1=$(busy)
+  echo "$side $((p1 - p0)) $((b1 - b0)) $hz" >> "$out/cpu.txt"
+done
+
 # Peak RSS while serving 4 parallel pulls (fresh process, so its high-water
 # mark is this load's).
 kill "$serve_pid"; wait "$serve_pid" 2>/dev/null || true
@@ -150,16 +165,21 @@ peak64=$(awk '/VmHWM/ {print $2}' "/proc/$serve_pid/status")
 size64=$(stat -c %s "$fx/big/blobs/sha256/${largest#sha256:}")
 echo "64 connections: 64 x $((size64 / 1048576)) MiB in $t64 s, $threads threads, peak RSS $((peak64 / 1024)) MiB"
 
-python3 - "$out/serve.json" "$data" "$nblobs" "$peak" "$(cat "$out/first.txt")" "$bundle_bytes" "$(echo $tags | wc -w)" <<'PY'
+python3 - "$out/serve.json" "$data" "$nblobs" "$peak" "$(cat "$out/first.txt")" "$bundle_bytes" "$(echo $tags | wc -w)" "$out/cpu.txt" <<'PY'
 import json, sys
 res = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
 data, nblobs, peak, first, bundle, images = int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6]), sys.argv[7]
 print(f"data: {data / 2**20:.0f} MiB in {images} images, {nblobs} blobs; bundle {bundle / 2**20:.0f} MiB")
+# Medians: on a noisy VM one slow run moves a mean of a few.
 for name, x in res.items():
-    print(f"  {name:30s} {x['mean']:6.2f} s ± {x['stddev']:4.2f}  {data / x['mean'] / 1e6:7.1f} MB/s")
+    print(f"  {name:30s} median {x['median']:6.2f} s (mean {x['mean']:5.2f} ± {x['stddev']:4.2f})  {data / x['median'] / 1e6:7.1f} MB/s")
 for what in ("skopeo copy", "4 x curl"):
-    a, d = res[f"{what}, airlock serve"]["mean"], res[f"{what}, distribution"]["mean"]
+    a, d = res[f"{what}, airlock serve"]["median"], res[f"{what}, distribution"]["median"]
     print(f"  {what}: airlock/distribution speed ratio {d / a:.2f} (target >= 1.0)")
+for line in open(sys.argv[8]):
+    side, server, machine, hz = line.split()
+    who = "airlock serve" if side == "ours" else "distribution"
+    print(f"  4 x curl, {who}: server {int(server) / int(hz):.2f} CPU s, whole machine {int(machine) / int(hz):.2f} CPU s")
 print(f"  peak RSS serving 4 parallel pulls: {peak // 1024} MiB (target <= 100)")
 print(f"  start to first answer: {first:.3f} s for a {bundle / 2**30:.2f} GiB bundle (target < 1 s)")
 PY
