@@ -756,6 +756,23 @@ fn a_missing_volume_is_rebuilt_from_parity_and_everything_serves() {
     assert!(log.contains("volume 2"), "the repair is named: {log}");
 }
 
+/// `skopeo copy` of `large:large`, with no retries, fails.
+pub(crate) fn assert_large_pull_fails(s: &Served, dir: &Path) {
+    let out = dir.join("large-copy");
+    let failed = skopeo(
+        &[
+            "copy",
+            "--retry-times",
+            "0",
+            "--src-tls-verify=false",
+            &format!("docker://{}/large:large", s.host()),
+            &format!("oci:{}:x", out.display()),
+        ],
+        dir,
+    );
+    assert!(!failed.out.status.success(), "{}", failed.stderr());
+}
+
 #[test]
 fn a_volume_damaged_beyond_parity_fails_only_its_blobs() {
     let t = scratch();
@@ -779,19 +796,7 @@ fn a_volume_damaged_beyond_parity_fails_only_its_blobs() {
     );
     let h = s.host();
     // The damaged layer: the pull fails, and never completes with bad bytes.
-    let out = dir.join("large-copy");
-    let failed = skopeo(
-        &[
-            "copy",
-            "--retry-times",
-            "0",
-            "--src-tls-verify=false",
-            &format!("docker://{h}/large:large"),
-            &format!("oci:{}:x", out.display()),
-        ],
-        dir,
-    );
-    assert!(!failed.out.status.success(), "{}", failed.stderr());
+    assert_large_pull_fails(&s, dir);
     // The rest keeps serving.
     for name in ["app-1", "multi"] {
         let out = dir.join(format!("copy-{name}"));
@@ -1230,18 +1235,7 @@ fn a_stored_frame_with_a_forged_checksum_is_still_caught_by_the_blob_digest() {
         ranged.len() < 100,
         "a range of a damaged blob arrived whole"
     );
-    let failed = skopeo(
-        &[
-            "copy",
-            "--retry-times",
-            "0",
-            "--src-tls-verify=false",
-            &format!("docker://{}/large:large", s.host()),
-            &format!("oci:{}:x", dir.join("copy").display()),
-        ],
-        dir,
-    );
-    assert!(!failed.out.status.success(), "{}", failed.stderr());
+    assert_large_pull_fails(&s, dir);
     let log = s.log();
     assert!(log.contains("does not match its digest"), "{log}");
 }

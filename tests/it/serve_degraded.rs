@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::serve::{image, pack_split, Served};
+use crate::serve::{assert_large_pull_fails, image, pack_split, Served};
 use crate::util::*;
 
 const LARGE: &str = "localhost/large:large";
@@ -77,19 +77,7 @@ fn assert_the_rest_serves(s: &Served, dir: &Path) {
 /// The large image's pull fails (no retries), and the log says which
 /// volume cut it and how.
 fn assert_large_fails_naming(s: &Served, dir: &Path, n: u32, state: &str) {
-    let out = dir.join("large-copy");
-    let failed = skopeo(
-        &[
-            "copy",
-            "--retry-times",
-            "0",
-            "--src-tls-verify=false",
-            &format!("docker://{}/large:large", s.host()),
-            &format!("oci:{}:x", out.display()),
-        ],
-        dir,
-    );
-    assert!(!failed.out.status.success(), "{}", failed.stderr());
+    assert_large_pull_fails(s, dir);
     let log = s.log();
     let volume = format!("volume {n} (");
     assert!(
