@@ -385,13 +385,8 @@ fn kill_nine_mid_copy_then_a_rerun_completes_and_sends_less() {
     // blob was mostly started again by the re-run here (distribution 2.8
     // refuses a session whose PATCH broke off), so the saving this test can
     // count on is the finished blob.
-    let layer = std::fs::read_dir(fixtures().join("large/blobs/sha256"))
-        .unwrap()
-        .map(|e| e.unwrap())
-        .max_by_key(|e| e.metadata().unwrap().len())
-        .unwrap();
-    let layer_size = layer.metadata().unwrap().len();
-    let layer = format!("sha256:{}", layer.file_name().to_string_lossy());
+    let (layer_size, layer) = largest_blob(&fixtures().join("large"));
+    let layer = format!("sha256:{}", layer.file_name().unwrap().to_string_lossy());
     let deadline = Instant::now() + Duration::from_secs(60);
     while !journal_lines(&state)
         .iter()

@@ -596,11 +596,7 @@ fn kill_nine_at_random_moments_and_the_result_is_always_complete() {
         // bytes), so each kill may cost the blobs in flight (two workers),
         // never more.
         let sent = proxy.bytes_up.load(Ordering::SeqCst);
-        let largest = std::fs::read_dir(fixtures().join("large/blobs/sha256"))
-            .unwrap()
-            .map(|e| e.unwrap().metadata().unwrap().len())
-            .max()
-            .unwrap();
+        let largest = largest_blob(&fixtures().join("large")).0;
         assert!(
             sent <= total + kills * 2 * largest + 1024 * 1024,
             "round {round}: {sent} bytes sent for {total} bytes of images after {kills} kills"
@@ -620,11 +616,7 @@ fn an_upload_whose_session_survived_continues_from_its_last_chunk() {
         t.path(),
         &[&format!("oci:{}:large", fixtures().join("large").display())],
     );
-    let layer = std::fs::read_dir(fixtures().join("large/blobs/sha256"))
-        .unwrap()
-        .map(|e| e.unwrap().metadata().unwrap().len())
-        .max()
-        .unwrap();
+    let layer = largest_blob(&fixtures().join("large")).0;
     let proxy = FaultProxy::start(
         reg.port,
         Faults {

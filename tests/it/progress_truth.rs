@@ -20,11 +20,7 @@ fn large() -> String {
 
 /// The size of the one big layer of the `large` fixture.
 fn large_layer() -> u64 {
-    std::fs::read_dir(fixtures().join("large/blobs/sha256"))
-        .unwrap()
-        .map(|e| e.unwrap().metadata().unwrap().len())
-        .max()
-        .unwrap()
+    largest_blob(&fixtures().join("large")).0
 }
 
 /// Runs airlock with plain progress lines every 50 ms.

@@ -655,11 +655,7 @@ fn a_killed_pack_resumes_fetching_only_what_is_missing() {
     let reg = Registry::start(Config::default());
     let large = fixtures().join("large");
     reg.push(&format!("oci:{}:large", large.display()), "demo/large:1");
-    let layer_size: u64 = std::fs::read_dir(large.join("blobs/sha256"))
-        .unwrap()
-        .map(|e| e.unwrap().metadata().unwrap().len())
-        .max()
-        .unwrap();
+    let layer_size = largest_blob(&large).0;
     // Slow the first run down so it can be killed halfway.
     let slow = FaultProxy::start(
         reg.port,

@@ -4,84 +4,13 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::harness::*;
+use crate::serve::{image, Served};
 use crate::util::*;
 
-/// A running `airlock serve`; stopped with SIGTERM when dropped.
-struct Served {
-    child: Child,
-    port: u16,
-    stderr: PathBuf,
-}
-
-impl Served {
-    fn start(dir: &Path, args: &[&str]) -> Served {
-        let port = free_port();
-        let stderr = dir.join(format!("serve-{port}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_airlock"))
-            .args(["-v", "serve", "--listen", &format!("127.0.0.1:{port}")])
-            .args(args)
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
-        let s = Served {
-            child,
-            port,
-            stderr,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "serve did not start:\n{}",
-                s.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        s
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    /// Sends `raw` on one connection and reads until the server closes it
-    /// (or 3 s pass).
-    fn raw(&self, raw: &[u8]) -> String {
-        let mut c = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-        c.write_all(raw).unwrap();
-        let mut out = Vec::new();
-        let _ = c.read_to_end(&mut out);
-        String::from_utf8_lossy(&out).into_owned()
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-fn fixture(tag: &str) -> String {
-    format!("oci:{}:{tag}", layout().display())
-}
-
-/// A base bundle (base, app-1) and a delta packed against it from a
-/// layout where app-1 moved to app-2's image and app-2, multi were added.
-/// Returns (base, delta, public key, the delta's tags with their source).
 fn base_and_delta(dir: &Path) -> (PathBuf, PathBuf, PathBuf, Vec<(&'static str, String)>) {
     let (key, public) = keys(dir, "signer");
     let (one, two) = (dir.join("one/layout"), dir.join("two/layout"));
@@ -92,7 +21,7 @@ fn base_and_delta(dir: &Path) -> (PathBuf, PathBuf, PathBuf, Vec<(&'static str, 
             &[
                 "copy",
                 "--all",
-                &fixture(from),
+                &image(from),
                 &format!("oci:{}:{tag}", one.display()),
             ],
             dir,
@@ -110,7 +39,7 @@ fn base_and_delta(dir: &Path) -> (PathBuf, PathBuf, PathBuf, Vec<(&'static str, 
             &[
                 "copy",
                 "--all",
-                &fixture(from),
+                &image(from),
                 &format!("oci:{}:{tag}", two.display()),
             ],
             dir,
@@ -151,7 +80,7 @@ fn base_and_delta(dir: &Path) -> (PathBuf, PathBuf, PathBuf, Vec<(&'static str, 
     .ok();
     let tags = delta_tags
         .iter()
-        .map(|&(tag, from)| (tag, skopeo_digest(&fixture(from), dir)))
+        .map(|&(tag, from)| (tag, skopeo_digest(&image(from), dir)))
         .collect();
     (base, delta, public, tags)
 }
@@ -209,10 +138,7 @@ fn conflicting_content_lengths_do_not_smuggle_a_second_request() {
     let t = scratch();
     let dir = t.path();
     let (bundle, public) = packed(dir, &[&format!("oci:{}", layout().display())]);
-    let s = Served::start(
-        dir,
-        &["--pub", public.to_str().unwrap(), bundle.to_str().unwrap()],
-    );
+    let s = Served::signed(dir, &bundle, &public);
     let smuggled = b"GET /v2/_catalog HTTP/1.1\r\nHost: x\r\n\r\n";
     let mut req = format!(
         "GET /v2/ HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: {}\r\n\r\n",
@@ -245,7 +171,7 @@ fn a_media_type_with_a_line_break_cannot_add_a_header() {
     use crate::hostile::craft::{entries, write, Parts};
     let t = scratch();
     let dir = t.path();
-    let (bundle, _) = packed(dir, &[&fixture("base")]);
+    let (bundle, _) = packed(dir, &[&image("base")]);
     let mut p = Parts::of(&bundle);
     let evil = "application/vnd.oci.image.manifest.v1+json\r\nSet-Cookie: evil=1";
     p.manifest["images"][0]["mediaType"] = evil.into();
@@ -287,7 +213,7 @@ fn a_media_type_with_a_line_break_cannot_add_a_header() {
 fn a_repository_named_with_manifests_or_blobs_components_is_pulled() {
     let t = scratch();
     let dir = t.path();
-    let (bundle, public) = packed(dir, &[&fixture("base")]);
+    let (bundle, public) = packed(dir, &[&image("base")]);
     for prefix in ["a/manifests", "a/blobs", "a/referrers"] {
         let s = Served::start(
             dir,
@@ -312,7 +238,7 @@ fn a_repository_named_with_manifests_or_blobs_components_is_pulled() {
         .ok();
         assert_eq!(
             skopeo_digest(&format!("oci:{}:base", out.display()), dir),
-            skopeo_digest(&fixture("base"), dir),
+            skopeo_digest(&image("base"), dir),
             "{prefix}"
         );
     }
@@ -361,15 +287,7 @@ fn concurrent_pulls_meeting_repairable_damage_all_complete() {
         ],
     );
     // The largest blob of the layout, as umoci wrote it.
-    let mut blobs: Vec<(u64, PathBuf)> = std::fs::read_dir(large.join("blobs/sha256"))
-        .unwrap()
-        .map(|e| {
-            let p = e.unwrap().path();
-            (p.metadata().unwrap().len(), p)
-        })
-        .collect();
-    blobs.sort();
-    let (_, path) = blobs.last().unwrap().clone();
+    let (_, path) = largest_blob(&large);
     let hex = path.file_name().unwrap().to_str().unwrap().to_string();
     let url = format!("http://{}/v2/large/blobs/sha256:{hex}", s.host());
     let pulls: Vec<_> = (0..8)
@@ -404,7 +322,7 @@ fn concurrent_pulls_meeting_repairable_damage_all_complete() {
 fn basic_auth_takes_the_scheme_in_any_case_and_nothing_else() {
     let t = scratch();
     let dir = t.path();
-    let (bundle, public) = packed(dir, &[&fixture("base")]);
+    let (bundle, public) = packed(dir, &[&image("base")]);
     run("htpasswd", &["-Bbc", "users", "alice", "s3cret"], dir).ok();
     let s = Served::start(
         dir,
@@ -448,7 +366,7 @@ fn basic_auth_takes_the_scheme_in_any_case_and_nothing_else() {
 fn running_out_of_descriptors_neither_spins_nor_floods_the_log() {
     let t = scratch();
     let dir = t.path();
-    let (bundle, public) = packed(dir, &[&fixture("base")]);
+    let (bundle, public) = packed(dir, &[&image("base")]);
     let port = free_port();
     let log = dir.join("serve.log");
     let mut child = Command::new("bash")
@@ -536,15 +454,7 @@ fn running_out_of_threads_fails_only_the_connections_that_needed_one() {
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(300)); // the probe is gone
-    let mut blobs: Vec<(u64, PathBuf)> = std::fs::read_dir(large.join("blobs/sha256"))
-        .unwrap()
-        .map(|e| {
-            let p = e.unwrap().path();
-            (p.metadata().unwrap().len(), p)
-        })
-        .collect();
-    blobs.sort();
-    let hex = blobs.last().unwrap().1.file_name().unwrap().to_owned();
+    let hex = largest_blob(&large).1.file_name().unwrap().to_owned();
     let get = format!(
         "GET /v2/large/blobs/sha256:{} HTTP/1.1\r\n\r\n",
         hex.to_str().unwrap()

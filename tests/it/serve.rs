@@ -47,6 +47,14 @@ impl Served {
         served
     }
 
+    /// Serves one bundle, trusting the key it was signed with.
+    pub(crate) fn signed(dir: &Path, bundle: &Path, public: &Path) -> Served {
+        Served::start(
+            dir,
+            &["--pub", public.to_str().unwrap(), bundle.to_str().unwrap()],
+        )
+    }
+
     pub(crate) fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
@@ -57,6 +65,18 @@ impl Served {
 
     pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Sends `raw` on one connection and reads until the server closes it
+    /// (or 3 s pass).
+    pub(crate) fn raw(&self, raw: &[u8]) -> String {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        c.write_all(raw).unwrap();
+        let mut out = Vec::new();
+        let _ = c.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
     }
 
     /// SIGTERM, then the exit status and the log.
@@ -134,10 +154,7 @@ fn skopeo_podman_and_airlock_pull_every_image_with_the_source_digests() {
     let dir = t.path();
     let (bundle, public) = pack_layout(dir);
     let started = Instant::now();
-    let s = Served::start(
-        dir,
-        &["--pub", public.to_str().unwrap(), bundle.to_str().unwrap()],
-    );
+    let s = Served::signed(dir, &bundle, &public);
     assert!(started.elapsed() < Duration::from_secs(5));
     let h = s.host();
     for name in IMAGES {
@@ -239,20 +256,9 @@ fn blobs_answer_ranges_and_parallel_gets_byte_for_byte() {
     let dir = t.path();
     let large = fixtures().join("large");
     let (bundle, public) = packed(dir, &[&format!("oci:{}", large.display())]);
-    let s = Served::start(
-        dir,
-        &["--pub", public.to_str().unwrap(), bundle.to_str().unwrap()],
-    );
+    let s = Served::signed(dir, &bundle, &public);
     // The largest blob of the layout, as umoci wrote it.
-    let mut blobs: Vec<(u64, PathBuf)> = std::fs::read_dir(large.join("blobs/sha256"))
-        .unwrap()
-        .map(|e| {
-            let p = e.unwrap().path();
-            (p.metadata().unwrap().len(), p)
-        })
-        .collect();
-    blobs.sort();
-    let (size, path) = blobs.last().unwrap().clone();
+    let (size, path) = largest_blob(&large);
     assert!(size > 4 << 20, "a blob over several frames");
     let want = std::fs::read(&path).unwrap();
     let hex = path.file_name().unwrap().to_str().unwrap();
@@ -401,10 +407,7 @@ fn push_and_delete_are_refused_and_accept_is_honoured() {
     let t = scratch();
     let dir = t.path();
     let (bundle, public) = pack_layout(dir);
-    let s = Served::start(
-        dir,
-        &["--pub", public.to_str().unwrap(), bundle.to_str().unwrap()],
-    );
+    let s = Served::signed(dir, &bundle, &public);
     for (method, path) in [
         ("POST", "/v2/layout/blobs/uploads/"),
         ("PUT", "/v2/layout/manifests/app-1"),
@@ -633,10 +636,7 @@ fn referrers_api_lists_an_sbom_and_the_signature_tag_is_served() {
             &format!("oci:{}:{sig_tag}", lay.display()),
         ],
     );
-    let s = Served::start(
-        dir,
-        &["--pub", public.to_str().unwrap(), bundle.to_str().unwrap()],
-    );
+    let s = Served::signed(dir, &bundle, &public);
     let url = s.url(&format!("/v2/lay/referrers/{subject}"));
     let (status, headers, body) = curl(&[&url]);
     assert_eq!(status, 200);
@@ -831,10 +831,7 @@ fn many_connections_and_stalled_clients_do_not_stall_the_others() {
     let dir = t.path();
     let large = fixtures().join("large");
     let (bundle, public) = packed(dir, &[&format!("oci:{}", large.display())]);
-    let s = Served::start(
-        dir,
-        &["--pub", public.to_str().unwrap(), bundle.to_str().unwrap()],
-    );
+    let s = Served::signed(dir, &bundle, &public);
     let (_, _, body) = curl(&[&s.url("/v2/large/manifests/large")]);
     let layer = json_of(&body)["layers"][0]["digest"]
         .as_str()
@@ -1163,15 +1160,7 @@ fn a_stored_frame_with_a_forged_checksum_is_still_caught_by_the_blob_digest() {
     let dir = t.path();
     let large = fixtures().join("large");
     let (bundle, public) = packed(dir, &[&format!("oci:{}", large.display())]);
-    let mut blobs: Vec<(u64, PathBuf)> = std::fs::read_dir(large.join("blobs/sha256"))
-        .unwrap()
-        .map(|e| {
-            let p = e.unwrap().path();
-            (p.metadata().unwrap().len(), p)
-        })
-        .collect();
-    blobs.sort();
-    let (layer_len, layer_path) = blobs.last().unwrap().clone();
+    let (layer_len, layer_path) = largest_blob(&large);
     let layer = std::fs::read(&layer_path).unwrap();
     let hex = layer_path
         .file_name()
@@ -1219,10 +1208,7 @@ fn a_stored_frame_with_a_forged_checksum_is_still_caught_by_the_blob_digest() {
     bytes[pos..pos + 4].copy_from_slice(&forged);
     std::fs::write(&bundle, &bytes).unwrap();
 
-    let s = Served::start(
-        dir,
-        &["--pub", public.to_str().unwrap(), bundle.to_str().unwrap()],
-    );
+    let s = Served::signed(dir, &bundle, &public);
     let url = s.url(&format!("/v2/large/blobs/sha256:{hex}"));
     let (_, _, body) = curl(&[&url]);
     assert!(
@@ -1249,10 +1235,7 @@ fn control_characters_in_a_request_reach_the_access_log_escaped() {
     let t = scratch();
     let dir = t.path();
     let (bundle, public) = pack_layout(dir);
-    let s = Served::start(
-        dir,
-        &["--pub", public.to_str().unwrap(), bundle.to_str().unwrap()],
-    );
+    let s = Served::signed(dir, &bundle, &public);
     let mut c = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
     c.write_all(
         b"GET /v2/x\x1b[2Kfaked/manifests/y HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",

@@ -225,3 +225,16 @@ pub fn blob(dir: &Path, media_type: &str, bytes: &[u8]) -> serde_json::Value {
     std::fs::write(dir.join("blobs/sha256").join(d.hex()), bytes).unwrap();
     serde_json::json!({"mediaType": media_type, "digest": d, "size": bytes.len()})
 }
+
+/// The largest blob of an OCI layout: its size and path (its file name is
+/// the digest's hex).
+pub fn largest_blob(layout: &Path) -> (u64, PathBuf) {
+    std::fs::read_dir(layout.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            (p.metadata().unwrap().len(), p)
+        })
+        .max()
+        .unwrap()
+}
