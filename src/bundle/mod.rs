@@ -38,6 +38,7 @@ pub mod format;
 mod frames;
 mod index;
 mod loss;
+mod member;
 mod open;
 pub mod parity;
 mod repair;
@@ -54,7 +55,8 @@ mod writer;
 mod zframe;
 
 pub use check::OpenOptions;
-pub use index::{BundleFile, Member, MemberReader};
+pub use index::{BundleFile, Member};
+pub use member::MemberReader;
 pub use open::{Bundle, Claims, Opened, Trusted, Verified};
 pub use repair::{check_repaired, plan_repair, RepairPlan, VolumeFix};
 pub use source::BundleSource;
