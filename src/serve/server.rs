@@ -63,7 +63,7 @@ struct Shared {
     /// that has waited longest is closed for a new client, as nginx reuses
     /// idle keep-alive connections: idle or slow-sending clients cannot
     /// lock everyone out; only connections being answered hold their slot.
-    waiting: Mutex<HashMap<u64, (Instant, TcpStream)>>,
+    waiting: Mutex<HashMap<u64, (Instant, Arc<TcpStream>)>>,
     next_id: AtomicU64,
 }
 
@@ -224,7 +224,8 @@ fn connection(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_write_timeout(Some(STALL));
     let _ = stream.set_nodelay(true);
     let id = shared.next_id.fetch_add(1, Ordering::SeqCst);
-    let handle = stream.try_clone().ok();
+    // One handle for the whole connection: listing it costs no syscall.
+    let handle = stream.try_clone().ok().map(Arc::new);
     let _waiting = Waiting(shared, id);
     let conn: Box<dyn Conn> = match &shared.tls {
         None => Box::new(stream),
@@ -238,14 +239,10 @@ fn connection(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
     };
     let mut conn = BufReader::with_capacity(16 * 1024, conn);
     loop {
-        let listed = match handle.as_ref().and_then(|h| h.try_clone().ok()) {
-            Some(h) => {
-                let mut waiting = shared.waiting.lock().expect("not poisoned");
-                waiting.insert(id, (Instant::now(), h));
-                true
-            }
-            None => false,
-        };
+        if let Some(h) = &handle {
+            let mut waiting = shared.waiting.lock().expect("not poisoned");
+            waiting.insert(id, (Instant::now(), h.clone()));
+        }
         let read = http::read_request(&mut conn);
         // Being answered from here on: its slot is its own. Closed while
         // waiting (for a new client), it ends here.
@@ -255,7 +252,7 @@ fn connection(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
             .expect("not poisoned")
             .remove(&id)
             .is_none();
-        if listed && evicted {
+        if handle.is_some() && evicted {
             return;
         }
         let req = match read {
