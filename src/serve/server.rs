@@ -26,9 +26,10 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 
+use super::blob::Cut;
 use super::http::{self, write_head};
 use super::routes::{self, Answer, Body};
-use super::view::{Cut, View};
+use super::view::View;
 use crate::error::{Error, Result, Shown};
 
 /// How long a keep-alive connection may sit idle, and a write may stall.
