@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches};
 
 use cli::args::{CacheCommand, Cli, Command, KeyCommand};
-use cli::{commands, render};
+use cli::{commands, login, man, render, updates};
 
 fn main() -> ExitCode {
     let matches = Cli::command()
@@ -42,17 +42,17 @@ fn main() -> ExitCode {
         Command::Repair(args) => commands::repair(args),
         Command::Inspect(args) => commands::inspect(args),
         Command::Export(args) => commands::export(args),
-        Command::Completion(args) => commands::completion(args),
-        Command::Man(args) => commands::man(args),
+        Command::Completion(args) => man::completion(args),
+        Command::Man(args) => man::man(args),
         Command::Cache(CacheCommand::Du(args)) => commands::cache_du(args),
         Command::Cache(CacheCommand::Ls(args)) => commands::cache_ls(args),
         Command::Cache(CacheCommand::Prune(args)) => commands::cache_prune(args),
         Command::Key(KeyCommand::Id(args)) => commands::key_id(args),
-        Command::Login(args) => commands::login(args),
-        Command::Logout(args) => commands::logout(args),
+        Command::Login(args) => login::login(args),
+        Command::Logout(args) => login::logout(args),
         Command::Copy(args) => commands::copy(args),
-        Command::Inventory(args) => commands::inventory(args),
-        Command::Diff(args) => commands::diff(args),
+        Command::Inventory(args) => updates::inventory(args),
+        Command::Diff(args) => updates::diff(args),
         Command::Serve(args) => commands::serve(args),
     };
     match result {
