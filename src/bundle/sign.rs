@@ -321,22 +321,34 @@ pub fn load_private_with(
 
 /// Decrypts an `ENCRYPTED PRIVATE KEY` (PBES2: PBKDF2 or scrypt, AES-CBC or
 /// AES-GCM), as `openssl pkcs8 -topk8 -v2 aes-256-cbc` or `keygen --encrypt`
-/// wrote it. A wrong passphrase shows as padding that does not check out.
+/// wrote it. A wrong passphrase mostly shows as CBC padding that does not
+/// check out; about one time in 256 the padding checks out by chance, and
+/// then what comes out is not DER at all, which is the same wrong passphrase.
 fn decrypt_private(path: &Path, pem: &str, passphrase: &str) -> Result<SigningKey> {
     let (label, doc) = pkcs8::Document::from_pem(pem)
         .map_err(|e| key_error(path, format!("not a PEM encrypted private key ({e})")))?;
     debug_assert_eq!(label, "ENCRYPTED PRIVATE KEY");
     let info = pkcs8::EncryptedPrivateKeyInfoRef::try_from(doc.as_bytes())
         .map_err(|e| key_error(path, format!("not a PKCS#8 encrypted private key ({e})")))?;
-    let plain = info.decrypt(passphrase.as_bytes()).map_err(|e| match e {
-        pkcs8::Error::EncryptedPrivateKey(pkcs8::pkcs5::Error::DecryptFailed) => key_error_hint(
+    let wrong_passphrase = || {
+        key_error_hint(
             path,
             "the passphrase does not decrypt it",
             "give the passphrase the key was encrypted with (typed, or --passphrase-file FILE)",
-        ),
-        e => key_error(path, format!("cannot decrypt it ({e})")),
-    })?;
-    SigningKey::from_pkcs8_der(plain.as_bytes()).map_err(|e| {
+        )
+    };
+    let plain = zeroize::Zeroizing::new(
+        info.encryption_algorithm
+            .decrypt(passphrase.as_bytes(), info.encrypted_data.as_bytes())
+            .map_err(|e| match e {
+                pkcs8::pkcs5::Error::DecryptFailed => wrong_passphrase(),
+                e => key_error(path, format!("cannot decrypt it ({e})")),
+            })?,
+    );
+    if pkcs8::PrivateKeyInfoRef::try_from(&plain[..]).is_err() {
+        return Err(wrong_passphrase());
+    }
+    SigningKey::from_pkcs8_der(&plain).map_err(|e| {
         key_error(
             path,
             format!("decrypted, but not an ed25519 PKCS#8 private key ({e})"),
@@ -471,6 +483,34 @@ mod tests {
         let back = decrypt_private(path, &pem, "pass").unwrap();
         assert_eq!(back.to_bytes(), k.to_bytes());
         match decrypt_private(path, &pem, "wrong") {
+            Err(Error::Key { reason, .. }) => {
+                assert_eq!(reason, "the passphrase does not decrypt it")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// What a wrong passphrase gives when the CBC padding checks out by
+    /// chance: bytes that are not DER. Made deterministic by encrypting
+    /// such bytes under the passphrase that is then given.
+    #[test]
+    fn bytes_that_decrypt_to_no_key_are_a_wrong_passphrase() {
+        use pkcs8::der::{asn1::OctetString, Encode};
+        use pkcs8::pkcs5::pbes2;
+        let params =
+            pbes2::Parameters::generate_pbkdf2_sha256_aes256cbc(1, &[7; 16], [9; 16]).unwrap();
+        let scheme = pkcs8::pkcs5::EncryptionScheme::from(params);
+        let garbage = scheme.encrypt("pass", &[0xA5; 48]).unwrap();
+        let der = pkcs8::EncryptedPrivateKeyInfoOwned {
+            encryption_algorithm: scheme,
+            encrypted_data: OctetString::new(garbage).unwrap(),
+        }
+        .to_der()
+        .unwrap();
+        let pem =
+            pkcs8::der::pem::encode_string("ENCRYPTED PRIVATE KEY", pkcs8::LineEnding::LF, &der)
+                .unwrap();
+        match decrypt_private(Path::new("k"), &pem, "pass") {
             Err(Error::Key { reason, .. }) => {
                 assert_eq!(reason, "the passphrase does not decrypt it")
             }
