@@ -8,7 +8,7 @@
 //! images: what a set resolves to is opened like any other source, and the
 //! plan reads it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -252,28 +252,32 @@ pub fn open(
     problems: &mut Vec<Error>,
 ) -> Vec<Opened> {
     let mut opened = Vec::new();
-    // The registry images the entries name, `REGISTRY/REPO:TAG`: a catalog
-    // leaves them to their entry (and its platforms) rather than naming
-    // them a second time, which the plan refuses.
-    let mut named = HashSet::new();
+    // The registry images the entries name, `REGISTRY/REPO:TAG`, with the
+    // entry that names them. A `tags` filter or a catalog leaves the ones an
+    // entry names by tag to that entry (and its platforms) rather than
+    // naming them a second time, which the plan refuses.
+    let mut named: HashMap<String, usize> = set
+        .images
+        .iter()
+        .enumerate()
+        .filter_map(|(i, entry)| match (&entry.spec, &entry.tags) {
+            (SourceSpec::Registry(r), None) => Reference::parse(r)
+                .ok()
+                .filter(|r| r.digest.is_none())
+                .map(|r| (r.to_string(), i)),
+            _ => None,
+        })
+        .collect();
     for (i, entry) in set.images.iter().enumerate() {
         let source = match (&entry.tags, &entry.spec, ctx) {
-            (Some(filter), SourceSpec::Registry(r), Some(ctx)) => filtered(set, i, filter, r, ctx)
-                .map(|(s, kept)| {
-                    named.extend(kept);
-                    Box::new(s.streaming(stream)) as _
-                }),
-            (_, spec, _) => {
-                if let SourceSpec::Registry(r) = spec {
-                    named.extend(
-                        Reference::parse(r)
-                            .ok()
-                            .filter(|r| r.digest.is_none())
-                            .map(|r| r.to_string()),
-                    );
+            (Some(filter), SourceSpec::Registry(r), Some(ctx)) => {
+                match filtered(set, i, filter, r, ctx, &mut named) {
+                    Ok(None) => continue,
+                    Ok(Some(s)) => Ok(Box::new(s.streaming(stream)) as _),
+                    Err(e) => Err(e),
                 }
-                entry.spec.open_as(&entry.text, ctx, stream)
             }
+            _ => entry.spec.open_as(&entry.text, ctx, stream),
         };
         match source {
             Ok(s) => opened.push((s, entry.platforms.clone())),
@@ -281,6 +285,7 @@ pub fn open(
         }
     }
     if let Some(ctx) = ctx {
+        let named: HashSet<String> = named.into_keys().collect();
         for (i, catalog) in set.catalogs.iter().enumerate() {
             match catalog_sources(set, i, catalog, ctx, &named) {
                 Ok(sources) => opened.extend(sources.into_iter().map(|s| {
@@ -296,21 +301,25 @@ pub fn open(
     opened
 }
 
-/// `images[i]`: the tags of repository `r` that `filter` keeps (and their
-/// names, `REGISTRY/REPO:TAG`); none is an error naming the tags seen.
+/// `images[i]`: the tags of repository `r` that `filter` keeps; none is an
+/// error naming the tags seen. A kept tag that an entry names by tag is
+/// left to it (`None` when that leaves nothing); one that another filter
+/// kept already is refused, naming both entries. What is kept is added to
+/// `named`.
 fn filtered(
     set: &ImageSet,
     i: usize,
     filter: &Filter,
     r: &str,
     ctx: &RegistryContext,
-) -> Result<(RegistrySource, Vec<String>)> {
+    named: &mut HashMap<String, usize>,
+) -> Result<Option<RegistrySource>> {
     let repo = Reference::parse(r)?;
     // Sorted: registries list tags in no promised order, and the bundle's
     // order and this message should not depend on it.
     let mut seen = RegistrySource::tags(&repo, ctx)?;
     seen.sort();
-    let kept: Vec<String> = seen.iter().filter(|t| filter.keeps(t)).cloned().collect();
+    let mut kept: Vec<String> = seen.iter().filter(|t| filter.keeps(t)).cloned().collect();
     if kept.is_empty() {
         return Err(set.selects_nothing(
             filter.line,
@@ -324,12 +333,34 @@ fn filtered(
             "change the filter's include or exclude so that it keeps a tag",
         ));
     }
-    let names = kept
-        .iter()
-        .map(|t| format!("{}:{t}", repo.name()))
-        .collect();
+    let mut mine = Vec::new();
+    for tag in &kept {
+        let name = format!("{}:{tag}", repo.name());
+        match named.get(&name) {
+            Some(&j) if set.images[j].tags.is_some() => {
+                return Err(set.selects_nothing(
+                    filter.line,
+                    format!("images[{i}].tags"),
+                    format!(
+                        "keeps {name}, which the filter of images[{j}] (line {}) keeps already",
+                        set.images[j].line
+                    ),
+                    "name each image once: change one of the two filters so that they keep different tags",
+                ))
+            }
+            Some(_) => {}
+            None => mine.push(tag.clone()),
+        }
+    }
+    for tag in &mine {
+        named.insert(format!("{}:{tag}", repo.name()), i);
+    }
+    kept = mine;
+    if kept.is_empty() {
+        return Ok(None);
+    }
     let source = RegistrySource::tagged(&format!("docker://{}", repo.name()), &repo, &kept, ctx)?;
-    Ok((source, names))
+    Ok(Some(source))
 }
 
 /// `catalogs[i]`: every repository the registry lists that the filter

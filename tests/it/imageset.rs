@@ -485,3 +485,63 @@ fn referrers_travel_unless_the_set_or_the_command_line_turns_them_off_and_their_
     assert_eq!(pack("off.yaml", &[]), without);
     assert_eq!(pack("on.yaml", &["--no-referrers"]), without);
 }
+
+/// One image named twice in a set was refused by the plan as "given
+/// twice, by X and by X", naming no line of the set. By two entries, it is
+/// now refused at the second's line, naming the first's, before any
+/// registry is asked, with nothing written. By an entry and a `tags`
+/// filter, the filter leaves it to the entry and its platforms (as a
+/// catalog does). By two filters: refused, naming both lines.
+#[test]
+fn an_image_named_twice_in_a_set_is_refused_at_its_line_or_left_to_its_entry() {
+    let t = scratch();
+    let reg = tagged_registry();
+    let plain = format!("--plain-http={}", reg.host);
+    let pack = |set: &str| {
+        std::fs::write(
+            t.path().join("set.yaml"),
+            format!(
+                "apiVersion: airlock/v1\nkind: ImageSet\nimages:\n{}",
+                set.replace("REG", &reg.host)
+            ),
+        )
+        .unwrap();
+        airlock(
+            &["pack", "-q", &plain, "-f", "set.yaml", "-o", "out.airlock"],
+            t.path(),
+        )
+    };
+
+    let err = pack(
+        "  - ref: REG/team/multi:1\n    platforms: [linux/arm64]\n  - ref: REG/team/multi:1\n    platforms: [linux/ppc64le]\n",
+    )
+    .fails_usage();
+    snapshot!(t.path(), err, @r#"
+    airlock: error: set.yaml:6: images[1]: "[REG]/team/multi:1" names the image images[0] names already (line 4)
+      hint: name each image once; list every platform it needs in that entry
+    "#);
+    assert!(!t.path().join("out.airlock").exists());
+
+    pack(
+        "  - ref: REG/team/multi\n    tags: {include: '^1$'}\n    platforms: [linux/amd64]\n  - ref: REG/team/multi:1\n    platforms: [linux/arm64]\n  - ref: REG/team/app\n    tags: {include: '^1\\.26\\.'}\n",
+    )
+    .ok();
+    assert_eq!(
+        images(&t.path().join("out.airlock"), &reg),
+        [
+            "REG/team/app:1.26.3 linux/amd64",
+            "REG/team/multi:1 linux/arm64"
+        ]
+    );
+    std::fs::remove_file(t.path().join("out.airlock")).unwrap();
+
+    let err = pack(
+        "  - ref: REG/team/app\n    tags: {include: '^1\\.25\\.'}\n  - ref: REG/team/app\n    tags: {include: '^1\\.25\\.0$'}\n",
+    )
+    .fails_usage();
+    snapshot!(t.path(), err, @r"
+    airlock: error: set.yaml:7: images[1].tags: keeps [REG]/team/app:1.25.0, which the filter of images[0] (line 4) keeps already
+      hint: name each image once: change one of the two filters so that they keep different tags
+    ");
+    assert!(!t.path().join("out.airlock").exists());
+}

@@ -1094,9 +1094,18 @@ fn connections_past_the_limit_get_503_and_the_others_go_on() {
     assert_eq!(status, 503);
     assert_eq!(json_of(&body)["errors"][0]["code"], "UNAVAILABLE");
     drop(busy);
-    std::thread::sleep(Duration::from_millis(300));
-    let (status, _, _) = curl(&[&s.url("/v2/")]);
-    assert_eq!(status, 200);
+    // The two threads see their clients gone at their next write; a slow
+    // machine may take a moment, so ask until a deadline.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _, _) = curl(&[&s.url("/v2/")]);
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503);
+        assert!(std::time::Instant::now() < deadline, "still 503 after 10 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Idle keep-alive connections and requests sent too slowly (slowloris)

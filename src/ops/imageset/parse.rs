@@ -97,6 +97,7 @@ pub fn parse(text: &str, file: &Path, base: &Path) -> Result<ImageSet> {
         Some((k, l)) if k != KIND => return Err(p.err(l, "kind", format!("{k:?} is not {KIND}"))),
         Some(_) => {}
     }
+    p.each_image_once(&set.images)?;
     if set.images.is_empty() && set.catalogs.is_empty() {
         return Err(p.err(
             line(root),
@@ -269,6 +270,53 @@ impl Parser<'_> {
             platforms,
             tags,
         })
+    }
+
+    /// Two entries that name one image are refused with both lines, before
+    /// any registry is asked (the plan's own "given twice" names no line).
+    /// Entries with a tags filter are settled in `open`, once their tags
+    /// are known.
+    fn each_image_once(&self, images: &[Entry]) -> Result<()> {
+        let mut first = std::collections::HashMap::new();
+        for (i, entry) in images.iter().enumerate() {
+            if entry.tags.is_some() {
+                continue;
+            }
+            // `a/./b` and `a/b` are one directory; Path's equality and
+            // components see that, its text does not.
+            let local = |kind: &str, path: &Path, reference: &Option<String>| {
+                let path: PathBuf = path.components().collect();
+                format!("{kind}:{}:{reference:?}", path.display())
+            };
+            let image = match &entry.spec {
+                SourceSpec::Registry(r) => match Reference::parse(r) {
+                    Ok(r) => format!("docker://{r}"),
+                    Err(_) => continue,
+                },
+                SourceSpec::OciDir { path, reference } => local("oci", path, reference),
+                SourceSpec::OciArchive { path, reference } => local("oci-archive", path, reference),
+                SourceSpec::DockerArchive { path, reference } => {
+                    local("docker-archive", path, reference)
+                }
+                SourceSpec::Bundle(_) => continue,
+            };
+            if let Some(&(j, at)) = first.get(&image) {
+                return Err(Error::ImageSet {
+                    file: self.file.to_path_buf(),
+                    line: entry.line,
+                    field: format!("images[{i}]"),
+                    reason: format!(
+                        "{:?} names the image images[{j}] names already (line {at})",
+                        entry.text
+                    ),
+                    hint: Some(
+                        "name each image once; list every platform it needs in that entry".into(),
+                    ),
+                });
+            }
+            first.insert(image, (i, entry.line));
+        }
+        Ok(())
     }
 
     fn catalog(&self, n: &MarkedYaml, path: &str) -> Result<Catalog> {

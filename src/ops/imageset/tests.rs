@@ -219,9 +219,24 @@ fn yaml_that_is_not_one_clean_document_is_refused() {
 
 #[test]
 fn anchors_and_aliases_are_read_as_copies() {
-    let set = parsed(&format!("{HEAD}images:\n  - &a {{ref: a/b:1}}\n  - *a\n"));
-    let refs: Vec<&str> = set.images.iter().map(|e| e.text.as_str()).collect();
-    assert_eq!(refs, ["a/b:1", "a/b:1"]);
+    let set = parsed(&format!(
+        "{HEAD}images:\n  - {{ref: a/b:1, platforms: &p [linux/arm64]}}\n  - {{ref: c/d:1, platforms: *p}}\n"
+    ));
+    let platforms: Vec<_> = set.images.iter().map(|e| e.platforms.clone()).collect();
+    assert_eq!(platforms[0], platforms[1]);
+    assert_eq!(platforms[0].as_ref().map(Vec::len), Some(1));
+}
+
+/// Two entries naming one image, however written, are refused at the
+/// second's line, naming the first's.
+#[test]
+fn an_image_named_twice_is_refused_with_both_lines() {
+    insta::assert_snapshot!(refused("images:\n  - ref: r.local/a:1\n    platforms: [linux/amd64]\n  - ref: docker://r.local/a:1\n    platforms: [linux/arm64]\n"), @r#"sets/set.yaml:6: images[1]: "docker://r.local/a:1" names the image images[0] names already (line 4)"#);
+    insta::assert_snapshot!(refused("images:\n  - ref: oci:layout:app\n  - ref: oci:./layout:app\n"), @r#"sets/set.yaml:5: images[1]: "oci:./layout:app" names the image images[0] names already (line 4)"#);
+    let set = parsed(&format!(
+        "{HEAD}images:\n  - ref: r.local/a:1\n  - ref: r.local/a:2\n  - ref: r.local/a\n    tags: {{include: '^1$'}}\n"
+    ));
+    assert_eq!(set.images.len(), 3);
 }
 
 #[test]
