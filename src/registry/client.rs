@@ -20,6 +20,10 @@
 //! redacted). A loopback registry not named by `--plain-http` is tried
 //! over HTTPS first, then plain HTTP (see [`Client::endpoint`]).
 //!
+//! Where requests go (scheme, origin, URLs) is in `endpoint`; logging in
+//! (credentials, tokens, what a 401 means) in `login`; list pages in
+//! `pages`; the exchange log in `wire_log`.
+//!
 //! Not here: the requests of the protocol ([`super::push`],
 //! [`super::source`]) or where credentials come from
 //! ([`super::credentials`]).
@@ -32,14 +36,23 @@ use std::time::{Duration, Instant};
 use ureq::http::{Method, Response};
 use ureq::{Body, ResponseExt};
 
-use super::auth::{parse_challenge, parse_token, Challenge, Credentials, TokenCache};
-use super::credentials::{self, Found, Lookup};
+use super::auth::{Challenge, TokenCache};
+use super::credentials::Lookup;
 use super::options::RegistryOptions;
 use super::origin::Origin;
 use super::retry::Budget;
 use super::tls;
-use crate::error::registry::{redact, Failure, Login, RegistryError, PAGES_REPEAT, SPEAKS_TLS};
+use crate::error::registry::{redact, Failure, RegistryError, SPEAKS_TLS};
 use crate::error::Result;
+
+mod endpoint;
+mod login;
+mod pages;
+mod wire_log;
+
+use endpoint::Endpoint;
+
+use wire_log::{log_exchange, log_headers};
 
 /// Every manifest type airlock reads. Schema 1 is listed last so that a
 /// registry offering only schema 1 says so, and airlock can refuse it by name.
@@ -114,14 +127,23 @@ pub struct Client {
     transient: AtomicBool,
 }
 
-/// The scheme and host requests go to, and its origin: the only one
-/// that gets credentials.
-struct Endpoint {
-    base: String,
-    origin: Origin,
+type R<T> = std::result::Result<T, RegistryError>;
+
+/// A status that a later try may not meet: too many requests, a request
+/// timeout, a server error.
+fn temporary_status(s: u16) -> bool {
+    s == 429 || s == 408 || (500..600).contains(&s)
 }
 
-type R<T> = std::result::Result<T, RegistryError>;
+/// How long a `Retry-After: SECONDS` asks to wait, at most a minute (the
+/// HTTP-date form is left to the backoff).
+fn retry_after(resp: &Response<Body>) -> Option<Duration> {
+    resp.headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|secs| Duration::from_secs(secs.min(60)))
+}
 
 /// Requests that write: a 403 on the first of them is a login that may
 /// not push at all.
@@ -234,117 +256,8 @@ impl Client {
         Err(error_from(what, resp).on(&self.registry).concerns_target())
     }
 
-    /// The registry's credentials, looked up the first time they are
-    /// needed; a config or helper that fails is an error then.
-    fn found(&self) -> R<Option<&Found>> {
-        let lookup = self
-            .credentials
-            .get_or_init(|| credentials::lookup(&self.opts, &self.registry));
-        match lookup {
-            Ok(Lookup::Found(f)) => Ok(Some(f)),
-            Ok(Lookup::Nothing { .. }) => Ok(None),
-            Err(e) => Err(RegistryError::target(
-                "the docker config".into(),
-                &self.registry,
-                Failure::CredentialStore(e.clone()),
-            )),
-        }
-    }
-
-    /// The error for a 401 to `what`: the credentials sent were refused, or
-    /// there were none to send.
-    fn unauthorized(
-        &self,
-        what: String,
-        resp: Option<Response<Body>>,
-        sent: bool,
-    ) -> RegistryError {
-        let base = match resp {
-            Some(r) => error_from(what.clone(), r),
-            None => RegistryError::status(what.clone(), 401, b""),
-        };
-        let kind = match (sent, self.found()) {
-            (_, Err(e)) => return e,
-            // Accepted before, refused here: this repository, not the login.
-            (true, Ok(Some(f))) if self.accepted.load(Ordering::Relaxed) => {
-                let mut e = RegistryError::status(what, 401, b"").on(&self.registry);
-                e.kind = Failure::AccessDenied(Box::new(Login {
-                    user: f.user.clone(),
-                    from: f.from.clone(),
-                }));
-                e.codes = base.codes;
-                return e;
-            }
-            (true, Ok(Some(f))) => Failure::CredentialsRefused(Box::new(Login {
-                user: f.user.clone(),
-                from: f.from.clone(),
-            })),
-            _ => Failure::NotLoggedIn {
-                looked_in: match self.credentials.get() {
-                    Some(Ok(Lookup::Nothing { looked_in })) => looked_in.clone(),
-                    _ => "the docker config".into(),
-                },
-            },
-        };
-        let mut e = RegistryError::target(what, &self.registry, kind);
-        e.codes = base.codes;
-        e
-    }
-
     pub fn registry(&self) -> &str {
         &self.registry
-    }
-
-    /// The scheme and host of every request, settled once. A loopback
-    /// registry not named by `--plain-http` is asked `GET /v2/` over HTTPS
-    /// first, as docker does; only if a plain-HTTP server answers the TLS
-    /// hello (a protocol error) does the client speak plain HTTP to it. A
-    /// certificate error, or any other answer, keeps HTTPS: falling back
-    /// then would turn a trust failure into plain text.
-    fn endpoint(&self) -> &Endpoint {
-        self.endpoint.get_or_init(|| {
-            let http = self.plain || (self.loopback_fallback && self.answers_plain_http());
-            let base = format!("{}://{}", if http { "http" } else { "https" }, self.host);
-            let origin = Origin::of(&base).expect("checked in Client::new");
-            Endpoint { base, origin }
-        })
-    }
-
-    /// Whether HTTPS to the registry meets a plain-HTTP server.
-    fn answers_plain_http(&self) -> bool {
-        let url = format!("https://{}/v2/", self.host);
-        let started = Instant::now();
-        let outcome = self.agent.get(&url).call();
-        log_exchange(&Method::GET, &url, started, &outcome);
-        let Err(e) = outcome else { return false };
-        let err = RegistryError::transport(String::new(), &e);
-        let plain = matches!(&err.kind, Failure::Protocol(t) if t.contains("InvalidContentType"));
-        if plain {
-            log::info!(
-                "{} answers HTTPS in plain HTTP; it is on loopback, so airlock speaks plain HTTP to it",
-                self.registry
-            );
-        }
-        plain
-    }
-
-    /// `https://host/v2/…` for a path that starts with `/v2/`; an absolute
-    /// URL as it is, and `//host/…` on the registry's scheme (a `Location`
-    /// may take each form).
-    pub fn url(&self, path: &str) -> String {
-        if path.starts_with("http://") || path.starts_with("https://") {
-            path.to_string()
-        } else if path.starts_with("//") {
-            format!("{}:{path}", self.endpoint().origin.scheme)
-        } else {
-            format!("{}{path}", self.endpoint().base)
-        }
-    }
-
-    /// Whether `url` (absolute, see [`Client::url`]) is on the registry's
-    /// origin, the only one that is sent credentials.
-    pub fn is_own(&self, url: &str) -> bool {
-        Origin::of(url).as_ref() == Some(&self.endpoint().origin)
     }
 
     /// Sends a request, authenticating and retrying as needed. Returns the
@@ -434,7 +347,7 @@ impl Client {
     /// counts toward the retry budget, anything else shows it is there.
     fn answered(&self, what: &str, method: &Method, resp: Response<Body>) -> Response<Body> {
         let s = resp.status().as_u16();
-        if s == 429 || s == 408 || (500..600).contains(&s) {
+        if temporary_status(s) {
             let _ = self
                 .budget
                 .failed(RegistryError::status(what.to_string(), s, b""));
@@ -449,21 +362,6 @@ impl Client {
             }
         }
         resp
-    }
-
-    /// How a request is named in messages: its method and URL, with any
-    /// credentials in the URL redacted, and a note when the URL is on
-    /// another origin (which is why it was sent no credentials).
-    pub fn what(&self, method: &Method, path: &str) -> String {
-        let url = self.url(path);
-        let mut what = format!("{method} {}", redact(&url));
-        if !self.is_own(&url) {
-            what.push_str(&format!(
-                " (not on the registry's origin {}: sent without credentials)",
-                self.endpoint().base
-            ));
-        }
-        what
     }
 
     /// Every request to the registry is built here: method, URL, the
@@ -509,7 +407,7 @@ impl Client {
         let result = self.request_inner(method, path, scope, headers, body, attempts);
         if let Ok(resp) = &result {
             let s = resp.status().as_u16();
-            if s == 429 || s == 408 || (500..600).contains(&s) {
+            if temporary_status(s) {
                 self.transient.store(true, Ordering::Relaxed);
             }
         }
@@ -571,27 +469,10 @@ impl Client {
                 }
                 Ok(resp) if resp.status() == 401 => {
                     self.budget.success();
-                    let header = resp
-                        .headers()
-                        .get("www-authenticate")
-                        .and_then(|h| h.to_str().ok())
-                        .and_then(parse_challenge);
-                    let sent = auth.is_some();
-                    if refreshed_auth || header.is_none() {
-                        return Err(self.unauthorized(what, Some(resp), sent));
-                    }
-                    // Learn (or relearn) how to authenticate, then try again
-                    // once with fresh credentials; this is not a failure.
+                    self.relearn(resp, &what, scope, auth.is_some(), refreshed_auth)?;
+                    // Tried again once with fresh credentials: not a failure.
                     refreshed_auth = true;
                     attempt -= 1;
-                    *self.challenge.lock().expect("not poisoned") = header.clone();
-                    self.tokens.lock().expect("not poisoned").forget(scope);
-                    if header == Some(Challenge::Basic) {
-                        // Sent, or none to send: trying again cannot help.
-                        if sent || self.found()?.is_none() {
-                            return Err(self.unauthorized(what, Some(resp), sent));
-                        }
-                    }
                     continue;
                 }
                 Ok(resp)
@@ -610,7 +491,7 @@ impl Client {
                         self.accepted.store(true, Ordering::Relaxed);
                     }
                     let s = resp.status().as_u16();
-                    let retryable = s == 429 || s == 408 || (500..600).contains(&s);
+                    let retryable = temporary_status(s);
                     if !retryable {
                         return Ok(self.answered(&what, &method, resp));
                     }
@@ -621,12 +502,7 @@ impl Client {
                             None => Ok(resp),
                         };
                     }
-                    let wanted = resp
-                        .headers()
-                        .get("retry-after")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(|secs| Duration::from_secs(secs.min(60)));
+                    let wanted = retry_after(&resp);
                     (error_from(what.clone(), resp).on(&self.registry), wanted)
                 }
             };
@@ -662,273 +538,6 @@ impl Client {
             Err(error_from(what, resp))
         }
     }
-
-    /// The Authorization header for a request to `url` needing `scope`,
-    /// fetching a token if needed; none for a URL on another origin.
-    fn authorization(
-        &self,
-        url: &str,
-        scope: &str,
-        what: &str,
-    ) -> std::result::Result<Option<String>, RegistryError> {
-        if !self.is_own(url) {
-            return Ok(None);
-        }
-        let challenge = self.challenge.lock().expect("not poisoned").clone();
-        match challenge {
-            None => Ok(None),
-            Some(Challenge::Basic) => Ok(self.found()?.and_then(|f| f.credentials.basic_header())),
-            Some(Challenge::Bearer { realm, service }) => {
-                if let Some(t) = self.tokens.lock().expect("not poisoned").get(scope) {
-                    return Ok(Some(format!("Bearer {t}")));
-                }
-                let token = self.fetch_token(&realm, service.as_deref(), scope, what)?;
-                let header = format!("Bearer {}", token.value);
-                self.tokens.lock().expect("not poisoned").put(scope, token);
-                Ok(Some(header))
-            }
-        }
-    }
-
-    fn fetch_token(
-        &self,
-        realm: &str,
-        service: Option<&str>,
-        scope: &str,
-        what: &str,
-    ) -> std::result::Result<super::auth::Token, RegistryError> {
-        let mut query = Vec::new();
-        if let Some(s) = service {
-            query.push(format!("service={}", encode(s)));
-        }
-        for s in scope.split(' ').filter(|s| !s.is_empty()) {
-            query.push(format!("scope={}", encode(s)));
-        }
-        let token_what = format!("token for {what} from {}", redact(realm));
-        let found = self.found()?;
-        let anonymous = Credentials::Anonymous;
-        let creds = found.map_or(&anonymous, |f| &f.credentials);
-        let mut attempt = 0;
-        loop {
-            if let Some(spent) = self.budget.spent() {
-                return Err(spent);
-            }
-            attempt += 1;
-            let result = match creds {
-                Credentials::IdentityToken(refresh) => {
-                    let mut form = vec![
-                        ("grant_type", "refresh_token".to_string()),
-                        ("refresh_token", refresh.clone()),
-                        ("client_id", "airlock".to_string()),
-                        ("scope", scope.to_string()),
-                    ];
-                    if let Some(s) = service {
-                        form.push(("service", s.to_string()));
-                    }
-                    let body: Vec<String> = form
-                        .iter()
-                        .map(|(k, v)| format!("{k}={}", encode(v)))
-                        .collect();
-                    let started = Instant::now();
-                    let outcome = self
-                        .agent
-                        .post(realm)
-                        .header("Content-Type", "application/x-www-form-urlencoded")
-                        .send(body.join("&").as_bytes());
-                    log_exchange(&Method::POST, realm, started, &outcome);
-                    outcome
-                }
-                creds => {
-                    let sep = if realm.contains('?') { '&' } else { '?' };
-                    let url = format!("{realm}{sep}{}", query.join("&"));
-                    let mut req = self.agent.get(&url);
-                    let basic = creds.basic_header();
-                    if let Some(b) = &basic {
-                        req = req.header("Authorization", b);
-                    }
-                    if log::log_enabled!(log::Level::Debug) {
-                        let sent = basic.as_deref().map(|b| ("Authorization", b));
-                        log_headers(&format!("GET {}", redact(&url)), ">", sent.into_iter());
-                    }
-                    let started = Instant::now();
-                    let outcome = req.call();
-                    log_exchange(&Method::GET, &url, started, &outcome);
-                    outcome
-                }
-            };
-            let err = match result {
-                Ok(mut resp) if resp.status().is_success() => {
-                    self.budget.success();
-                    if found.is_some() {
-                        self.accepted.store(true, Ordering::Relaxed);
-                    }
-                    let body = read_limited(&mut resp, SMALL_BODY, &token_what)?;
-                    return parse_token(&body)
-                        .ok_or_else(|| RegistryError::status(token_what.clone(), 200, b""));
-                }
-                // The realm refused the credentials (or wants some).
-                Ok(resp) if matches!(resp.status().as_u16(), 401 | 403) => {
-                    self.budget.success();
-                    let sent = found.is_some();
-                    return Err(self.unauthorized(token_what, Some(resp), sent));
-                }
-                Ok(resp) => error_from(token_what.clone(), resp),
-                Err(e) => RegistryError::transport(token_what.clone(), &e),
-            };
-            let err = err.on(&self.registry);
-            if !err.is_temporary() {
-                return Err(err);
-            }
-            if attempt >= self.attempts {
-                return Err(self.budget.failed(err));
-            }
-            let delay = self.budget.retry(&err, attempt, self.delay(attempt))?;
-            std::thread::sleep(delay);
-        }
-    }
-
-    /// Follows `Link: <…>; rel="next"` pages of a JSON list, collecting the
-    /// array at `field`.
-    pub fn paginate(
-        &self,
-        first: &str,
-        scope: &str,
-        field: &str,
-    ) -> std::result::Result<Vec<String>, RegistryError> {
-        let mut out = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        let mut next = Some(first.to_string());
-        while let Some(path) = next.take() {
-            // A registry whose next link names a page it sent already would
-            // keep this loop (and its list) growing for ever.
-            if !seen.insert(path.clone()) {
-                let what = self.what(&Method::GET, &path);
-                let kind = Failure::Protocol(format!(
-                    "{PAGES_REPEAT}: its next-page link names a page it sent already"
-                ));
-                return Err(RegistryError::target(what, &self.registry, kind));
-            }
-            let mut resp =
-                self.success(Method::GET, &path, scope, &[("Accept", "application/json")])?;
-            next = resp
-                .headers()
-                .get("link")
-                .and_then(|l| l.to_str().ok())
-                .and_then(next_link);
-            let what = self.what(&Method::GET, &path);
-            let body = read_limited(&mut resp, SMALL_BODY, &what)?;
-            let v: serde_json::Value = serde_json::from_slice(&body)
-                .map_err(|_| RegistryError::status(what.clone(), 200, b""))?;
-            out.extend(
-                v.get(field)
-                    .and_then(|a| a.as_array())
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|s| s.as_str().map(String::from)),
-            );
-        }
-        Ok(out)
-    }
-}
-
-/// Logs one exchange at info (`-v`): each redirect it followed, then the
-/// method, URL and status (or failure) and the time taken; at debug
-/// (`-vv`) the response headers too. URLs lose their query string (it may
-/// hold a presigned signature or a token), header values that carry
-/// secrets are replaced (see [`shown_header`]).
-fn log_exchange(
-    method: &Method,
-    url: &str,
-    started: Instant,
-    outcome: &std::result::Result<Response<Body>, ureq::Error>,
-) {
-    if !log::log_enabled!(log::Level::Info) {
-        return;
-    }
-    let ms = started.elapsed().as_millis();
-    let url = redact(url);
-    match outcome {
-        Ok(resp) => {
-            if let Some(hops) = resp.get_redirect_history() {
-                for hop in hops.windows(2) {
-                    log::info!(
-                        "{method} {} redirected to {}",
-                        redact(&hop[0].to_string()),
-                        redact(&hop[1].to_string())
-                    );
-                }
-            }
-            let status = resp.status();
-            log::info!(
-                "{method} {url} -> {} {} ({ms} ms)",
-                status.as_u16(),
-                status.canonical_reason().unwrap_or("")
-            );
-            if log::log_enabled!(log::Level::Debug) {
-                let headers = resp
-                    .headers()
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.to_str().unwrap_or("<not text>")));
-                log_headers(&format!("{method} {url}"), "<", headers);
-            }
-        }
-        Err(e) => {
-            let err = RegistryError::transport(String::new(), e);
-            log::info!("{method} {url} -> failed: {} ({ms} ms)", err.brief());
-        }
-    }
-}
-
-/// Logs headers at debug, one line each: `> Name: value` sent, `<` received.
-fn log_headers<'h>(request: &str, dir: &str, headers: impl Iterator<Item = (&'h str, &'h str)>) {
-    for (name, value) in headers {
-        log::debug!(
-            "{request} {dir} {name}: {}",
-            crate::error::Shown(shown_header(name, value))
-        );
-    }
-}
-
-/// A header's value as logs show it: credentials, cookies and tokens as
-/// `<redacted>`; a URL (a `Location`) without its query string.
-pub(crate) fn shown_header<'v>(name: &str, value: &'v str) -> &'v str {
-    let name = name.to_ascii_lowercase();
-    let secret = matches!(
-        name.as_str(),
-        "authorization" | "proxy-authorization" | "cookie" | "set-cookie" | "x-registry-auth"
-    ) || name.contains("token");
-    if secret {
-        "<redacted>"
-    } else if name == "location" || name == "content-location" {
-        redact(value)
-    } else {
-        value
-    }
-}
-
-/// `<url>; rel="next"` → url.
-fn next_link(header: &str) -> Option<String> {
-    header.split(',').find_map(|part| {
-        let (url, params) = part.split_once(';')?;
-        params.contains("rel=\"next\"").then(|| {
-            url.trim()
-                .trim_start_matches('<')
-                .trim_end_matches('>')
-                .to_string()
-        })
-    })
-}
-
-/// Percent-encodes a query value.
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// Reads a response body of at most `limit` bytes.
@@ -968,19 +577,7 @@ pub fn error_from(what: String, mut resp: Response<Body>) -> RegistryError {
 
 #[cfg(test)]
 mod tests {
-    use base64::engine::general_purpose::STANDARD as B64;
-    use base64::Engine as _;
-
     use super::*;
-
-    #[test]
-    fn follows_link_headers() {
-        assert_eq!(
-            next_link(r#"</v2/_catalog?last=b&n=2>; rel="next""#).as_deref(),
-            Some("/v2/_catalog?last=b&n=2")
-        );
-        assert_eq!(next_link(r#"</x>; rel="prev""#), None);
-    }
 
     #[test]
     fn credentials_are_bound_to_the_registry_origin() {
@@ -995,142 +592,5 @@ mod tests {
         assert!(c
             .what(&Method::PUT, "http://evil:1/v2/x")
             .contains("without credentials"));
-    }
-
-    /// Log records of every test in this binary, kept for inspection.
-    fn captured() -> &'static Mutex<Vec<(log::Level, String)>> {
-        struct Capture;
-        static LINES: Mutex<Vec<(log::Level, String)>> = Mutex::new(Vec::new());
-        impl log::Log for Capture {
-            fn enabled(&self, _: &log::Metadata) -> bool {
-                true
-            }
-            fn log(&self, r: &log::Record) {
-                LINES
-                    .lock()
-                    .unwrap()
-                    .push((r.level(), r.args().to_string()));
-            }
-            fn flush(&self) {}
-        }
-        static ONCE: std::sync::Once = std::sync::Once::new();
-        ONCE.call_once(|| {
-            log::set_logger(&Capture).unwrap();
-            log::set_max_level(log::LevelFilter::Info);
-        });
-        &LINES
-    }
-
-    /// Answers 401 (Basic) to a request without credentials and 503 to
-    /// one with them, forever.
-    fn failing_registry() -> u16 {
-        use std::io::{BufRead, BufReader, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        std::thread::spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let mut reader = BufReader::new(&conn);
-                let mut authorized = false;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
-                        break;
-                    }
-                    authorized |= line.to_ascii_lowercase().starts_with("authorization:");
-                }
-                let answer = if authorized {
-                    "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                } else {
-                    "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"t\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                };
-                let _ = (&conn).write_all(answer.as_bytes());
-            }
-        });
-        port
-    }
-
-    #[test]
-    fn retries_are_logged_without_credentials_and_announced_once_past_2_s() {
-        let lines = captured();
-        let port = failing_registry();
-        let host = format!("127.0.0.1:{port}");
-        let opts = RegistryOptions {
-            plain_http: vec![host.clone()],
-            username: Some("alice".into()),
-            password: Some("hunter2-secret".into()),
-            login_registry: Some(host.clone()),
-            attempts: 100,
-            backoff: Duration::from_millis(400),
-            retry_window: Duration::from_secs(3),
-            ..Default::default()
-        };
-        let c = Client::new(&opts, &host).unwrap();
-        let started = std::time::Instant::now();
-        let err = c.ping().unwrap_err();
-        assert!(
-            started.elapsed() < Duration::from_secs(6),
-            "bounded by the window"
-        );
-        assert!(err.is_whole_target(), "{err}");
-        assert_eq!(
-            err.to_string(),
-            format!("GET http://{host}/v2/: HTTP 503; gave up after 3 s of retries")
-        );
-        let mine: Vec<(log::Level, String)> = lines
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(_, l)| l.contains(&host))
-            .cloned()
-            .collect();
-        let secret = B64.encode("alice:hunter2-secret");
-        assert!(
-            mine.iter()
-                .all(|(_, l)| !l.contains("hunter2") && !l.contains(&secret)),
-            "{mine:?}"
-        );
-        let retries = mine
-            .iter()
-            .filter(|(lvl, _)| *lvl == log::Level::Info)
-            .count();
-        assert!(retries >= 2, "each retry is logged: {mine:?}");
-        let warnings: Vec<&String> = mine
-            .iter()
-            .filter(|(lvl, _)| *lvl == log::Level::Warn)
-            .map(|(_, l)| l)
-            .collect();
-        assert_eq!(
-            warnings,
-            [&format!(
-                "registry {host} is failing (HTTP 503); retrying for up to 3 s"
-            )],
-            "{mine:?}"
-        );
-    }
-
-    #[test]
-    fn logged_headers_hide_credentials_cookies_and_tokens() {
-        for (name, value) in [
-            ("Authorization", "Basic YWxpY2U6cHc="),
-            ("proxy-authorization", "Bearer x"),
-            ("Cookie", "session=1"),
-            ("set-cookie", "session=1; HttpOnly"),
-            ("X-Registry-Token", "t"),
-        ] {
-            assert_eq!(shown_header(name, value), "<redacted>", "{name}");
-        }
-        assert_eq!(
-            shown_header("Location", "https://s3/x?X-Amz-Signature=s"),
-            "https://s3/x"
-        );
-        assert_eq!(shown_header("Content-Type", "a/b"), "a/b");
-    }
-
-    #[test]
-    fn encodes_scopes() {
-        assert_eq!(
-            encode("repository:a/b:pull,push"),
-            "repository%3Aa%2Fb%3Apull%2Cpush"
-        );
     }
 }
