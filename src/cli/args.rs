@@ -700,6 +700,56 @@ pub struct ServeArgs {
     pub max_connections: usize,
 }
 
+#[derive(Args)]
+pub struct InventoryArgs {
+    /// One docker://REGISTRY[/PREFIX] (every repository under the prefix),
+    /// or bundles: files, first volumes or directories of volumes.
+    #[arg(value_name = "PLACE", required = true)]
+    pub places: Vec<String>,
+    /// The inventory to write; - for standard output. It appears only once
+    /// it is complete.
+    #[arg(short = 'o', long = "output", value_name = "INV")]
+    pub output: PathBuf,
+    /// Replace an existing inventory file.
+    #[arg(long)]
+    pub force: bool,
+    /// For bundles: the signer's public key; repeatable.
+    #[arg(long = "pub", value_name = "KEY")]
+    pub public_keys: Vec<PathBuf>,
+    /// For bundles: accept them without checking who signed them.
+    #[arg(long, conflicts_with = "public_keys")]
+    pub allow_unsigned: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Parallel manifest requests to the registry [default: 8].
+    #[arg(short = 'j', long, value_name = "N", value_parser = jobs)]
+    pub jobs: Option<usize>,
+    /// No summary on standard error.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Args)]
+pub struct DiffArgs {
+    /// The old side: a bundle (file, first volume or directory of volumes)
+    /// or an inventory file, told apart by their content.
+    #[arg(value_name = "A")]
+    pub a: PathBuf,
+    /// The new side, as A.
+    #[arg(value_name = "B")]
+    pub b: PathBuf,
+    /// For a bundle side: the signer's public key; repeatable.
+    #[arg(long = "pub", value_name = "KEY")]
+    pub public_keys: Vec<PathBuf>,
+    /// For a bundle side: accept it without checking who signed it.
+    #[arg(long, conflicts_with = "public_keys")]
+    pub allow_unsigned: bool,
+    /// Print JSON instead of text (see docs/json.md); on failure, a JSON
+    /// object with the error.
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
@@ -773,54 +823,4 @@ mod tests {
         }
         assert!(seen >= 8, "only {seen} positionals found");
     }
-}
-
-#[derive(Args)]
-pub struct InventoryArgs {
-    /// One docker://REGISTRY[/PREFIX] (every repository under the prefix),
-    /// or bundles: files, first volumes or directories of volumes.
-    #[arg(value_name = "PLACE", required = true)]
-    pub places: Vec<String>,
-    /// The inventory to write; - for standard output. It appears only once
-    /// it is complete.
-    #[arg(short = 'o', long = "output", value_name = "INV")]
-    pub output: PathBuf,
-    /// Replace an existing inventory file.
-    #[arg(long)]
-    pub force: bool,
-    /// For bundles: the signer's public key; repeatable.
-    #[arg(long = "pub", value_name = "KEY")]
-    pub public_keys: Vec<PathBuf>,
-    /// For bundles: accept them without checking who signed them.
-    #[arg(long, conflicts_with = "public_keys")]
-    pub allow_unsigned: bool,
-    #[command(flatten)]
-    pub registry: RegistryArgs,
-    /// Parallel manifest requests to the registry [default: 8].
-    #[arg(short = 'j', long, value_name = "N", value_parser = jobs)]
-    pub jobs: Option<usize>,
-    /// No summary on standard error.
-    #[arg(short, long)]
-    pub quiet: bool,
-}
-
-#[derive(Args)]
-pub struct DiffArgs {
-    /// The old side: a bundle (file, first volume or directory of volumes)
-    /// or an inventory file, told apart by their content.
-    #[arg(value_name = "A")]
-    pub a: PathBuf,
-    /// The new side, as A.
-    #[arg(value_name = "B")]
-    pub b: PathBuf,
-    /// For a bundle side: the signer's public key; repeatable.
-    #[arg(long = "pub", value_name = "KEY")]
-    pub public_keys: Vec<PathBuf>,
-    /// For a bundle side: accept it without checking who signed it.
-    #[arg(long, conflicts_with = "public_keys")]
-    pub allow_unsigned: bool,
-    /// Print JSON instead of text (see docs/json.md); on failure, a JSON
-    /// object with the error.
-    #[arg(long)]
-    pub json: bool,
 }
