@@ -66,6 +66,11 @@ pub(crate) fn walk(input: &mut impl FrameInput) -> std::result::Result<Frame, St
     if reserved != 0 {
         return Err("its frame header sets a reserved bit".into());
     }
+    // RFC 8878's unused bit: decoders ignore it, so set it would carry a
+    // bit per frame past every digest (§5, §11).
+    if descriptor & 0x10 != 0 {
+        return Err("its frame header sets the unused bit".into());
+    }
     if dict_flag != 0 {
         return Err("its frame header names a dictionary; bundles use none".into());
     }
@@ -276,6 +281,23 @@ mod tests {
         // 5 MiB declared.
         let big = frame(&vec![0u8; 5 << 20]);
         assert!(check_entry(&big, 5 << 20).unwrap_err().contains("1 to"));
+        // The unused and reserved header bits, which zstd itself ignores
+        // or refuses: the first decodes to the same bytes.
+        let mut unused = frame(&[9u8; 4096]);
+        unused[4] |= 0x10;
+        assert_eq!(
+            zstd::bulk::decompress(&unused, 4096).unwrap(),
+            [9u8; 4096],
+            "zstd ignores the bit"
+        );
+        assert!(check_entry(&unused, 4096)
+            .unwrap_err()
+            .contains("unused bit"));
+        let mut reserved = frame(&[9u8; 4096]);
+        reserved[4] |= 0x08;
+        assert!(check_entry(&reserved, 4096)
+            .unwrap_err()
+            .contains("reserved bit"));
         // Cut short.
         let f = frame(&[3u8; 9000]);
         assert!(check_entry(&f[..f.len() - 1], 9000)

@@ -100,6 +100,12 @@ fn frame_cases(parts: &Parts) -> Vec<Case> {
         "content size",
     );
 
+    // RFC 8878's unused header bit set on a data frame: zstd ignores it,
+    // so the content and every digest are unchanged.
+    let mut e = entries(&good);
+    e[4].0[4] |= 0x10;
+    cases.add("unused header bit", write(&e), "unused bit", "unused bit");
+
     cases.0
 }
 
@@ -372,7 +378,7 @@ fn every_reader_refuses_every_hostile_bundle_and_nothing_leaks() {
     .ok();
 
     let cases = cases(&parts, &key);
-    assert_eq!(cases.len(), 23);
+    assert_eq!(cases.len(), 24);
     let mut failures = Vec::new();
     for case in cases {
         // A fresh registry: import FILE runs first and must leave it empty.
