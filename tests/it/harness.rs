@@ -21,12 +21,38 @@ mod status;
 pub use origin::{Answer, LocationProxy, Recorded, Recorder};
 pub use status::StatusProxy;
 
+/// A port for a server that binds it itself (a registry, `airlock serve`),
+/// or one that must have nothing listening. Taken below the kernel's
+/// ephemeral range, where every bind to port 0 and every outgoing
+/// connection of the other tests get theirs, and never twice in a run: a
+/// port from the ephemeral range could be taken by another test's listener
+/// between this check and the server's own bind, and the test would then
+/// talk to that other server.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<usize>().ok())
+        .unwrap_or(32768);
+    const FIRST: usize = 10_000;
+    if low < FIRST + 1_000 {
+        return TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+    }
+    // Runs one after the other start at different places, away from ports
+    // a previous run may still hold in TIME_WAIT.
+    let start = std::process::id() as usize * 97;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < low - FIRST, "no free port left below {low}");
+        let port = (FIRST + (start + n) % (low - FIRST)) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 fn wait_for_port(port: u16) {
@@ -442,6 +468,10 @@ pub struct Faults {
     /// Drop the connection carrying the Nth PATCH request (1-based) before
     /// any of it reaches the registry, which so keeps its upload session.
     pub drop_patch: usize,
+    /// Hold the Nth PATCH request (1-based): none of it reaches the
+    /// registry, and its connection stays open until the registry's side
+    /// closes, so the upload goes no further while the registry runs.
+    pub hold_patch: usize,
     /// Delay per 16 KiB chunk sent back.
     pub throttle: Option<Duration>,
     pub fail_all: bool,
@@ -493,10 +523,15 @@ impl FaultProxy {
                     server.try_clone().unwrap(),
                     up.clone(),
                 );
-                let (patches, drop_patch) = (patches.clone(), faults.drop_patch);
+                let patches = patches.clone();
+                let watch = match (faults.drop_patch, faults.hold_patch) {
+                    (0, 0) => None,
+                    (0, nth) => Some((nth, Patch::Hold)),
+                    (nth, _) => Some((nth, Patch::Drop)),
+                };
                 let hide_range = faults.hide_range;
                 std::thread::spawn(move || {
-                    let watch = (drop_patch > 0).then_some((&*patches, drop_patch));
+                    let watch = watch.map(|(nth, what)| (&*patches, nth, what));
                     pump(c2, s2, up_limit, None, &up, watch, hide_range)
                 });
                 let (b, throttle) = (b.clone(), faults.throttle);
@@ -512,29 +547,45 @@ impl FaultProxy {
     }
 }
 
+/// What happens to the watched PATCH request.
+#[derive(Clone, Copy, PartialEq)]
+enum Patch {
+    Drop,
+    Hold,
+}
+
 /// Copies one direction of a connection, counting bytes; stops after
 /// `limit` bytes, slows down by `throttle` per chunk, and (client to
-/// registry) drops the connection carrying the Nth PATCH of `watch` and
-/// renames `Range` headers away when `hide_range`.
+/// registry) drops or holds the connection carrying the Nth PATCH of
+/// `watch` and renames `Range` headers away when `hide_range`.
 fn pump(
     mut from: TcpStream,
     mut to: TcpStream,
     limit: u64,
     throttle: Option<Duration>,
     counter: &AtomicU64,
-    watch: Option<(&AtomicUsize, usize)>,
+    watch: Option<(&AtomicUsize, usize, Patch)>,
     hide_range: bool,
 ) {
     let mut sent = 0u64;
     let mut buf = [0u8; 16 * 1024];
+    let mut holding = false;
     while let Ok(n) = from.read(&mut buf) {
         if n == 0 {
             break;
         }
-        if let Some((seen, nth)) = watch {
+        if let Some((seen, nth, what)) = watch {
             if buf[..n].starts_with(b"PATCH ") && seen.fetch_add(1, Ordering::SeqCst) + 1 == nth {
-                break;
+                if what == Patch::Drop {
+                    break;
+                }
+                holding = true;
             }
+        }
+        if holding {
+            // Read and discarded until the other direction ends and shuts
+            // this connection down.
+            continue;
         }
         if hide_range {
             // Same length, so nothing else in the request moves.

