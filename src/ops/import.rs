@@ -256,10 +256,16 @@ impl StreamVisitor for StreamImport<'_> {
         let journal = req.journal(id)?;
         self.journal = journal.path().map(PathBuf::from);
         let received = Received::new(manifest)?;
+        let roots = received.roots()?;
+        // Before any blob is sent, as the sink refuses it for a file.
+        req.target.refuse_shared_tags(
+            roots
+                .iter()
+                .filter_map(|r| Some((r.name.as_ref()?, &r.descriptor.digest))),
+        )?;
         // The stream says which image a layer belongs to only later: every
         // blob goes to the first named image's repository.
-        let staging = received
-            .roots()?
+        let staging = roots
             .iter()
             .find_map(|r| r.name.as_ref())
             .map(|n| req.target.repository(n))

@@ -342,6 +342,11 @@ impl<'a> RegistrySink<'a> {
 
 /// Where each image goes, and every blob it needs, in plan order.
 fn plan_jobs(plan: &Plan, target: &Target) -> Result<Vec<Job>> {
+    target.refuse_shared_tags(
+        plan.images
+            .iter()
+            .filter_map(|i| Some((i.name.as_ref()?, &i.descriptor.digest))),
+    )?;
     let host = &target.host;
     let by_digest: HashMap<&Digest, &Reference> = plan
         .images

@@ -4,8 +4,10 @@
 //! A value with the naming rules and nothing else: it does not talk to the
 //! registry or check that a repository exists.
 
+use std::collections::HashMap;
+
 use crate::error::{Error, Result};
-use crate::model::Reference;
+use crate::model::{Digest, Reference};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
@@ -84,6 +86,38 @@ impl Target {
         self.under_prefix(&path)
     }
 
+    /// Refuses two images that this target would tag with one `REPO:TAG`
+    /// and different content (`quay.io/a/b:1` and `docker.io/a/b:1` without
+    /// `--keep-registry`, or two sources `--map`ped onto one): the later tag
+    /// would replace the earlier in silence. The same content under two
+    /// names is one tag; the same name twice (a delta's image over its
+    /// base's, in `serve`) is the caller's to order.
+    pub fn refuse_shared_tags<'a>(
+        &self,
+        images: impl IntoIterator<Item = (&'a Reference, &'a Digest)>,
+    ) -> Result<()> {
+        let mut first: HashMap<(String, &str), (&Reference, &Digest)> = HashMap::new();
+        for (name, digest) in images {
+            let Some(tag) = name.tag.as_deref() else {
+                continue;
+            };
+            let at = (self.repository(name), tag);
+            match first.get(&at) {
+                Some(&(other, d)) if d != digest && other != name => {
+                    return Err(Error::Usage(format!(
+                        "images {other} and {name} would both be tagged {}/{}:{tag}, and the second would replace the first; give --keep-registry, or --map one of them to another repository",
+                        self.host, at.0
+                    )))
+                }
+                Some(_) => {}
+                None => {
+                    first.insert(at, (name, digest));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The repository for images that have no name (and no named subject).
     pub fn untagged(&self) -> String {
         self.under_prefix("untagged")
@@ -152,6 +186,34 @@ mod tests {
             "teamwork/x"
         );
         assert_eq!(to("reg/m", &[], false).untagged(), "m/untagged");
+    }
+
+    #[test]
+    fn two_images_tagged_alike_are_refused_unless_they_are_one() {
+        let (a, b) = (r("quay.io/p/p:2"), r("docker.io/p/p:2"));
+        let (one, two) = (Digest::of(b"one"), Digest::of(b"two"));
+        let err = to("reg", &[], false)
+            .refuse_shared_tags([(&a, &one), (&b, &two)])
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "images quay.io/p/p:2 and docker.io/p/p:2 would both be tagged reg/p/p:2, and the second would replace the first; give --keep-registry, or --map one of them to another repository"
+        );
+        // Kept apart by the registry, or by a map; one content; by digest.
+        to("reg", &[], true)
+            .refuse_shared_tags([(&a, &one), (&b, &two)])
+            .unwrap();
+        to("reg", &["quay.io/p=q"], false)
+            .refuse_shared_tags([(&a, &one), (&b, &two)])
+            .unwrap();
+        to("reg", &[], false)
+            .refuse_shared_tags([(&a, &one), (&b, &one)])
+            .unwrap();
+        let c = r(&format!("quay.io/p/p@sha256:{}", "a".repeat(64)));
+        let d = r("p/p:3");
+        to("reg", &[], false)
+            .refuse_shared_tags([(&c, &one), (&d, &two), (&a, &two)])
+            .unwrap();
     }
 
     #[test]

@@ -137,6 +137,11 @@ impl View {
                 images.push((name, root, record.subject.clone()));
             }
         }
+        target.refuse_shared_tags(
+            images
+                .iter()
+                .filter_map(|(name, root, _)| Some((name.as_ref()?, &root.digest))),
+        )?;
         for (name, root, subject) in images {
             let repo = match (&name, &subject) {
                 (Some(n), _) => target.repository(n),

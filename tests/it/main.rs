@@ -18,6 +18,7 @@ mod import;
 mod inventory;
 mod keys;
 mod leftovers;
+mod names;
 mod pack;
 mod parity_trust;
 mod progress_truth;
