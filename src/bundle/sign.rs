@@ -334,7 +334,7 @@ fn decrypt_private(path: &Path, pem: &str, passphrase: &str) -> Result<SigningKe
         key_error_hint(
             path,
             "the passphrase does not decrypt it",
-            "give the passphrase the key was encrypted with (typed, or --passphrase-file FILE)",
+            "give the passphrase the key was encrypted with (typed, or --passphrase-file FILE); if it is the right one, the key file is damaged",
         )
     };
     let plain = zeroize::Zeroizing::new(

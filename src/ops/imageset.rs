@@ -338,15 +338,15 @@ fn filtered(
         let name = format!("{}:{tag}", repo.name());
         match named.get(&name) {
             Some(&j) if set.images[j].tags.is_some() => {
+                let first = set.images[j].tags.as_ref().map_or(0, |f| f.line);
                 return Err(set.selects_nothing(
                     filter.line,
                     format!("images[{i}].tags"),
                     format!(
-                        "keeps {name}, which the filter of images[{j}] (line {}) keeps already",
-                        set.images[j].line
+                        "keeps {name}, which the filter of images[{j}] (line {first}) keeps already"
                     ),
                     "name each image once: change one of the two filters so that they keep different tags",
-                ))
+                ));
             }
             Some(_) => {}
             None => mine.push(tag.clone()),

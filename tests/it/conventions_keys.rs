@@ -549,7 +549,7 @@ fn a_key_encrypted_by_openssl_signs_a_pack_and_a_wrong_passphrase_is_named() {
     .fails();
     insta::assert_snapshot!(err, @r"
     airlock: error: key enc.pem: the passphrase does not decrypt it
-      hint: give the passphrase the key was encrypted with (typed, or --passphrase-file FILE)
+      hint: give the passphrase the key was encrypted with (typed, or --passphrase-file FILE); if it is the right one, the key file is damaged
     ");
     assert!(!t.path().join("c.airlock").exists());
     // No terminal to ask on, and no file: said, not hung.

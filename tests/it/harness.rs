@@ -42,8 +42,8 @@ pub fn free_port() -> u16 {
             .unwrap()
             .port();
     }
-    // Runs one after the other start at different places, away from ports
-    // a previous run may still hold in TIME_WAIT.
+    // Two suites at once on one machine (a rehearsal beside a run) start
+    // at different places.
     let start = std::process::id() as usize * 97;
     loop {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);

@@ -54,12 +54,9 @@ fn airlock_stdin(args: &[&str], cwd: &Path, input: &str) -> Run {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
+    // A command that refuses before it reads (`-f -` beside `bundle:-`)
+    // may have exited already: a broken pipe here is its answer, not ours.
+    let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
     Run {
         cmd: format!("airlock {} < (stdin)", args.join(" ")),
         out: child.wait_with_output().unwrap(),
@@ -487,11 +484,12 @@ fn referrers_travel_unless_the_set_or_the_command_line_turns_them_off_and_their_
 }
 
 /// One image named twice in a set was refused by the plan as "given
-/// twice, by X and by X", naming no line of the set. By two entries, it is
-/// now refused at the second's line, naming the first's, before any
-/// registry is asked, with nothing written. By an entry and a `tags`
-/// filter, the filter leaves it to the entry and its platforms (as a
-/// catalog does). By two filters: refused, naming both lines.
+/// twice, by X and by X", naming no line of the set. By two entries with
+/// other platforms, it is now refused at the second's line, naming the
+/// first's, before any registry is asked, with nothing written; with the
+/// same platforms it is carried once. By an entry and a `tags` filter, the
+/// filter leaves it to the entry and its platforms (as a catalog does). By
+/// two filters: refused, naming both filters' lines.
 #[test]
 fn an_image_named_twice_in_a_set_is_refused_at_its_line_or_left_to_its_entry() {
     let t = scratch();
@@ -517,10 +515,21 @@ fn an_image_named_twice_in_a_set_is_refused_at_its_line_or_left_to_its_entry() {
     )
     .fails_usage();
     snapshot!(t.path(), err, @r#"
-    airlock: error: set.yaml:6: images[1]: "[REG]/team/multi:1" names the image images[0] names already (line 4)
+    airlock: error: set.yaml:6: images[1]: "[REG]/team/multi:1" names the image images[0] (line 4) names, with other platforms
       hint: name each image once; list every platform it needs in that entry
     "#);
     assert!(!t.path().join("out.airlock").exists());
+
+    // The same entry twice, however written, is one image.
+    pack(
+        "  - ref: REG/team/multi:1\n    platforms: [linux/arm64]\n  - ref: docker://REG/team/multi:1\n    platforms: [linux/arm64]\n",
+    )
+    .ok();
+    assert_eq!(
+        images(&t.path().join("out.airlock"), &reg),
+        ["REG/team/multi:1 linux/arm64"]
+    );
+    std::fs::remove_file(t.path().join("out.airlock")).unwrap();
 
     pack(
         "  - ref: REG/team/multi\n    tags: {include: '^1$'}\n    platforms: [linux/amd64]\n  - ref: REG/team/multi:1\n    platforms: [linux/arm64]\n  - ref: REG/team/app\n    tags: {include: '^1\\.26\\.'}\n",
@@ -540,7 +549,7 @@ fn an_image_named_twice_in_a_set_is_refused_at_its_line_or_left_to_its_entry() {
     )
     .fails_usage();
     snapshot!(t.path(), err, @r"
-    airlock: error: set.yaml:7: images[1].tags: keeps [REG]/team/app:1.25.0, which the filter of images[0] (line 4) keeps already
+    airlock: error: set.yaml:7: images[1].tags: keeps [REG]/team/app:1.25.0, which the filter of images[0] (line 5) keeps already
       hint: name each image once: change one of the two filters so that they keep different tags
     ");
     assert!(!t.path().join("out.airlock").exists());

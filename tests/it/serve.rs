@@ -1078,15 +1078,18 @@ fn connections_past_the_limit_get_503_and_the_others_go_on() {
         .to_string();
     // Each proves it holds a slot by its answer's first line: the thread of
     // the curl before may not have counted itself down yet.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let busy: Vec<std::net::TcpStream> = (0..2)
         .map(|_| loop {
             let mut c = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
             write!(c, "GET /v2/large/blobs/{layer} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
             let mut head = [0u8; 12];
             c.read_exact(&mut head).unwrap();
             if &head == b"HTTP/1.1 200" {
                 break c;
             }
+            assert!(std::time::Instant::now() < deadline, "no slot in 20 s");
             std::thread::sleep(Duration::from_millis(100));
         })
         .collect();

@@ -600,7 +600,7 @@ fn key_mix_ups_are_named() {
     .fails();
     insta::assert_snapshot!(err, @r"
     airlock: error: key locked: the passphrase does not decrypt it
-      hint: give the passphrase the key was encrypted with (typed, or --passphrase-file FILE)
+      hint: give the passphrase the key was encrypted with (typed, or --passphrase-file FILE); if it is the right one, the key file is damaged
     ");
     let err = airlock(&["verify", &b, "--pub", "signer"], dir).fails();
     insta::assert_snapshot!(err, @r"

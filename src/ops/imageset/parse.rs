@@ -97,7 +97,7 @@ pub fn parse(text: &str, file: &Path, base: &Path) -> Result<ImageSet> {
         Some((k, l)) if k != KIND => return Err(p.err(l, "kind", format!("{k:?} is not {KIND}"))),
         Some(_) => {}
     }
-    p.each_image_once(&set.images)?;
+    set.images = p.each_image_once(std::mem::take(&mut set.images))?;
     if set.images.is_empty() && set.catalogs.is_empty() {
         return Err(p.err(
             line(root),
@@ -106,6 +106,31 @@ pub fn parse(text: &str, file: &Path, base: &Path) -> Result<ImageSet> {
         ));
     }
     Ok(set)
+}
+
+/// What an entry without a tags filter names, the same however written:
+/// a registry reference normalised (`docker.io/library`, `latest`), a
+/// local path without `.` components. `None`: nothing to compare.
+fn same_image(entry: &Entry) -> Option<String> {
+    if entry.tags.is_some() {
+        return None;
+    }
+    // `./l`, `a/./l` and `l` are one directory: components see the inner
+    // `.` but keep a leading one.
+    let local = |kind: &str, path: &Path, reference: &Option<String>| {
+        let path: PathBuf = path
+            .components()
+            .filter(|c| *c != std::path::Component::CurDir)
+            .collect();
+        format!("{kind}:{}:{reference:?}", path.display())
+    };
+    Some(match &entry.spec {
+        SourceSpec::Registry(r) => format!("docker://{}", Reference::parse(r).ok()?),
+        SourceSpec::OciDir { path, reference } => local("oci", path, reference),
+        SourceSpec::OciArchive { path, reference } => local("oci-archive", path, reference),
+        SourceSpec::DockerArchive { path, reference } => local("docker-archive", path, reference),
+        SourceSpec::Bundle(_) => return None,
+    })
 }
 
 /// The YAML loader recurses once per level of nesting and limits only flow
@@ -272,51 +297,43 @@ impl Parser<'_> {
         })
     }
 
-    /// Two entries that name one image are refused with both lines, before
-    /// any registry is asked (the plan's own "given twice" names no line).
-    /// Entries with a tags filter are settled in `open`, once their tags
-    /// are known.
-    fn each_image_once(&self, images: &[Entry]) -> Result<()> {
+    /// Two entries that name one image: the same platforms (a repeated
+    /// entry, a YAML alias) are carried once, the later entry dropped;
+    /// different ones are refused with both lines, before any registry is
+    /// asked (the plan would keep one entry's platforms, or refuse without
+    /// a line). Entries with a tags filter are settled in `open`, once
+    /// their tags are known.
+    fn each_image_once(&self, images: Vec<Entry>) -> Result<Vec<Entry>> {
         let mut first = std::collections::HashMap::new();
-        for (i, entry) in images.iter().enumerate() {
-            if entry.tags.is_some() {
+        let mut kept: Vec<Entry> = Vec::with_capacity(images.len());
+        for (i, entry) in images.into_iter().enumerate() {
+            let Some(image) = same_image(&entry) else {
+                kept.push(entry);
+                continue;
+            };
+            let Some(&(j, at)) = first.get(&image) else {
+                first.insert(image, (i, kept.len()));
+                kept.push(entry);
+                continue;
+            };
+            let earlier: &Entry = &kept[at];
+            if earlier.platforms == entry.platforms {
                 continue;
             }
-            // `a/./b` and `a/b` are one directory; Path's equality and
-            // components see that, its text does not.
-            let local = |kind: &str, path: &Path, reference: &Option<String>| {
-                let path: PathBuf = path.components().collect();
-                format!("{kind}:{}:{reference:?}", path.display())
-            };
-            let image = match &entry.spec {
-                SourceSpec::Registry(r) => match Reference::parse(r) {
-                    Ok(r) => format!("docker://{r}"),
-                    Err(_) => continue,
-                },
-                SourceSpec::OciDir { path, reference } => local("oci", path, reference),
-                SourceSpec::OciArchive { path, reference } => local("oci-archive", path, reference),
-                SourceSpec::DockerArchive { path, reference } => {
-                    local("docker-archive", path, reference)
-                }
-                SourceSpec::Bundle(_) => continue,
-            };
-            if let Some(&(j, at)) = first.get(&image) {
-                return Err(Error::ImageSet {
-                    file: self.file.to_path_buf(),
-                    line: entry.line,
-                    field: format!("images[{i}]"),
-                    reason: format!(
-                        "{:?} names the image images[{j}] names already (line {at})",
-                        entry.text
-                    ),
-                    hint: Some(
-                        "name each image once; list every platform it needs in that entry".into(),
-                    ),
-                });
-            }
-            first.insert(image, (i, entry.line));
+            return Err(Error::ImageSet {
+                file: self.file.to_path_buf(),
+                line: entry.line,
+                field: format!("images[{i}]"),
+                reason: format!(
+                    "{:?} names the image images[{j}] (line {}) names, with other platforms",
+                    entry.text, earlier.line
+                ),
+                hint: Some(
+                    "name each image once; list every platform it needs in that entry".into(),
+                ),
+            });
         }
-        Ok(())
+        Ok(kept)
     }
 
     fn catalog(&self, n: &MarkedYaml, path: &str) -> Result<Catalog> {

@@ -225,18 +225,36 @@ fn anchors_and_aliases_are_read_as_copies() {
     let platforms: Vec<_> = set.images.iter().map(|e| e.platforms.clone()).collect();
     assert_eq!(platforms[0], platforms[1]);
     assert_eq!(platforms[0].as_ref().map(Vec::len), Some(1));
+    // A whole entry repeated by an alias is one image.
+    let set = parsed(&format!("{HEAD}images:\n  - &a {{ref: a/b:1}}\n  - *a\n"));
+    let refs: Vec<&str> = set.images.iter().map(|e| e.text.as_str()).collect();
+    assert_eq!(refs, ["a/b:1"]);
 }
 
-/// Two entries naming one image, however written, are refused at the
+/// Two entries naming one image, however its reference or path is written:
+/// with the same platforms, carried once; with others, refused at the
 /// second's line, naming the first's.
 #[test]
-fn an_image_named_twice_is_refused_with_both_lines() {
-    insta::assert_snapshot!(refused("images:\n  - ref: r.local/a:1\n    platforms: [linux/amd64]\n  - ref: docker://r.local/a:1\n    platforms: [linux/arm64]\n"), @r#"sets/set.yaml:6: images[1]: "docker://r.local/a:1" names the image images[0] names already (line 4)"#);
-    insta::assert_snapshot!(refused("images:\n  - ref: oci:layout:app\n  - ref: oci:./layout:app\n"), @r#"sets/set.yaml:5: images[1]: "oci:./layout:app" names the image images[0] names already (line 4)"#);
+fn an_image_named_twice_is_carried_once_or_refused_with_both_lines() {
+    insta::assert_snapshot!(refused("images:\n  - ref: r.local/a:1\n    platforms: [linux/amd64]\n  - ref: docker://r.local/a:1\n    platforms: [linux/arm64]\n"), @r#"sets/set.yaml:6: images[1]: "docker://r.local/a:1" names the image images[0] (line 4) names, with other platforms"#);
+    insta::assert_snapshot!(refused("images:\n  - ref: oci:layout:app\n  - ref: oci:./layout:app\n    platforms: [linux/arm64]\n"), @r#"sets/set.yaml:5: images[1]: "oci:./layout:app" names the image images[0] (line 4) names, with other platforms"#);
+    // In the current directory (`-f set.yaml`, `-f -`), where a leading
+    // `./` stays in the joined path.
+    let err = parse(
+        &format!("{HEAD}images:\n  - ref: oci:layout:app\n  - ref: oci:./layout:app\n    platforms: [linux/arm64]\n"),
+        Path::new("set.yaml"),
+        Path::new(""),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("names the image images[0]"),
+        "{err}"
+    );
     let set = parsed(&format!(
-        "{HEAD}images:\n  - ref: r.local/a:1\n  - ref: r.local/a:2\n  - ref: r.local/a\n    tags: {{include: '^1$'}}\n"
+        "{HEAD}images:\n  - ref: r.local/a:1\n  - ref: docker://r.local/a:1\n  - ref: r.local/a:2\n  - ref: r.local/a\n    tags: {{include: '^1$'}}\n"
     ));
-    assert_eq!(set.images.len(), 3);
+    let refs: Vec<&str> = set.images.iter().map(|e| e.text.as_str()).collect();
+    assert_eq!(refs, ["r.local/a:1", "r.local/a:2", "r.local/a"]);
 }
 
 #[test]
