@@ -143,13 +143,25 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// Where `scratch` puts its folders, as a pattern: `$TMPDIR` may be set.
+fn scratch_paths() -> &'static str {
+    static PATTERN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATTERN.get_or_init(|| {
+        let tmp = std::env::temp_dir();
+        format!(
+            r"{}/airlock-test[^\s:,)]*/",
+            regex::escape(tmp.to_str().unwrap().trim_end_matches('/'))
+        )
+    })
+}
+
 /// Digests and paths vary between runs; messages are compared without them.
 fn filters() -> Vec<(&'static str, &'static str)> {
     vec![
         (r"sha256:[0-9a-f]{64}", "[DIGEST]"),
         (r"sha256:[0-9a-f]{12}", "[SHORT]"),
         (r"\b[0-9a-f]{64}\b", "[KEY]"),
-        (r"/tmp/airlock-test[^\s:,)]*/", "[DIR]/"),
+        (scratch_paths(), "[DIR]/"),
         (r"\d+(\.\d+)? [KM]iB", "[SIZE]"),
         (r"\b\d+ bytes", "[N] bytes"),
         (r"but \d+ were", "but [N] were"),
