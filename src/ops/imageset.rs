@@ -319,7 +319,7 @@ fn filtered(
     // order and this message should not depend on it.
     let mut seen = RegistrySource::tags(&repo, ctx)?;
     seen.sort();
-    let mut kept: Vec<String> = seen.iter().filter(|t| filter.keeps(t)).cloned().collect();
+    let kept: Vec<String> = seen.iter().filter(|t| filter.keeps(t)).cloned().collect();
     if kept.is_empty() {
         return Err(set.selects_nothing(
             filter.line,
@@ -334,32 +334,31 @@ fn filtered(
         ));
     }
     let mut mine = Vec::new();
-    for tag in &kept {
+    for tag in kept {
         let name = format!("{}:{tag}", repo.name());
-        match named.get(&name) {
-            Some(&j) if set.images[j].tags.is_some() => {
-                let first = set.images[j].tags.as_ref().map_or(0, |f| f.line);
-                return Err(set.selects_nothing(
-                    filter.line,
-                    format!("images[{i}].tags"),
-                    format!(
-                        "keeps {name}, which the filter of images[{j}] (line {first}) keeps already"
-                    ),
-                    "name each image once: change one of the two filters so that they keep different tags",
-                ));
-            }
-            Some(_) => {}
-            None => mine.push(tag.clone()),
+        let Some(&j) = named.get(&name) else {
+            mine.push(tag);
+            continue;
+        };
+        if let Some(first) = &set.images[j].tags {
+            return Err(set.selects_nothing(
+                filter.line,
+                format!("images[{i}].tags"),
+                format!(
+                    "keeps {name}, which the filter of images[{j}] (line {}) keeps already",
+                    first.line
+                ),
+                "name each image once: change one of the two filters so that they keep different tags",
+            ));
         }
+    }
+    if mine.is_empty() {
+        return Ok(None);
     }
     for tag in &mine {
         named.insert(format!("{}:{tag}", repo.name()), i);
     }
-    kept = mine;
-    if kept.is_empty() {
-        return Ok(None);
-    }
-    let source = RegistrySource::tagged(&format!("docker://{}", repo.name()), &repo, &kept, ctx)?;
+    let source = RegistrySource::tagged(&format!("docker://{}", repo.name()), &repo, &mine, ctx)?;
     Ok(Some(source))
 }
 
